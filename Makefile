@@ -1,0 +1,42 @@
+# Thin wrappers: every target sets up what it needs on a fresh machine first.
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PROTOS := $(wildcard protos/videogen/v1/*.proto)
+
+.PHONY: help venv proto run test lint fmt clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@scripts/bootstrap.sh "$(PYTHON)" "$(VENV)"
+	@touch $@
+
+venv: $(STAMP) ## create .venv and install the dependencies
+
+proto: $(STAMP) ## generate the Python code of protos/ into gen/
+	@$(PY) scripts/protogen.py gen
+
+run: $(STAMP) ## start the whole system in the foreground (Ctrl-C stops it)
+	@$(PY) -m services.run
+
+test: $(STAMP) ## run every test
+	@$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff and mypy --strict
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+	@$(VENV)/bin/mypy
+
+fmt: $(STAMP) ## format and autofix
+	@$(VENV)/bin/ruff format .
+	@$(VENV)/bin/ruff check --fix .
+
+clean: ## remove the virtual environment and caches (keeps .data/)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Creates the virtual environment and installs the pinned dependencies.
+set -euo pipefail
+python=${1:-python3}
+venv=${2:-.venv}
+root=$(cd "$(dirname "$0")/.." && pwd)
+
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  echo "bootstrap: Python 3.11 or newer is needed as '$python' (set PYTHON=...)" >&2
+  exit 1
+fi
+if ! "$python" -c 'import venv, ensurepip' 2>/dev/null; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    echo "bootstrap: installing python3-venv with apt-get"
+    apt-get update -qq && apt-get install -y -qq python3-venv
+  else
+    echo "bootstrap: the venv module is missing; install python3-venv" >&2
+    exit 1
+  fi
+fi
+echo "bootstrap: creating $venv and installing dependencies (a minute on a fresh machine)"
+[ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+"$venv/bin/python" -m pip install --quiet --upgrade pip
+"$venv/bin/python" -m pip install --quiet --progress-bar off -r "$root/requirements-dev.txt"
+# The project's own packages are imported from the checkout: services/ and the generated gen/.
+site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+printf '%s\n%s\n' "$root" "$root/gen" > "$site/videogen-checkout.pth"
+echo "bootstrap: ready"

@@ -1,0 +1,1 @@
+"""VideoGen backend services."""

@@ -1,0 +1,1 @@
+"""Code every service shares: settings, logging, database, gRPC bootstrap, metrics."""

@@ -1,0 +1,46 @@
+"""Domain errors with the gRPC status each one means, mapped to statuses in one place."""
+
+from __future__ import annotations
+
+import grpc
+
+
+class DomainError(Exception):
+    """A failure the caller can understand; its message is safe to show."""
+
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+
+
+class InvalidArgument(DomainError):
+    """A field of the request is wrong; the message starts with the field's name."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+    def __init__(self, field: str, description: str) -> None:
+        super().__init__(f"{field}: {description}")
+        self.field = field
+        self.description = description
+
+
+class NotFound(DomainError):
+    """The named entity does not exist."""
+
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class FailedPrecondition(DomainError):
+    """The entity is not in a state that allows the call."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class AlreadyExists(DomainError):
+    """The entity exists already with other content."""
+
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+
+class Unavailable(DomainError):
+    """A dependency does not answer; the call may succeed later."""
+
+    code = grpc.StatusCode.UNAVAILABLE

@@ -1,0 +1,115 @@
+"""gRPC server bootstrap: health, reflection, the interceptor, and a graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
+from grpc_reflection.v1alpha import reflection
+
+from services.core.interceptors import ServiceInterceptor
+from services.core.logging import get_logger
+
+log = get_logger(__name__)
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+@dataclass(frozen=True)
+class ServiceBinding:
+    """A servicer, the generated function that registers it, and its full service name."""
+
+    servicer: Any
+    register: Callable[[Any, grpc.aio.Server], None]
+    name: str
+
+
+@dataclass
+class GrpcApp:
+    """A started gRPC server with its health servicer."""
+
+    server: grpc.aio.Server
+    health: health_aio.HealthServicer
+    port: int
+    service_names: tuple[str, ...]
+    serving: bool | None = field(default=None)
+
+    async def set_serving(self, serving: bool) -> None:
+        """Reports SERVING or NOT_SERVING for "" and every service of the server."""
+        if serving == self.serving:
+            return
+        self.serving = serving
+        status = SERVING if serving else NOT_SERVING
+        for name in ("", *self.service_names):
+            await self.health.set(name, status)
+
+    async def stop(self, grace: float) -> None:
+        """Turns NOT_SERVING, lets calls in flight finish within grace, then stops."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+
+
+async def start_grpc_app(bindings: Sequence[ServiceBinding], *, address: str, max_message_bytes: int) -> GrpcApp:
+    """Builds and starts a server on address ("host:0" picks a free port); NOT_SERVING until told."""
+    options = [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.so_reuseport", 0),
+    ]
+    server = grpc.aio.server(interceptors=[ServiceInterceptor()], options=options)
+    health = health_aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    for binding in bindings:
+        binding.register(binding.servicer, server)
+    names = tuple(binding.name for binding in bindings)
+    reflection.enable_server_reflection(
+        (*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
+    )
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"cannot bind gRPC server to {address}")
+    await server.start()
+    app = GrpcApp(server=server, health=health, port=port, service_names=names)
+    await app.set_serving(False)
+    return app
+
+
+async def watch_dependency(app: GrpcApp, check: Callable[[], Awaitable[bool]], *, interval: float, name: str) -> None:
+    """Keeps the health status equal to what check() says, every interval seconds."""
+    while True:
+        try:
+            healthy = await check()
+        except Exception:
+            log.exception("dependency.check_failed", dependency=name)
+            healthy = False
+        if healthy != app.serving:
+            log.info("dependency.reachable" if healthy else "dependency.unreachable", dependency=name)
+        await app.set_serving(healthy)
+        await asyncio.sleep(interval)
+
+
+async def wait_for_stop_signal() -> signal.Signals:
+    """Returns once SIGTERM or SIGINT arrives."""
+    loop = asyncio.get_running_loop()
+    received: asyncio.Future[signal.Signals] = loop.create_future()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if not received.done():
+            received.set_result(sig)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        return await received
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)

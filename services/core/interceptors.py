@@ -1,0 +1,140 @@
+"""One server interceptor: request id, metrics, and domain errors turned into gRPC statuses."""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import grpc
+import structlog
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from services.core import db
+from services.core.errors import DomainError, InvalidArgument
+from services.core.logging import REQUEST_ID_HEADER, get_logger, new_request_id
+from services.core.metrics import GRPC_HANDLED, GRPC_LATENCY, GRPC_STARTED
+
+log = get_logger(__name__)
+
+if TYPE_CHECKING:
+    Handler: TypeAlias = grpc.RpcMethodHandler[Any, Any]
+    _Interceptor: TypeAlias = grpc.aio.ServerInterceptor[Any, Any]
+else:
+    Handler = grpc.RpcMethodHandler
+    _Interceptor = grpc.aio.ServerInterceptor
+Continuation: TypeAlias = Callable[[grpc.HandlerCallDetails], Awaitable["Handler | None"]]
+
+
+def _status_of(exc: BaseException) -> tuple[grpc.StatusCode, str, tuple[tuple[str, str | bytes], ...]]:
+    """The status an exception answers, its message, and trailing metadata with details."""
+    if isinstance(exc, InvalidArgument):
+        violation = error_details_pb2.BadRequest.FieldViolation(field=exc.field, description=exc.description)
+        detail = any_pb2.Any()
+        detail.Pack(error_details_pb2.BadRequest(field_violations=[violation]))
+        rich = rpc_status.to_status(
+            status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=str(exc), details=[detail])
+        )
+        return rich.code, rich.details, tuple(rich.trailing_metadata)
+    if isinstance(exc, DomainError):
+        return exc.code, str(exc), ()
+    if db.is_unavailable(exc):
+        return grpc.StatusCode.UNAVAILABLE, "the database is unavailable, try again later", ()
+    return grpc.StatusCode.INTERNAL, "internal error", ()
+
+
+class ServiceInterceptor(_Interceptor):
+    """Binds the caller's request id, counts and times each RPC, and maps its errors."""
+
+    async def intercept_service(  # type: ignore[override]
+        self, continuation: Continuation, details: grpc.HandlerCallDetails
+    ) -> Handler | None:
+        handler = await continuation(details)
+        if handler is None:
+            return None
+        service, _, method = details.method.lstrip("/").rpartition("/")
+        request_id = _request_id(details)
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                _wrap_unary(handler.unary_unary, service, method, request_id),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                _wrap_stream(handler.unary_stream, service, method, request_id),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+
+def _request_id(details: grpc.HandlerCallDetails) -> str:
+    for key, value in details.invocation_metadata or ():
+        if key == REQUEST_ID_HEADER and isinstance(value, str) and 0 < len(value) <= 128:
+            return value
+    return new_request_id()
+
+
+class _Call:
+    """The bookkeeping of one RPC: context binding, metrics and error mapping."""
+
+    def __init__(self, service: str, method: str, request_id: str) -> None:
+        self.service, self.method = service, method
+        structlog.contextvars.bind_contextvars(request_id=request_id, rpc=method)
+        GRPC_STARTED.labels(service, method).inc()
+        self.started = time.perf_counter()
+        self.code = grpc.StatusCode.OK
+
+    async def fail(self, exc: BaseException, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        if isinstance(exc, grpc.aio.AbortError):
+            self.code = context.code() or grpc.StatusCode.UNKNOWN
+            raise exc
+        self.code, message, trailers = _status_of(exc)
+        if self.code is grpc.StatusCode.INTERNAL:
+            log.exception("rpc.failed")
+        elif self.code is grpc.StatusCode.UNAVAILABLE:
+            log.warning("rpc.unavailable", error=repr(exc))
+        await context.abort(self.code, message, trailers)
+
+    def finish(self) -> None:
+        GRPC_HANDLED.labels(self.service, self.method, self.code.name).inc()
+        GRPC_LATENCY.labels(self.service, self.method).observe(time.perf_counter() - self.started)
+
+
+def _wrap_unary(
+    inner: Callable[[Any, Any], Awaitable[Any]], service: str, method: str, request_id: str
+) -> Callable[[Any, Any], Awaitable[Any]]:
+    async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        call = _Call(service, method, request_id)
+        try:
+            return await inner(request, context)
+        except Exception as exc:
+            await call.fail(exc, context)
+        finally:
+            call.finish()
+
+    return unary
+
+
+def _wrap_stream(
+    inner: Callable[[Any, Any], Any], service: str, method: str, request_id: str
+) -> Callable[[Any, Any], Any]:
+    if not inspect.isasyncgenfunction(inner):
+        # A handler that writes with context.write() (grpc.health.v1 Watch) is a coroutine.
+        return _wrap_unary(inner, service, method, request_id)
+
+    async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        call = _Call(service, method, request_id)
+        try:
+            async for response in inner(request, context):
+                yield response
+        except Exception as exc:
+            await call.fail(exc, context)
+        finally:
+            call.finish()
+
+    return stream

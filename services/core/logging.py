@@ -1,0 +1,58 @@
+"""Structured JSON logs on stdout, with the request id bound from context."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import uuid
+
+import structlog
+from structlog.typing import FilteringBoundLogger
+
+REQUEST_ID_HEADER = "x-request-id"
+
+
+def configure_logging(*, service: str, level: str) -> None:
+    """Sends structlog and standard-library records as one JSON object per line."""
+    shared: list[structlog.typing.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.EventRenamer("event"),
+    ]
+    structlog.configure(
+        processors=[
+            *shared,
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
+        logger_factory=structlog.WriteLoggerFactory(sys.stdout),
+        cache_logger_on_first_use=False,
+    )
+    structlog.contextvars.bind_contextvars(service=service)
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                structlog.processors.JSONRenderer(),
+            ],
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING if level == "DEBUG" else level)
+
+
+def get_logger(name: str) -> FilteringBoundLogger:
+    """A structlog logger for one module."""
+    logger: FilteringBoundLogger = structlog.get_logger(name)
+    return logger
+
+
+def new_request_id() -> str:
+    """A fresh request id for work that no caller named."""
+    return uuid.uuid4().hex

@@ -1,0 +1,100 @@
+"""Brings the database schema to the newest migration, safely from many processes at once."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, text
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+from services.core.db import async_url
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# Any constant works: it only has to be the same in every process that migrates.
+_LOCK_KEY = 0x766964656F67656E
+
+
+def alembic_config() -> Config:
+    """The Alembic configuration, without an ini file."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("path_separator", "os")
+    return config
+
+
+async def upgrade(database_url: str, revision: str = "head") -> None:
+    """Upgrades to revision under an advisory lock, in one transaction."""
+    engine = create_async_engine(async_url(database_url), poolclass=NullPool)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+            await connection.run_sync(_run, "upgrade", revision)
+    finally:
+        await engine.dispose()
+
+
+async def current(database_url: str) -> str | None:
+    """The revision the database is at, or None before the first migration."""
+    engine = create_async_engine(async_url(database_url), poolclass=NullPool)
+    try:
+        async with engine.connect() as connection:
+            exists = await connection.scalar(text("SELECT to_regclass('alembic_version') IS NOT NULL"))
+            if not exists:
+                return None
+            version = await connection.scalar(text("SELECT version_num FROM alembic_version"))
+            return str(version) if version is not None else None
+    finally:
+        await engine.dispose()
+
+
+async def upgrade_when_reachable(database_url: str, *, timeout: float) -> None:
+    """Upgrades to head, waiting up to timeout seconds for the database to answer."""
+    from services.core.db import is_unavailable
+    from services.core.logging import get_logger
+
+    log = get_logger(__name__)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            await upgrade(database_url)
+            return
+        except Exception as exc:
+            if not is_unavailable(exc) or loop.time() > deadline:
+                raise
+            log.warning("database.waiting", error=repr(exc))
+            await asyncio.sleep(1)
+
+
+def _run(connection: Connection, action: str, revision: str) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    if action == "upgrade":
+        command.upgrade(config, revision)
+    else:
+        command.downgrade(config, revision)
+
+
+def main() -> None:
+    """`python -m services.core.migrate [revision]`: upgrade DATABASE_URL (or the embedded one)."""
+    from services.core.embedded import resolve_database_url
+    from services.core.logging import configure_logging, get_logger
+    from services.core.settings import CoreSettings, load_settings
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("revision", nargs="?", default="head")
+    args = parser.parse_args()
+    settings = load_settings(CoreSettings)
+    configure_logging(service="migrate", level=settings.log_level)
+    url = resolve_database_url(settings)
+    asyncio.run(upgrade(url, args.revision))
+    get_logger(__name__).info("database.migrated", revision=asyncio.run(current(url)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""The database schema: jobs, provider health and telemetry metrics."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from services.core.ids import new_cuid
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+JOB_STATUSES = ("queued", "processing", "completed", "failed", "cancelled")
+PROVIDER_STATUSES = ("healthy", "degraded", "unhealthy")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    """Declarative base with stable constraint names for migrations."""
+
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Job(Base):
+    """A video generation job (the seed's Jobs table)."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_cuid)
+    user_id: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16), server_default="queued")
+    prompt: Mapped[str] = mapped_column(Text)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONB, server_default=text("'{}'::jsonb"))
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    retry_count: Mapped[int] = mapped_column(Integer, server_default="0")
+    max_retries: Mapped[int] = mapped_column(Integer, server_default="3")
+    used_provider: Mapped[str | None] = mapped_column(String(64))
+    used_model: Mapped[str | None] = mapped_column(String(128))
+    generation_time_ms: Mapped[int | None] = mapped_column(BigInteger)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    queue: Mapped[str] = mapped_column(String(32), server_default="default")
+    progress_percent: Mapped[int] = mapped_column(SmallInteger, server_default="0")
+    progress_stage: Mapped[str] = mapped_column(String(64), server_default="")
+    worker_id: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint(_in("status", JOB_STATUSES), name="status"),
+        CheckConstraint("max_retries BETWEEN 0 AND 10", name="max_retries"),
+        CheckConstraint("retry_count BETWEEN 0 AND max_retries", name="retry_count"),
+        CheckConstraint("progress_percent BETWEEN 0 AND 100", name="progress_percent"),
+        # Newest first, with the id as a tie-breaker, for every filter combination of the list.
+        Index("ix_jobs_created", created_at.desc(), id.desc()),
+        Index("ix_jobs_user_created", user_id, created_at.desc(), id.desc()),
+        Index("ix_jobs_status_created", status, created_at.desc(), id.desc()),
+        Index("ix_jobs_user_status_created", user_id, status, created_at.desc(), id.desc()),
+    )
+
+
+class ProviderHealth(Base):
+    """Health and cost of one video generation provider (the seed's Provider Health table)."""
+
+    __tablename__ = "provider_health"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_cuid)
+    provider: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(16), server_default="healthy")
+    last_checked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    consecutive_failures: Mapped[int] = mapped_column(Integer, server_default="0")
+    avg_response_time_ms: Mapped[float] = mapped_column(Double, server_default="0")
+    cost_per_request: Mapped[float] = mapped_column(Double, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (CheckConstraint(_in("status", PROVIDER_STATUSES), name="status"),)
+
+
+class Metric(Base):
+    """One telemetry point (the seed's Metrics table)."""
+
+    __tablename__ = "metrics"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_cuid)
+    component: Mapped[str] = mapped_column(String(32))
+    metric: Mapped[str] = mapped_column(String(128))
+    value: Mapped[float] = mapped_column(Double)
+    tags: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint(_in("component", ("api", "worker", "database", "provider")), name="component"),
+        Index("ix_metrics_component_metric_created", component, metric, created_at.desc()),
+        Index("ix_metrics_job_id", job_id),
+    )

@@ -1,0 +1,138 @@
+"""Settings shared by every service, read once from the environment and validated."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Literal, TypeVar
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# The placeholder secrets of .env.example: fine on a laptop, refused in production.
+EXAMPLE_SECRET_KEY = "change-me-secret-key"
+EXAMPLE_API_KEY = "change-me-api-key"
+
+Port = Annotated[int, Field(ge=0, le=65535)]
+PositiveSeconds = Annotated[float, Field(gt=0)]
+
+
+class CoreSettings(BaseSettings):
+    """Every variable of the seed README plus the addresses of the services."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", validate_default=True)
+
+    # Application
+    app_name: str = "videogen"
+    app_env: Literal["development", "test", "staging", "production"] = "development"
+    app_debug: bool = False
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+
+    # REST gateway
+    api_host: str = "0.0.0.0"
+    api_port: Port = 8080
+    api_workers: Annotated[int, Field(ge=1, le=64)] = 1
+
+    # Database: unset means an embedded PostgreSQL under DATA_DIR.
+    database_url: str | None = None
+    postgres_user: str = "postgres"
+    postgres_password: SecretStr = SecretStr("")
+    postgres_db: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")] = "videogen"
+    db_pool_size: Annotated[int, Field(ge=1, le=200)] = 10
+    db_max_overflow: Annotated[int, Field(ge=0, le=200)] = 10
+    db_connect_timeout: PositiveSeconds = 5.0
+    db_statement_timeout: PositiveSeconds = 30.0
+
+    # Redis: unset means an embedded Redis under DATA_DIR.
+    redis_url: str | None = None
+    redis_host: str = "127.0.0.1"
+    redis_port: Port = 6379
+
+    # Celery
+    celery_broker_url: str | None = None
+    celery_result_backend: str | None = None
+    celery_task_time_limit: PositiveSeconds = 4000
+    celery_task_soft_time_limit: PositiveSeconds = 3600
+    job_retry_backoff_base: PositiveSeconds = 60
+    job_retry_backoff_max: PositiveSeconds = 3600
+    job_retry_jitter: bool = True
+
+    # Security
+    secret_key: SecretStr = SecretStr(EXAMPLE_SECRET_KEY)
+    api_key: SecretStr = SecretStr(EXAMPLE_API_KEY)
+
+    # CORS: a comma-separated list of origins.
+    cors_origins: Annotated[list[str], NoDecode] = ["http://localhost:3000"]
+
+    # Where embedded servers and media live when nothing else is configured.
+    data_dir: Path = Path(".data")
+
+    # Ports and addresses of the processes (contract.md).
+    grpc_bind_host: str = "0.0.0.0"
+    metrics_bind_host: str = "0.0.0.0"
+    edge_port: Port = 8000
+    envoy_admin_port: Port = 9901
+    jobs_grpc_port: Port = 50051
+    jobs_metrics_port: Port = 9101
+    providers_grpc_port: Port = 50052
+    providers_metrics_port: Port = 9102
+    worker_grpc_port: Port = 50053
+    worker_metrics_port: Port = 9103
+    jobs_target: str = "127.0.0.1:50051"
+    providers_target: str = "127.0.0.1:50052"
+    worker_target: str = "127.0.0.1:50053"
+
+    # gRPC servers
+    grpc_max_message_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 4 * 1024 * 1024
+    health_check_interval: PositiveSeconds = 2.0
+    shutdown_grace: Annotated[float, Field(ge=0)] = 10.0
+    migrate_on_start: bool = True
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("database_url", "redis_url", "celery_broker_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _production_secrets(self) -> CoreSettings:
+        if self.app_env != "production":
+            return self
+        for name, value, example in (
+            ("SECRET_KEY", self.secret_key, EXAMPLE_SECRET_KEY),
+            ("API_KEY", self.api_key, EXAMPLE_API_KEY),
+        ):
+            secret = value.get_secret_value()
+            if not secret or secret == example:
+                raise ValueError(f"{name} must be set to a real secret when APP_ENV=production")
+        return self
+
+
+SettingsT = TypeVar("SettingsT", bound=CoreSettings)
+
+
+def load_settings(cls: type[SettingsT]) -> SettingsT:
+    """Reads settings once; a bad value stops the process with a message naming the variable."""
+    try:
+        return cls()
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            variable = "_".join(str(part) for part in error["loc"]).upper()
+            message = error["msg"].removeprefix("Value error, ")
+            lines.append(
+                f"configuration error: {variable}: {message}" if variable else f"configuration error: {message}"
+            )
+        sys.stderr.write("\n".join(lines) + "\n")
+        raise SystemExit(2) from None

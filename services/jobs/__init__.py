@@ -1,0 +1,1 @@
+"""The jobs service: owner of the jobs and telemetry tables, over gRPC."""

@@ -1,0 +1,244 @@
+"""The rules of jobs: statuses, legal transitions and validation of what clients send."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from services.core.errors import FailedPrecondition, InvalidArgument, NotFound
+from services.core.queues import queue_for
+
+USER_ID = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
+PROVIDER_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+JOB_ID = re.compile(r"[a-z0-9]{1,32}")
+PROMPT_MAX_CHARS = 4000
+ERROR_MAX_CHARS = 4000
+TAKE_DEFAULT, TAKE_MAX = 20, 100
+TELEMETRY_MAX_POINTS = 500
+TELEMETRY_COMPONENTS = frozenset({"api", "worker", "database", "provider"})
+
+
+class JobStatus(StrEnum):
+    """Where a job is in its life."""
+
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+ACTIVE = frozenset({JobStatus.QUEUED, JobStatus.PROCESSING})
+FINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+class JobNotFound(NotFound):
+    """No job has this id."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"job {job_id!r} not found")
+
+
+class IllegalTransition(FailedPrecondition):
+    """The job's status does not allow the requested move."""
+
+    def __init__(self, job_id: str, action: str, status: str) -> None:
+        super().__init__(f"cannot {action} job {job_id!r}: it is {status}")
+        self.status = status
+
+
+class RetriesExhausted(FailedPrecondition):
+    """The job has used all its retries."""
+
+    def __init__(self, job_id: str, max_retries: int) -> None:
+        super().__init__(f"cannot retry job {job_id!r}: all {max_retries} retries are used")
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A validated request to create a job."""
+
+    user_id: str
+    prompt: str
+    metadata: dict[str, Any]
+    max_retries: int
+    queue: str
+
+
+@dataclass(frozen=True)
+class JobLimits:
+    """Limits of the jobs API, from settings."""
+
+    default_max_retries: int = 3
+    list_max_skip: int = 100_000
+    metadata_max_bytes: int = 16 * 1024
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """A validated list query."""
+
+    user_id: str | None
+    status: JobStatus | None
+    skip: int
+    take: int
+
+
+def validate_user_id(value: str, field: str = "user_id") -> str:
+    """1-128 characters of [A-Za-z0-9_.:@-]."""
+    if not USER_ID.fullmatch(value):
+        raise InvalidArgument(field, "must be 1-128 characters of [A-Za-z0-9_.:@-]")
+    return value
+
+
+def validate_prompt(value: str) -> str:
+    """1-4000 characters, not blank, no NUL."""
+    if not value.strip():
+        raise InvalidArgument("prompt", "must not be blank")
+    if len(value) > PROMPT_MAX_CHARS:
+        raise InvalidArgument("prompt", f"must be at most {PROMPT_MAX_CHARS} characters")
+    if "\x00" in value:
+        raise InvalidArgument("prompt", "must not contain NUL characters")
+    return value
+
+
+def parse_json_object(text: str, *, field: str, max_bytes: int) -> dict[str, Any]:
+    """A JSON object of at most max_bytes that PostgreSQL's jsonb can store; "" means {}."""
+    if not text.strip():
+        return {}
+    if len(text) > 4 * max_bytes:
+        raise InvalidArgument(field, f"must be at most {max_bytes} bytes of JSON")
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidArgument(field, f"must be valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise InvalidArgument(field, "must be a JSON object")
+    try:
+        encoded = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    except (UnicodeEncodeError, RecursionError):
+        raise InvalidArgument(field, "must be valid UTF-8 JSON") from None
+    if len(encoded) > max_bytes:
+        raise InvalidArgument(field, f"must be at most {max_bytes} bytes of JSON")
+    if b"\\u0000" in encoded or b"\x00" in encoded:
+        raise InvalidArgument(field, "must not contain NUL characters")
+    return value
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")
+
+
+def validate_new_job(
+    *, user_id: str, prompt: str, metadata_json: str, max_retries: int | None, limits: JobLimits
+) -> NewJob:
+    """Checks every field of a create request, naming the first wrong one."""
+    metadata = parse_json_object(metadata_json, field="metadata", max_bytes=limits.metadata_max_bytes)
+    provider = metadata.get("provider")
+    if provider is not None and not (isinstance(provider, str) and PROVIDER_NAME.fullmatch(provider)):
+        raise InvalidArgument("metadata.provider", 'must be a provider name such as "local"')
+    retries = limits.default_max_retries if max_retries is None else max_retries
+    if not 0 <= retries <= 10:
+        raise InvalidArgument("max_retries", "must be between 0 and 10")
+    return NewJob(
+        user_id=validate_user_id(user_id),
+        prompt=validate_prompt(prompt),
+        metadata=metadata,
+        max_retries=retries,
+        queue=queue_for(metadata),
+    )
+
+
+def validate_filter(
+    *, user_id: str | None, status: JobStatus | None, skip: int, take: int | None, limits: JobLimits
+) -> JobFilter:
+    """Checks a list query: user id shape, 0 <= skip <= the limit, 1 <= take <= 100."""
+    if user_id is not None:
+        validate_user_id(user_id)
+    if not 0 <= skip <= limits.list_max_skip:
+        raise InvalidArgument("skip", f"must be between 0 and {limits.list_max_skip}")
+    page = TAKE_DEFAULT if take is None else take
+    if not 1 <= page <= TAKE_MAX:
+        raise InvalidArgument("take", f"must be between 1 and {TAKE_MAX}")
+    return JobFilter(user_id=user_id, status=status, skip=skip, take=page)
+
+
+def checked_job_id(value: str) -> str:
+    """The id, or JobNotFound at once when it cannot be a job's id."""
+    if not JOB_ID.fullmatch(value):
+        raise JobNotFound(value[:64])
+    return value
+
+
+def validate_error_message(value: str, field: str = "error_message") -> str:
+    """1-4000 characters, no NUL."""
+    if not value.strip():
+        raise InvalidArgument(field, "must not be blank")
+    if "\x00" in value:
+        raise InvalidArgument(field, "must not contain NUL characters")
+    return value[:ERROR_MAX_CHARS]
+
+
+def validate_progress(percent: int, stage: str) -> tuple[int, str]:
+    """0-100 and a stage name of at most 64 characters."""
+    if not 0 <= percent <= 100:
+        raise InvalidArgument("percent", "must be between 0 and 100")
+    if len(stage) > 64 or "\x00" in stage:
+        raise InvalidArgument("stage", "must be at most 64 characters")
+    return percent, stage
+
+
+def validate_finite(value: float, field: str) -> float:
+    """A finite number."""
+    if not math.isfinite(value):
+        raise InvalidArgument(field, "must be a finite number")
+    return value
+
+
+def validate_video_result(
+    *,
+    video_url: str,
+    content_type: str,
+    duration_seconds: float,
+    width: int,
+    height: int,
+    fps: float,
+    size_bytes: int,
+    storage_key: str,
+) -> dict[str, Any]:
+    """The result JSON of a completed job, in the contract's camelCase shape."""
+    if not video_url or len(video_url) > 2048:
+        raise InvalidArgument("result.video_url", "must be 1-2048 characters")
+    if not content_type or len(content_type) > 128:
+        raise InvalidArgument("result.content_type", "must be 1-128 characters")
+    for field, number in (("duration_seconds", duration_seconds), ("fps", fps)):
+        if not (math.isfinite(number) and number > 0):
+            raise InvalidArgument(f"result.{field}", "must be a positive number")
+    for field, size in (("width", width), ("height", height)):
+        if size <= 0:
+            raise InvalidArgument(f"result.{field}", "must be positive")
+    if size_bytes < 0:
+        raise InvalidArgument("result.size_bytes", "must not be negative")
+    if len(storage_key) > 1024:
+        raise InvalidArgument("result.storage_key", "must be at most 1024 characters")
+    return {
+        "videoUrl": video_url,
+        "contentType": content_type,
+        "durationSeconds": duration_seconds,
+        "width": width,
+        "height": height,
+        "fps": fps,
+        "sizeBytes": size_bytes,
+        "storageKey": storage_key,
+    }
+
+
+def validate_label(value: str, *, field: str, max_chars: int) -> str:
+    """1-max_chars printable characters (a worker id, a provider or model name)."""
+    if not value or len(value) > max_chars or not value.isprintable():
+        raise InvalidArgument(field, f"must be 1-{max_chars} printable characters")
+    return value

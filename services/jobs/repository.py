@@ -1,0 +1,105 @@
+"""SQLAlchemy access to the jobs and metrics tables; no commits here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.core.ids import new_cuid
+from services.core.models import Job, Metric
+from services.jobs.domain import JobFilter, JobStatus, NewJob
+
+
+async def insert_job(session: AsyncSession, new: NewJob) -> Job:
+    """Inserts a queued job and answers it as stored, in one round trip."""
+    statement = (
+        insert(Job)
+        .values(
+            id=new_cuid(),
+            user_id=new.user_id,
+            prompt=new.prompt,
+            metadata_=new.metadata,
+            max_retries=new.max_retries,
+            queue=new.queue,
+            status=JobStatus.QUEUED.value,
+        )
+        .returning(Job)
+    )
+    return (await session.scalars(statement)).one()
+
+
+async def get_job(session: AsyncSession, job_id: str) -> Job | None:
+    """The job with this id, if any."""
+    return await session.get(Job, job_id)
+
+
+def _conditions(query: JobFilter) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if query.user_id is not None:
+        conditions.append(Job.user_id == query.user_id)
+    if query.status is not None:
+        conditions.append(Job.status == query.status.value)
+    return conditions
+
+
+async def list_jobs(session: AsyncSession, query: JobFilter) -> tuple[Sequence[Job], int]:
+    """One page of jobs newest first, and how many match over all pages."""
+    conditions = _conditions(query)
+    page = (
+        select(Job)
+        .where(*conditions)
+        .order_by(Job.created_at.desc(), Job.id.desc())
+        .offset(query.skip)
+        .limit(query.take)
+    )
+    jobs = (await session.scalars(page)).all()
+    total = await session.scalar(select(func.count()).select_from(Job).where(*conditions))
+    return jobs, int(total or 0)
+
+
+async def transition(
+    session: AsyncSession,
+    job_id: str,
+    *,
+    from_statuses: Iterable[JobStatus],
+    values: dict[str, Any],
+    extra: Iterable[ColumnElement[bool]] = (),
+) -> Job | None:
+    """One conditional UPDATE: changes the job only while it is in from_statuses."""
+    statement = (
+        update(Job)
+        .where(Job.id == job_id, Job.status.in_([s.value for s in from_statuses]), *extra)
+        .values(updated_at=func.now(), **values)
+        .returning(Job)
+        .execution_options(populate_existing=True)
+    )
+    return (await session.scalars(statement)).one_or_none()
+
+
+async def delete_job(session: AsyncSession, job_id: str, *, statuses: Iterable[JobStatus]) -> Job | None:
+    """Deletes the job while it is in one of statuses and answers it as it was."""
+    statement = (
+        delete(Job)
+        .where(Job.id == job_id, Job.status.in_([s.value for s in statuses]))
+        .returning(Job)
+        .execution_options(populate_existing=True)
+    )
+    return (await session.scalars(statement)).one_or_none()
+
+
+async def insert_metrics(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> int:
+    """Inserts telemetry rows in one statement."""
+    if rows:
+        await session.execute(insert(Metric), list(rows))
+    return len(rows)
+
+
+async def existing_job_ids(session: AsyncSession, job_ids: Iterable[str]) -> set[str]:
+    """Which of job_ids exist."""
+    ids = set(job_ids)
+    if not ids:
+        return set()
+    return set((await session.scalars(select(Job.id).where(Job.id.in_(ids)))).all())

@@ -1,0 +1,64 @@
+"""Wires the jobs service: database, servicer, gRPC server and its health."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.core import db
+from services.core.grpc_server import GrpcApp, ServiceBinding, start_grpc_app, watch_dependency
+from services.jobs.domain import JobLimits
+from services.jobs.service import JobsService
+from services.jobs.servicer import JobServicer
+from services.jobs.settings import JobsSettings
+from videogen.v1 import jobs_pb2, jobs_pb2_grpc
+
+SERVICE_NAME = jobs_pb2.DESCRIPTOR.services_by_name["JobService"].full_name
+
+
+@dataclass
+class JobsServer:
+    """A running jobs service."""
+
+    app: GrpcApp
+    engine: AsyncEngine
+    watcher: asyncio.Task[None]
+
+    @property
+    def port(self) -> int:
+        """The bound gRPC port."""
+        return self.app.port
+
+    async def stop(self, grace: float) -> None:
+        """NOT_SERVING, drain the calls in flight, then close the database pool."""
+        self.watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.watcher
+        await self.app.stop(grace)
+        await self.engine.dispose()
+
+
+async def start_jobs_server(settings: JobsSettings, *, database_url: str, address: str) -> JobsServer:
+    """Starts JobService on address; it reports SERVING while the database answers."""
+    engine = db.create_engine(settings, database_url)
+    limits = JobLimits(
+        default_max_retries=settings.jobs_default_max_retries,
+        list_max_skip=settings.jobs_list_max_skip,
+        metadata_max_bytes=settings.jobs_metadata_max_bytes,
+    )
+    servicer = JobServicer(JobsService(db.create_sessions(engine)), limits)
+    binding = ServiceBinding(servicer, jobs_pb2_grpc.add_JobServiceServicer_to_server, SERVICE_NAME)
+    app = await start_grpc_app([binding], address=address, max_message_bytes=settings.grpc_max_message_bytes)
+    timeout = min(settings.db_connect_timeout, settings.health_check_interval * 2)
+    watcher = asyncio.create_task(
+        watch_dependency(
+            app,
+            lambda: db.ping(engine, timeout=timeout),
+            interval=settings.health_check_interval,
+            name="database",
+        )
+    )
+    return JobsServer(app=app, engine=engine, watcher=watcher)

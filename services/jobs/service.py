@@ -1,0 +1,177 @@
+"""The jobs use cases: each one a transaction, committed here and nowhere else."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from sqlalchemy import func
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.core.errors import InvalidArgument
+from services.core.logging import get_logger
+from services.core.models import Job
+from services.jobs import repository
+from services.jobs.domain import (
+    ACTIVE,
+    FINAL,
+    IllegalTransition,
+    JobFilter,
+    JobNotFound,
+    JobStatus,
+    NewJob,
+    RetriesExhausted,
+)
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What a worker reports when a job's video is stored."""
+
+    result: dict[str, Any]
+    used_provider: str
+    used_model: str
+    generation_time_ms: int
+
+
+class JobsService:
+    """Creates, reads and moves jobs; the state machine holds in the database."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def create_job(self, new: NewJob) -> Job:
+        """Stores a new queued job."""
+        async with self._sessions.begin() as session:
+            job = await repository.insert_job(session, new)
+        log.info("job.created", job_id=job.id, user_id=job.user_id, queue=job.queue)
+        return job
+
+    async def get_job(self, job_id: str) -> Job:
+        """The job, or JobNotFound."""
+        async with self._sessions() as session:
+            job = await repository.get_job(session, job_id)
+        if job is None:
+            raise JobNotFound(job_id)
+        return job
+
+    async def list_jobs(self, query: JobFilter) -> tuple[Sequence[Job], int]:
+        """One page newest first and the total, read in one snapshot."""
+        async with self._sessions.begin() as session:
+            await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            return await repository.list_jobs(session, query)
+
+    async def cancel_job(self, job_id: str) -> Job:
+        """queued | processing -> cancelled."""
+        job = await self._move(
+            job_id, "cancel", ACTIVE, {"status": JobStatus.CANCELLED.value, "completed_at": func.now()}
+        )
+        log.info("job.cancelled", job_id=job_id)
+        return job
+
+    async def delete_job(self, job_id: str) -> Job:
+        """Deletes a job in a final state and answers it as it was."""
+        async with self._sessions.begin() as session:
+            job = await repository.delete_job(session, job_id, statuses=FINAL)
+            if job is None:
+                await _refuse(session, job_id, "delete")
+        log.info("job.deleted", job_id=job_id)
+        return job
+
+    async def start_job(self, job_id: str, *, worker_id: str) -> Job:
+        """queued -> processing, for exactly one caller."""
+        values = {
+            "status": JobStatus.PROCESSING.value,
+            "started_at": func.now(),
+            "worker_id": worker_id,
+            "progress_percent": 0,
+            "progress_stage": "starting",
+        }
+        job = await self._move(job_id, "start", {JobStatus.QUEUED}, values)
+        log.info("job.started", job_id=job_id, worker_id=worker_id, attempt=job.retry_count + 1)
+        return job
+
+    async def report_progress(self, job_id: str, *, percent: int, stage: str) -> Job:
+        """Records progress while the job is processing."""
+        values = {"progress_percent": percent, "progress_stage": stage}
+        return await self._move(job_id, "report progress of", {JobStatus.PROCESSING}, values)
+
+    async def complete_job(self, job_id: str, completion: Completion) -> Job:
+        """processing -> completed, with the stored video."""
+        values = {
+            "status": JobStatus.COMPLETED.value,
+            "result": completion.result,
+            "used_provider": completion.used_provider,
+            "used_model": completion.used_model,
+            "generation_time_ms": completion.generation_time_ms,
+            "completed_at": func.now(),
+            "progress_percent": 100,
+            "progress_stage": "completed",
+            "error_message": None,
+        }
+        job = await self._move(job_id, "complete", {JobStatus.PROCESSING}, values)
+        log.info("job.completed", job_id=job_id, provider=completion.used_provider)
+        return job
+
+    async def fail_job(self, job_id: str, *, error: str, provider: str | None, model: str | None) -> Job:
+        """processing -> failed, with the reason."""
+        values: dict[str, Any] = {"status": JobStatus.FAILED.value, "error_message": error, "completed_at": func.now()}
+        if provider is not None:
+            values["used_provider"] = provider
+        if model is not None:
+            values["used_model"] = model
+        job = await self._move(job_id, "fail", {JobStatus.PROCESSING}, values)
+        log.info("job.failed", job_id=job_id, error=error)
+        return job
+
+    async def retry_job(self, job_id: str, *, error: str) -> Job:
+        """processing -> queued for another attempt, while retries are left."""
+        values = {
+            "status": JobStatus.QUEUED.value,
+            "retry_count": Job.retry_count + 1,
+            "error_message": error,
+            "worker_id": None,
+            "progress_percent": 0,
+            "progress_stage": "",
+        }
+        async with self._sessions.begin() as session:
+            job = await repository.transition(
+                session,
+                job_id,
+                from_statuses={JobStatus.PROCESSING},
+                values=values,
+                extra=[Job.retry_count < Job.max_retries],
+            )
+            if job is None:
+                await _refuse(session, job_id, "retry")
+        log.info("job.retrying", job_id=job_id, retry_count=job.retry_count, error=error)
+        return job
+
+    async def record_telemetry(self, rows: Sequence[dict[str, Any]]) -> int:
+        """Stores telemetry points together; a point naming an unknown job refuses them all."""
+        async with self._sessions.begin() as session:
+            named = {row["job_id"] for row in rows if row.get("job_id")}
+            unknown = named - await repository.existing_job_ids(session, named)
+            if unknown:
+                raise InvalidArgument("points.job_id", f"unknown job {sorted(unknown)[0]!r}")
+            return await repository.insert_metrics(session, rows)
+
+    async def _move(self, job_id: str, action: str, from_statuses: Iterable[JobStatus], values: dict[str, Any]) -> Job:
+        async with self._sessions.begin() as session:
+            job = await repository.transition(session, job_id, from_statuses=from_statuses, values=values)
+            if job is None:
+                await _refuse(session, job_id, action)
+        return job
+
+
+async def _refuse(session: AsyncSession, job_id: str, action: str) -> NoReturn:
+    """Raises why a conditional change of the job matched no row."""
+    job = await repository.get_job(session, job_id)
+    if job is None:
+        raise JobNotFound(job_id)
+    if action == "retry" and job.status == JobStatus.PROCESSING:
+        raise RetriesExhausted(job_id, job.max_retries)
+    raise IllegalTransition(job_id, action, job.status)

@@ -1,0 +1,199 @@
+"""JobService over gRPC: protobuf in, domain calls, protobuf out; nothing else."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from services.core.errors import InvalidArgument
+from services.core.ids import new_cuid
+from services.core.models import Job
+from services.jobs import domain
+from services.jobs.domain import JobLimits, JobStatus
+from services.jobs.service import Completion, JobsService
+from videogen.v1 import jobs_pb2, jobs_pb2_grpc
+
+Context = grpc.aio.ServicerContext[Any, Any]
+_STATUS_TO_PROTO = {status: jobs_pb2.JobStatus.Value(f"JOB_STATUS_{status.name}") for status in JobStatus}
+_STATUS_FROM_PROTO = {number: status for status, number in _STATUS_TO_PROTO.items()}
+
+
+def _timestamp(value: Any) -> Timestamp | None:
+    if value is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def _result_to_proto(result: dict[str, Any]) -> jobs_pb2.VideoResult:
+    return jobs_pb2.VideoResult(
+        video_url=str(result.get("videoUrl", "")),
+        content_type=str(result.get("contentType", "")),
+        duration_seconds=float(result.get("durationSeconds", 0)),
+        width=int(result.get("width", 0)),
+        height=int(result.get("height", 0)),
+        fps=float(result.get("fps", 0)),
+        size_bytes=int(result.get("sizeBytes", 0)),
+        storage_key=str(result.get("storageKey", "")),
+    )
+
+
+def job_to_proto(job: Job) -> jobs_pb2.Job:
+    """The protobuf form of a stored job."""
+    message = jobs_pb2.Job(
+        id=job.id,
+        user_id=job.user_id,
+        status=_STATUS_TO_PROTO[JobStatus(job.status)],
+        prompt=job.prompt,
+        metadata_json=json.dumps(job.metadata_, separators=(",", ":"), ensure_ascii=False),
+        retry_count=job.retry_count,
+        max_retries=job.max_retries,
+        used_provider=job.used_provider,
+        used_model=job.used_model,
+        generation_time_ms=job.generation_time_ms,
+        error_message=job.error_message,
+        created_at=_timestamp(job.created_at),
+        updated_at=_timestamp(job.updated_at),
+        started_at=_timestamp(job.started_at),
+        completed_at=_timestamp(job.completed_at),
+        queue=job.queue,
+        progress_percent=job.progress_percent,
+        progress_stage=job.progress_stage,
+    )
+    if job.result is not None:
+        message.result.CopyFrom(_result_to_proto(job.result))
+    return message
+
+
+def _status_filter(number: int) -> JobStatus | None:
+    if number == jobs_pb2.JOB_STATUS_UNSPECIFIED:
+        return None
+    status = _STATUS_FROM_PROTO.get(jobs_pb2.JobStatus.ValueType(number))
+    if status is None:
+        raise InvalidArgument("status", f"unknown status {number}")
+    return status
+
+
+class JobServicer(jobs_pb2_grpc.JobServiceServicer):
+    """Translates JobService calls into JobsService use cases."""
+
+    def __init__(self, service: JobsService, limits: JobLimits) -> None:
+        self._service = service
+        self._limits = limits
+
+    async def CreateJob(self, request: jobs_pb2.CreateJobRequest, context: Context) -> jobs_pb2.Job:
+        new = domain.validate_new_job(
+            user_id=request.user_id,
+            prompt=request.prompt,
+            metadata_json=request.metadata_json,
+            max_retries=request.max_retries if request.HasField("max_retries") else None,
+            limits=self._limits,
+        )
+        return job_to_proto(await self._service.create_job(new))
+
+    async def GetJob(self, request: jobs_pb2.GetJobRequest, context: Context) -> jobs_pb2.Job:
+        return job_to_proto(await self._service.get_job(domain.checked_job_id(request.id)))
+
+    async def ListJobs(self, request: jobs_pb2.ListJobsRequest, context: Context) -> jobs_pb2.ListJobsResponse:
+        query = domain.validate_filter(
+            user_id=request.user_id if request.HasField("user_id") else None,
+            status=_status_filter(request.status),
+            skip=request.skip,
+            take=request.take if request.HasField("take") else None,
+            limits=self._limits,
+        )
+        jobs, total = await self._service.list_jobs(query)
+        return jobs_pb2.ListJobsResponse(
+            jobs=[job_to_proto(job) for job in jobs], total=total, skip=query.skip, take=query.take
+        )
+
+    async def CancelJob(self, request: jobs_pb2.CancelJobRequest, context: Context) -> jobs_pb2.Job:
+        return job_to_proto(await self._service.cancel_job(domain.checked_job_id(request.id)))
+
+    async def DeleteJob(self, request: jobs_pb2.DeleteJobRequest, context: Context) -> jobs_pb2.Job:
+        return job_to_proto(await self._service.delete_job(domain.checked_job_id(request.id)))
+
+    async def StartJob(self, request: jobs_pb2.StartJobRequest, context: Context) -> jobs_pb2.Job:
+        job_id = domain.checked_job_id(request.id)
+        worker_id = domain.validate_label(request.worker_id, field="worker_id", max_chars=255)
+        return job_to_proto(await self._service.start_job(job_id, worker_id=worker_id))
+
+    async def ReportProgress(self, request: jobs_pb2.ReportProgressRequest, context: Context) -> jobs_pb2.Job:
+        job_id = domain.checked_job_id(request.id)
+        percent, stage = domain.validate_progress(request.percent, request.stage)
+        return job_to_proto(await self._service.report_progress(job_id, percent=percent, stage=stage))
+
+    async def CompleteJob(self, request: jobs_pb2.CompleteJobRequest, context: Context) -> jobs_pb2.Job:
+        job_id = domain.checked_job_id(request.id)
+        if not request.HasField("result"):
+            raise InvalidArgument("result", "is required")
+        r = request.result
+        completion = Completion(
+            result=domain.validate_video_result(
+                video_url=r.video_url,
+                content_type=r.content_type,
+                duration_seconds=r.duration_seconds,
+                width=r.width,
+                height=r.height,
+                fps=r.fps,
+                size_bytes=r.size_bytes,
+                storage_key=r.storage_key,
+            ),
+            used_provider=domain.validate_label(request.used_provider, field="used_provider", max_chars=64),
+            used_model=domain.validate_label(request.used_model, field="used_model", max_chars=128),
+            generation_time_ms=_non_negative(request.generation_time_ms, "generation_time_ms"),
+        )
+        return job_to_proto(await self._service.complete_job(job_id, completion))
+
+    async def FailJob(self, request: jobs_pb2.FailJobRequest, context: Context) -> jobs_pb2.Job:
+        job_id = domain.checked_job_id(request.id)
+        error = domain.validate_error_message(request.error_message)
+        provider = _optional_label(request, "used_provider", 64)
+        model = _optional_label(request, "used_model", 128)
+        return job_to_proto(await self._service.fail_job(job_id, error=error, provider=provider, model=model))
+
+    async def RetryJob(self, request: jobs_pb2.RetryJobRequest, context: Context) -> jobs_pb2.Job:
+        job_id = domain.checked_job_id(request.id)
+        error = domain.validate_error_message(request.error_message)
+        return job_to_proto(await self._service.retry_job(job_id, error=error))
+
+    async def RecordTelemetry(
+        self, request: jobs_pb2.RecordTelemetryRequest, context: Context
+    ) -> jobs_pb2.RecordTelemetryResponse:
+        if not 1 <= len(request.points) <= domain.TELEMETRY_MAX_POINTS:
+            raise InvalidArgument("points", f"must hold 1-{domain.TELEMETRY_MAX_POINTS} points")
+        rows = [_telemetry_row(index, point) for index, point in enumerate(request.points)]
+        return jobs_pb2.RecordTelemetryResponse(recorded=await self._service.record_telemetry(rows))
+
+
+def _non_negative(value: int, field: str) -> int:
+    if value < 0:
+        raise InvalidArgument(field, "must not be negative")
+    return value
+
+
+def _optional_label(request: jobs_pb2.FailJobRequest, field: str, max_chars: int) -> str | None:
+    if not request.HasField(field):  # type: ignore[arg-type]
+        return None
+    return domain.validate_label(getattr(request, field), field=field, max_chars=max_chars)
+
+
+def _telemetry_row(index: int, point: jobs_pb2.TelemetryPoint) -> dict[str, Any]:
+    prefix = f"points[{index}]"
+    if point.component not in domain.TELEMETRY_COMPONENTS:
+        raise InvalidArgument(f"{prefix}.component", f"must be one of {sorted(domain.TELEMETRY_COMPONENTS)}")
+    job_id = point.job_id if point.HasField("job_id") else None
+    if job_id is not None and not domain.JOB_ID.fullmatch(job_id):
+        raise InvalidArgument(f"{prefix}.job_id", "is not a job id")
+    return {
+        "id": new_cuid(),
+        "component": point.component,
+        "metric": domain.validate_label(point.metric, field=f"{prefix}.metric", max_chars=128),
+        "value": domain.validate_finite(point.value, f"{prefix}.value"),
+        "tags": domain.parse_json_object(point.tags_json, field=f"{prefix}.tags_json", max_bytes=4096),
+        "job_id": job_id,
+    }

@@ -1,0 +1,17 @@
+"""Settings of the jobs service."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from services.core.settings import CoreSettings
+
+
+class JobsSettings(CoreSettings):
+    """CoreSettings plus the limits of the jobs API."""
+
+    jobs_default_max_retries: Annotated[int, Field(ge=0, le=10)] = 3
+    jobs_list_max_skip: Annotated[int, Field(ge=0)] = 100_000
+    jobs_metadata_max_bytes: Annotated[int, Field(ge=2, le=1024 * 1024)] = 16 * 1024
