@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -51,9 +50,12 @@ class GrpcApp:
         for name in ("", *self.service_names):
             await self.health.set(name, status)
 
-    async def stop(self, grace: float) -> None:
-        """Turns NOT_SERVING, lets calls in flight finish within grace, then stops."""
+    async def stop(self, grace: float, *, drain_delay: float = 0) -> None:
+        """Turns NOT_SERVING, keeps answering for drain_delay so that balancers notice,
+        lets the calls in flight finish within grace, then stops."""
         await self.health.enter_graceful_shutdown()
+        if drain_delay > 0:
+            await asyncio.sleep(drain_delay)
         await self.server.stop(grace)
 
 
@@ -97,19 +99,17 @@ async def watch_dependency(app: GrpcApp, check: Callable[[], Awaitable[bool]], *
 
 
 async def wait_for_stop_signal() -> signal.Signals:
-    """Returns once SIGTERM or SIGINT arrives."""
+    """Returns once SIGTERM or SIGINT arrives; later ones are logged and ignored, so that
+    a second Ctrl-C or a repeated SIGTERM never cuts the graceful stop short."""
     loop = asyncio.get_running_loop()
     received: asyncio.Future[signal.Signals] = loop.create_future()
 
     def on_signal(sig: signal.Signals) -> None:
-        if not received.done():
+        if received.done():
+            log.info("shutdown.in_progress", signal=sig.name)
+        else:
             received.set_result(sig)
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
-    try:
-        return await received
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(Exception):
-                loop.remove_signal_handler(sig)
+    return await received

@@ -29,11 +29,20 @@ def alembic_config() -> Config:
 
 async def upgrade(database_url: str, revision: str = "head") -> None:
     """Upgrades to revision under an advisory lock, in one transaction."""
+    await _migrate(database_url, "upgrade", revision)
+
+
+async def downgrade(database_url: str, revision: str) -> None:
+    """Downgrades to revision under the same advisory lock."""
+    await _migrate(database_url, "downgrade", revision)
+
+
+async def _migrate(database_url: str, action: str, revision: str) -> None:
     engine = create_async_engine(async_url(database_url), poolclass=NullPool)
     try:
         async with engine.begin() as connection:
             await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
-            await connection.run_sync(_run, "upgrade", revision)
+            await connection.run_sync(_run, action, revision)
     finally:
         await engine.dispose()
 

@@ -86,6 +86,7 @@ class CoreSettings(BaseSettings):
     grpc_max_message_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 4 * 1024 * 1024
     health_check_interval: PositiveSeconds = 2.0
     shutdown_grace: Annotated[float, Field(ge=0)] = 10.0
+    shutdown_drain_delay: Annotated[float, Field(ge=0, le=60)] = 1.0
     migrate_on_start: bool = True
 
     @field_validator("log_level", mode="before")

@@ -27,7 +27,7 @@ async def serve(settings: JobsSettings, database_url: str) -> None:
     log.info("jobs.serving", grpc_port=server.port, metrics_port=metrics.port)
     signal = await wait_for_stop_signal()
     log.info("jobs.stopping", signal=signal.name, grace_seconds=settings.shutdown_grace)
-    await server.stop(settings.shutdown_grace)
+    await server.stop(settings.shutdown_grace, drain_delay=settings.shutdown_drain_delay)
     metrics.stop()
     log.info("jobs.stopped")
 

@@ -32,12 +32,12 @@ class JobsServer:
         """The bound gRPC port."""
         return self.app.port
 
-    async def stop(self, grace: float) -> None:
+    async def stop(self, grace: float, *, drain_delay: float = 0) -> None:
         """NOT_SERVING, drain the calls in flight, then close the database pool."""
         self.watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self.watcher
-        await self.app.stop(grace)
+        await self.app.stop(grace, drain_delay=drain_delay)
         await self.engine.dispose()
 
 

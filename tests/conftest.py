@@ -1,0 +1,73 @@
+"""Fixtures: one fresh, migrated database per run, and jobs services on free ports."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.core import migrate
+from services.jobs.server import JobsServer, start_jobs_server
+from services.jobs.settings import JobsSettings
+from tests.support import databases
+from videogen.v1 import jobs_pb2_grpc
+
+if TYPE_CHECKING:
+    from videogen.v1.jobs_pb2_grpc import JobServiceAsyncStub
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A database created for this run, migrated to head, dropped at the end."""
+    url = asyncio.run(databases.create_database(databases.server_url()))
+    asyncio.run(migrate.upgrade(url))
+    yield url
+    asyncio.run(databases.drop_database(url))
+
+
+def jobs_settings(**overrides: Any) -> JobsSettings:
+    """Settings for a service under test: quick health checks, no .env file."""
+    values: dict[str, Any] = {"health_check_interval": 0.2, "db_connect_timeout": 1.0, "shutdown_grace": 1.0}
+    values.update(overrides)
+    return JobsSettings(_env_file=None, **values)
+
+
+async def wait_serving(channel: grpc.aio.Channel, service: str = "", timeout: float = 10) -> None:
+    """Waits until the server's health says SERVING for service."""
+    health = health_pb2_grpc.HealthStub(channel)
+    async with asyncio.timeout(timeout):
+        while True:
+            try:
+                reply = await health.Check(health_pb2.HealthCheckRequest(service=service), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.aio.AioRpcError:
+                pass
+            await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def jobs_server(database_url: str) -> AsyncIterator[JobsServer]:
+    """A jobs service on a free port, SERVING."""
+    server = await start_jobs_server(jobs_settings(), database_url=database_url, address="127.0.0.1:0")
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        await wait_serving(channel)
+    yield server
+    await server.stop(0)
+
+
+@pytest.fixture
+async def channel(jobs_server: JobsServer) -> AsyncIterator[grpc.aio.Channel]:
+    """A channel to the jobs service."""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{jobs_server.port}") as chan:
+        yield chan
+
+
+@pytest.fixture
+def jobs(channel: grpc.aio.Channel) -> JobServiceAsyncStub:
+    """A JobService client."""
+    return jobs_pb2_grpc.JobServiceStub(channel)

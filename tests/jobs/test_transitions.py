@@ -1,0 +1,139 @@
+"""The state machine: each legal and illegal transition, enforced by the database, and races."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+import grpc
+import pytest
+
+from tests.support import databases
+from tests.support.factories import create_job, job_in, video_result
+from videogen.v1 import jobs_pb2
+
+if TYPE_CHECKING:
+    from videogen.v1.jobs_pb2_grpc import JobServiceAsyncStub as Stub
+Action = Callable[["Stub", str], Awaitable[Any]]
+
+ACTIONS: dict[str, Action] = {
+    "start": lambda s, i: s.StartJob(jobs_pb2.StartJobRequest(id=i, worker_id="w-2")),
+    "progress": lambda s, i: s.ReportProgress(jobs_pb2.ReportProgressRequest(id=i, percent=50, stage="render")),
+    "complete": lambda s, i: s.CompleteJob(
+        jobs_pb2.CompleteJobRequest(
+            id=i, result=video_result(), used_provider="local", used_model="m", generation_time_ms=5
+        )
+    ),
+    "fail": lambda s, i: s.FailJob(jobs_pb2.FailJobRequest(id=i, error_message="broken")),
+    "retry": lambda s, i: s.RetryJob(jobs_pb2.RetryJobRequest(id=i, error_message="again")),
+    "cancel": lambda s, i: s.CancelJob(jobs_pb2.CancelJobRequest(id=i)),
+    "delete": lambda s, i: s.DeleteJob(jobs_pb2.DeleteJobRequest(id=i)),
+}
+STATUSES = ("queued", "processing", "completed", "failed", "cancelled")
+# (from, action) -> status after; every pair not listed is illegal.
+LEGAL = {
+    ("queued", "start"): "processing",
+    ("queued", "cancel"): "cancelled",
+    ("processing", "progress"): "processing",
+    ("processing", "complete"): "completed",
+    ("processing", "fail"): "failed",
+    ("processing", "retry"): "queued",
+    ("processing", "cancel"): "cancelled",
+    ("completed", "delete"): "deleted",
+    ("failed", "delete"): "deleted",
+    ("cancelled", "delete"): "deleted",
+}
+ILLEGAL = [(status, action) for status in STATUSES for action in ACTIONS if (status, action) not in LEGAL]
+
+
+@pytest.mark.parametrize(("status", "action"), sorted(LEGAL))
+async def test_legal_transition_moves_the_job(jobs: Stub, status: str, action: str) -> None:
+    job = await job_in(jobs, status)
+
+    answer = await ACTIONS[action](jobs, job.id)
+
+    expected = LEGAL[(status, action)]
+    if expected == "deleted":
+        assert answer.id == job.id
+        return
+    assert jobs_pb2.JobStatus.Name(answer.status) == f"JOB_STATUS_{expected.upper()}"
+
+
+@pytest.mark.parametrize(("status", "action"), ILLEGAL)
+async def test_illegal_transition_is_refused_and_changes_nothing(jobs: Stub, status: str, action: str) -> None:
+    job = await job_in(jobs, status)
+
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await ACTIONS[action](jobs, job.id)
+
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert status in (caught.value.details() or "")
+    assert await jobs.GetJob(jobs_pb2.GetJobRequest(id=job.id)) == job
+
+
+@pytest.mark.parametrize("action", sorted(ACTIONS))
+async def test_transition_of_unknown_job_is_not_found(jobs: Stub, action: str) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await ACTIONS[action](jobs, "cnotthereatall0000000000a")
+
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+@pytest.mark.parametrize(("old", "new"), [("completed", "queued"), ("failed", "processing"), ("queued", "completed")])
+async def test_database_refuses_an_illegal_update_from_any_client(
+    jobs: Stub, database_url: str, old: str, new: str
+) -> None:
+    job = await job_in(jobs, old)
+    connection = await databases.connect(database_url)
+    try:
+        with pytest.raises(asyncpg.CheckViolationError, match="illegal job transition"):
+            await connection.execute("UPDATE jobs SET status = $1 WHERE id = $2", new, job.id)
+    finally:
+        await connection.close()
+
+
+async def test_two_concurrent_starts_of_one_job_have_exactly_one_winner(jobs: Stub) -> None:
+    for _ in range(20):
+        job = await create_job(jobs)
+
+        outcomes = await asyncio.gather(
+            *(jobs.StartJob(jobs_pb2.StartJobRequest(id=job.id, worker_id=f"w-{n}")) for n in range(2)),
+            return_exceptions=True,
+        )
+
+        winners = [o for o in outcomes if isinstance(o, jobs_pb2.Job)]
+        losers = [o for o in outcomes if isinstance(o, grpc.aio.AioRpcError)]
+        assert len(winners) == 1
+        assert [loser.code() for loser in losers] == [grpc.StatusCode.FAILED_PRECONDITION]
+        stored = await jobs.GetJob(jobs_pb2.GetJobRequest(id=job.id))
+        assert stored.status == jobs_pb2.JOB_STATUS_PROCESSING
+
+
+async def test_many_concurrent_starts_have_exactly_one_winner(jobs: Stub) -> None:
+    job = await create_job(jobs)
+
+    outcomes = await asyncio.gather(
+        *(jobs.StartJob(jobs_pb2.StartJobRequest(id=job.id, worker_id=f"w-{n}")) for n in range(16)),
+        return_exceptions=True,
+    )
+
+    assert sum(isinstance(o, jobs_pb2.Job) for o in outcomes) == 1
+
+
+async def test_completion_racing_cancellation_has_one_outcome(jobs: Stub) -> None:
+    for _ in range(10):
+        job = await job_in(jobs, "processing")
+
+        complete, cancel = await asyncio.gather(
+            ACTIONS["complete"](jobs, job.id), ACTIONS["cancel"](jobs, job.id), return_exceptions=True
+        )
+
+        final = await jobs.GetJob(jobs_pb2.GetJobRequest(id=job.id))
+        if isinstance(complete, jobs_pb2.Job):
+            assert isinstance(cancel, grpc.aio.AioRpcError)
+            assert final.status == jobs_pb2.JOB_STATUS_COMPLETED
+        else:
+            assert isinstance(cancel, jobs_pb2.Job)
+            assert final.status == jobs_pb2.JOB_STATUS_CANCELLED

@@ -1,0 +1,76 @@
+"""Factories for requests and jobs, in one place."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from videogen.v1 import jobs_pb2
+
+if TYPE_CHECKING:
+    from videogen.v1.jobs_pb2_grpc import JobServiceAsyncStub
+
+
+def unique_user() -> str:
+    """A user id no other test uses, so that tests never see each other's jobs."""
+    return f"user-{uuid.uuid4().hex[:12]}"
+
+
+def create_request(**fields: Any) -> jobs_pb2.CreateJobRequest:
+    """A valid CreateJobRequest, with fields overridden; metadata may be given as a dict."""
+    values: dict[str, Any] = {"user_id": unique_user(), "prompt": "a sunset over the ocean"}
+    metadata = fields.pop("metadata", None)
+    if metadata is not None:
+        values["metadata_json"] = json.dumps(metadata)
+    values.update(fields)
+    return jobs_pb2.CreateJobRequest(**values)
+
+
+async def create_job(jobs: JobServiceAsyncStub, **fields: Any) -> jobs_pb2.Job:
+    """Creates a job through the service."""
+    job: jobs_pb2.Job = await jobs.CreateJob(create_request(**fields))
+    return job
+
+
+def video_result(**fields: Any) -> jobs_pb2.VideoResult:
+    """A plausible stored video."""
+    values: dict[str, Any] = {
+        "video_url": "/media/abc.mp4",
+        "content_type": "video/mp4",
+        "duration_seconds": 2.0,
+        "width": 320,
+        "height": 240,
+        "fps": 24.0,
+        "size_bytes": 12345,
+        "storage_key": "abc.mp4",
+    }
+    values.update(fields)
+    return jobs_pb2.VideoResult(**values)
+
+
+async def processing_job(jobs: JobServiceAsyncStub, **fields: Any) -> jobs_pb2.Job:
+    """A job a worker has started."""
+    job = await create_job(jobs, **fields)
+    started: jobs_pb2.Job = await jobs.StartJob(jobs_pb2.StartJobRequest(id=job.id, worker_id="worker-1"))
+    return started
+
+
+async def job_in(jobs: JobServiceAsyncStub, status: str, **fields: Any) -> jobs_pb2.Job:
+    """A job brought to status through the legal transitions."""
+    job = await create_job(jobs, **fields)
+    if status == "queued":
+        return job
+    if status == "cancelled":
+        cancelled: jobs_pb2.Job = await jobs.CancelJob(jobs_pb2.CancelJobRequest(id=job.id))
+        return cancelled
+    job = await jobs.StartJob(jobs_pb2.StartJobRequest(id=job.id, worker_id="worker-1"))
+    if status == "completed":
+        job = await jobs.CompleteJob(
+            jobs_pb2.CompleteJobRequest(
+                id=job.id, result=video_result(), used_provider="local", used_model="m1", generation_time_ms=10
+            )
+        )
+    elif status == "failed":
+        job = await jobs.FailJob(jobs_pb2.FailJobRequest(id=job.id, error_message="boom"))
+    return job
