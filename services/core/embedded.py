@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,10 @@ _servers: dict[str, Any] = {}
 
 def embedded_postgres(data_dir: Path, database: str) -> str:
     """Starts (or joins) the PostgreSQL under data_dir and answers a URL of database in it."""
-    import pgserver
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); pgserver never uses it.
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+        import pgserver
 
     key = f"postgres:{data_dir}"
     if key not in _servers:

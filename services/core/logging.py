@@ -44,7 +44,10 @@ def configure_logging(*, service: str, level: str) -> None:
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(logging.WARNING if level == "DEBUG" else level)
+    root.setLevel(level)
+    # Libraries that narrate every step at INFO: keep their warnings only.
+    for noisy in ("pgserver", "alembic.runtime.migration"):
+        logging.getLogger(noisy).setLevel(logging.WARNING if level != "DEBUG" else logging.DEBUG)
 
 
 def get_logger(name: str) -> FilteringBoundLogger:

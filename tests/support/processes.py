@@ -79,3 +79,12 @@ class ServiceProcess:
             self.process.kill()
             self.process.wait()
             raise
+
+
+def free_port() -> int:
+    """A TCP port that nothing listens on right now."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

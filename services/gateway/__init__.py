@@ -1,0 +1,1 @@
+"""The REST gateway: /api/v1 over gRPC (issue 6)."""

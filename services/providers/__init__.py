@@ -1,0 +1,1 @@
+"""The providers service: registry, health and routing (issue 5)."""

@@ -1,0 +1,1 @@
+"""The worker: Celery tasks and WorkerService (issue 4)."""
