@@ -26,7 +26,17 @@ if _version_not_supported:
 
 
 class JobServiceStub:
-    """Missing associated documentation comment in .proto file."""
+    """JobService: the single owner of video generation jobs and their telemetry.
+
+    Clients create, read, list, cancel and delete jobs; workers move a job
+    through its life with the worker-facing transitions. Every transition is
+    atomic: of two workers starting or completing the same job, exactly one wins
+    and the other gets FAILED_PRECONDITION.
+
+    Status codes: bad input INVALID_ARGUMENT (the message starts with the field
+    name and the details carry a google.rpc.BadRequest), unknown id NOT_FOUND,
+    an illegal transition FAILED_PRECONDITION, the database down UNAVAILABLE.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -92,7 +102,17 @@ class JobServiceStub:
 
 
 class JobServiceServicer:
-    """Missing associated documentation comment in .proto file."""
+    """JobService: the single owner of video generation jobs and their telemetry.
+
+    Clients create, read, list, cancel and delete jobs; workers move a job
+    through its life with the worker-facing transitions. Every transition is
+    atomic: of two workers starting or completing the same job, exactly one wins
+    and the other gets FAILED_PRECONDITION.
+
+    Status codes: bad input INVALID_ARGUMENT (the message starts with the field
+    name and the details carry a google.rpc.BadRequest), unknown id NOT_FOUND,
+    an illegal transition FAILED_PRECONDITION, the database down UNAVAILABLE.
+    """
 
     def CreateJob(self, request, context):
         """Creates a job in status QUEUED and enqueues it on the queue its priority names.
@@ -242,7 +262,17 @@ def add_JobServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class JobService:
-    """Missing associated documentation comment in .proto file."""
+    """JobService: the single owner of video generation jobs and their telemetry.
+
+    Clients create, read, list, cancel and delete jobs; workers move a job
+    through its life with the worker-facing transitions. Every transition is
+    atomic: of two workers starting or completing the same job, exactly one wins
+    and the other gets FAILED_PRECONDITION.
+
+    Status codes: bad input INVALID_ARGUMENT (the message starts with the field
+    name and the details carry a google.rpc.BadRequest), unknown id NOT_FOUND,
+    an illegal transition FAILED_PRECONDITION, the database down UNAVAILABLE.
+    """
 
     @staticmethod
     def CreateJob(request,

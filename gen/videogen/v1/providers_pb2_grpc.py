@@ -26,7 +26,9 @@ if _version_not_supported:
 
 
 class ProviderServiceStub:
-    """Missing associated documentation comment in .proto file."""
+    """ProviderService: the registry of video generation providers, their health,
+    and the routing of jobs to them.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -57,7 +59,9 @@ class ProviderServiceStub:
 
 
 class ProviderServiceServicer:
-    """Missing associated documentation comment in .proto file."""
+    """ProviderService: the registry of video generation providers, their health,
+    and the routing of jobs to them.
+    """
 
     def GetProvidersStatus(self, request, context):
         """Health, latency and cost of every configured provider.
@@ -122,7 +126,9 @@ def add_ProviderServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class ProviderService:
-    """Missing associated documentation comment in .proto file."""
+    """ProviderService: the registry of video generation providers, their health,
+    and the routing of jobs to them.
+    """
 
     @staticmethod
     def GetProvidersStatus(request,

@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class WorkerServiceStub:
-    """Missing associated documentation comment in .proto file."""
+    """WorkerService: what the Celery workers are doing, served from inside the worker.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -42,7 +43,8 @@ class WorkerServiceStub:
 
 
 class WorkerServiceServicer:
-    """Missing associated documentation comment in .proto file."""
+    """WorkerService: what the Celery workers are doing, served from inside the worker.
+    """
 
     def GetWorkerStats(self, request, context):
         """Tasks running and reserved, queue depths and the workers seen.
@@ -68,7 +70,8 @@ def add_WorkerServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class WorkerService:
-    """Missing associated documentation comment in .proto file."""
+    """WorkerService: what the Celery workers are doing, served from inside the worker.
+    """
 
     @staticmethod
     def GetWorkerStats(request,
