@@ -56,6 +56,12 @@ def get_logger(name: str) -> FilteringBoundLogger:
     return logger
 
 
+def current_request_id() -> str | None:
+    """The request id bound to the current call, if any."""
+    value = structlog.contextvars.get_contextvars().get("request_id")
+    return value if isinstance(value, str) else None
+
+
 def new_request_id() -> str:
     """A fresh request id for work that no caller named."""
     return uuid.uuid4().hex

@@ -67,6 +67,10 @@ class Job(Base):
     progress_percent: Mapped[int] = mapped_column(SmallInteger, server_default="0")
     progress_stage: Mapped[str] = mapped_column(String(64), server_default="")
     worker_id: Mapped[str | None] = mapped_column(String(255))
+    # When a queued job may be dispatched (now, or after a retry's backoff).
+    run_after: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # When the message of the current attempt was published; NULL until then.
+    enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -82,6 +86,13 @@ class Job(Base):
         Index("ix_jobs_user_created", user_id, created_at.desc(), id.desc()),
         Index("ix_jobs_status_created", status, created_at.desc(), id.desc()),
         Index("ix_jobs_user_status_created", user_id, status, created_at.desc(), id.desc()),
+        Index("ix_jobs_due", run_after, postgresql_where=text("status = 'queued' AND enqueued_at IS NULL")),
+        Index(
+            "ix_jobs_waiting",
+            queue,
+            enqueued_at,
+            postgresql_where=text("status = 'queued' AND enqueued_at IS NOT NULL"),
+        ),
     )
 
 

@@ -56,6 +56,12 @@ class CoreSettings(BaseSettings):
     job_retry_backoff_base: PositiveSeconds = 60
     job_retry_backoff_max: PositiveSeconds = 3600
     job_retry_jitter: bool = True
+    # Prefix of every Redis key Celery uses, so that systems (or test runs) can share one Redis.
+    celery_key_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{0,64}$")] = ""
+
+    # Media storage: a local directory (DATA_DIR/media when unset), served under MEDIA_URL_PREFIX.
+    media_dir: Path | None = None
+    media_url_prefix: Annotated[str, Field(pattern=r"^/[A-Za-z0-9_./-]*/$")] = "/media/"
 
     # Security
     secret_key: SecretStr = SecretStr(EXAMPLE_SECRET_KEY)
@@ -105,6 +111,11 @@ class CoreSettings(BaseSettings):
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def media_root(self) -> Path:
+        """Where videos are stored on disk."""
+        return self.media_dir if self.media_dir is not None else self.data_dir / "media"
 
     @model_validator(mode="after")
     def _production_secrets(self) -> CoreSettings:

@@ -13,8 +13,9 @@ from services.core.models import Job, Metric
 from services.jobs.domain import JobFilter, JobStatus, NewJob
 
 
-async def insert_job(session: AsyncSession, new: NewJob) -> Job:
-    """Inserts a queued job and answers it as stored, in one round trip."""
+async def insert_job(session: AsyncSession, new: NewJob, *, claimed: bool) -> Job:
+    """Inserts a queued job and answers it as stored, in one round trip; a claimed job's
+    message is being published by the caller (enqueued_at set)."""
     statement = (
         insert(Job)
         .values(
@@ -25,6 +26,7 @@ async def insert_job(session: AsyncSession, new: NewJob) -> Job:
             max_retries=new.max_retries,
             queue=new.queue,
             status=JobStatus.QUEUED.value,
+            enqueued_at=func.now() if claimed else None,
         )
         .returning(Job)
     )

@@ -10,7 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.core import db
 from services.core.grpc_server import GrpcApp, ServiceBinding, start_grpc_app, watch_dependency
+from services.core.tasks import create_celery
+from services.jobs.dispatcher import Dispatcher, DispatchPolicy
 from services.jobs.domain import JobLimits
+from services.jobs.publisher import JobPublisher
 from services.jobs.service import JobsService
 from services.jobs.servicer import JobServicer
 from services.jobs.settings import JobsSettings
@@ -25,7 +28,8 @@ class JobsServer:
 
     app: GrpcApp
     engine: AsyncEngine
-    watcher: asyncio.Task[None]
+    tasks: list[asyncio.Task[None]]
+    publisher: JobPublisher | None = None
 
     @property
     def port(self) -> int:
@@ -34,31 +38,54 @@ class JobsServer:
 
     async def stop(self, grace: float, *, drain_delay: float = 0) -> None:
         """NOT_SERVING, drain the calls in flight, then close the database pool."""
-        self.watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.watcher
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self.app.stop(grace, drain_delay=drain_delay)
+        if self.publisher is not None:
+            self.publisher.close()
         await self.engine.dispose()
 
 
-async def start_jobs_server(settings: JobsSettings, *, database_url: str, address: str) -> JobsServer:
-    """Starts JobService on address; it reports SERVING while the database answers."""
+async def start_jobs_server(
+    settings: JobsSettings, *, database_url: str, address: str, broker: str | None = None
+) -> JobsServer:
+    """Starts JobService on address; it reports SERVING while the database answers.
+
+    With a broker, new jobs are published on the Celery queues and the dispatcher runs."""
     engine = db.create_engine(settings, database_url)
+    sessions = db.create_sessions(engine)
+    publisher = dispatcher = None
+    tasks: list[asyncio.Task[None]] = []
+    if broker is not None:
+        publisher = JobPublisher(create_celery(settings, broker=broker, name="videogen-jobs"))
+        policy = DispatchPolicy(
+            interval=settings.dispatch_interval,
+            batch=settings.dispatch_batch,
+            aging_seconds=settings.priority_aging_seconds,
+        )
+        dispatcher = Dispatcher(sessions, publisher, policy)
     limits = JobLimits(
         default_max_retries=settings.jobs_default_max_retries,
         list_max_skip=settings.jobs_list_max_skip,
         metadata_max_bytes=settings.jobs_metadata_max_bytes,
     )
-    servicer = JobServicer(JobsService(db.create_sessions(engine)), limits)
+    servicer = JobServicer(JobsService(sessions, dispatcher), limits)
     binding = ServiceBinding(servicer, jobs_pb2_grpc.add_JobServiceServicer_to_server, SERVICE_NAME)
     app = await start_grpc_app([binding], address=address, max_message_bytes=settings.grpc_max_message_bytes)
     timeout = min(settings.db_connect_timeout, settings.health_check_interval * 2)
-    watcher = asyncio.create_task(
-        watch_dependency(
-            app,
-            lambda: db.ping(engine, timeout=timeout),
-            interval=settings.health_check_interval,
-            name="database",
+    tasks.append(
+        asyncio.create_task(
+            watch_dependency(
+                app,
+                lambda: db.ping(engine, timeout=timeout),
+                interval=settings.health_check_interval,
+                name="database",
+            )
         )
     )
-    return JobsServer(app=app, engine=engine, watcher=watcher)
+    if dispatcher is not None:
+        tasks.append(asyncio.create_task(dispatcher.run()))
+    return JobsServer(app=app, engine=engine, tasks=tasks, publisher=publisher)

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, NoReturn
 
-from sqlalchemy import func
+from sqlalchemy import ColumnElement, func
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core.errors import InvalidArgument
 from services.core.logging import get_logger
 from services.core.models import Job
 from services.jobs import repository
+from services.jobs.dispatcher import Dispatcher
 from services.jobs.domain import (
     ACTIVE,
     FINAL,
@@ -40,14 +42,20 @@ class Completion:
 class JobsService:
     """Creates, reads and moves jobs; the state machine holds in the database."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], dispatcher: Dispatcher | None = None) -> None:
         self._sessions = sessions
+        self._dispatcher = dispatcher
 
-    async def create_job(self, new: NewJob) -> Job:
-        """Stores a new queued job."""
+    async def create_job(self, new: NewJob, *, request_id: str | None = None) -> Job:
+        """Stores a new queued job, then publishes its message (after the commit, never before).
+
+        The row is born claimed (enqueued_at set); when the publish fails the claim is released
+        and the dispatcher publishes it on a later round."""
         async with self._sessions.begin() as session:
-            job = await repository.insert_job(session, new)
+            job = await repository.insert_job(session, new, claimed=self._dispatcher is not None)
         log.info("job.created", job_id=job.id, user_id=job.user_id, queue=job.queue)
+        if self._dispatcher is not None:
+            await self._dispatcher.publish_new(job.id, job.queue, request_id=request_id)
         return job
 
     async def get_job(self, job_id: str) -> Job:
@@ -81,8 +89,8 @@ class JobsService:
         log.info("job.deleted", job_id=job_id)
         return job
 
-    async def start_job(self, job_id: str, *, worker_id: str) -> Job:
-        """queued -> processing, for exactly one caller."""
+    async def start_job(self, job_id: str, *, worker_id: str, attempt: int | None = None) -> Job:
+        """queued -> processing, for exactly one caller, and only on the given attempt."""
         values = {
             "status": JobStatus.PROCESSING.value,
             "started_at": func.now(),
@@ -90,7 +98,8 @@ class JobsService:
             "progress_percent": 0,
             "progress_stage": "starting",
         }
-        job = await self._move(job_id, "start", {JobStatus.QUEUED}, values)
+        extra = [] if attempt is None else [Job.retry_count == attempt]
+        job = await self._move(job_id, "start", {JobStatus.QUEUED}, values, extra=extra)
         log.info("job.started", job_id=job_id, worker_id=worker_id, attempt=job.retry_count + 1)
         return job
 
@@ -127,9 +136,11 @@ class JobsService:
         log.info("job.failed", job_id=job_id, error=error)
         return job
 
-    async def retry_job(self, job_id: str, *, error: str) -> Job:
-        """processing -> queued for another attempt, while retries are left."""
+    async def retry_job(self, job_id: str, *, error: str, retry_after: float = 0) -> Job:
+        """processing -> queued for another attempt after retry_after seconds, while retries are left."""
         values = {
+            "run_after": func.now() + timedelta(seconds=retry_after),
+            "enqueued_at": None,
             "status": JobStatus.QUEUED.value,
             "retry_count": Job.retry_count + 1,
             "error_message": error,
@@ -147,7 +158,7 @@ class JobsService:
             )
             if job is None:
                 await _refuse(session, job_id, "retry")
-        log.info("job.retrying", job_id=job_id, retry_count=job.retry_count, error=error)
+        log.info("job.retrying", job_id=job_id, retry_count=job.retry_count, retry_after=retry_after, error=error)
         return job
 
     async def record_telemetry(self, rows: Sequence[dict[str, Any]]) -> int:
@@ -159,9 +170,16 @@ class JobsService:
                 raise InvalidArgument("points.job_id", f"unknown job {sorted(unknown)[0]!r}")
             return await repository.insert_metrics(session, rows)
 
-    async def _move(self, job_id: str, action: str, from_statuses: Iterable[JobStatus], values: dict[str, Any]) -> Job:
+    async def _move(
+        self,
+        job_id: str,
+        action: str,
+        from_statuses: Iterable[JobStatus],
+        values: dict[str, Any],
+        extra: Iterable[ColumnElement[bool]] = (),
+    ) -> Job:
         async with self._sessions.begin() as session:
-            job = await repository.transition(session, job_id, from_statuses=from_statuses, values=values)
+            job = await repository.transition(session, job_id, from_statuses=from_statuses, values=values, extra=extra)
             if job is None:
                 await _refuse(session, job_id, action)
         return job
@@ -174,4 +192,6 @@ async def _refuse(session: AsyncSession, job_id: str, action: str) -> NoReturn:
         raise JobNotFound(job_id)
     if action == "retry" and job.status == JobStatus.PROCESSING:
         raise RetriesExhausted(job_id, job.max_retries)
+    if action == "start" and job.status == JobStatus.QUEUED:
+        raise IllegalTransition(job_id, "start this attempt of", f"queued for attempt {job.retry_count + 1}")
     raise IllegalTransition(job_id, action, job.status)

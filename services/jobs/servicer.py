@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import grpc
@@ -10,6 +11,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.core.errors import InvalidArgument
 from services.core.ids import new_cuid
+from services.core.logging import current_request_id
 from services.core.models import Job
 from services.jobs import domain
 from services.jobs.domain import JobLimits, JobStatus
@@ -93,7 +95,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
             max_retries=request.max_retries if request.HasField("max_retries") else None,
             limits=self._limits,
         )
-        return job_to_proto(await self._service.create_job(new))
+        return job_to_proto(await self._service.create_job(new, request_id=current_request_id()))
 
     async def GetJob(self, request: jobs_pb2.GetJobRequest, context: Context) -> jobs_pb2.Job:
         return job_to_proto(await self._service.get_job(domain.checked_job_id(request.id)))
@@ -120,7 +122,8 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     async def StartJob(self, request: jobs_pb2.StartJobRequest, context: Context) -> jobs_pb2.Job:
         job_id = domain.checked_job_id(request.id)
         worker_id = domain.validate_label(request.worker_id, field="worker_id", max_chars=255)
-        return job_to_proto(await self._service.start_job(job_id, worker_id=worker_id))
+        attempt = _non_negative(request.attempt, "attempt") if request.HasField("attempt") else None
+        return job_to_proto(await self._service.start_job(job_id, worker_id=worker_id, attempt=attempt))
 
     async def ReportProgress(self, request: jobs_pb2.ReportProgressRequest, context: Context) -> jobs_pb2.Job:
         job_id = domain.checked_job_id(request.id)
@@ -159,7 +162,10 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     async def RetryJob(self, request: jobs_pb2.RetryJobRequest, context: Context) -> jobs_pb2.Job:
         job_id = domain.checked_job_id(request.id)
         error = domain.validate_error_message(request.error_message)
-        return job_to_proto(await self._service.retry_job(job_id, error=error))
+        delay = request.retry_after_seconds
+        if not (math.isfinite(delay) and 0 <= delay <= domain.RETRY_AFTER_MAX_SECONDS):
+            raise InvalidArgument("retry_after_seconds", f"must be between 0 and {domain.RETRY_AFTER_MAX_SECONDS}")
+        return job_to_proto(await self._service.retry_job(job_id, error=error, retry_after=delay))
 
     async def RecordTelemetry(
         self, request: jobs_pb2.RecordTelemetryRequest, context: Context

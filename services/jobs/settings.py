@@ -15,3 +15,8 @@ class JobsSettings(CoreSettings):
     jobs_default_max_retries: Annotated[int, Field(ge=0, le=10)] = 3
     jobs_list_max_skip: Annotated[int, Field(ge=0)] = 100_000
     jobs_metadata_max_bytes: Annotated[int, Field(ge=2, le=1024 * 1024)] = 16 * 1024
+    # The dispatcher: how often it publishes due jobs, how many per round, and after how long
+    # a waiting low (default) job is promoted to default (high) so it is never starved.
+    dispatch_interval: Annotated[float, Field(gt=0, le=60)] = 1.0
+    dispatch_batch: Annotated[int, Field(ge=1, le=10_000)] = 200
+    priority_aging_seconds: Annotated[float, Field(gt=0)] = 300.0

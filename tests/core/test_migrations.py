@@ -15,6 +15,8 @@ from services.core.db import async_url
 from services.core.models import Base
 from tests.support import databases
 
+HEAD = "0002"
+
 
 def _diff(connection: Connection) -> list[Any]:
     context = MigrationContext.configure(connection, opts={"compare_type": True})
@@ -37,7 +39,7 @@ async def test_concurrent_upgrades_of_a_fresh_database_all_succeed() -> None:
     try:
         await asyncio.gather(*(migrate.upgrade(url) for _ in range(4)))
 
-        assert await migrate.current(url) == "0001"
+        assert await migrate.current(url) == HEAD
     finally:
         await databases.drop_database(url)
 
@@ -50,6 +52,6 @@ async def test_downgrade_to_base_and_upgrade_again() -> None:
         assert await migrate.current(url) is None
 
         await migrate.upgrade(url)
-        assert await migrate.current(url) == "0001"
+        assert await migrate.current(url) == HEAD
     finally:
         await databases.drop_database(url)

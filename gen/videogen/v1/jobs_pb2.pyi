@@ -374,20 +374,29 @@ class StartJobRequest(_message.Message):
 
     ID_FIELD_NUMBER: _builtins.int
     WORKER_ID_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     worker_id: _builtins.str
     """Who works the job (Celery worker hostname and task id, for instance)."""
+    attempt: _builtins.int
+    """The job's retry_count when the message was published. When set, the job
+    starts only if it is still on that attempt, so a stale duplicate message
+    (an aged or re-published one) never starts a later attempt early.
+    """
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
         worker_id: _builtins.str = ...,
+        attempt: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_attempt", b"_attempt", "attempt", b"attempt"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_attempt", b"_attempt", "attempt", b"attempt", "id", b"id", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__attempt: _TypeAlias = _typing.Literal["attempt"]  # noqa: Y015
+    _WhichOneofArgType__attempt: _TypeAlias = _typing.Literal["_attempt", b"_attempt"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__attempt) -> _WhichOneofReturnType__attempt | None: ...
 
 Global___StartJobRequest: _TypeAlias = StartJobRequest  # noqa: Y015
 
@@ -493,18 +502,22 @@ class RetryJobRequest(_message.Message):
 
     ID_FIELD_NUMBER: _builtins.int
     ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
+    RETRY_AFTER_SECONDS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     error_message: _builtins.str
     """Why the attempt failed: not blank, cut to 4000 characters; kept in error_message."""
+    retry_after_seconds: _builtins.float
+    """Backoff before the next attempt is dispatched, 0-86400 seconds."""
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
         error_message: _builtins.str = ...,
+        retry_after_seconds: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["error_message", b"error_message", "id", b"id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error_message", b"error_message", "id", b"id", "retry_after_seconds", b"retry_after_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

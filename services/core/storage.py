@@ -1,0 +1,96 @@
+"""Media storage behind one small interface; the local directory backend writes atomically."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+_KEY = re.compile(r"[a-z0-9][a-z0-9_-]{0,127}\.(mp4|webm|mov)")
+CONTENT_TYPES = {"mp4": "video/mp4", "webm": "video/webm", "mov": "video/quicktime"}
+
+
+class InvalidStorageKey(ValueError):
+    """A key that could escape the storage root or names no video."""
+
+
+@dataclass(frozen=True)
+class StoredVideo:
+    """Where a stored video is and how big it is."""
+
+    key: str
+    url: str
+    size_bytes: int
+    content_type: str
+
+
+class MediaStorage(Protocol):
+    """Stores finished videos; `partial_path` is where a video is written before it is stored."""
+
+    def partial_path(self, key: str) -> Path:
+        """A scratch file for key, on the same file system as the stored videos."""
+        ...
+
+    def store(self, partial: Path, key: str) -> StoredVideo:
+        """Makes the finished partial file the stored video of key, atomically."""
+        ...
+
+    def delete(self, key: str) -> bool:
+        """Removes the stored video (and any partial file) of key; whether one existed."""
+        ...
+
+    def path(self, key: str) -> Path:
+        """The file of a stored video, for serving it."""
+        ...
+
+
+def check_key(key: str) -> str:
+    """key, or InvalidStorageKey."""
+    if not _KEY.fullmatch(key):
+        raise InvalidStorageKey(f"invalid storage key {key!r}")
+    return key
+
+
+class LocalMediaStorage:
+    """Videos as files under root; a partial file never shows under a stored name."""
+
+    def __init__(self, root: Path, *, url_prefix: str = "/media/") -> None:
+        self.root = root.resolve()
+        self._partials = self.root / ".partial"
+        self._url_prefix = url_prefix
+
+    def partial_path(self, key: str) -> Path:
+        self._partials.mkdir(parents=True, exist_ok=True)
+        return self._partials / f"{check_key(key)}.part"
+
+    def store(self, partial: Path, key: str) -> StoredVideo:
+        target = self.path(key)
+        with open(partial, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(partial, target)
+        return StoredVideo(
+            key=key,
+            url=f"{self._url_prefix}{key}",
+            size_bytes=target.stat().st_size,
+            content_type=CONTENT_TYPES[key.rsplit(".", 1)[1]],
+        )
+
+    def delete(self, key: str) -> bool:
+        existed = False
+        for candidate in (self.path(key), self._partials / f"{key}.part"):
+            with contextlib.suppress(FileNotFoundError):
+                candidate.unlink()
+                existed = True
+        return existed
+
+    def path(self, key: str) -> Path:
+        self.root.mkdir(parents=True, exist_ok=True)
+        return self.root / check_key(key)
+
+
+def create_storage(media_root: Path, url_prefix: str) -> MediaStorage:
+    """The storage backend the settings choose."""
+    return LocalMediaStorage(media_root, url_prefix=url_prefix)

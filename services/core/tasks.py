@@ -1,0 +1,80 @@
+"""The Celery contract between the jobs service (producer) and the worker (consumer)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from celery import Celery
+from kombu import Queue
+
+from services.core.queues import QUEUES
+from services.core.settings import CoreSettings
+
+GENERATE_VIDEO = "videogen.generate_video"
+
+
+@dataclass(frozen=True)
+class GenerateVideo:
+    """The one payload of the generation task; fields may be added, never removed."""
+
+    job_id: str
+    # The job's retry_count when published: a stale message for an older attempt is skipped.
+    attempt: int
+    request_id: str | None = None
+
+    def to_kwargs(self) -> dict[str, Any]:
+        """The task's keyword arguments."""
+        return asdict(self)
+
+
+def broker_url(settings: CoreSettings, redis_url: str) -> str:
+    """CELERY_BROKER_URL, else the Redis URL in kombu's form (unix sockets as redis+socket://)."""
+    url = settings.celery_broker_url or redis_url
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        db = parse_qs(parts.query).get("db", ["0"])[0]
+        return f"redis+socket://{parts.path}?virtual_host={db}"
+    return url
+
+
+def create_celery(settings: CoreSettings, *, broker: str, name: str = "videogen") -> Celery:
+    """A Celery app configured for at-least-once, priority-ordered delivery."""
+    app = Celery(name, broker=broker, set_as_current=False)
+    app.conf.update(
+        task_queues=[Queue(queue) for queue in QUEUES],
+        task_default_queue="default",
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        # A slot holds one message: the next one is taken from the highest non-empty queue.
+        worker_prefetch_multiplier=1,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_soft_time_limit=settings.celery_task_soft_time_limit,
+        task_time_limit=settings.celery_task_time_limit,
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        broker_transport_options={
+            # BRPOP over the queues in the declared order (high, default, low), not round robin.
+            "queue_order_strategy": "priority",
+            # An unacknowledged message comes back only after the hard limit has surely passed.
+            "visibility_timeout": int(settings.celery_task_time_limit) + 600,
+            "global_keyprefix": settings.celery_key_prefix,
+            "socket_timeout": 5,
+            "socket_connect_timeout": 5,
+            "health_check_interval": 10,
+        },
+        worker_hijack_root_logger=False,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        worker_send_task_events=False,
+        task_send_sent_event=False,
+    )
+    return app
+
+
+def queue_keys(settings: CoreSettings, queue: str) -> list[str]:
+    """The Redis lists that hold a queue's messages (kombu keeps one per priority step)."""
+    prefix = settings.celery_key_prefix
+    return [f"{prefix}{queue}", *(f"{prefix}{queue}\x06\x16{step}" for step in (3, 6, 9))]
