@@ -6,7 +6,7 @@ import threading
 from dataclasses import dataclass
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
 
 # One set per process: every gRPC server in the process counts into the same series.
 GRPC_STARTED = Counter(
@@ -45,7 +45,7 @@ class MetricsServer:
         self.server.server_close()
 
 
-def start_metrics_server(*, host: str, port: int) -> MetricsServer:
-    """Serves the process's Prometheus metrics on host:port in a background thread."""
-    server, thread = start_http_server(port, addr=host)
+def start_metrics_server(*, host: str, port: int, registry: CollectorRegistry = REGISTRY) -> MetricsServer:
+    """Serves registry (the process's metrics by default) on host:port in a background thread."""
+    server, thread = start_http_server(port, addr=host, registry=registry)
     return MetricsServer(server=server, thread=thread)

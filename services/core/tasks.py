@@ -7,7 +7,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from services.core.queues import QUEUES
 from services.core.settings import CoreSettings
@@ -43,8 +43,11 @@ def create_celery(settings: CoreSettings, *, broker: str, name: str = "videogen"
     """A Celery app configured for at-least-once, priority-ordered delivery."""
     app = Celery(name, broker=broker, set_as_current=False)
     app.conf.update(
-        task_queues=[Queue(queue) for queue in QUEUES],
+        # Each queue its own direct exchange and routing key: a message lands in exactly one.
+        task_queues=[Queue(queue, Exchange(queue, type="direct"), routing_key=queue) for queue in QUEUES],
         task_default_queue="default",
+        task_default_exchange="default",
+        task_default_routing_key="default",
         task_serializer="json",
         accept_content=["json"],
         task_ignore_result=True,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import signal
 import subprocess
 import sys
@@ -29,7 +28,8 @@ class ServiceProcess:
 
     def __init__(self, module: str, env: dict[str, str], cwd: Path) -> None:
         self.lines: list[str] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._changed = threading.Condition()
+        self._ended = False
         self.process = subprocess.Popen(
             [sys.executable, "-m", module],
             cwd=cwd,
@@ -43,27 +43,40 @@ class ServiceProcess:
     def _read(self) -> None:
         assert self.process.stdout is not None
         for line in self.process.stdout:
-            self.lines.append(line)
-            self._queue.put(line)
-        self._queue.put(None)
+            with self._changed:
+                self.lines.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self._ended = True
+            self._changed.notify_all()
 
-    def wait_event(self, event: str, timeout: float = 60) -> dict[str, Any]:
-        """Waits for a JSON log line with this event and answers it."""
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                line = self._queue.get(timeout=left)
-            except queue.Empty:
-                break
-            if line is None:
-                raise AssertionError(f"process ended before {event!r}:\n{self.output()}")
+    def events(self, event: str, **fields: Any) -> list[dict[str, Any]]:
+        """Every JSON log line so far with this event and these field values."""
+        found = []
+        for line in list(self.lines):
             try:
                 record = json.loads(line)
             except ValueError:
                 continue
-            if record.get("event") == event:
-                return dict(record)
-        raise AssertionError(f"no {event!r} within {timeout}s:\n{self.output()}")
+            matches = isinstance(record, dict) and record.get("event") == event
+            if matches and all(record.get(key) == value for key, value in fields.items()):
+                found.append(record)
+        return found
+
+    def wait_event(self, event: str, timeout: float = 60, **fields: Any) -> dict[str, Any]:
+        """Waits for a JSON log line (printed at any time) with this event and these fields."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                found = self.events(event, **fields)
+                if found:
+                    return found[0]
+                if self._ended:
+                    raise AssertionError(f"process ended before {event!r}:\n{self.output()}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no {event!r} {fields} within {timeout}s:\n{self.output()[-5000:]}")
+                self._changed.wait(left)
 
     def output(self) -> str:
         """Everything the process printed so far."""

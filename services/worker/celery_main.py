@@ -1,0 +1,48 @@
+"""`python -m services.worker.celery_main`: the Celery worker process (prefork pool) itself.
+
+The supervisor (`python -m services.worker`) starts it; it consumes the three queues in
+priority order with one message per slot.
+"""
+
+from __future__ import annotations
+
+from celery.signals import setup_logging
+
+from services.core.embedded import resolve_redis_url
+from services.core.logging import configure_logging
+from services.core.queues import QUEUES
+from services.core.settings import load_settings
+from services.core.tasks import broker_url, create_celery
+from services.worker.settings import WorkerSettings
+from services.worker.tasks import register_tasks
+
+
+def main() -> None:
+    """Builds the app from settings and runs the worker until a signal stops it."""
+    settings = load_settings(WorkerSettings)
+
+    @setup_logging.connect  # type: ignore[untyped-decorator]
+    def use_json_logs(**_: object) -> None:
+        configure_logging(service="worker", level=settings.log_level)
+
+    configure_logging(service="worker", level=settings.log_level)
+    app = create_celery(settings, broker=broker_url(settings, resolve_redis_url(settings)))
+    register_tasks(app, settings)
+    app.worker_main(
+        [
+            "worker",
+            f"--queues={','.join(QUEUES)}",
+            f"--concurrency={settings.worker_concurrency}",
+            "--pool=prefork",
+            "--prefetch-multiplier=1",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            f"--hostname={settings.worker_name}@%h",
+            f"--loglevel={settings.log_level}",
+        ]
+    )
+
+
+if __name__ == "__main__":
+    main()

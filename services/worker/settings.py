@@ -1,0 +1,23 @@
+"""Settings of the worker: its Celery slots, the built-in renderer's bounds, and plugins."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from services.core.settings import CoreSettings
+
+
+class WorkerSettings(CoreSettings):
+    """CoreSettings plus what the worker alone needs."""
+
+    worker_concurrency: Annotated[int, Field(ge=1, le=64)] = 2
+    worker_name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = "worker"
+    # How often a running job reports progress, which is also how soon it notices a cancel.
+    worker_progress_interval: Annotated[float, Field(gt=0, le=60)] = 0.5
+    worker_stats_timeout: Annotated[float, Field(gt=0, le=30)] = 1.0
+    # Deadline of each call to the jobs service.
+    worker_rpc_timeout: Annotated[float, Field(gt=0, le=300)] = 10.0
+    # Extra provider kinds, "name=module:Class" separated by commas (tests register doubles here).
+    provider_plugins: str = ""

@@ -1,0 +1,70 @@
+"""The Celery task: thin and idempotent; the retry policy is declared here, with the task."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import grpc
+import structlog
+from celery import Celery, Task
+
+from services.core.storage import create_storage
+from services.core.tasks import GENERATE_VIDEO, GenerateVideo
+from services.worker.providers import VideoProvider, load_plugins
+from services.worker.render import LocalRenderer
+from services.worker.runner import JobRunner, JobsUnavailable, RetryPolicy
+from services.worker.settings import WorkerSettings
+from videogen.v1 import jobs_pb2_grpc
+
+# While the jobs service is unreachable a message waits this long between tries, at most.
+UNAVAILABLE_BACKOFF_MAX = 30.0
+
+
+def retry_policy(settings: WorkerSettings) -> RetryPolicy:
+    """The seed's retry policy, numbers from settings."""
+    return RetryPolicy(
+        base=settings.job_retry_backoff_base,
+        max_delay=settings.job_retry_backoff_max,
+        jitter=settings.job_retry_jitter,
+    )
+
+
+def build_providers(settings: WorkerSettings) -> dict[str, VideoProvider]:
+    """The built-in `local` provider and any plugins."""
+    providers: dict[str, VideoProvider] = {"local": LocalRenderer("local")}
+    providers.update(load_plugins(settings.provider_plugins))
+    return providers
+
+
+def register_tasks(app: Celery, settings: WorkerSettings) -> None:
+    """Declares generate_video on app; each worker process builds its runner on first use."""
+    runners: dict[int, JobRunner] = {}
+
+    def runner() -> JobRunner:
+        # One channel per process, made after the fork (gRPC must not cross a fork).
+        pid = os.getpid()
+        if pid not in runners:
+            channel = grpc.insecure_channel(settings.jobs_target)
+            runners[pid] = JobRunner(
+                jobs=jobs_pb2_grpc.JobServiceStub(channel),
+                storage=create_storage(settings.media_root, settings.media_url_prefix),
+                providers=build_providers(settings),
+                policy=retry_policy(settings),
+                progress_interval=settings.worker_progress_interval,
+                rpc_timeout=settings.worker_rpc_timeout,
+            )
+        return runners[pid]
+
+    @app.task(name=GENERATE_VIDEO, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)  # type: ignore[untyped-decorator]
+    def generate_video(self: Task, job_id: str, attempt: int, request_id: str | None = None, **_: Any) -> str:
+        """One attempt of one job; a duplicate or stale message is skipped by the conditional start."""
+        payload = GenerateVideo(job_id=job_id, attempt=attempt, request_id=request_id)
+        structlog.contextvars.bind_contextvars(request_id=request_id, job_id=job_id, task_id=self.request.id)
+        try:
+            return runner().run(payload, worker_id=f"{self.request.hostname}/{self.request.id}")
+        except JobsUnavailable as exc:
+            countdown = min(UNAVAILABLE_BACKOFF_MAX, 2.0 ** min(self.request.retries, 5))
+            raise self.retry(exc=exc, countdown=countdown) from exc
+        finally:
+            structlog.contextvars.unbind_contextvars("request_id", "job_id", "task_id")

@@ -1,0 +1,42 @@
+"""A stand-in for a remote video provider, scripted by the job's metadata (tests only).
+
+metadata.script: {"fail": "message"} fails every attempt; {"gate": "/path"} holds the job, reporting
+progress, until that file exists. The video itself is rendered by the real `local` provider.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from services.worker.providers import ProgressCallback, ProviderError, RenderedVideo, VideoSpec
+from services.worker.render import LocalRenderer
+
+TINY = {"durationSeconds": 1, "width": 64, "height": 64, "fps": 4}
+
+
+class ScriptedProvider:
+    """Does what metadata.script says, then renders a tiny real video."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._renderer = LocalRenderer(name)
+        self._scripts: dict[str, dict[str, Any]] = {}
+
+    def spec(self, prompt: str, metadata: Mapping[str, Any]) -> VideoSpec:
+        spec = self._renderer.spec(prompt, TINY)
+        self._scripts[prompt] = dict(metadata.get("script", {}))
+        return spec
+
+    def generate(self, spec: VideoSpec, *, output: Path, progress: ProgressCallback) -> RenderedVideo:
+        script = self._scripts.pop(spec.prompt, {})
+        if "fail" in script:
+            raise ProviderError(str(script["fail"]))
+        if "gate" in script:
+            gate = Path(script["gate"])
+            while not gate.exists():
+                progress(0.1, "waiting")
+                time.sleep(0.05)
+        return self._renderer.generate(spec, output=output, progress=progress)

@@ -1,0 +1,128 @@
+"""A jobs service in this process and the real worker process, on a Redis key prefix of their own."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import pytest
+
+from services.core.tasks import broker_url
+from services.jobs.server import JobsServer, start_jobs_server
+from tests.conftest import jobs_settings, wait_serving
+from tests.support.processes import ROOT, ServiceProcess, clean_env
+from videogen.v1 import jobs_pb2, jobs_pb2_grpc
+
+if TYPE_CHECKING:
+    from videogen.v1.jobs_pb2_grpc import JobServiceAsyncStub
+
+FINAL = {jobs_pb2.JOB_STATUS_COMPLETED, jobs_pb2.JOB_STATUS_FAILED, jobs_pb2.JOB_STATUS_CANCELLED}
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """REDIS_URL, or an embedded Redis for the tests when it is unset."""
+    url = os.environ.get("REDIS_URL", "").strip()
+    if url:
+        return url
+    from services.core.embedded import embedded_redis
+
+    return embedded_redis(ROOT / ".data" / "test")
+
+
+@dataclass
+class Stack:
+    """A running jobs service and worker."""
+
+    jobs: JobServiceAsyncStub
+    server: JobsServer
+    worker: ServiceProcess
+    worker_port: int
+    metrics_port: int
+    media: Path
+    workdir: Path
+
+    async def event(self, event: str, timeout: float = 30, **fields: Any) -> dict[str, Any]:
+        """Waits for a worker log event without blocking the jobs service in this loop."""
+        return await asyncio.to_thread(self.worker.wait_event, event, timeout, **fields)
+
+    async def wait_for(
+        self, job_id: str, done: Callable[[jobs_pb2.Job], bool] = lambda j: j.status in FINAL, timeout: float = 60
+    ) -> jobs_pb2.Job:
+        """Polls the job until done(job) holds."""
+        async with asyncio.timeout(timeout):
+            while True:
+                job: jobs_pb2.Job = await self.jobs.GetJob(jobs_pb2.GetJobRequest(id=job_id))
+                if done(job):
+                    return job
+                await asyncio.sleep(0.05)
+
+
+StackFactory = Callable[..., Awaitable[Stack]]
+
+
+@pytest.fixture
+def workdir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="vg-w-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+async def start_stack(database_url: str, redis_url: str, workdir: Path) -> AsyncIterator[StackFactory]:
+    """Starts the stack with worker settings overridden by keyword."""
+    started: list[tuple[JobsServer, ServiceProcess, grpc.aio.Channel]] = []
+    prefix = f"t{uuid.uuid4().hex[:10]}-"
+
+    async def start(**worker_env: Any) -> Stack:
+        settings = jobs_settings(celery_key_prefix=prefix, dispatch_interval=0.2)
+        server = await start_jobs_server(
+            settings, database_url=database_url, address="127.0.0.1:0", broker=broker_url(settings, redis_url)
+        )
+        env = clean_env(
+            JOBS_TARGET=f"127.0.0.1:{server.port}",
+            REDIS_URL=redis_url,
+            CELERY_KEY_PREFIX=prefix,
+            DATA_DIR=str(workdir / "data"),
+            MEDIA_DIR=str(workdir / "media"),
+            WORKER_GRPC_PORT="0",
+            WORKER_METRICS_PORT="0",
+            GRPC_BIND_HOST="127.0.0.1",
+            METRICS_BIND_HOST="127.0.0.1",
+            HEALTH_CHECK_INTERVAL="0.2",
+            WORKER_PROGRESS_INTERVAL="0.1",
+            WORKER_STATS_TIMEOUT="0.5",
+            SHUTDOWN_GRACE="5",
+            PROVIDER_PLUGINS="scripted=tests.support.scripted_provider:ScriptedProvider",
+            PYTHONPATH=str(ROOT),
+            **{key.upper(): str(value) for key, value in worker_env.items()},
+        )
+        worker = ServiceProcess("services.worker", env, cwd=workdir)
+        serving = worker.wait_event("worker.serving", timeout=60)
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
+        started.append((server, worker, channel))
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{serving['grpc_port']}") as worker_channel:
+            await wait_serving(worker_channel, "videogen.v1.WorkerService", timeout=30)
+        return Stack(
+            jobs=jobs_pb2_grpc.JobServiceStub(channel),
+            server=server,
+            worker=worker,
+            worker_port=serving["grpc_port"],
+            metrics_port=serving["metrics_port"],
+            media=workdir / "media",
+            workdir=workdir,
+        )
+
+    yield start
+    for server, worker, channel in started:
+        worker.stop()
+        await channel.close(None)
+        await server.stop(0)

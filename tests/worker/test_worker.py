@@ -1,0 +1,185 @@
+"""The worker end to end: real Celery worker process, real Redis, real PostgreSQL, real video."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import av
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tests.support.factories import create_job, unique_user
+from tests.worker.conftest import FINAL, StackFactory
+from videogen.v1 import jobs_pb2, worker_pb2, worker_pb2_grpc
+
+COMPLETED = jobs_pb2.JOB_STATUS_COMPLETED
+
+
+def metadata(**values: Any) -> dict[str, Any]:
+    return values
+
+
+async def test_job_completes_with_a_video_decoded_at_the_requested_size(start_stack: StackFactory) -> None:
+    stack = await start_stack()
+    job = await create_job(
+        stack.jobs, metadata={"durationSeconds": 2, "width": 320, "height": 240, "fps": 12, "priority": "high"}
+    )
+
+    done = await stack.wait_for(job.id)
+
+    assert done.status == COMPLETED, done.error_message
+    assert (done.used_provider, done.used_model) == ("local", "local-pyav-h264-v1")
+    assert done.result.video_url == f"/media/{job.id}.mp4"
+    assert done.result.content_type == "video/mp4"
+    path = stack.media / done.result.storage_key
+    assert path.stat().st_size == done.result.size_bytes > 0
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = sum(1 for _ in container.decode(stream))
+        assert (stream.codec_context.name, stream.width, stream.height) == ("h264", 320, 240)
+        assert stream.average_rate == 12
+    assert frames == 24
+    assert frames / 12 == done.result.duration_seconds == 2
+    assert (done.result.width, done.result.height, done.result.fps) == (320, 240, 12)
+
+
+async def test_bad_video_options_fail_the_job_without_retries(start_stack: StackFactory) -> None:
+    stack = await start_stack()
+    job = await create_job(stack.jobs, metadata={"width": 99999}, max_retries=3)
+
+    done = await stack.wait_for(job.id)
+
+    assert done.status == jobs_pb2.JOB_STATUS_FAILED
+    assert done.retry_count == 0
+    assert "metadata.width" in done.error_message
+
+
+async def test_high_job_starts_before_waiting_low_jobs(start_stack: StackFactory, workdir: Path) -> None:
+    stack = await start_stack(worker_concurrency=1)
+    gate = workdir / "gate"
+    user = unique_user()
+    busy = await create_job(stack.jobs, user_id=user, metadata={"provider": "scripted", "script": {"gate": str(gate)}})
+    await stack.wait_for(busy.id, lambda j: j.status == jobs_pb2.JOB_STATUS_PROCESSING)
+    low = [
+        await create_job(
+            stack.jobs, user_id=user, prompt=f"low {n}", metadata={"provider": "scripted", "priority": "low"}
+        )
+        for n in range(20)
+    ]
+    high = await create_job(
+        stack.jobs, user_id=user, prompt="high", metadata={"provider": "scripted", "priority": "high"}
+    )
+
+    gate.touch()
+
+    finished = [await stack.wait_for(job.id) for job in [high, *low]]
+    assert all(job.status == COMPLETED for job in finished)
+    high_start = finished[0].started_at.ToNanoseconds()
+    assert all(high_start < job.started_at.ToNanoseconds() for job in finished[1:])
+
+
+async def test_provider_error_is_retried_max_retries_times_with_backoff_then_failed(
+    start_stack: StackFactory,
+) -> None:
+    stack = await start_stack(job_retry_backoff_base=0.3, job_retry_backoff_max=0.6)
+    began = time.monotonic()
+    job = await create_job(
+        stack.jobs, max_retries=3, metadata={"provider": "scripted", "script": {"fail": "upstream said 503"}}
+    )
+
+    done = await stack.wait_for(job.id)
+
+    elapsed = time.monotonic() - began
+    assert done.status == jobs_pb2.JOB_STATUS_FAILED
+    assert done.retry_count == 3
+    assert done.error_message == "upstream said 503"
+    delays = [e["delay_seconds"] for e in stack.worker.events("job.retry_scheduled", job_id=job.id)]
+    assert [e["retry_count"] for e in stack.worker.events("job.retry_scheduled", job_id=job.id)] == [1, 2, 3]
+    ceilings = [0.3, 0.6, 0.6]  # base * 2**n, capped at the maximum
+    assert all(ceiling / 2 <= delay <= ceiling for delay, ceiling in zip(delays, ceilings, strict=True))
+    assert elapsed >= sum(delays)
+    assert len(stack.worker.events("job.attempt_finished", job_id=job.id)) == 4
+
+
+async def test_cancel_while_queued_never_starts(start_stack: StackFactory, workdir: Path) -> None:
+    stack = await start_stack(worker_concurrency=1)
+    gate = workdir / "gate"
+    busy = await create_job(stack.jobs, metadata={"provider": "scripted", "script": {"gate": str(gate)}})
+    await stack.wait_for(busy.id, lambda j: j.status == jobs_pb2.JOB_STATUS_PROCESSING)
+    waiting = await create_job(stack.jobs, metadata={"provider": "scripted"})
+
+    await stack.jobs.CancelJob(jobs_pb2.CancelJobRequest(id=waiting.id))
+    gate.touch()
+
+    await stack.event("job.skipped", job_id=waiting.id)
+    final = await stack.jobs.GetJob(jobs_pb2.GetJobRequest(id=waiting.id))
+    assert final.status == jobs_pb2.JOB_STATUS_CANCELLED
+    assert not final.HasField("started_at")
+    assert not (stack.media / f"{waiting.id}.mp4").exists()
+
+
+async def test_cancel_while_processing_stops_within_5s_and_leaves_no_file(start_stack: StackFactory) -> None:
+    stack = await start_stack()
+    job = await create_job(stack.jobs, metadata={"durationSeconds": 60, "width": 640, "height": 360, "fps": 30})
+    await stack.wait_for(job.id, lambda j: j.progress_percent > 0)
+
+    cancelled_at = time.monotonic()
+    await stack.jobs.CancelJob(jobs_pb2.CancelJobRequest(id=job.id))
+    await stack.event("job.attempt_finished", 5, job_id=job.id, outcome="cancelled")
+
+    assert time.monotonic() - cancelled_at < 5
+    final = await stack.jobs.GetJob(jobs_pb2.GetJobRequest(id=job.id))
+    assert final.status == jobs_pb2.JOB_STATUS_CANCELLED
+    assert [p.name for p in stack.media.rglob("*") if p.is_file()] == []
+
+
+async def test_worker_health_stats_and_metrics(start_stack: StackFactory) -> None:
+    stack = await start_stack()
+    job = await create_job(stack.jobs, metadata={"durationSeconds": 1, "width": 64, "height": 64, "fps": 4})
+    assert (await stack.wait_for(job.id)).status == COMPLETED
+
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{stack.worker_port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for service in ("", "videogen.v1.WorkerService"):
+            reply = await health.Check(health_pb2.HealthCheckRequest(service=service))
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        stats = await worker_pb2_grpc.WorkerServiceStub(channel).GetWorkerStats(worker_pb2.GetWorkerStatsRequest())
+    assert {q.queue for q in stats.queues} == {"high_priority", "default", "low_priority"}
+    assert [(w.concurrency, w.active) for w in stats.workers] == [(2, 0)]
+
+    body = await asyncio.to_thread(
+        lambda: urllib.request.urlopen(f"http://127.0.0.1:{stack.metrics_port}/metrics").read().decode()
+    )
+    assert "job_processing_time_seconds_count 1.0" in body
+    assert 'job_completion_rate_total{status="completed"} 1.0' in body
+    for queue in ("high_priority", "default", "low_priority"):
+        assert f'job_queue_depth{{queue="{queue}"}} 0.0' in body
+
+
+async def test_worker_turns_not_serving_while_the_jobs_service_is_down(start_stack: StackFactory) -> None:
+    stack = await start_stack()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{stack.worker_port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        watch = health.Watch(health_pb2.HealthCheckRequest(service=""))
+        assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+
+        await stack.server.stop(0)
+
+        assert (await asyncio.wait_for(watch.read(), 10)).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        watch.cancel()
+
+
+async def test_queued_job_waits_for_a_worker_and_runs_when_one_starts(start_stack: StackFactory) -> None:
+    stack = await start_stack()
+    jobs = [await create_job(stack.jobs, metadata={"provider": "scripted"}) for _ in range(3)]
+
+    done = [await stack.wait_for(job.id) for job in jobs]
+
+    assert {job.status for job in done} == {COMPLETED}
+    assert all(json.loads(job.metadata_json)["provider"] == "scripted" for job in done)
+    assert FINAL
