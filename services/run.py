@@ -43,6 +43,7 @@ def children(settings: CoreSettings) -> list[Child]:
     """The processes of contract.md's table that exist so far."""
     return [
         Child("jobs", "services.jobs", f"127.0.0.1:{settings.jobs_grpc_port}", "videogen.v1.JobService"),
+        Child("worker", "services.worker", f"127.0.0.1:{settings.worker_grpc_port}", "videogen.v1.WorkerService"),
     ]
 
 
@@ -68,6 +69,9 @@ def banner(settings: CoreSettings, database_url: str, redis_url: str) -> str:
     rows = [
         ("jobs (gRPC)", f"127.0.0.1:{settings.jobs_grpc_port}  videogen.v1.JobService"),
         ("jobs metrics", f"http://127.0.0.1:{settings.jobs_metrics_port}/metrics"),
+        ("worker (gRPC)", f"127.0.0.1:{settings.worker_grpc_port}  videogen.v1.WorkerService"),
+        ("worker metrics", f"http://127.0.0.1:{settings.worker_metrics_port}/metrics"),
+        ("media", str(settings.media_root.resolve())),
         ("database", database_url),
         ("redis", redis_url),
     ]
@@ -109,7 +113,16 @@ def main() -> None:
     database_url = resolve_database_url(settings)
     redis_url = resolve_redis_url(settings)
     asyncio.run(migrate.upgrade_when_reachable(database_url, timeout=60))
-    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "MIGRATE_ON_START": "false"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "MIGRATE_ON_START": "false",
+        # Everything runs on this machine: each service finds the others on loopback.
+        "JOBS_TARGET": f"127.0.0.1:{settings.jobs_grpc_port}",
+        "PROVIDERS_TARGET": f"127.0.0.1:{settings.providers_grpc_port}",
+        "WORKER_TARGET": f"127.0.0.1:{settings.worker_grpc_port}",
+    }
     processes: dict[str, subprocess.Popen[bytes]] = {}
     code = 0
     try:

@@ -29,6 +29,23 @@ def database_url() -> Iterator[str]:
     asyncio.run(databases.drop_database(url))
 
 
+@pytest.fixture(scope="session")
+def template_database_url() -> Iterator[str]:
+    """A migrated database nothing connects to, so that copies of it are quick to make."""
+    url = asyncio.run(databases.create_database(databases.server_url()))
+    asyncio.run(migrate.upgrade(url))
+    yield url
+    asyncio.run(databases.drop_database(url))
+
+
+@pytest.fixture
+async def own_database_url(template_database_url: str) -> AsyncIterator[str]:
+    """A fresh migrated database for one test, for tests whose dispatcher would see other tests' jobs."""
+    url = await databases.create_database(template_database_url, template=template_database_url)
+    yield url
+    await databases.drop_database(url)
+
+
 def jobs_settings(**overrides: Any) -> JobsSettings:
     """Settings for a service under test: quick health checks, no .env file."""
     values: dict[str, Any] = {"health_check_interval": 0.2, "db_connect_timeout": 1.0, "shutdown_grace": 1.0}

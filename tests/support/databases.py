@@ -34,12 +34,13 @@ def with_database(url: str, name: str) -> str:
     return make_url(url).set(database=name).render_as_string(hide_password=False)
 
 
-async def create_database(url: str) -> str:
-    """Creates a uniquely named database on url's server and answers its URL."""
+async def create_database(url: str, *, template: str | None = None) -> str:
+    """Creates a uniquely named database on url's server (a copy of template) and answers its URL."""
     name = f"videogen_test_{uuid.uuid4().hex[:12]}"
     connection = await asyncpg.connect(_asyncpg_dsn(url))
     try:
-        await connection.execute(f'CREATE DATABASE "{name}"')
+        copy = f' TEMPLATE "{make_url(template).database}"' if template else ""
+        await connection.execute(f'CREATE DATABASE "{name}"{copy}')
     finally:
         await connection.close()
     return with_database(url, name)

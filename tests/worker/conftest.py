@@ -77,7 +77,7 @@ def workdir() -> Iterator[Path]:
 
 
 @pytest.fixture
-async def start_stack(database_url: str, redis_url: str, workdir: Path) -> AsyncIterator[StackFactory]:
+async def start_stack(own_database_url: str, redis_url: str, workdir: Path) -> AsyncIterator[StackFactory]:
     """Starts the stack with worker settings overridden by keyword."""
     started: list[tuple[JobsServer, ServiceProcess, grpc.aio.Channel]] = []
     prefix = f"t{uuid.uuid4().hex[:10]}-"
@@ -85,7 +85,7 @@ async def start_stack(database_url: str, redis_url: str, workdir: Path) -> Async
     async def start(**worker_env: Any) -> Stack:
         settings = jobs_settings(celery_key_prefix=prefix, dispatch_interval=0.2)
         server = await start_jobs_server(
-            settings, database_url=database_url, address="127.0.0.1:0", broker=broker_url(settings, redis_url)
+            settings, database_url=own_database_url, address="127.0.0.1:0", broker=broker_url(settings, redis_url)
         )
         env = clean_env(
             JOBS_TARGET=f"127.0.0.1:{server.port}",
