@@ -13,7 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from services.core import migrate
 from services.jobs.server import JobsServer, start_jobs_server
 from services.jobs.settings import JobsSettings
-from tests.support import databases
+from tests.support import brokers, databases
 from videogen.v1 import jobs_pb2_grpc
 
 if TYPE_CHECKING:
@@ -44,6 +44,12 @@ async def own_database_url(template_database_url: str) -> AsyncIterator[str]:
     url = await databases.create_database(template_database_url, template=template_database_url)
     yield url
     await databases.drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The Redis of this run (REDIS_URL or an embedded one)."""
+    return brokers.redis_server_url()
 
 
 def jobs_settings(**overrides: Any) -> JobsSettings:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import signal
 import tempfile
@@ -13,6 +12,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tests.support.brokers import drop_keys
 from tests.support.factories import create_job
 from tests.support.processes import ServiceProcess, clean_env, free_port
 from videogen.v1 import jobs_pb2, jobs_pb2_grpc
@@ -20,12 +20,14 @@ from videogen.v1 import jobs_pb2, jobs_pb2_grpc
 COMPLETED = jobs_pb2.JOB_STATUS_COMPLETED
 
 
-async def test_run_starts_the_system_runs_a_job_and_stops_on_ctrl_c(own_database_url: str) -> None:
+async def test_run_starts_the_system_runs_a_job_and_stops_on_ctrl_c(own_database_url: str, redis_url: str) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="vg-run-"))
     grpc_port, worker_port = free_port(), free_port()
+    prefix = f"run{uuid.uuid4().hex[:8]}-"
     env = clean_env(
         DATABASE_URL=own_database_url,
-        CELERY_KEY_PREFIX=f"run{uuid.uuid4().hex[:8]}-",
+        REDIS_URL=redis_url,
+        CELERY_KEY_PREFIX=prefix,
         JOBS_GRPC_PORT=str(grpc_port),
         JOBS_METRICS_PORT=str(free_port()),
         WORKER_GRPC_PORT=str(worker_port),
@@ -33,8 +35,6 @@ async def test_run_starts_the_system_runs_a_job_and_stops_on_ctrl_c(own_database
         GRPC_BIND_HOST="127.0.0.1",
         SHUTDOWN_DRAIN_DELAY="0",
     )
-    if os.environ.get("REDIS_URL"):
-        env["REDIS_URL"] = os.environ["REDIS_URL"]
     run = ServiceProcess("services.run", env, cwd=workdir)
     try:
         run.wait_event("run.ready", timeout=120)
@@ -58,3 +58,4 @@ async def test_run_starts_the_system_runs_a_job_and_stops_on_ctrl_c(own_database
     finally:
         run.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+        drop_keys(redis_url, prefix)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
 import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -19,23 +18,13 @@ from services.core.tasks import broker_url
 from services.jobs.server import JobsServer, start_jobs_server
 from tests.conftest import jobs_settings
 from tests.support import databases
+from tests.support.brokers import drop_keys
 from tests.support.factories import create_job
-from tests.support.processes import ROOT
 from tests.support.tcp_proxy import TcpProxy
 from videogen.v1 import jobs_pb2, jobs_pb2_grpc
 
 if TYPE_CHECKING:
     from videogen.v1.jobs_pb2_grpc import JobServiceAsyncStub
-
-
-@pytest.fixture(scope="module")
-def redis_url() -> str:
-    url = os.environ.get("REDIS_URL", "").strip()
-    if url:
-        return url
-    from services.core.embedded import embedded_redis
-
-    return embedded_redis(ROOT / ".data" / "test")
 
 
 class Broker:
@@ -72,6 +61,7 @@ async def stack(own_database_url: str, redis_url: str) -> AsyncIterator[tuple[Jo
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         yield jobs_pb2_grpc.JobServiceStub(channel), Broker(redis_url, prefix), server
     await server.stop(0)
+    drop_keys(redis_url, prefix)
 
 
 async def test_create_publishes_one_message_on_the_queue_of_its_priority(
@@ -153,6 +143,7 @@ async def test_job_created_while_the_broker_is_down_is_published_when_it_returns
     finally:
         await server.stop(0)
         await proxy.cut()
+        drop_keys(redis_url, prefix)
 
 
 async def test_a_low_job_waiting_too_long_is_promoted(own_database_url: str, redis_url: str) -> None:
@@ -170,3 +161,4 @@ async def test_a_low_job_waiting_too_long_is_promoted(own_database_url: str, red
             assert [m["attempt"] for m in broker.messages("high_priority")] == [0]
     finally:
         await server.stop(0)
+        drop_keys(redis_url, prefix)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import tempfile
 import uuid
@@ -18,6 +17,7 @@ import pytest
 from services.core.tasks import broker_url
 from services.jobs.server import JobsServer, start_jobs_server
 from tests.conftest import jobs_settings, wait_serving
+from tests.support.brokers import drop_keys
 from tests.support.processes import ROOT, ServiceProcess, clean_env
 from videogen.v1 import jobs_pb2, jobs_pb2_grpc
 
@@ -25,17 +25,6 @@ if TYPE_CHECKING:
     from videogen.v1.jobs_pb2_grpc import JobServiceAsyncStub
 
 FINAL = {jobs_pb2.JOB_STATUS_COMPLETED, jobs_pb2.JOB_STATUS_FAILED, jobs_pb2.JOB_STATUS_CANCELLED}
-
-
-@pytest.fixture(scope="session")
-def redis_url() -> str:
-    """REDIS_URL, or an embedded Redis for the tests when it is unset."""
-    url = os.environ.get("REDIS_URL", "").strip()
-    if url:
-        return url
-    from services.core.embedded import embedded_redis
-
-    return embedded_redis(ROOT / ".data" / "test")
 
 
 @dataclass
@@ -126,3 +115,4 @@ async def start_stack(own_database_url: str, redis_url: str, workdir: Path) -> A
         worker.stop()
         await channel.close(None)
         await server.stop(0)
+    drop_keys(redis_url, prefix)
