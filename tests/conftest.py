@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -54,7 +56,12 @@ def redis_url() -> str:
 
 def jobs_settings(**overrides: Any) -> JobsSettings:
     """Settings for a service under test: quick health checks, no .env file."""
-    values: dict[str, Any] = {"health_check_interval": 0.2, "db_connect_timeout": 1.0, "shutdown_grace": 1.0}
+    values: dict[str, Any] = {
+        "health_check_interval": 0.2,
+        "db_connect_timeout": 1.0,
+        "shutdown_grace": 1.0,
+        "media_dir": Path(tempfile.gettempdir()) / "videogen-test-media",
+    }
     values.update(overrides)
     return JobsSettings(_env_file=None, **values)
 

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.core import db
 from services.core.grpc_server import GrpcApp, ServiceBinding, start_grpc_app, watch_dependency
+from services.core.storage import create_storage
 from services.core.tasks import create_celery
 from services.jobs.dispatcher import Dispatcher, DispatchPolicy
 from services.jobs.domain import JobLimits
@@ -72,7 +73,8 @@ async def start_jobs_server(
         list_max_skip=settings.jobs_list_max_skip,
         metadata_max_bytes=settings.jobs_metadata_max_bytes,
     )
-    servicer = JobServicer(JobsService(sessions, dispatcher), limits)
+    storage = create_storage(settings.media_root, settings.media_url_prefix)
+    servicer = JobServicer(JobsService(sessions, dispatcher, storage), limits)
     binding = ServiceBinding(servicer, jobs_pb2_grpc.add_JobServiceServicer_to_server, SERVICE_NAME)
     app = await start_grpc_app([binding], address=address, max_message_bytes=settings.grpc_max_message_bytes)
     timeout = min(settings.db_connect_timeout, settings.health_check_interval * 2)

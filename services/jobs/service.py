@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -13,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.core.errors import InvalidArgument
 from services.core.logging import get_logger
 from services.core.models import Job
+from services.core.storage import InvalidStorageKey, MediaStorage
 from services.jobs import repository
 from services.jobs.dispatcher import Dispatcher
 from services.jobs.domain import (
@@ -42,9 +44,15 @@ class Completion:
 class JobsService:
     """Creates, reads and moves jobs; the state machine holds in the database."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], dispatcher: Dispatcher | None = None) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        dispatcher: Dispatcher | None = None,
+        storage: MediaStorage | None = None,
+    ) -> None:
         self._sessions = sessions
         self._dispatcher = dispatcher
+        self._storage = storage
 
     async def create_job(self, new: NewJob, *, request_id: str | None = None) -> Job:
         """Stores a new queued job, then publishes its message (after the commit, never before).
@@ -81,11 +89,18 @@ class JobsService:
         return job
 
     async def delete_job(self, job_id: str) -> Job:
-        """Deletes a job in a final state and answers it as it was."""
+        """Deletes a job in a final state with its stored video, and answers it as it was."""
         async with self._sessions.begin() as session:
             job = await repository.delete_job(session, job_id, statuses=FINAL)
             if job is None:
                 await _refuse(session, job_id, "delete")
+        key = (job.result or {}).get("storageKey")
+        if self._storage is not None and isinstance(key, str) and key:
+            try:
+                await asyncio.to_thread(self._storage.delete, key)
+            except (OSError, InvalidStorageKey) as exc:
+                # The row is gone either way; a file left behind is only disk, and logged.
+                log.warning("job.video_not_deleted", job_id=job_id, key=key, error=repr(exc))
         log.info("job.deleted", job_id=job_id)
         return job
 

@@ -48,6 +48,18 @@ async def test_job_completes_with_a_video_decoded_at_the_requested_size(start_st
     assert (done.result.width, done.result.height, done.result.fps) == (320, 240, 12)
 
 
+async def test_deleting_a_completed_job_deletes_its_video(start_stack: StackFactory) -> None:
+    stack = await start_stack()
+    job = await create_job(stack.jobs, metadata={"durationSeconds": 1, "width": 64, "height": 64, "fps": 4})
+    done = await stack.wait_for(job.id)
+    path = stack.media / done.result.storage_key
+    assert path.exists()
+
+    await stack.jobs.DeleteJob(jobs_pb2.DeleteJobRequest(id=job.id))
+
+    assert not path.exists()
+
+
 async def test_bad_video_options_fail_the_job_without_retries(start_stack: StackFactory) -> None:
     stack = await start_stack()
     job = await create_job(stack.jobs, metadata={"width": 99999}, max_retries=3)
