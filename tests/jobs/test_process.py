@@ -129,7 +129,10 @@ def test_production_refuses_unset_or_example_secrets(workdir: Path, secrets: dic
 
 def test_example_env_file_is_a_valid_configuration(workdir: Path) -> None:
     shutil.copy(ROOT / ".env.example", workdir / ".env")
-    code = "from services.jobs.settings import JobsSettings; s = JobsSettings(); print(s.jobs_grpc_port)"
+    code = (
+        "from services.jobs.settings import JobsSettings; from services.worker.settings import WorkerSettings; "
+        "WorkerSettings(); print(JobsSettings().jobs_grpc_port)"
+    )
 
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=workdir, env=clean_env(), capture_output=True, text=True, timeout=60
