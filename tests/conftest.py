@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -101,3 +102,22 @@ async def channel(jobs_server: JobsServer) -> AsyncIterator[grpc.aio.Channel]:
 def jobs(channel: grpc.aio.Channel) -> JobServiceAsyncStub:
     """A JobService client."""
     return jobs_pb2_grpc.JobServiceStub(channel)
+
+
+SLOW_TEST_SECONDS = 120
+
+
+@pytest.fixture(autouse=True)
+async def _dump_tasks_of_a_slow_test() -> AsyncIterator[None]:
+    """Prints every asyncio task's stack when a test runs past SLOW_TEST_SECONDS: a hung await
+    shows where it waits (pytest-timeout's dump shows threads, not coroutines)."""
+
+    async def dump() -> None:
+        await asyncio.sleep(SLOW_TEST_SECONDS)
+        for task in asyncio.all_tasks():
+            sys.stderr.write(f"--- {task!r}\n")
+            task.print_stack(file=sys.stderr)
+
+    watchdog = asyncio.create_task(dump())
+    yield
+    watchdog.cancel()

@@ -13,6 +13,7 @@ PostgreSQL is the source of truth and Redis only carries messages. Each round cl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 
 from sqlalchemy import text
@@ -69,16 +70,23 @@ class Dispatcher:
         self._sessions = sessions
         self._publisher = publisher
         self._policy = policy
+        self._stopping = asyncio.Event()
 
     async def run(self) -> None:
-        """Dispatches every interval until cancelled; a database outage only delays it."""
-        while True:
+        """Dispatches every interval until stop(); a database outage only delays it."""
+        while not self._stopping.is_set():
             try:
                 await self.dispatch_once()
             except Exception as exc:
                 if not db.is_unavailable(exc):
                     log.exception("dispatch.failed")
-            await asyncio.sleep(self._policy.interval)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._policy.interval):
+                    await self._stopping.wait()
+
+    def stop(self) -> None:
+        """Ends run() after the round in progress."""
+        self._stopping.set()
 
     async def dispatch_once(self) -> int:
         """Publishes due jobs and promotes long waiters; how many messages went out."""

@@ -22,7 +22,9 @@ class JobPublisher:
     async def publish(self, payload: GenerateVideo, *, queue: str) -> bool:
         """Whether the broker took the message; a failure is logged, never raised."""
         try:
-            await asyncio.wait_for(asyncio.to_thread(self._send, payload, queue), self._timeout)
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation.
+            async with asyncio.timeout(self._timeout):
+                await asyncio.to_thread(self._send, payload, queue)
         except Exception as exc:
             log.warning("job.publish_failed", job_id=payload.job_id, queue=queue, error=repr(exc))
             return False

@@ -74,7 +74,8 @@ async def dependencies_answer(
     if child.poll() is not None:
         return False
     try:
-        await asyncio.wait_for(asyncio.to_thread(client.ping), 2)
+        async with asyncio.timeout(2):
+            await asyncio.to_thread(client.ping)
         reply = await jobs.Check(health_pb2.HealthCheckRequest(service=JOBS_SERVICE), timeout=2)
     except (redis.RedisError, grpc.aio.AioRpcError, TimeoutError):
         return False
@@ -146,7 +147,8 @@ async def _stop_child(child: subprocess.Popen[bytes], grace: float) -> None:
     if child.poll() is None:
         child.send_signal(signal.SIGTERM)
     try:
-        await asyncio.wait_for(asyncio.to_thread(child.wait), grace)
+        async with asyncio.timeout(grace):
+            await asyncio.to_thread(child.wait)
     except TimeoutError:
         log.warning("worker.celery_killed", grace_seconds=grace)
         child.kill()
