@@ -43,6 +43,12 @@ def children(settings: CoreSettings) -> list[Child]:
     """The processes of contract.md's table that exist so far."""
     return [
         Child("jobs", "services.jobs", f"127.0.0.1:{settings.jobs_grpc_port}", "videogen.v1.JobService"),
+        Child(
+            "providers",
+            "services.providers",
+            f"127.0.0.1:{settings.providers_grpc_port}",
+            "videogen.v1.ProviderService",
+        ),
         Child("worker", "services.worker", f"127.0.0.1:{settings.worker_grpc_port}", "videogen.v1.WorkerService"),
     ]
 
@@ -69,6 +75,8 @@ def banner(settings: CoreSettings, database_url: str, redis_url: str) -> str:
     rows = [
         ("jobs (gRPC)", f"127.0.0.1:{settings.jobs_grpc_port}  videogen.v1.JobService"),
         ("jobs metrics", f"http://127.0.0.1:{settings.jobs_metrics_port}/metrics"),
+        ("providers (gRPC)", f"127.0.0.1:{settings.providers_grpc_port}  videogen.v1.ProviderService"),
+        ("providers metrics", f"http://127.0.0.1:{settings.providers_metrics_port}/metrics"),
         ("worker (gRPC)", f"127.0.0.1:{settings.worker_grpc_port}  videogen.v1.WorkerService"),
         ("worker metrics", f"http://127.0.0.1:{settings.worker_metrics_port}/metrics"),
         ("media", str(settings.media_root.resolve())),

@@ -22,7 +22,7 @@ COMPLETED = jobs_pb2.JOB_STATUS_COMPLETED
 
 async def test_run_starts_the_system_runs_a_job_and_stops_on_ctrl_c(own_database_url: str, redis_url: str) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="vg-run-"))
-    grpc_port, worker_port = free_port(), free_port()
+    grpc_port, worker_port, providers_port = free_port(), free_port(), free_port()
     prefix = f"run{uuid.uuid4().hex[:8]}-"
     env = clean_env(
         DATABASE_URL=own_database_url,
@@ -31,6 +31,8 @@ async def test_run_starts_the_system_runs_a_job_and_stops_on_ctrl_c(own_database
         JOBS_GRPC_PORT=str(grpc_port),
         JOBS_METRICS_PORT=str(free_port()),
         WORKER_GRPC_PORT=str(worker_port),
+        PROVIDERS_GRPC_PORT=str(providers_port),
+        PROVIDERS_METRICS_PORT=str(free_port()),
         WORKER_METRICS_PORT=str(free_port()),
         GRPC_BIND_HOST="127.0.0.1",
         SHUTDOWN_DRAIN_DELAY="0",
@@ -38,7 +40,7 @@ async def test_run_starts_the_system_runs_a_job_and_stops_on_ctrl_c(own_database
     run = ServiceProcess("services.run", env, cwd=workdir)
     try:
         run.wait_event("run.ready", timeout=120)
-        for port in (grpc_port, worker_port):
+        for port in (grpc_port, providers_port, worker_port):
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
                 reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""))
             assert reply.status == health_pb2.HealthCheckResponse.SERVING

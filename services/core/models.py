@@ -108,6 +108,9 @@ class ProviderHealth(Base):
     consecutive_failures: Mapped[int] = mapped_column(Integer, server_default="0")
     avg_response_time_ms: Mapped[float] = mapped_column(Double, server_default="0")
     cost_per_request: Mapped[float] = mapped_column(Double, server_default="0")
+    # While set and in the future, routing skips the provider (its circuit breaker is open).
+    circuit_open_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str] = mapped_column(Text, server_default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 

@@ -59,6 +59,9 @@ class CoreSettings(BaseSettings):
     # Prefix of every Redis key Celery uses, so that systems (or test runs) can share one Redis.
     celery_key_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{0,64}$")] = ""
 
+    # The provider registry (YAML or JSON); unset means the built-in `local` provider alone.
+    providers_config: Path | None = None
+
     # Media storage: a local directory (DATA_DIR/media when unset), served under MEDIA_URL_PREFIX.
     media_dir: Path | None = None
     media_url_prefix: Annotated[str, Field(pattern=r"^/[A-Za-z0-9_./-]*/$")] = "/media/"

@@ -6,16 +6,25 @@ import json
 import random
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
 from billiard.exceptions import SoftTimeLimitExceeded
 
 from services.core.logging import get_logger
+from services.core.providers.base import (
+    InvalidOptions,
+    JobCancelled,
+    ProgressCallback,
+    ProviderError,
+    RenderedVideo,
+    VideoProvider,
+)
 from services.core.storage import MediaStorage
 from services.core.tasks import GenerateVideo
 from services.worker import metrics
-from services.worker.providers import InvalidOptions, JobCancelled, ProgressCallback, VideoProvider
+from services.worker.routing import Router, Unroutable
 from videogen.v1 import jobs_pb2, jobs_pb2_grpc
 
 log = get_logger(__name__)
@@ -24,6 +33,14 @@ _SKIP = (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND)
 
 class JobsUnavailable(Exception):
     """The jobs service did not answer; the message should be tried again later."""
+
+
+class AttemptFailed(Exception):
+    """Every provider this attempt could use failed; the job may be retried."""
+
+    def __init__(self, message: str, provider: str) -> None:
+        super().__init__(message)
+        self.provider = provider
 
 
 @dataclass(frozen=True)
@@ -51,6 +68,7 @@ class JobRunner:
         jobs: jobs_pb2_grpc.JobServiceStub,
         storage: MediaStorage,
         providers: dict[str, VideoProvider],
+        router: Router,
         policy: RetryPolicy,
         progress_interval: float,
         rpc_timeout: float,
@@ -58,6 +76,7 @@ class JobRunner:
         self._jobs = jobs
         self._storage = storage
         self._providers = providers
+        self._router = router
         self._policy = policy
         self._progress_interval = progress_interval
         self._timeout = rpc_timeout
@@ -97,15 +116,8 @@ class JobRunner:
         key = f"{job.id}.mp4"
         partial = self._storage.partial_path(key)
         metadata = json.loads(job.metadata_json or "{}")
-        name = metadata.get("provider") or "local"
         try:
-            provider = self._providers.get(name)
-            if provider is None:
-                raise InvalidOptions(f"unknown provider {name!r}")
-            spec = provider.spec(job.prompt, metadata)
-            began = time.monotonic()
-            video = provider.generate(spec, output=partial, progress=self._reporter(job.id, payload.request_id))
-            elapsed_ms = int((time.monotonic() - began) * 1000)
+            name, video, elapsed_ms = self._generate(job, metadata, partial, payload.request_id)
             stored = self._storage.store(partial, key)
             result = jobs_pb2.VideoResult(
                 video_url=stored.url,
@@ -124,13 +136,42 @@ class JobRunner:
         except JobCancelled:
             log.info("job.stopped_cancelled", job_id=job.id)
             return "cancelled"
-        except InvalidOptions as exc:
-            return self._fail(job, str(exc), payload.request_id, provider=name)
+        except (InvalidOptions, Unroutable) as exc:
+            return self._fail(job, str(exc), payload.request_id, provider=getattr(exc, "provider", ""))
         except (SoftTimeLimitExceeded, Exception) as exc:
             log.warning("job.attempt_failed", job_id=job.id, error=repr(exc))
-            return self._retry_or_fail(job, _describe(exc), payload.request_id, provider=name)
+            return self._retry_or_fail(job, _describe(exc), payload.request_id, provider=getattr(exc, "provider", ""))
         finally:
             partial.unlink(missing_ok=True)
+
+    def _generate(
+        self, job: jobs_pb2.Job, metadata: dict[str, Any], partial: Path, request_id: str | None
+    ) -> tuple[str, RenderedVideo, int]:
+        """Generates with the provider routing picks, failing over to the next one on a provider
+        error; a provider the client named gets no substitute."""
+        named, wanted = metadata.get("provider"), metadata.get("model")
+        requested = named if isinstance(named, str) else None
+        model = wanted if isinstance(wanted, str) else ""
+        tried: list[str] = []
+        while True:
+            choice = self._router.select(job.id, requested=requested, model=model, exclude=tried)
+            provider = self._providers.get(choice.provider)
+            if provider is None:
+                raise Unroutable(f"provider {choice.provider!r} is not configured on this worker", choice.provider)
+            spec = provider.spec(job.prompt, metadata, model=choice.model)
+            began = time.monotonic()
+            try:
+                video = provider.generate(spec, output=partial, progress=self._reporter(job.id, request_id))
+            except ProviderError as exc:
+                self._router.report(choice.provider, error=exc, latency_ms=(time.monotonic() - began) * 1000)
+                tried.append(choice.provider)
+                log.warning("job.provider_failed", job_id=job.id, provider=choice.provider, error=str(exc))
+                if requested or not self._router.has_alternative(job.id, model=model, exclude=tried):
+                    raise AttemptFailed(str(exc), choice.provider) from exc
+                continue
+            elapsed_ms = int((time.monotonic() - began) * 1000)
+            self._router.report(choice.provider, error=None, latency_ms=elapsed_ms)
+            return choice.provider, video, elapsed_ms
 
     def _complete(self, request: jobs_pb2.CompleteJobRequest, key: str, request_id: str | None) -> str:
         try:
@@ -144,7 +185,9 @@ class JobRunner:
         return "completed"
 
     def _fail(self, job: jobs_pb2.Job, error: str, request_id: str | None, *, provider: str) -> str:
-        request = jobs_pb2.FailJobRequest(id=job.id, error_message=error, used_provider=provider[:64])
+        request = jobs_pb2.FailJobRequest(id=job.id, error_message=error)
+        if provider:
+            request.used_provider = provider[:64]
         try:
             self._call("FailJob", request, request_id)
         except grpc.RpcError as exc:

@@ -19,5 +19,3 @@ class WorkerSettings(CoreSettings):
     worker_stats_timeout: Annotated[float, Field(gt=0, le=30)] = 1.0
     # Deadline of each call to the jobs service.
     worker_rpc_timeout: Annotated[float, Field(gt=0, le=300)] = 10.0
-    # Extra provider kinds, "name=module:Class" separated by commas (tests register doubles here).
-    provider_plugins: str = ""

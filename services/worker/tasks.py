@@ -9,13 +9,13 @@ import grpc
 import structlog
 from celery import Celery, Task
 
+from services.core.providers.registry import build_providers, load_registry
 from services.core.storage import create_storage
 from services.core.tasks import GENERATE_VIDEO, GenerateVideo
-from services.worker.providers import VideoProvider, load_plugins
-from services.worker.render import LocalRenderer
+from services.worker.routing import Router
 from services.worker.runner import JobRunner, JobsUnavailable, RetryPolicy
 from services.worker.settings import WorkerSettings
-from videogen.v1 import jobs_pb2_grpc
+from videogen.v1 import jobs_pb2_grpc, providers_pb2_grpc
 
 # While the jobs service is unreachable a message waits this long between tries, at most.
 UNAVAILABLE_BACKOFF_MAX = 30.0
@@ -30,26 +30,24 @@ def retry_policy(settings: WorkerSettings) -> RetryPolicy:
     )
 
 
-def build_providers(settings: WorkerSettings) -> dict[str, VideoProvider]:
-    """The built-in `local` provider and any plugins."""
-    providers: dict[str, VideoProvider] = {"local": LocalRenderer("local")}
-    providers.update(load_plugins(settings.provider_plugins))
-    return providers
-
-
 def register_tasks(app: Celery, settings: WorkerSettings) -> None:
     """Declares generate_video on app; each worker process builds its runner on first use."""
     runners: dict[int, JobRunner] = {}
+    registry = load_registry(settings.providers_config)
 
     def runner() -> JobRunner:
         # One channel per process, made after the fork (gRPC must not cross a fork).
         pid = os.getpid()
         if pid not in runners:
             channel = grpc.insecure_channel(settings.jobs_target)
+            providers_channel = grpc.insecure_channel(settings.providers_target)
             runners[pid] = JobRunner(
                 jobs=jobs_pb2_grpc.JobServiceStub(channel),
                 storage=create_storage(settings.media_root, settings.media_url_prefix),
-                providers=build_providers(settings),
+                providers=build_providers(registry),
+                router=Router(
+                    providers_pb2_grpc.ProviderServiceStub(providers_channel), timeout=settings.worker_rpc_timeout
+                ),
                 policy=retry_policy(settings),
                 progress_interval=settings.worker_progress_interval,
                 rpc_timeout=settings.worker_rpc_timeout,

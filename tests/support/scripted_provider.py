@@ -11,8 +11,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from services.worker.providers import ProgressCallback, ProviderError, RenderedVideo, VideoSpec
-from services.worker.render import LocalRenderer
+from services.core.providers.base import ProgressCallback, ProviderError, RenderedVideo, VideoSpec
+from services.core.providers.local import LocalRenderer
+from services.core.providers.registry import ProviderConfig
 
 TINY = {"durationSeconds": 1, "width": 64, "height": 64, "fps": 4}
 
@@ -20,12 +21,15 @@ TINY = {"durationSeconds": 1, "width": 64, "height": 64, "fps": 4}
 class ScriptedProvider:
     """Does what metadata.script says, then renders a tiny real video."""
 
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self._renderer = LocalRenderer(name)
+    def __init__(self, config: ProviderConfig) -> None:
+        self.name = config.name
+        self._renderer = LocalRenderer(config.name)
         self._scripts: dict[str, dict[str, Any]] = {}
 
-    def spec(self, prompt: str, metadata: Mapping[str, Any]) -> VideoSpec:
+    def probe(self, timeout: float) -> None:
+        """Always up: this double stands for a healthy remote provider."""
+
+    def spec(self, prompt: str, metadata: Mapping[str, Any], *, model: str = "") -> VideoSpec:
         spec = self._renderer.spec(prompt, TINY)
         self._scripts[prompt] = dict(metadata.get("script", {}))
         return spec

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import tempfile
 import uuid
@@ -14,24 +15,57 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import pytest
 
+from services.core.providers.registry import load_registry
 from services.core.tasks import broker_url
 from services.jobs.server import JobsServer, start_jobs_server
+from services.providers.server import ProvidersServer, start_providers_server
+from services.providers.settings import ProvidersSettings
 from tests.conftest import jobs_settings, wait_serving
 from tests.support.brokers import drop_keys
 from tests.support.processes import ROOT, ServiceProcess, clean_env
-from videogen.v1 import jobs_pb2, jobs_pb2_grpc
+from videogen.v1 import jobs_pb2, jobs_pb2_grpc, providers_pb2_grpc
 
 if TYPE_CHECKING:
     from videogen.v1.jobs_pb2_grpc import JobServiceAsyncStub
+    from videogen.v1.providers_pb2_grpc import ProviderServiceAsyncStub
+
+# The registry of a stack unless a test brings its own: the built-in renderer and the scripted double.
+DEFAULT_REGISTRY = {
+    "providers": [
+        {"name": "local", "kind": "local", "models": ["local-pyav-h264-v1"]},
+        {
+            "name": "scripted",
+            "kind": "plugin",
+            "plugin": "tests.support.scripted_provider:ScriptedProvider",
+            "cost_per_request": 1.0,
+        },
+    ]
+}
+
+
+def providers_settings(**overrides: Any) -> ProvidersSettings:
+    """A providers service that probes often and judges quickly."""
+    values: dict[str, Any] = {
+        "health_check_interval": 0.2,
+        "provider_probe_interval": 0.3,
+        "provider_probe_timeout": 2.0,
+        "provider_unhealthy_after": 2,
+        "provider_cooldown_seconds": 2.0,
+        **overrides,
+    }
+    return ProvidersSettings(_env_file=None, **values)
+
 
 FINAL = {jobs_pb2.JOB_STATUS_COMPLETED, jobs_pb2.JOB_STATUS_FAILED, jobs_pb2.JOB_STATUS_CANCELLED}
 
 
 @dataclass
 class Stack:
-    """A running jobs service and worker."""
+    """A running jobs service, providers service and worker."""
 
     jobs: JobServiceAsyncStub
+    providers: ProviderServiceAsyncStub
+    providers_server: ProvidersServer
     server: JobsServer
     worker: ServiceProcess
     worker_port: int
@@ -69,15 +103,32 @@ def workdir() -> Iterator[Path]:
 async def start_stack(own_database_url: str, redis_url: str, workdir: Path) -> AsyncIterator[StackFactory]:
     """Starts the stack with worker settings overridden by keyword."""
     started: list[tuple[JobsServer, ServiceProcess, grpc.aio.Channel]] = []
+    provider_servers: list[ProvidersServer] = []
+    channels: list[grpc.aio.Channel] = []
+
+    def channel_to(port: int) -> grpc.aio.Channel:
+        channels.append(grpc.aio.insecure_channel(f"127.0.0.1:{port}"))
+        return channels[-1]
+
     prefix = f"t{uuid.uuid4().hex[:10]}-"
 
-    async def start(**worker_env: Any) -> Stack:
+    async def start(registry: dict[str, Any] | None = None, **worker_env: Any) -> Stack:
         settings = jobs_settings(celery_key_prefix=prefix, dispatch_interval=0.2, media_dir=workdir / "media")
         server = await start_jobs_server(
             settings, database_url=own_database_url, address="127.0.0.1:0", broker=broker_url(settings, redis_url)
         )
+        config = workdir / "providers.json"
+        config.write_text(json.dumps(registry or DEFAULT_REGISTRY))
+        providers = await start_providers_server(
+            providers_settings(),
+            database_url=own_database_url,
+            address="127.0.0.1:0",
+            registry=load_registry(config),
+        )
         env = clean_env(
             JOBS_TARGET=f"127.0.0.1:{server.port}",
+            PROVIDERS_TARGET=f"127.0.0.1:{providers.port}",
+            PROVIDERS_CONFIG=str(config),
             REDIS_URL=redis_url,
             CELERY_KEY_PREFIX=prefix,
             DATA_DIR=str(workdir / "data"),
@@ -90,7 +141,6 @@ async def start_stack(own_database_url: str, redis_url: str, workdir: Path) -> A
             WORKER_PROGRESS_INTERVAL="0.1",
             WORKER_STATS_TIMEOUT="0.5",
             SHUTDOWN_GRACE="5",
-            PROVIDER_PLUGINS="scripted=tests.support.scripted_provider:ScriptedProvider",
             PYTHONPATH=str(ROOT),
             **{key.upper(): str(value) for key, value in worker_env.items()},
         )
@@ -98,10 +148,13 @@ async def start_stack(own_database_url: str, redis_url: str, workdir: Path) -> A
         serving = worker.wait_event("worker.serving", timeout=60)
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
         started.append((server, worker, channel))
+        provider_servers.append(providers)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{serving['grpc_port']}") as worker_channel:
             await wait_serving(worker_channel, "videogen.v1.WorkerService", timeout=30)
         return Stack(
             jobs=jobs_pb2_grpc.JobServiceStub(channel),
+            providers=providers_pb2_grpc.ProviderServiceStub(channel_to(providers.port)),
+            providers_server=providers,
             server=server,
             worker=worker,
             worker_port=serving["grpc_port"],
@@ -115,4 +168,8 @@ async def start_stack(own_database_url: str, redis_url: str, workdir: Path) -> A
         worker.stop()
         await channel.close(None)
         await server.stop(0)
+    for providers in provider_servers:
+        await providers.stop(0)
+    for extra in channels:
+        await extra.close(None)
     drop_keys(redis_url, prefix)

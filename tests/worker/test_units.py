@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from services.core.providers.base import InvalidOptions, JobCancelled
+from services.core.providers.local import LocalRenderer
 from services.core.queues import queue_for
 from services.core.settings import CoreSettings
 from services.core.storage import InvalidStorageKey, LocalMediaStorage
 from services.core.tasks import broker_url, create_celery
-from services.worker.providers import InvalidOptions, JobCancelled
-from services.worker.render import LocalRenderer
 from services.worker.runner import RetryPolicy
 
 

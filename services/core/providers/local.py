@@ -18,9 +18,10 @@ import av
 from av.codec.context import Flags
 from PIL import Image, ImageDraw, ImageFont
 
-from services.worker.providers import InvalidOptions, ProgressCallback, RenderedVideo, VideoSpec
+from services.core.providers.base import InvalidOptions, ProgressCallback, ProviderError, RenderedVideo, VideoSpec
+from services.core.providers.registry import LOCAL_MODEL
 
-MODEL = "local-pyav-h264-v1"
+MODEL = LOCAL_MODEL
 BOUNDS = {
     "durationSeconds": (1, 60, 4),
     "width": (64, 1920, 640),
@@ -52,7 +53,7 @@ class LocalRenderer:
     def __init__(self, name: str = "local") -> None:
         self.name = name
 
-    def spec(self, prompt: str, metadata: Mapping[str, Any]) -> VideoSpec:
+    def spec(self, prompt: str, metadata: Mapping[str, Any], *, model: str = "") -> VideoSpec:
         """Reads durationSeconds, width, height (even) and fps from the metadata, within bounds."""
         width, height = int(_option(metadata, "width")), int(_option(metadata, "height"))
         for name, size in (("width", width), ("height", height)):
@@ -64,7 +65,15 @@ class LocalRenderer:
             width=width,
             height=height,
             fps=int(_option(metadata, "fps")),
+            model=MODEL,
         )
+
+    def probe(self, timeout: float) -> None:
+        """The encoder is there and opens: that is all `local` needs."""
+        try:
+            av.codec.Codec("libx264", "w")
+        except Exception as exc:
+            raise ProviderError(f"libx264 is not available: {exc}") from exc
 
     def generate(self, spec: VideoSpec, *, output: Path, progress: ProgressCallback) -> RenderedVideo:
         """Encodes every frame to output, calling progress after each one."""

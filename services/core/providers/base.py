@@ -1,8 +1,7 @@
-"""Video providers behind one small interface, and the registry the worker picks them from."""
+"""The interface every provider kind implements, and the errors that cross it."""
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +9,13 @@ from typing import Any, Protocol
 
 
 class ProviderError(Exception):
-    """The provider failed this attempt; another attempt may succeed."""
+    """The provider failed this call; another attempt, or another provider, may succeed.
+
+    rate_limited: the provider asked us to slow down (HTTP 429): it is up, not failing."""
+
+    def __init__(self, message: str, *, rate_limited: bool = False) -> None:
+        super().__init__(message)
+        self.rate_limited = rate_limited
 
 
 class InvalidOptions(ValueError):
@@ -23,13 +28,14 @@ class JobCancelled(Exception):
 
 @dataclass(frozen=True)
 class VideoSpec:
-    """What to render: the prompt and the options read from the job's metadata."""
+    """What to generate: the prompt, the model, and the options read from the job's metadata."""
 
     prompt: str
     duration_seconds: float
     width: int
     height: int
     fps: int
+    model: str = ""
 
 
 @dataclass(frozen=True)
@@ -50,11 +56,11 @@ ProgressCallback = Callable[[float, str], None]
 
 
 class VideoProvider(Protocol):
-    """Turns a prompt into a video file."""
+    """Turns a prompt into a video file; probe() tells whether it can right now."""
 
     name: str
 
-    def spec(self, prompt: str, metadata: Mapping[str, Any]) -> VideoSpec:
+    def spec(self, prompt: str, metadata: Mapping[str, Any], *, model: str = "") -> VideoSpec:
         """The request this provider would make of the job, or InvalidOptions."""
         ...
 
@@ -62,15 +68,6 @@ class VideoProvider(Protocol):
         """Writes the video to output, reporting progress; ProviderError on failure."""
         ...
 
-
-def load_plugins(spec: str) -> dict[str, VideoProvider]:
-    """Providers named by PROVIDER_PLUGINS ("name=module:Class,...")."""
-    plugins: dict[str, VideoProvider] = {}
-    for entry in filter(None, (part.strip() for part in spec.split(","))):
-        name, _, target = entry.partition("=")
-        module_name, _, class_name = target.partition(":")
-        if not (name and module_name and class_name):
-            raise ValueError(f"PROVIDER_PLUGINS: {entry!r} is not name=module:Class")
-        factory = getattr(importlib.import_module(module_name), class_name)
-        plugins[name] = factory(name)
-    return plugins
+    def probe(self, timeout: float) -> None:
+        """Returns when the provider answers within timeout seconds; ProviderError otherwise."""
+        ...

@@ -1,0 +1,1 @@
+"""Video providers: one small interface, the kinds that implement it, and the registry."""

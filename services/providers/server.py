@@ -1,0 +1,89 @@
+"""Wires the providers service: registry, database, probes, gRPC server and health."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.core import db
+from services.core.grpc_server import GrpcApp, ServiceBinding, start_grpc_app, watch_dependency
+from services.core.logging import get_logger
+from services.core.providers.registry import RegistryConfig, build_providers
+from services.providers.health import HealthPolicy
+from services.providers.service import ProvidersService
+from services.providers.servicer import ProviderServicer
+from services.providers.settings import ProvidersSettings
+from videogen.v1 import providers_pb2, providers_pb2_grpc
+
+log = get_logger(__name__)
+SERVICE_NAME = providers_pb2.DESCRIPTOR.services_by_name["ProviderService"].full_name
+
+
+@dataclass
+class ProvidersServer:
+    """A running providers service."""
+
+    app: GrpcApp
+    engine: AsyncEngine
+    service: ProvidersService
+    tasks: list[asyncio.Task[None]]
+
+    @property
+    def port(self) -> int:
+        """The bound gRPC port."""
+        return self.app.port
+
+    async def stop(self, grace: float, *, drain_delay: float = 0) -> None:
+        """NOT_SERVING, stop probing, drain the calls in flight, close the pool."""
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.wait(self.tasks, timeout=10)
+        await self.app.stop(grace, drain_delay=drain_delay)
+        await self.engine.dispose()
+
+
+async def probe_forever(service: ProvidersService, *, interval: float, timeout: float) -> None:
+    """Probes every provider every interval seconds; the database down only delays it."""
+    while True:
+        try:
+            await service.register()
+            await service.probe_all(timeout)
+        except Exception as exc:
+            if not db.is_unavailable(exc):
+                log.exception("providers.probe_round_failed")
+        await asyncio.sleep(interval)
+
+
+async def start_providers_server(
+    settings: ProvidersSettings, *, database_url: str, address: str, registry: RegistryConfig
+) -> ProvidersServer:
+    """Starts ProviderService on address; it reports SERVING while the database answers."""
+    engine = db.create_engine(settings, database_url)
+    policy = HealthPolicy(
+        unhealthy_after=settings.provider_unhealthy_after,
+        degraded_latency_ms=settings.provider_degraded_latency_ms,
+        cooldown_seconds=settings.provider_cooldown_seconds,
+        alpha=settings.provider_latency_alpha,
+    )
+    service = ProvidersService(db.create_sessions(engine), registry, build_providers(registry), policy)
+    with contextlib.suppress(Exception):
+        await service.register()
+    binding = ServiceBinding(
+        ProviderServicer(service), providers_pb2_grpc.add_ProviderServiceServicer_to_server, SERVICE_NAME
+    )
+    app = await start_grpc_app([binding], address=address, max_message_bytes=settings.grpc_max_message_bytes)
+    timeout = min(settings.db_connect_timeout, settings.health_check_interval * 2)
+    tasks = [
+        asyncio.create_task(
+            watch_dependency(
+                app, lambda: db.ping(engine, timeout=timeout), interval=settings.health_check_interval, name="database"
+            )
+        ),
+        asyncio.create_task(
+            probe_forever(service, interval=settings.provider_probe_interval, timeout=settings.provider_probe_timeout)
+        ),
+    ]
+    return ProvidersServer(app=app, engine=engine, service=service, tasks=tasks)

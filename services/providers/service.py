@@ -1,0 +1,161 @@
+"""The providers use cases: probe, record outcomes, report status, route jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.core.errors import FailedPrecondition, NotFound
+from services.core.logging import get_logger
+from services.core.providers.base import ProviderError, VideoProvider
+from services.core.providers.registry import ProviderConfig, RegistryConfig
+from services.providers import metrics, repository
+from services.providers.health import GAUGE, HealthPolicy, HealthState, Outcome, is_open, next_state, route
+
+log = get_logger(__name__)
+
+
+class UnknownProvider(NotFound):
+    """No provider of the registry has this name."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"provider {name!r} is not configured")
+
+
+@dataclass(frozen=True)
+class ProviderView:
+    """A provider as clients see it: registry facts and health."""
+
+    config: ProviderConfig
+    state: HealthState
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What one probe showed."""
+
+    provider: str
+    success: bool
+    state: HealthState
+    response_time_ms: float
+    error: str
+
+
+class ProvidersService:
+    """Owns provider_health; every outcome goes through one locked read-modify-write."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        registry: RegistryConfig,
+        providers: dict[str, VideoProvider],
+        policy: HealthPolicy,
+    ) -> None:
+        self._sessions = sessions
+        self._registry = registry
+        self._providers = providers
+        self._policy = policy
+
+    def config(self, name: str) -> ProviderConfig:
+        """The registry entry, or UnknownProvider."""
+        config = self._registry.get(name)
+        if config is None:
+            raise UnknownProvider(name)
+        return config
+
+    async def register(self) -> None:
+        """Makes sure every configured provider has a health row."""
+        async with self._sessions.begin() as session:
+            await repository.ensure_rows(session, self._registry.providers)
+        for view in await self.status():
+            metrics.PROVIDER_HEALTH.labels(view.config.name).set(GAUGE[view.state.status])
+
+    async def status(self) -> Sequence[ProviderView]:
+        """Every configured provider with its health, in registry order."""
+        async with self._sessions() as session:
+            rows = await repository.all_rows(session)
+        return [
+            ProviderView(config=config, state=repository.to_state(rows[config.name]))
+            for config in self._registry.providers
+            if config.name in rows
+        ]
+
+    async def record(self, name: str, outcome: Outcome) -> HealthState:
+        """Applies one outcome to the provider's health."""
+        async with self._sessions.begin() as session:
+            row = await repository.locked_row(session, name)
+            if row is None:
+                await repository.ensure_rows(session, [self.config(name)])
+                row = await repository.locked_row(session, name)
+                assert row is not None
+            before = repository.to_state(row)
+            after = next_state(before, outcome, self._policy, datetime.now(UTC))
+            await repository.save_state(session, name, after)
+        metrics.PROVIDER_HEALTH.labels(name).set(GAUGE[after.status])
+        if after.status != before.status:
+            log.info(
+                "provider.status_changed",
+                provider=name,
+                before=before.status,
+                after=after.status,
+                error=after.last_error or None,
+            )
+        return after
+
+    async def probe(self, name: str, timeout: float) -> ProbeResult:
+        """Probes one provider within timeout seconds and records the outcome."""
+        provider = self._providers.get(self.config(name).name)
+        assert provider is not None
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(timeout):
+                await asyncio.to_thread(provider.probe, timeout)
+            outcome = Outcome(success=True, latency_ms=(time.perf_counter() - started) * 1000)
+        except TimeoutError:
+            outcome = Outcome(success=False, error=f"no answer within {timeout:g}s")
+        except ProviderError as exc:
+            outcome = Outcome(success=False, error=str(exc), rate_limited=exc.rate_limited)
+        except Exception as exc:
+            outcome = Outcome(success=False, error=f"{type(exc).__name__}: {exc}")
+        elapsed = time.perf_counter() - started
+        metrics.PROBE_DURATION.labels(name).observe(elapsed)
+        label = "success" if outcome.success else ("rate_limited" if outcome.rate_limited else "failure")
+        metrics.PROBES.labels(name, label).inc()
+        state = await self.record(name, outcome)
+        return ProbeResult(name, outcome.success, state, elapsed * 1000, outcome.error)
+
+    async def probe_all(self, timeout: float) -> list[ProbeResult]:
+        """Probes every provider at once."""
+        return list(await asyncio.gather(*(self.probe(c.name, timeout) for c in self._registry.providers)))
+
+    async def select(self, *, requested: str | None, model: str, exclude: set[str]) -> ProviderConfig:
+        """The provider for one try of a job: the named one if usable, else the best usable one."""
+        views = await self.status()
+        now = datetime.now(UTC)
+        if requested:
+            config = self.config(requested)
+            view = next(v for v in views if v.config.name == requested)
+            if requested in exclude:
+                raise FailedPrecondition(f"provider {requested!r} already failed this attempt")
+            if is_open(view.state, now):
+                raise FailedPrecondition(f"provider {requested!r} is unhealthy: {view.state.last_error or 'failing'}")
+            if not config.supports(model):
+                raise FailedPrecondition(f"provider {requested!r} has no model {model!r}")
+            return config
+        ranked = route([(v.config, v.state) for v in views], model=model, exclude=exclude, now=now)
+        if not ranked:
+            wanted = f" for model {model!r}" if model else ""
+            raise FailedPrecondition(f"no usable provider{wanted}: every one is excluded, unhealthy or lacks it")
+        return ranked[0]
+
+    async def report(self, name: str, outcome: Outcome) -> HealthState:
+        """A worker's real call to a provider, counted like a probe."""
+        self.config(name)
+        label = "success" if outcome.success else ("rate_limited" if outcome.rate_limited else "failure")
+        metrics.CALLS.labels(name, label).inc()
+        return await self.record(name, outcome)

@@ -1,0 +1,117 @@
+"""ProviderService over gRPC: protobuf in, use cases, protobuf out."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from services.core.errors import InvalidArgument
+from services.core.providers.registry import NAME_PATTERN
+from services.providers.health import Health, HealthState, Outcome
+from services.providers.service import ProvidersService
+from videogen.v1 import providers_pb2, providers_pb2_grpc
+
+Context = grpc.aio.ServicerContext[Any, Any]
+_HEALTH = {
+    Health.HEALTHY: providers_pb2.PROVIDER_HEALTH_HEALTHY,
+    Health.DEGRADED: providers_pb2.PROVIDER_HEALTH_DEGRADED,
+    Health.UNHEALTHY: providers_pb2.PROVIDER_HEALTH_UNHEALTHY,
+}
+TIMEOUT_DEFAULT, TIMEOUT_MAX = 30.0, 300.0
+
+
+def _name(value: str, field: str) -> str:
+    import re
+
+    if not re.fullmatch(NAME_PATTERN, value):
+        raise InvalidArgument(field, 'must be a provider name such as "local"')
+    return value
+
+
+def _timestamp(state: HealthState) -> Timestamp | None:
+    if state.last_checked_at is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromDatetime(state.last_checked_at)
+    return stamp
+
+
+class ProviderServicer(providers_pb2_grpc.ProviderServiceServicer):
+    """Translates ProviderService calls into ProvidersService use cases."""
+
+    def __init__(self, service: ProvidersService) -> None:
+        self._service = service
+
+    async def GetProvidersStatus(
+        self, request: providers_pb2.GetProvidersStatusRequest, context: Context
+    ) -> providers_pb2.GetProvidersStatusResponse:
+        views = await self._service.status()
+        return providers_pb2.GetProvidersStatusResponse(
+            providers=[
+                providers_pb2.ProviderStatus(
+                    provider=view.config.name,
+                    status=_HEALTH[view.state.status],
+                    last_checked_at=_timestamp(view.state),
+                    consecutive_failures=view.state.consecutive_failures,
+                    avg_response_time_ms=view.state.avg_response_time_ms,
+                    cost_per_request=view.config.cost_per_request,
+                    models=view.config.models,
+                    kind=view.config.kind,
+                )
+                for view in views
+            ]
+        )
+
+    async def TestProvider(
+        self, request: providers_pb2.TestProviderRequest, context: Context
+    ) -> providers_pb2.TestProviderResponse:
+        name = _name(request.provider, "provider")
+        timeout = request.timeout_seconds if request.HasField("timeout_seconds") else TIMEOUT_DEFAULT
+        if not (math.isfinite(timeout) and 1 <= timeout <= TIMEOUT_MAX):
+            raise InvalidArgument("timeout_seconds", f"must be between 1 and {TIMEOUT_MAX:g}")
+        self._service.config(name)
+        result = await self._service.probe(name, timeout)
+        return providers_pb2.TestProviderResponse(
+            provider=name,
+            success=result.success,
+            status=_HEALTH[result.state.status],
+            response_time_ms=result.response_time_ms,
+            error=result.error,
+        )
+
+    async def SelectProvider(
+        self, request: providers_pb2.SelectProviderRequest, context: Context
+    ) -> providers_pb2.SelectProviderResponse:
+        requested = (
+            _name(request.requested_provider, "requested_provider") if request.HasField("requested_provider") else None
+        )
+        model = request.requested_model if request.HasField("requested_model") else ""
+        if len(model) > 128:
+            raise InvalidArgument("requested_model", "must be at most 128 characters")
+        exclude = {_name(name, "exclude") for name in request.exclude}
+        config = await self._service.select(requested=requested, model=model, exclude=exclude)
+        return providers_pb2.SelectProviderResponse(
+            provider=config.name,
+            kind=config.kind,
+            model=model or config.model,
+            timeout_seconds=config.timeout_seconds,
+            cost_per_request=config.cost_per_request,
+        )
+
+    async def ReportOutcome(
+        self, request: providers_pb2.ReportOutcomeRequest, context: Context
+    ) -> providers_pb2.ReportOutcomeResponse:
+        name = _name(request.provider, "provider")
+        if not (math.isfinite(request.latency_ms) and request.latency_ms >= 0):
+            raise InvalidArgument("latency_ms", "must be a non-negative number")
+        outcome = Outcome(
+            success=request.success,
+            latency_ms=request.latency_ms if request.success else None,
+            error=request.error[:4000],
+            rate_limited=request.rate_limited,
+        )
+        state = await self._service.report(name, outcome)
+        return providers_pb2.ReportOutcomeResponse(status=_HEALTH[state.status])

@@ -1,0 +1,84 @@
+"""The worker's side of routing: ask ProviderService which provider, tell it how the call went."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+
+from services.core.logging import get_logger
+from services.core.providers.base import ProviderError
+from videogen.v1 import providers_pb2, providers_pb2_grpc
+
+log = get_logger(__name__)
+
+
+class Unroutable(Exception):
+    """No provider can take the job, and waiting will not change that (unknown or unhealthy
+    named provider): the job fails with this message."""
+
+    def __init__(self, message: str, provider: str = "") -> None:
+        super().__init__(message)
+        self.provider = provider
+
+
+class RoutingUnavailable(Exception):
+    """No provider is usable right now, or the providers service does not answer."""
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The provider and model for one try."""
+
+    provider: str
+    model: str
+
+
+class Router:
+    """A ProviderService client with the worker's error semantics."""
+
+    def __init__(self, stub: providers_pb2_grpc.ProviderServiceStub, *, timeout: float) -> None:
+        self._stub = stub
+        self._timeout = timeout
+
+    def select(self, job_id: str, *, requested: str | None, model: str, exclude: list[str]) -> Choice:
+        """The provider to try next; Unroutable or RoutingUnavailable when there is none."""
+        request = providers_pb2.SelectProviderRequest(job_id=job_id, exclude=exclude)
+        if requested:
+            request.requested_provider = requested
+        if model:
+            request.requested_model = model
+        try:
+            reply = self._stub.SelectProvider(request, timeout=self._timeout)
+        except grpc.RpcError as exc:
+            code, details = exc.code(), exc.details() or ""
+            if code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+                raise Unroutable(details, requested or "") from exc
+            if code == grpc.StatusCode.FAILED_PRECONDITION and requested:
+                raise Unroutable(details, requested) from exc
+            if code == grpc.StatusCode.FAILED_PRECONDITION:
+                raise RoutingUnavailable(details) from exc
+            raise RoutingUnavailable(f"the providers service did not answer ({code.name})") from exc
+        return Choice(provider=reply.provider, model=reply.model)
+
+    def has_alternative(self, job_id: str, *, model: str, exclude: list[str]) -> bool:
+        """Whether another provider could take the job now."""
+        try:
+            self.select(job_id, requested=None, model=model, exclude=exclude)
+        except (Unroutable, RoutingUnavailable):
+            return False
+        return True
+
+    def report(self, provider: str, *, error: ProviderError | None, latency_ms: float) -> None:
+        """Tells ProviderService how a real call went; never fails the job."""
+        request = providers_pb2.ReportOutcomeRequest(
+            provider=provider,
+            success=error is None,
+            latency_ms=max(0.0, latency_ms),
+            error=str(error)[:4000] if error else "",
+            rate_limited=bool(error and error.rate_limited),
+        )
+        try:
+            self._stub.ReportOutcome(request, timeout=self._timeout)
+        except grpc.RpcError as exc:
+            log.warning("provider.outcome_unreported", provider=provider, error=exc.code().name)
