@@ -1,0 +1,1 @@
+"""Tests of the providers service and the provider kinds."""
