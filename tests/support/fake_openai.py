@@ -35,6 +35,13 @@ def _sample_video() -> bytes:
 SAMPLE = _sample_video()
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client that gives up on a slow answer is expected here, not worth a traceback."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        return
+
+
 class FakeOpenAI:
     """One fake endpoint; base_url is what a registry entry points at."""
 
@@ -50,7 +57,7 @@ class FakeOpenAI:
         self._videos: dict[str, dict[str, Any]] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = _QuietServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 

@@ -1,0 +1,190 @@
+"""ProviderService over gRPC with a real PostgreSQL, local and fake OpenAI providers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import pytest
+
+from services.core.metrics import start_metrics_server
+from services.core.providers.registry import RegistryConfig
+from services.providers.server import ProvidersServer, start_providers_server
+from tests.support.fake_openai import FakeOpenAI
+from tests.worker.conftest import providers_settings
+from videogen.v1 import providers_pb2, providers_pb2_grpc
+
+if TYPE_CHECKING:
+    from videogen.v1.providers_pb2_grpc import ProviderServiceAsyncStub
+
+KEY = "sk-live-9b8c7d6e5f4a3b2c1d0e"
+HEALTHY, UNHEALTHY = providers_pb2.PROVIDER_HEALTH_HEALTHY, providers_pb2.PROVIDER_HEALTH_UNHEALTHY
+
+
+@pytest.fixture
+def fakes() -> Iterator[tuple[FakeOpenAI, FakeOpenAI]]:
+    fast, slow = FakeOpenAI(api_key=KEY).start(), FakeOpenAI(api_key=KEY).start()
+    slow.delay = 5
+    yield fast, slow
+    fast.stop()
+    slow.stop()
+
+
+@pytest.fixture
+async def providers(
+    own_database_url: str, fakes: tuple[FakeOpenAI, FakeOpenAI], monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[tuple[ProviderServiceAsyncStub, ProvidersServer]]:
+    monkeypatch.setenv("OPENAI_TEST_KEY", KEY)
+    fast, slow = fakes
+    registry = RegistryConfig.model_validate(
+        {
+            "providers": [
+                {"name": "local", "kind": "local", "models": ["local-pyav-h264-v1"]},
+                {"name": "fast", "kind": "openai-videos", "base_url": fast.base_url, "api_key_env": "OPENAI_TEST_KEY",
+                 "models": ["sora-2"], "cost_per_request": 0.4},
+                {"name": "slow", "kind": "openai-videos", "base_url": slow.base_url, "api_key_env": "OPENAI_TEST_KEY",
+                 "models": ["sora-2"], "cost_per_request": 0.2},
+            ]
+        }
+    )  # fmt: skip
+    server = await start_providers_server(
+        providers_settings(provider_probe_interval=3600), database_url=own_database_url,
+        address="127.0.0.1:0", registry=registry,
+    )  # fmt: skip
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        yield providers_pb2_grpc.ProviderServiceStub(channel), server
+    await server.stop(0)
+
+
+Stack = tuple["ProviderServiceAsyncStub", ProvidersServer]
+
+
+async def test_status_lists_every_configured_provider(providers: Stack) -> None:
+    stub, _ = providers
+
+    reply = await stub.GetProvidersStatus(providers_pb2.GetProvidersStatusRequest())
+
+    by_name = {p.provider: p for p in reply.providers}
+    assert list(by_name) == ["local", "fast", "slow"]
+    assert (by_name["fast"].kind, list(by_name["fast"].models), by_name["fast"].cost_per_request) == (
+        "openai-videos",
+        ["sora-2"],
+        0.4,
+    )
+
+
+async def test_test_provider_of_an_unknown_provider_is_not_found(providers: Stack) -> None:
+    stub, _ = providers
+
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.TestProvider(providers_pb2.TestProviderRequest(provider="nope"))
+
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_test_provider_answers_within_its_timeout_against_a_slow_server(providers: Stack) -> None:
+    stub, _ = providers
+    began = time.monotonic()
+
+    reply = await stub.TestProvider(providers_pb2.TestProviderRequest(provider="slow", timeout_seconds=1))
+
+    assert time.monotonic() - began < 2
+    assert (reply.success, reply.provider) == (False, "slow")
+    assert "1s" in reply.error
+
+
+async def test_test_provider_probes_and_records_success(providers: Stack) -> None:
+    stub, _ = providers
+
+    reply = await stub.TestProvider(providers_pb2.TestProviderRequest(provider="fast", timeout_seconds=5))
+    status = await stub.GetProvidersStatus(providers_pb2.GetProvidersStatusRequest())
+
+    assert (reply.success, reply.status, reply.error) == (True, HEALTHY, "")
+    fast = next(p for p in status.providers if p.provider == "fast")
+    assert fast.HasField("last_checked_at")
+    assert fast.avg_response_time_ms == pytest.approx(reply.response_time_ms, rel=0.5)
+
+
+@pytest.mark.parametrize(
+    ("request_fields", "field"),
+    [({"provider": "BAD NAME"}, "provider"), ({"provider": "fast", "timeout_seconds": 0.5}, "timeout_seconds"),
+     ({"provider": "fast", "timeout_seconds": 301}, "timeout_seconds")],
+)  # fmt: skip
+async def test_bad_test_requests_are_invalid(providers: Stack, request_fields: dict[str, Any], field: str) -> None:
+    stub, _ = providers
+
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.TestProvider(providers_pb2.TestProviderRequest(**request_fields))
+
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (caught.value.details() or "").startswith(field)
+
+
+async def test_selection_follows_model_cost_and_health(providers: Stack) -> None:
+    stub, _ = providers
+
+    any_model = await stub.SelectProvider(providers_pb2.SelectProviderRequest(job_id="j"))
+    sora = await stub.SelectProvider(providers_pb2.SelectProviderRequest(job_id="j", requested_model="sora-2"))
+    sora_next = await stub.SelectProvider(
+        providers_pb2.SelectProviderRequest(job_id="j", requested_model="sora-2", exclude=["slow"])
+    )
+
+    assert (any_model.provider, any_model.model) == ("local", "local-pyav-h264-v1")
+    assert (sora.provider, sora.model) == ("slow", "sora-2")
+    assert sora_next.provider == "fast"
+
+
+async def test_a_named_provider_is_unknown_or_refused_when_its_circuit_is_open(providers: Stack) -> None:
+    stub, _ = providers
+    for _ in range(2):
+        await stub.ReportOutcome(providers_pb2.ReportOutcomeRequest(provider="fast", success=False, error="HTTP 500"))
+
+    with pytest.raises(grpc.aio.AioRpcError) as unknown:
+        await stub.SelectProvider(providers_pb2.SelectProviderRequest(job_id="j", requested_provider="ghost"))
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.SelectProvider(providers_pb2.SelectProviderRequest(job_id="j", requested_provider="fast"))
+
+    assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "unhealthy" in (refused.value.details() or "")
+
+
+async def test_rate_limited_outcomes_do_not_count_as_failures(providers: Stack) -> None:
+    stub, _ = providers
+
+    for _ in range(5):
+        reply = await stub.ReportOutcome(
+            providers_pb2.ReportOutcomeRequest(provider="fast", success=False, rate_limited=True, error="429")
+        )
+
+    assert reply.status == HEALTHY
+    status = await stub.GetProvidersStatus(providers_pb2.GetProvidersStatusRequest())
+    assert next(p for p in status.providers if p.provider == "fast").consecutive_failures == 0
+
+
+async def test_no_credential_appears_in_answers_or_logs(
+    providers: Stack, fakes: tuple[FakeOpenAI, FakeOpenAI], capsys: pytest.CaptureFixture[str]
+) -> None:
+    stub, server = providers
+    fakes[0].api_key = "sk-a-different-key"  # our key is now wrong: errors mention the failure, never the key
+    answers = [
+        await stub.TestProvider(providers_pb2.TestProviderRequest(provider="fast", timeout_seconds=5)),
+        await stub.GetProvidersStatus(providers_pb2.GetProvidersStatusRequest()),
+    ]
+    metrics = start_metrics_server(host="127.0.0.1", port=0)
+    try:
+        body = await asyncio.to_thread(
+            lambda: urllib.request.urlopen(f"http://127.0.0.1:{metrics.port}/metrics").read().decode()
+        )
+    finally:
+        metrics.stop()
+
+    assert answers[0].success is False and "401" in answers[0].error
+    assert all(KEY not in str(answer) for answer in answers)
+    assert KEY not in capsys.readouterr().out
+    assert KEY not in body
+    assert KEY not in repr(server.service.config("fast"))
