@@ -112,22 +112,24 @@ async def start_stack(own_database_url: str, redis_url: str, workdir: Path) -> A
 
     prefix = f"t{uuid.uuid4().hex[:10]}-"
 
-    async def start(registry: dict[str, Any] | None = None, **worker_env: Any) -> Stack:
+    async def start(
+        registry: dict[str, Any] | None = None, providers: dict[str, Any] | None = None, **worker_env: Any
+    ) -> Stack:
         settings = jobs_settings(celery_key_prefix=prefix, dispatch_interval=0.2, media_dir=workdir / "media")
         server = await start_jobs_server(
             settings, database_url=own_database_url, address="127.0.0.1:0", broker=broker_url(settings, redis_url)
         )
         config = workdir / "providers.json"
         config.write_text(json.dumps(registry or DEFAULT_REGISTRY))
-        providers = await start_providers_server(
-            providers_settings(),
+        providers_server = await start_providers_server(
+            providers_settings(**(providers or {})),
             database_url=own_database_url,
             address="127.0.0.1:0",
             registry=load_registry(config),
         )
         env = clean_env(
             JOBS_TARGET=f"127.0.0.1:{server.port}",
-            PROVIDERS_TARGET=f"127.0.0.1:{providers.port}",
+            PROVIDERS_TARGET=f"127.0.0.1:{providers_server.port}",
             PROVIDERS_CONFIG=str(config),
             REDIS_URL=redis_url,
             CELERY_KEY_PREFIX=prefix,
@@ -148,13 +150,13 @@ async def start_stack(own_database_url: str, redis_url: str, workdir: Path) -> A
         serving = worker.wait_event("worker.serving", timeout=60)
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
         started.append((server, worker, channel))
-        provider_servers.append(providers)
+        provider_servers.append(providers_server)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{serving['grpc_port']}") as worker_channel:
             await wait_serving(worker_channel, "videogen.v1.WorkerService", timeout=30)
         return Stack(
             jobs=jobs_pb2_grpc.JobServiceStub(channel),
-            providers=providers_pb2_grpc.ProviderServiceStub(channel_to(providers.port)),
-            providers_server=providers,
+            providers=providers_pb2_grpc.ProviderServiceStub(channel_to(providers_server.port)),
+            providers_server=providers_server,
             server=server,
             worker=worker,
             worker_port=serving["grpc_port"],
