@@ -186,3 +186,25 @@ async def test_no_credential_appears_in_answers_or_logs(
     assert KEY not in capsys.readouterr().out
     assert KEY not in body
     assert KEY not in repr(server.service.config("fast"))
+
+
+async def test_health_and_reflection_name_the_provider_service(providers: Stack) -> None:
+    _, server = providers
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        async with asyncio.timeout(10):
+            while (
+                await health.Check(health_pb2.HealthCheckRequest(service="videogen.v1.ProviderService"))
+            ).status != health_pb2.HealthCheckResponse.SERVING:
+                await asyncio.sleep(0.05)
+
+        async def ask() -> AsyncIterator[reflection_pb2.ServerReflectionRequest]:
+            yield reflection_pb2.ServerReflectionRequest(list_services="")
+
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        replies = [reply async for reply in stub.ServerReflectionInfo(ask())]
+
+    assert "videogen.v1.ProviderService" in {s.name for s in replies[0].list_services_response.service}
