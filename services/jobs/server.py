@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
-
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.core import db
-from services.core.grpc_server import GrpcApp, ServiceBinding, start_grpc_app, watch_dependency
-from services.core.logging import get_logger
+from services.core.grpc_server import ServiceBinding, start_grpc_app, watch_dependency
+from services.core.runtime import DatabaseService
 from services.core.storage import create_storage
 from services.core.tasks import create_celery
 from services.jobs.dispatcher import Dispatcher, DispatchPolicy
@@ -20,40 +17,9 @@ from services.jobs.servicer import JobServicer
 from services.jobs.settings import JobsSettings
 from videogen.v1 import jobs_pb2, jobs_pb2_grpc
 
-# Seconds the background loops get to end before the server stops without them.
-BACKGROUND_STOP_TIMEOUT = 10.0
-log = get_logger(__name__)
 SERVICE_NAME = jobs_pb2.DESCRIPTOR.services_by_name["JobService"].full_name
-
-
-@dataclass
-class JobsServer:
-    """A running jobs service."""
-
-    app: GrpcApp
-    engine: AsyncEngine
-    tasks: list[asyncio.Task[None]]
-    publisher: JobPublisher | None = None
-    dispatcher: Dispatcher | None = None
-
-    @property
-    def port(self) -> int:
-        """The bound gRPC port."""
-        return self.app.port
-
-    async def stop(self, grace: float, *, drain_delay: float = 0) -> None:
-        """NOT_SERVING, drain the calls in flight, then close the database pool."""
-        if self.dispatcher is not None:
-            self.dispatcher.stop()
-        for task in self.tasks:
-            task.cancel()
-        _, stuck = await asyncio.wait(self.tasks, timeout=BACKGROUND_STOP_TIMEOUT)
-        for task in stuck:
-            log.warning("jobs.background_task_not_stopped", task=task.get_name())
-        await self.app.stop(grace, drain_delay=drain_delay)
-        if self.publisher is not None:
-            self.publisher.close()
-        await self.engine.dispose()
+# A running jobs service.
+JobsServer = DatabaseService
 
 
 async def start_jobs_server(
@@ -96,4 +62,10 @@ async def start_jobs_server(
     )
     if dispatcher is not None:
         tasks.append(asyncio.create_task(dispatcher.run()))
-    return JobsServer(app=app, engine=engine, tasks=tasks, publisher=publisher, dispatcher=dispatcher)
+    return DatabaseService(
+        app=app,
+        engine=engine,
+        tasks=tasks,
+        before_stop=[dispatcher.stop] if dispatcher is not None else [],
+        after_stop=[publisher.close] if publisher is not None else [],
+    )

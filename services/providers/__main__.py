@@ -5,41 +5,13 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from services.core import migrate
 from services.core.embedded import resolve_database_url
-from services.core.grpc_server import wait_for_stop_signal
-from services.core.logging import configure_logging, get_logger
-from services.core.metrics import start_metrics_server
-from services.core.providers.registry import RegistryConfig, RegistryError, load_registry
+from services.core.logging import configure_logging
+from services.core.providers.registry import RegistryError, load_registry
+from services.core.runtime import DatabaseService, serve_until_signal
 from services.core.settings import load_settings
 from services.providers.server import start_providers_server
 from services.providers.settings import ProvidersSettings
-
-log = get_logger("services.providers")
-
-
-async def serve(settings: ProvidersSettings, database_url: str, registry: RegistryConfig) -> None:
-    """Runs until SIGTERM or SIGINT, then stops gracefully."""
-    if settings.migrate_on_start:
-        await migrate.upgrade_when_reachable(database_url, timeout=60)
-    metrics = start_metrics_server(host=settings.metrics_bind_host, port=settings.providers_metrics_port)
-    server = await start_providers_server(
-        settings,
-        database_url=database_url,
-        address=f"{settings.grpc_bind_host}:{settings.providers_grpc_port}",
-        registry=registry,
-    )
-    log.info(
-        "providers.serving",
-        grpc_port=server.port,
-        metrics_port=metrics.port,
-        providers=[p.name for p in registry.providers],
-    )
-    signal = await wait_for_stop_signal()
-    log.info("providers.stopping", signal=signal.name)
-    await server.stop(settings.shutdown_grace, drain_delay=settings.shutdown_drain_delay)
-    metrics.stop()
-    log.info("providers.stopped")
 
 
 def main() -> None:
@@ -51,7 +23,22 @@ def main() -> None:
     except RegistryError as exc:
         sys.stderr.write(f"configuration error: {exc}\n")
         raise SystemExit(2) from None
-    asyncio.run(serve(settings, resolve_database_url(settings), registry))
+    database_url = resolve_database_url(settings)
+
+    async def start(address: str) -> DatabaseService:
+        return await start_providers_server(settings, database_url=database_url, address=address, registry=registry)
+
+    asyncio.run(
+        serve_until_signal(
+            "providers",
+            settings,
+            database_url=database_url,
+            grpc_port=settings.providers_grpc_port,
+            metrics_port=settings.providers_metrics_port,
+            start=start,
+            providers=[p.name for p in registry.providers],
+        )
+    )
 
 
 if __name__ == "__main__":

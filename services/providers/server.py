@@ -6,12 +6,11 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from services.core import db
-from services.core.grpc_server import GrpcApp, ServiceBinding, start_grpc_app, watch_dependency
+from services.core.grpc_server import ServiceBinding, start_grpc_app, watch_dependency
 from services.core.logging import get_logger
 from services.core.providers.registry import RegistryConfig, build_providers
+from services.core.runtime import DatabaseService
 from services.providers.health import HealthPolicy
 from services.providers.service import ProvidersService
 from services.providers.servicer import ProviderServicer
@@ -23,26 +22,10 @@ SERVICE_NAME = providers_pb2.DESCRIPTOR.services_by_name["ProviderService"].full
 
 
 @dataclass
-class ProvidersServer:
-    """A running providers service."""
+class ProvidersServer(DatabaseService):
+    """A running providers service, with its use cases at hand for tests and tools."""
 
-    app: GrpcApp
-    engine: AsyncEngine
-    service: ProvidersService
-    tasks: list[asyncio.Task[None]]
-
-    @property
-    def port(self) -> int:
-        """The bound gRPC port."""
-        return self.app.port
-
-    async def stop(self, grace: float, *, drain_delay: float = 0) -> None:
-        """NOT_SERVING, stop probing, drain the calls in flight, close the pool."""
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.wait(self.tasks, timeout=10)
-        await self.app.stop(grace, drain_delay=drain_delay)
-        await self.engine.dispose()
+    service: ProvidersService | None = None
 
 
 async def probe_forever(service: ProvidersService, *, interval: float, timeout: float) -> None:
@@ -86,4 +69,4 @@ async def start_providers_server(
             probe_forever(service, interval=settings.provider_probe_interval, timeout=settings.provider_probe_timeout)
         ),
     ]
-    return ProvidersServer(app=app, engine=engine, service=service, tasks=tasks)
+    return ProvidersServer(app=app, engine=engine, tasks=tasks, service=service)

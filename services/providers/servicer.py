@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import grpc
@@ -24,8 +25,6 @@ TIMEOUT_DEFAULT, TIMEOUT_MAX = 30.0, 300.0
 
 
 def _name(value: str, field: str) -> str:
-    import re
-
     if not re.fullmatch(NAME_PATTERN, value):
         raise InvalidArgument(field, 'must be a provider name such as "local"')
     return value

@@ -185,6 +185,7 @@ async def test_no_credential_appears_in_answers_or_logs(
     assert KEY not in str(tested) and KEY not in str(status)
     assert KEY not in capsys.readouterr().out
     assert KEY not in body
+    assert server.service is not None
     assert KEY not in repr(server.service.config("fast"))
 
 
