@@ -1,0 +1,101 @@
+"""The gateway application: routes, middleware, error handlers and lifespan."""
+
+from __future__ import annotations
+
+import hmac
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from prometheus_client import Histogram
+from starlette.responses import Response
+
+from services.core.logging import REQUEST_ID_HEADER, get_logger, new_request_id
+from services.core.storage import create_storage
+from services.gateway import jobs, ops, providers
+from services.gateway.clients import open_backends
+from services.gateway.errors import BackendError, backend_error, unexpected_error
+from services.gateway.settings import GatewaySettings
+
+log = get_logger(__name__)
+REQUEST_LATENCY = Histogram(
+    "api_request_duration_seconds",
+    "REST request latency, by method, route template and status.",
+    ["method", "endpoint", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+_REQUEST_ID = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
+Next = Callable[[Request], Awaitable[Response]]
+
+
+def create_app(settings: GatewaySettings, *, redis_url: str) -> FastAPI:
+    """The FastAPI application; backends are opened when it starts and closed when it stops."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.backends = open_backends(settings, redis_url=redis_url)
+        yield
+        await app.state.backends.close()
+
+    app = FastAPI(
+        title="VideoGen API",
+        version="1.0.0",
+        description="Submit AI video generation jobs, follow them, and fetch their videos.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.storage = create_storage(settings.media_root, settings.media_url_prefix)
+    for router in (jobs.router, providers.router, ops.router):
+        app.include_router(router)
+    app.add_exception_handler(BackendError, backend_error)
+    app.add_exception_handler(Exception, unexpected_error)
+    _add_middleware(app, settings)
+    return app
+
+
+def _add_middleware(app: FastAPI, settings: GatewaySettings) -> None:
+    api_key = settings.api_key.get_secret_value().encode()
+    production = settings.app_env == "production"
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next: Next) -> Response:
+        """Request id, body size limit, API key, and the latency metric, for every request."""
+        request_id = request.headers.get(REQUEST_ID_HEADER, "")
+        request_id = request_id if _REQUEST_ID.fullmatch(request_id) else new_request_id()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        response = _refusal(request, settings, production=production, api_key=api_key) or await call_next(request)
+        route = request.scope.get("route")
+        endpoint = getattr(route, "path", "unmatched")
+        REQUEST_LATENCY.labels(request.method, endpoint, str(response.status_code)).observe(
+            time.perf_counter() - started
+        )
+        response.headers["X-Request-ID"] = request_id
+        structlog.contextvars.unbind_contextvars("request_id")
+        return response
+
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+        allow_headers=["Content-Type", "X-API-Key", "X-Request-ID", "Range"],
+        expose_headers=["X-Request-ID", "Content-Range", "Accept-Ranges"],
+    )
+
+
+def _refusal(request: Request, settings: GatewaySettings, *, production: bool, api_key: bytes) -> Response | None:
+    length = request.headers.get("content-length", "0")
+    if not length.isdigit() or int(length) > settings.gateway_max_body_bytes:
+        return JSONResponse(
+            status_code=413, content={"detail": f"the body must be at most {settings.gateway_max_body_bytes} bytes"}
+        )
+    if production and request.url.path.startswith("/api/"):
+        given = request.headers.get("x-api-key", "").encode()
+        if not hmac.compare_digest(given, api_key):
+            return JSONResponse(status_code=401, content={"detail": "a valid X-API-Key header is required"})
+    return None

@@ -1,0 +1,41 @@
+"""Dependencies of the routes: the backends, and calls to them with deadline and request id."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+import grpc
+from fastapi import Depends, Request
+
+from services.core.logging import REQUEST_ID_HEADER, current_request_id
+from services.gateway.clients import Backends
+from services.gateway.errors import BackendError
+
+Reply = TypeVar("Reply")
+
+
+def get_backends(request: Request) -> Backends:
+    """The backends opened at start-up."""
+    backends: Backends = request.app.state.backends
+    return backends
+
+
+BackendsDep = Annotated[Backends, Depends(get_backends)]
+
+
+async def call(
+    method: Callable[..., Awaitable[Reply]],
+    request: Any,
+    *,
+    backends: Backends,
+    service: str,
+    timeout: float | None = None,
+) -> Reply:
+    """One gRPC call with a deadline (the gateway's unless given) and the caller's request id."""
+    request_id = current_request_id()
+    metadata = ((REQUEST_ID_HEADER, request_id),) if request_id else ()
+    try:
+        return await method(request, timeout=timeout or backends.timeout, metadata=metadata)
+    except grpc.aio.AioRpcError as error:
+        raise BackendError(error, service) from None

@@ -1,0 +1,83 @@
+"""gRPC statuses to HTTP answers, in one place: 422, 404, 409, 429, 503; never a stack trace."""
+
+from __future__ import annotations
+
+import grpc
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from services.core.logging import get_logger
+
+log = get_logger(__name__)
+
+_STATUS = {
+    grpc.StatusCode.INVALID_ARGUMENT: 422,
+    grpc.StatusCode.OUT_OF_RANGE: 422,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.FAILED_PRECONDITION: 409,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 503,
+    grpc.StatusCode.CANCELLED: 503,
+}
+
+
+def camel(field: str) -> str:
+    """user_id -> userId, for every dotted part (metadata.provider stays as it is)."""
+    return ".".join(
+        part.split("_")[0] + "".join(word.title() for word in part.split("_")[1:]) for part in field.split(".")
+    )
+
+
+def _field(error: grpc.aio.AioRpcError) -> str | None:
+    try:
+        status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    except Exception:
+        return None
+    for detail in status.details if status else ():
+        bad_request = error_details_pb2.BadRequest()
+        if detail.Unpack(bad_request) and bad_request.field_violations:
+            return camel(bad_request.field_violations[0].field)
+    return None
+
+
+def grpc_error_response(error: grpc.aio.AioRpcError, *, service: str) -> JSONResponse:
+    """The HTTP answer for a failed call to service."""
+    status = _STATUS.get(error.code(), 502)
+    message = error.details() or error.code().name
+    if status == 422:
+        field = _field(error) or "body"
+        description = message.split(": ", 1)[1] if ": " in message else message
+        body = {"detail": [{"loc": ["body", *field.split(".")], "msg": description, "type": "value_error"}]}
+        return JSONResponse(status_code=422, content=body)
+    if status == 503:
+        log.warning("gateway.backend_unavailable", service=service, code=error.code().name)
+        message = f"the {service} service is unavailable, try again later"
+    elif status == 502:
+        log.error("gateway.backend_error", service=service, code=error.code().name, details=message)
+        message = f"the {service} service failed"
+    return JSONResponse(status_code=status, content={"detail": message})
+
+
+async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    """Anything unforeseen: logged with its trace, answered as JSON without one."""
+    log.exception("gateway.unexpected_error", path=request.url.path)
+    return JSONResponse(status_code=500, content={"detail": "internal error"})
+
+
+class BackendError(Exception):
+    """A gRPC call to a service failed; answered by grpc_error_response."""
+
+    def __init__(self, error: grpc.aio.AioRpcError, service: str) -> None:
+        super().__init__(f"{service}: {error.code().name}")
+        self.error = error
+        self.service = service
+
+
+async def backend_error(request: Request, exc: Exception) -> JSONResponse:
+    """The exception handler of BackendError."""
+    assert isinstance(exc, BackendError)
+    return grpc_error_response(exc.error, service=exc.service)

@@ -1,0 +1,75 @@
+"""/api/v1/jobs: create, read, list, cancel and delete jobs through JobService."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import grpc
+from fastapi import APIRouter, Query, Response
+
+from services.gateway.deps import BackendsDep, call
+from services.gateway.errors import BackendError
+from services.gateway.schemas import USER_ID, Job, JobCreate, JobList, Problem, Status, job_from_proto
+from videogen.v1 import jobs_pb2
+
+router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
+ERRORS: dict[int | str, dict[str, Any]] = {422: {"model": Problem}, 503: {"model": Problem}}
+_STATUS = {status: jobs_pb2.JobStatus.Value(f"JOB_STATUS_{status.name}") for status in Status}
+
+
+@router.post("", status_code=201, response_model=Job, responses=ERRORS, summary="Create a video generation job")
+async def create_job(body: JobCreate, backends: BackendsDep) -> Job:
+    """Queues the job on the queue `metadata.priority` names (high, low, or default)."""
+    request = jobs_pb2.CreateJobRequest(
+        user_id=body.userId,
+        prompt=body.prompt,
+        metadata_json=json.dumps(body.metadata or {}, separators=(",", ":"), ensure_ascii=False),
+        max_retries=body.maxRetries,
+    )
+    return job_from_proto(await call(backends.jobs.CreateJob, request, backends=backends, service="jobs"))
+
+
+@router.get("/{job_id}", response_model=Job, responses={404: {"model": Problem}, 503: {"model": Problem}})
+async def get_job(job_id: str, backends: BackendsDep) -> Job:
+    """One job with its status, result and timings."""
+    request = jobs_pb2.GetJobRequest(id=job_id)
+    return job_from_proto(await call(backends.jobs.GetJob, request, backends=backends, service="jobs"))
+
+
+@router.get("", response_model=JobList, responses=ERRORS, summary="List jobs newest first")
+async def list_jobs(
+    backends: BackendsDep,
+    userId: Annotated[str | None, Query(pattern=USER_ID)] = None,  # noqa: N803 - the contract's name
+    status: Status | None = None,
+    skip: Annotated[int, Query(ge=0, le=100_000)] = 0,
+    take: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> JobList:
+    """Filtered by user and status, `take` (1-100) at a time from `skip`."""
+    request = jobs_pb2.ListJobsRequest(skip=skip, take=take)
+    if userId is not None:
+        request.user_id = userId
+    if status is not None:
+        request.status = _STATUS[status]
+    reply = await call(backends.jobs.ListJobs, request, backends=backends, service="jobs")
+    return JobList(jobs=[job_from_proto(j) for j in reply.jobs], total=reply.total, skip=reply.skip, take=reply.take)
+
+
+@router.delete(
+    "/{job_id}",
+    response_model=Job,
+    responses={204: {"description": "The finished job and its video were deleted"}, 404: {"model": Problem}},
+    summary="Cancel a running job, or delete a finished one",
+)
+async def delete_job(job_id: str, backends: BackendsDep) -> Job | Response:
+    """A queued or processing job is cancelled (200 with the job); a finished one is deleted (204)."""
+    try:
+        cancelled = await call(
+            backends.jobs.CancelJob, jobs_pb2.CancelJobRequest(id=job_id), backends=backends, service="jobs"
+        )
+        return job_from_proto(cancelled)
+    except BackendError as exc:
+        if exc.error.code() != grpc.StatusCode.FAILED_PRECONDITION:
+            raise
+    await call(backends.jobs.DeleteJob, jobs_pb2.DeleteJobRequest(id=job_id), backends=backends, service="jobs")
+    return Response(status_code=204)

@@ -1,0 +1,90 @@
+"""Operations: liveness, readiness, metrics and the stored videos."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable
+
+import grpc
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import FileResponse, JSONResponse
+from grpc_health.v1 import health_pb2
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.responses import Response
+
+from services.core.storage import CONTENT_TYPES, InvalidStorageKey, MediaStorage
+from services.gateway.clients import Backends
+from services.gateway.deps import BackendsDep
+from services.gateway.schemas import Alive, Component, Readiness
+
+router = APIRouter(tags=["operations"])
+# Which service's health says what: the jobs service is SERVING only while PostgreSQL answers.
+_CHECKS = {
+    "database": ("jobs", "videogen.v1.JobService"),
+    "jobs": ("jobs", ""),
+    "providers": ("providers", ""),
+    "worker": ("worker", ""),
+}
+
+
+@router.get("/health", response_model=Alive)
+async def health() -> Alive:
+    """200 while the gateway runs; it checks nothing else."""
+    return Alive()
+
+
+async def _timed(check: Awaitable[bool], timeout: float) -> Component:
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(timeout):
+            up = await check
+    except (TimeoutError, grpc.aio.AioRpcError, OSError, ConnectionError):
+        up = False
+    except Exception as exc:  # a dependency's client library failing is that dependency being down
+        up = exc is None
+    latency = round((time.perf_counter() - started) * 1000, 3)
+    return Component(status="up" if up else "down", latencyMs=latency)
+
+
+async def _serving(backends: Backends, name: str, service: str, timeout: float) -> bool:
+    reply = await backends.health[name].Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
+    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+async def _redis(backends: Backends) -> bool:
+    return bool(await backends.redis.ping())
+
+
+@router.get("/health/ready", response_model=Readiness, responses={503: {"model": Readiness}})
+async def ready(request: Request, backends: BackendsDep) -> JSONResponse:
+    """200 when PostgreSQL, Redis and the jobs, providers and worker services all answer, else 503."""
+    timeout = request.app.state.settings.gateway_readiness_timeout
+    names = ["redis", *_CHECKS]
+    checks = [_timed(_redis(backends), timeout)] + [
+        _timed(_serving(backends, target, service, timeout), timeout) for target, service in _CHECKS.values()
+    ]
+    components = dict(zip(names, await asyncio.gather(*checks), strict=True))
+    ordered = {name: components[name] for name in ("database", "redis", "jobs", "providers", "worker")}
+    is_ready = all(c.status == "up" for c in ordered.values())
+    body = Readiness(status="ready" if is_ready else "not_ready", components=ordered)
+    return JSONResponse(status_code=200 if is_ready else 503, content=body.model_dump())
+
+
+@router.get("/metrics", include_in_schema=True, response_class=Response)
+async def metrics() -> Response:
+    """The gateway's own Prometheus metrics."""
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/media/{key}", response_class=FileResponse, responses={404: {"description": "No such video"}})
+async def media(key: str, request: Request) -> FileResponse:
+    """A stored video; `Range` requests get 206 with the asked bytes."""
+    storage: MediaStorage = request.app.state.storage
+    try:
+        path = storage.path(key)
+    except InvalidStorageKey:
+        raise HTTPException(status_code=404, detail="no such video") from None
+    if not path.is_file():
+        raise HTTPException(status_code=404, detail="no such video")
+    return FileResponse(path, media_type=CONTENT_TYPES[key.rsplit(".", 1)[1]])

@@ -1,0 +1,295 @@
+"""The REST shapes of contract.md, with examples for the OpenAPI document."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from pydantic import BaseModel, ConfigDict, Field
+
+from videogen.v1 import jobs_pb2, providers_pb2
+
+USER_ID = r"^[A-Za-z0-9_.:@-]{1,128}$"
+JOB_EXAMPLE: dict[str, Any] = {
+    "id": "cmwwxjck83noow87bhzi07al8",
+    "userId": "user-123",
+    "status": "completed",
+    "prompt": "Create a video of a sunset over the ocean",
+    "metadata": {"priority": "high"},
+    "result": {
+        "videoUrl": "/media/cmwwxjck83noow87bhzi07al8.mp4",
+        "contentType": "video/mp4",
+        "durationSeconds": 4.0,
+        "width": 640,
+        "height": 360,
+        "fps": 24.0,
+        "sizeBytes": 48213,
+    },
+    "retryCount": 0,
+    "maxRetries": 3,
+    "usedProvider": "local",
+    "usedModel": "local-pyav-h264-v1",
+    "generationTimeMs": 812,
+    "errorMessage": None,
+    "createdAt": "2026-11-26T10:00:00.000000+00:00",
+    "updatedAt": "2026-11-26T10:00:01.300000+00:00",
+    "startedAt": "2026-11-26T10:00:00.200000+00:00",
+    "completedAt": "2026-11-26T10:00:01.300000+00:00",
+}
+
+
+class Status(StrEnum):
+    """Where a job is in its life."""
+
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class JobCreate(BaseModel):
+    """A new video generation job."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "userId": "user-123",
+                    "prompt": "Create a video of a sunset over the ocean",
+                    "metadata": {"priority": "high", "durationSeconds": 4},
+                    "maxRetries": 3,
+                }
+            ]
+        },
+    )
+
+    userId: Annotated[str, Field(pattern=USER_ID, description="1-128 characters of [A-Za-z0-9_.:@-]")]
+    prompt: Annotated[str, Field(min_length=1, max_length=4000, description="1-4000 characters, not blank")]
+    metadata: dict[str, Any] | None = Field(
+        default=None,
+        description="A JSON object of at most 16 KiB. `priority`: high | low; `provider`, `model`, "
+        "`durationSeconds`, `width`, `height`, `fps` are read by the providers.",
+    )
+    maxRetries: Annotated[int, Field(ge=0, le=10)] = 3
+
+
+class VideoResult(BaseModel):
+    """The stored video of a completed job."""
+
+    videoUrl: str
+    contentType: str
+    durationSeconds: float
+    width: int
+    height: int
+    fps: float
+    sizeBytes: int
+
+
+class Job(BaseModel):
+    """A job as clients see it."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [JOB_EXAMPLE]})
+
+    id: str
+    userId: str
+    status: Status
+    prompt: str
+    metadata: dict[str, Any]
+    result: VideoResult | None
+    retryCount: int
+    maxRetries: int
+    usedProvider: str | None
+    usedModel: str | None
+    generationTimeMs: int | None
+    errorMessage: str | None
+    createdAt: datetime
+    updatedAt: datetime
+    startedAt: datetime | None
+    completedAt: datetime | None
+
+
+class JobList(BaseModel):
+    """One page of jobs, newest first."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"jobs": [JOB_EXAMPLE], "total": 1, "skip": 0, "take": 20}]}
+    )
+
+    jobs: list[Job]
+    total: int
+    skip: int
+    take: int
+
+
+class ProviderStatus(BaseModel):
+    """Health, latency and cost of one provider."""
+
+    provider: str
+    status: str
+    lastCheckedAt: datetime | None
+    consecutiveFailures: int
+    avgResponseTimeMs: float
+    costPerRequest: float
+    models: list[str]
+
+
+class ProvidersStatus(BaseModel):
+    """Every configured provider."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "providers": [
+                        {
+                            "provider": "local",
+                            "status": "healthy",
+                            "lastCheckedAt": "2026-11-26T10:00:00+00:00",
+                            "consecutiveFailures": 0,
+                            "avgResponseTimeMs": 1.2,
+                            "costPerRequest": 0.0,
+                            "models": ["local-pyav-h264-v1"],
+                        }
+                    ]
+                }
+            ]
+        }
+    )
+
+    providers: list[ProviderStatus]
+
+
+class ProviderTest(BaseModel):
+    """Probe one provider now."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"provider": "local", "timeout": 30}]})
+
+    provider: Annotated[str, Field(min_length=1, max_length=64)]
+    timeout: Annotated[float, Field(ge=1, le=300)] = 30
+
+
+class ProviderTestResult(BaseModel):
+    """What the probe showed."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"provider": "local", "success": True, "status": "healthy", "responseTimeMs": 1.4, "error": None}
+            ]
+        }
+    )
+
+    provider: str
+    success: bool
+    status: str
+    responseTimeMs: float
+    error: str | None
+
+
+class Alive(BaseModel):
+    """The gateway process runs."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "alive"}]})
+
+    status: str = "alive"
+
+
+class Component(BaseModel):
+    """One dependency of readiness."""
+
+    status: str
+    latencyMs: float | None
+
+
+class Readiness(BaseModel):
+    """Whether every dependency answers."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "status": "ready",
+                    "components": {
+                        name: {"status": "up", "latencyMs": 1.1}
+                        for name in ("database", "redis", "jobs", "providers", "worker")
+                    },
+                }
+            ]
+        }
+    )
+
+    status: str
+    components: dict[str, Component]
+
+
+class Problem(BaseModel):
+    """An error answer."""
+
+    detail: Any
+
+
+def _time(stamp: Timestamp) -> datetime:
+    return stamp.ToDatetime(tzinfo=UTC)
+
+
+def _optional_time(message: Any, field: str) -> datetime | None:
+    return _time(getattr(message, field)) if message.HasField(field) else None
+
+
+def job_from_proto(job: jobs_pb2.Job) -> Job:
+    """The REST form of a job."""
+    result = None
+    if job.HasField("result"):
+        r = job.result
+        result = VideoResult(
+            videoUrl=r.video_url,
+            contentType=r.content_type,
+            durationSeconds=r.duration_seconds,
+            width=r.width,
+            height=r.height,
+            fps=r.fps,
+            sizeBytes=r.size_bytes,
+        )
+    return Job(
+        id=job.id,
+        userId=job.user_id,
+        status=Status(jobs_pb2.JobStatus.Name(job.status).removeprefix("JOB_STATUS_").lower()),
+        prompt=job.prompt,
+        metadata=json.loads(job.metadata_json or "{}"),
+        result=result,
+        retryCount=job.retry_count,
+        maxRetries=job.max_retries,
+        usedProvider=job.used_provider if job.HasField("used_provider") else None,
+        usedModel=job.used_model if job.HasField("used_model") else None,
+        generationTimeMs=job.generation_time_ms if job.HasField("generation_time_ms") else None,
+        errorMessage=job.error_message if job.HasField("error_message") else None,
+        createdAt=_time(job.created_at),
+        updatedAt=_time(job.updated_at),
+        startedAt=_optional_time(job, "started_at"),
+        completedAt=_optional_time(job, "completed_at"),
+    )
+
+
+def health_name(value: int) -> str:
+    """healthy | degraded | unhealthy."""
+    return providers_pb2.ProviderHealth.Name(providers_pb2.ProviderHealth.ValueType(value)).removeprefix(
+        "PROVIDER_HEALTH_"
+    ).lower()
+
+
+def provider_from_proto(status: providers_pb2.ProviderStatus) -> ProviderStatus:
+    """The REST form of a provider's status."""
+    return ProviderStatus(
+        provider=status.provider,
+        status=health_name(status.status),
+        lastCheckedAt=_optional_time(status, "last_checked_at"),
+        consecutiveFailures=status.consecutive_failures,
+        avgResponseTimeMs=status.avg_response_time_ms,
+        costPerRequest=status.cost_per_request,
+        models=list(status.models),
+    )

@@ -1,0 +1,67 @@
+"""The REST gateway served by uvicorn in this process, in front of a running stack."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from services.gateway.app import create_app
+from services.gateway.settings import GatewaySettings
+from tests.worker.conftest import Stack, StackFactory, start_stack, workdir  # noqa: F401 - shared fixtures
+
+
+@dataclass
+class Gateway:
+    """A gateway on a free port and the stack behind it."""
+
+    client: httpx.AsyncClient
+    stack: Stack
+    port: int
+
+
+GatewayFactory = Callable[..., Awaitable[Gateway]]
+
+
+@pytest.fixture
+async def start_gateway(start_stack: StackFactory, redis_url: str) -> AsyncIterator[GatewayFactory]:
+    """Starts a stack and a gateway before it, with gateway settings overridden by keyword."""
+    servers: list[tuple[uvicorn.Server, asyncio.Task[None], httpx.AsyncClient]] = []
+
+    async def start(**overrides: Any) -> Gateway:
+        stack = await start_stack()
+        values: dict[str, Any] = {
+            "jobs_target": f"127.0.0.1:{stack.server.port}",
+            "providers_target": f"127.0.0.1:{stack.providers_server.port}",
+            "worker_target": f"127.0.0.1:{stack.worker_port}",
+            "media_dir": stack.media,
+            "gateway_readiness_timeout": 1.0,
+            **overrides,
+        }
+        app = create_app(GatewaySettings(_env_file=None, **values), redis_url=redis_url)
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="on"))
+        task = asyncio.create_task(server.serve())
+        async with asyncio.timeout(10):
+            while not server.started:
+                await asyncio.sleep(0.02)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30)
+        servers.append((server, task, client))
+        return Gateway(client=client, stack=stack, port=port)
+
+    yield start
+    for server, task, client in servers:
+        await client.aclose()
+        server.should_exit = True
+        await task
+
+
+@pytest.fixture
+async def gateway(start_gateway: GatewayFactory) -> Gateway:
+    """A development-mode gateway."""
+    return await start_gateway()

@@ -1,0 +1,210 @@
+"""The REST contract through the gateway: walk-through, status codes, validation, media, ops."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from services.jobs.server import start_jobs_server
+from tests.conftest import jobs_settings
+from tests.gateway.conftest import Gateway, GatewayFactory
+
+TINY = {"durationSeconds": 1, "width": 64, "height": 64, "fps": 4}
+JOB_FIELDS = {
+    "id", "userId", "status", "prompt", "metadata", "result", "retryCount", "maxRetries", "usedProvider",
+    "usedModel", "generationTimeMs", "errorMessage", "createdAt", "updatedAt", "startedAt", "completedAt",
+}  # fmt: skip
+
+
+async def wait_status(gateway: Gateway, job_id: str, status: str, timeout: float = 60) -> dict[str, Any]:
+    async with asyncio.timeout(timeout):
+        while (job := (await gateway.client.get(f"/api/v1/jobs/{job_id}")).json())["status"] != status:
+            await asyncio.sleep(0.1)
+    return dict(job)
+
+
+async def test_the_seed_walk_through(gateway: Gateway) -> None:
+    client = gateway.client
+    assert (await client.get("/health")).json() == {"status": "alive"}
+
+    created = await client.post(
+        "/api/v1/jobs",
+        json={"userId": "user-123", "prompt": "A sunset over the ocean", "metadata": {"priority": "high", **TINY}},
+    )
+    assert created.status_code == 201, created.text
+    job = created.json()
+    assert set(job) == JOB_FIELDS
+    assert (job["status"], job["maxRetries"], job["retryCount"], job["result"]) == ("queued", 3, 0, None)
+    assert datetime.fromisoformat(job["createdAt"]).utcoffset() == timedelta(0)
+
+    done = await wait_status(gateway, job["id"], "completed")
+    assert done["usedProvider"] == "local"
+    assert set(done["result"]) == {"videoUrl", "contentType", "durationSeconds", "width", "height", "fps", "sizeBytes"}
+
+    video = await client.get(done["result"]["videoUrl"])
+    assert (video.status_code, video.headers["content-type"]) == (200, "video/mp4")
+    assert len(video.content) == done["result"]["sizeBytes"]
+    part = await client.get(done["result"]["videoUrl"], headers={"Range": "bytes=0-99"})
+    assert (part.status_code, len(part.content), part.content) == (206, 100, video.content[:100])
+
+    listed = (await client.get("/api/v1/jobs", params={"userId": "user-123", "status": "completed"})).json()
+    assert set(listed) == {"jobs", "total", "skip", "take"} and listed["take"] == 20
+    assert job["id"] in [j["id"] for j in listed["jobs"]]
+
+    providers = await client.get("/api/v1/providers/status")
+    local = next(p for p in providers.json()["providers"] if p["provider"] == "local")
+    assert set(local) == {"provider", "status", "lastCheckedAt", "consecutiveFailures", "avgResponseTimeMs",
+                          "costPerRequest", "models"}  # fmt: skip
+    tested = await client.post("/api/v1/providers/test", json={"provider": "local", "timeout": 5})
+    assert (tested.status_code, tested.json()["success"], tested.json()["status"]) == (200, True, "healthy")
+
+    assert (await client.delete(f"/api/v1/jobs/{job['id']}")).status_code == 204
+    assert (await client.get(f"/api/v1/jobs/{job['id']}")).status_code == 404
+    assert (await client.get(done["result"]["videoUrl"])).status_code == 404
+
+
+async def test_deleting_a_queued_job_cancels_it(gateway: Gateway, tmp_path: Any) -> None:
+    gate = tmp_path / "gate"
+    client = gateway.client
+    busy = (await client.post("/api/v1/jobs", json={"userId": "u", "prompt": "p",
+            "metadata": {"provider": "scripted", "script": {"gate": str(gate)}}})).json()  # fmt: skip
+    await wait_status(gateway, busy["id"], "processing")
+
+    answer = await client.delete(f"/api/v1/jobs/{busy['id']}")
+
+    assert (answer.status_code, answer.json()["status"]) == (200, "cancelled")
+    gate.touch()
+    assert (await client.get(f"/api/v1/jobs/{busy['id']}")).json()["status"] == "cancelled"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"prompt": "p"}, "userId"),
+        ({"userId": "bad user", "prompt": "p"}, "userId"),
+        ({"userId": "u" * 129, "prompt": "p"}, "userId"),
+        ({"userId": "u"}, "prompt"),
+        ({"userId": "u", "prompt": ""}, "prompt"),
+        ({"userId": "u", "prompt": "   "}, "prompt"),
+        ({"userId": "u", "prompt": "x" * 4001}, "prompt"),
+        ({"userId": "u", "prompt": "p", "metadata": [1]}, "metadata"),
+        ({"userId": "u", "prompt": "p", "metadata": {"pad": "x" * 17000}}, "metadata"),
+        ({"userId": "u", "prompt": "p", "metadata": {"provider": 5}}, "metadata"),
+        ({"userId": "u", "prompt": "p", "maxRetries": 11}, "maxRetries"),
+        ({"userId": "u", "prompt": "p", "maxRetries": -1}, "maxRetries"),
+        ({"userId": "u", "prompt": "p", "colour": "red"}, "colour"),
+    ],
+)
+async def test_a_bad_job_is_422_naming_the_field(gateway: Gateway, body: dict[str, Any], field: str) -> None:
+    answer = await gateway.client.post("/api/v1/jobs", json=body)
+
+    assert answer.status_code == 422, answer.text
+    assert field in [str(part) for error in answer.json()["detail"] for part in error["loc"]]
+
+
+@pytest.mark.parametrize("raw", [b"[1, 2]", b'"text"', b"{not json", b""])
+async def test_a_body_that_is_not_a_json_object_is_422(gateway: Gateway, raw: bytes) -> None:
+    answer = await gateway.client.post("/api/v1/jobs", content=raw, headers={"Content-Type": "application/json"})
+
+    assert answer.status_code == 422
+    assert "detail" in answer.json()
+
+
+@pytest.mark.parametrize(
+    "params", [{"take": 0}, {"take": 101}, {"skip": -1}, {"status": "sleeping"}, {"userId": "a b"}, {"take": "x"}]
+)
+async def test_a_bad_list_query_is_422(gateway: Gateway, params: dict[str, Any]) -> None:
+    assert (await gateway.client.get("/api/v1/jobs", params=params)).status_code == 422
+
+
+@pytest.mark.parametrize("path", ["/api/v1/jobs/cnotthereatall0000000000a", "/api/v1/jobs/NOT-AN-ID"])
+async def test_unknown_jobs_are_404(gateway: Gateway, path: str) -> None:
+    assert (await gateway.client.get(path)).status_code == 404
+    assert (await gateway.client.delete(path)).status_code == 404
+
+
+async def test_unknown_provider_test_is_404_and_bad_timeout_422(gateway: Gateway) -> None:
+    client = gateway.client
+    assert (await client.post("/api/v1/providers/test", json={"provider": "ghost"})).status_code == 404
+    assert (await client.post("/api/v1/providers/test", json={"provider": "local", "timeout": 0})).status_code == 422
+
+
+async def test_readiness_names_every_component(gateway: Gateway) -> None:
+    answer = await gateway.client.get("/health/ready")
+
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["status"] == "ready"
+    assert set(body["components"]) == {"database", "redis", "jobs", "providers", "worker"}
+    assert all(c["status"] == "up" and c["latencyMs"] >= 0 for c in body["components"].values())
+
+
+async def test_a_stopped_jobs_service_is_503_and_recovers_without_restart(gateway: Gateway) -> None:
+    client, stack = gateway.client, gateway.stack
+    port = stack.server.port
+    await stack.server.stop(0)
+
+    down = await client.get("/api/v1/jobs")
+    ready = await client.get("/health/ready")
+
+    assert (down.status_code, down.json()["detail"]) == (503, "the jobs service is unavailable, try again later")
+    assert ready.status_code == 503 and ready.json()["components"]["jobs"]["status"] == "down"
+    restarted = await start_jobs_server(
+        jobs_settings(media_dir=stack.media), database_url=str(stack.server.engine.url.render_as_string(False)),
+        address=f"127.0.0.1:{port}",
+    )  # fmt: skip
+    try:
+        async with asyncio.timeout(20):
+            while (await client.get("/health/ready")).status_code != 200:
+                await asyncio.sleep(0.2)
+        assert (await client.get("/api/v1/jobs")).status_code == 200
+    finally:
+        await restarted.stop(0)
+
+
+async def test_request_id_is_echoed_and_reaches_every_service(
+    gateway: Gateway, capsys: pytest.CaptureFixture[str]
+) -> None:
+    answer = await gateway.client.post(
+        "/api/v1/jobs", json={"userId": "u", "prompt": "p", "metadata": TINY}, headers={"X-Request-ID": "trace-42abc"}
+    )
+    await wait_status(gateway, answer.json()["id"], "completed")
+
+    assert answer.headers["X-Request-ID"] == "trace-42abc"
+    assert "request_id=trace-42abc" in capsys.readouterr().out  # the jobs service, in this process
+    assert '"request_id": "trace-42abc"' in gateway.stack.worker.output()
+    generated = await gateway.client.get("/health")
+    assert len(generated.headers["X-Request-ID"]) == 32
+
+
+async def test_metrics_label_requests_by_route_template(gateway: Gateway) -> None:
+    await gateway.client.get("/api/v1/jobs/cnotthereatall0000000000a")
+
+    body = (await gateway.client.get("/metrics")).text
+
+    assert 'api_request_duration_seconds_count{endpoint="/api/v1/jobs/{job_id}",method="GET",status="404"}' in body
+
+
+async def test_docs_describe_every_endpoint_with_examples(gateway: Gateway) -> None:
+    spec = (await gateway.client.get("/openapi.json")).json()
+
+    for path in ("/api/v1/jobs", "/api/v1/jobs/{job_id}", "/api/v1/providers/status", "/api/v1/providers/test",
+                 "/health", "/health/ready", "/metrics", "/media/{key}"):  # fmt: skip
+        assert path in spec["paths"]
+    assert spec["components"]["schemas"]["JobCreate"]["examples"]
+    assert (await gateway.client.get("/docs")).status_code == 200
+    assert (await gateway.client.get("/redoc")).status_code == 200
+
+
+async def test_production_needs_the_api_key(start_gateway: GatewayFactory) -> None:
+    gateway = await start_gateway(app_env="production", secret_key="s3cret-value", api_key="the-right-key")
+    client = gateway.client
+
+    assert (await client.get("/api/v1/jobs")).status_code == 401
+    assert (await client.get("/api/v1/jobs", headers={"X-API-Key": "wrong"})).status_code == 401
+    assert (await client.get("/api/v1/jobs", headers={"X-API-Key": "the-right-key"})).status_code == 200
+    assert (await client.get("/health")).status_code == 200
+    assert (await client.get("/metrics")).status_code == 200
