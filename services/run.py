@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass
 from types import FrameType
 
@@ -24,6 +25,7 @@ from services.core import migrate
 from services.core.embedded import resolve_database_url, resolve_redis_url
 from services.core.logging import configure_logging, get_logger
 from services.core.settings import CoreSettings, load_settings
+from services.edge import envoy_command, render_local
 
 log = get_logger("services.run")
 READY_TIMEOUT = 120.0
@@ -31,48 +33,85 @@ READY_TIMEOUT = 120.0
 
 @dataclass(frozen=True)
 class Child:
-    """A service process of the system and where its health is asked."""
+    """A process of the system and how to know it is ready: gRPC health, or an HTTP GET."""
 
     name: str
-    module: str
-    health_target: str
-    health_service: str
+    command: tuple[str, ...]
+    health_target: str = ""
+    health_service: str = ""
+    ready_url: str = ""
+
+
+def python(module: str) -> tuple[str, ...]:
+    """The command that runs a module of this project."""
+    return (sys.executable, "-m", module)
 
 
 def children(settings: CoreSettings) -> list[Child]:
     """The processes of contract.md's table that exist so far."""
+    edge_config = render_local(
+        edge_port=settings.edge_port,
+        admin_port=settings.envoy_admin_port,
+        upstreams={
+            "gateway": ("127.0.0.1", settings.api_port),
+            "jobs": ("127.0.0.1", settings.jobs_grpc_port),
+            "providers": ("127.0.0.1", settings.providers_grpc_port),
+        },
+        out=settings.data_dir / "envoy.yaml",
+    )
     return [
-        Child("jobs", "services.jobs", f"127.0.0.1:{settings.jobs_grpc_port}", "videogen.v1.JobService"),
+        Child("jobs", python("services.jobs"), f"127.0.0.1:{settings.jobs_grpc_port}", "videogen.v1.JobService"),
         Child(
             "providers",
-            "services.providers",
+            python("services.providers"),
             f"127.0.0.1:{settings.providers_grpc_port}",
             "videogen.v1.ProviderService",
         ),
-        Child("worker", "services.worker", f"127.0.0.1:{settings.worker_grpc_port}", "videogen.v1.WorkerService"),
+        Child(
+            "worker", python("services.worker"), f"127.0.0.1:{settings.worker_grpc_port}", "videogen.v1.WorkerService"
+        ),
+        Child("gateway", python("services.gateway"), ready_url=f"http://127.0.0.1:{settings.api_port}/health"),
+        Child("edge", tuple(envoy_command(edge_config)), ready_url=f"http://127.0.0.1:{settings.edge_port}/health"),
     ]
 
 
-def wait_serving(child: Child, process: subprocess.Popen[bytes], deadline: float) -> None:
-    """Blocks until the child's grpc.health.v1 says SERVING; fails if it exits first."""
+def is_ready(child: Child) -> bool:
+    """One readiness check of the child."""
+    if child.ready_url:
+        try:
+            with urllib.request.urlopen(child.ready_url, timeout=1) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
     request = health_pb2.HealthCheckRequest(service=child.health_service)
     with grpc.insecure_channel(child.health_target) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"{child.name} exited with code {process.returncode} while starting")
-            try:
-                if health.Check(request, timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.2)
-    raise TimeoutError(f"{child.name} did not report SERVING within {READY_TIMEOUT:.0f}s")
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(request, timeout=1)
+        except grpc.RpcError:
+            return False
+    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+def wait_serving(child: Child, process: subprocess.Popen[bytes], deadline: float) -> None:
+    """Blocks until the child is ready; fails if it exits first."""
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{child.name} exited with code {process.returncode} while starting")
+        if is_ready(child):
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"{child.name} was not ready within {READY_TIMEOUT:.0f}s")
 
 
 def banner(settings: CoreSettings, database_url: str, redis_url: str) -> str:
     """What is listening where, for the person who typed `make run`."""
     rows = [
+        ("REST API (edge)", f"http://127.0.0.1:{settings.edge_port}/api/v1/jobs"),
+        ("API docs", f"http://127.0.0.1:{settings.edge_port}/docs"),
+        ("readiness", f"http://127.0.0.1:{settings.edge_port}/health/ready"),
+        ("gRPC (edge, h2c)", f"127.0.0.1:{settings.edge_port}  videogen.v1.JobService, ProviderService"),
+        ("gateway", f"http://127.0.0.1:{settings.api_port}"),
+        ("envoy admin", f"http://127.0.0.1:{settings.envoy_admin_port}"),
         ("jobs (gRPC)", f"127.0.0.1:{settings.jobs_grpc_port}  videogen.v1.JobService"),
         ("jobs metrics", f"http://127.0.0.1:{settings.jobs_metrics_port}/metrics"),
         ("providers (gRPC)", f"127.0.0.1:{settings.providers_grpc_port}  videogen.v1.ProviderService"),
@@ -136,7 +175,7 @@ def main() -> None:
     try:
         deadline = time.monotonic() + READY_TIMEOUT
         for child in children(settings):
-            processes[child.name] = subprocess.Popen([sys.executable, "-m", child.module], env=env)
+            processes[child.name] = subprocess.Popen(list(child.command), env=env)
             wait_serving(child, processes[child.name], deadline)
         sys.stdout.write(banner(settings, database_url, redis_url))
         sys.stdout.flush()

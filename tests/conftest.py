@@ -104,6 +104,8 @@ def jobs(channel: grpc.aio.Channel) -> JobServiceAsyncStub:
     return jobs_pb2_grpc.JobServiceStub(channel)
 
 
+# Fixtures of a running stack (jobs, providers, worker), for every test package.
+pytest_plugins = ["tests.support.stack"]
 SLOW_TEST_SECONDS = 120
 
 

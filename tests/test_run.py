@@ -10,19 +10,16 @@ import uuid
 from pathlib import Path
 
 import grpc
+import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.support.brokers import drop_keys
-from tests.support.factories import create_job
 from tests.support.processes import ServiceProcess, clean_env, free_port
-from videogen.v1 import jobs_pb2, jobs_pb2_grpc
-
-COMPLETED = jobs_pb2.JOB_STATUS_COMPLETED
 
 
 async def test_run_starts_the_system_runs_a_job_and_stops_on_ctrl_c(own_database_url: str, redis_url: str) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="vg-run-"))
-    grpc_port, worker_port, providers_port = free_port(), free_port(), free_port()
+    grpc_port, worker_port, providers_port, edge_port = free_port(), free_port(), free_port(), free_port()
     prefix = f"run{uuid.uuid4().hex[:8]}-"
     env = clean_env(
         DATABASE_URL=own_database_url,
@@ -31,6 +28,9 @@ async def test_run_starts_the_system_runs_a_job_and_stops_on_ctrl_c(own_database
         JOBS_GRPC_PORT=str(grpc_port),
         JOBS_METRICS_PORT=str(free_port()),
         WORKER_GRPC_PORT=str(worker_port),
+        API_PORT=str(free_port()),
+        EDGE_PORT=str(edge_port),
+        ENVOY_ADMIN_PORT=str(free_port()),
         PROVIDERS_GRPC_PORT=str(providers_port),
         PROVIDERS_METRICS_PORT=str(free_port()),
         WORKER_METRICS_PORT=str(free_port()),
@@ -44,13 +44,16 @@ async def test_run_starts_the_system_runs_a_job_and_stops_on_ctrl_c(own_database
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
                 reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""))
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
-            jobs = jobs_pb2_grpc.JobServiceStub(channel)
-            job = await create_job(jobs, metadata={"durationSeconds": 1, "width": 64, "height": 64, "fps": 4})
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{edge_port}", timeout=30) as client:
+            body = {"userId": "run-user", "prompt": "a red fox", "metadata": {"durationSeconds": 1, "width": 64,
+                    "height": 64, "fps": 4}}  # fmt: skip
+            job = (await client.post("/api/v1/jobs", json=body)).json()
             async with asyncio.timeout(60):
-                while (job := await jobs.GetJob(jobs_pb2.GetJobRequest(id=job.id))).status != COMPLETED:
+                while (job := (await client.get(f"/api/v1/jobs/{job['id']}")).json())["status"] != "completed":
                     await asyncio.sleep(0.1)
-        assert (workdir / ".data" / "media" / job.result.storage_key).stat().st_size == job.result.size_bytes
+            video = await client.get(job["result"]["videoUrl"])
+            assert (await client.get("/health/ready")).status_code == 200
+        assert video.status_code == 200 and len(video.content) == job["result"]["sizeBytes"]
 
         run.process.send_signal(signal.SIGINT)
 

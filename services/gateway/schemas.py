@@ -277,9 +277,11 @@ def job_from_proto(job: jobs_pb2.Job) -> Job:
 
 def health_name(value: int) -> str:
     """healthy | degraded | unhealthy."""
-    return providers_pb2.ProviderHealth.Name(providers_pb2.ProviderHealth.ValueType(value)).removeprefix(
-        "PROVIDER_HEALTH_"
-    ).lower()
+    return (
+        providers_pb2.ProviderHealth.Name(providers_pb2.ProviderHealth.ValueType(value))
+        .removeprefix("PROVIDER_HEALTH_")
+        .lower()
+    )
 
 
 def provider_from_proto(status: providers_pb2.ProviderStatus) -> ProviderStatus:

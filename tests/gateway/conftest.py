@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -11,18 +12,21 @@ import httpx
 import pytest
 import uvicorn
 
+from services.edge import envoy_command, render_local
 from services.gateway.app import create_app
 from services.gateway.settings import GatewaySettings
-from tests.worker.conftest import Stack, StackFactory, start_stack, workdir  # noqa: F401 - shared fixtures
+from tests.support.processes import free_port
+from tests.support.stack import Stack, StackFactory
 
 
 @dataclass
 class Gateway:
-    """A gateway on a free port and the stack behind it."""
+    """A gateway behind a real Envoy edge, and the stack behind both; client talks to the edge."""
 
     client: httpx.AsyncClient
     stack: Stack
     port: int
+    edge_port: int
 
 
 GatewayFactory = Callable[..., Awaitable[Gateway]]
@@ -32,6 +36,7 @@ GatewayFactory = Callable[..., Awaitable[Gateway]]
 async def start_gateway(start_stack: StackFactory, redis_url: str) -> AsyncIterator[GatewayFactory]:
     """Starts a stack and a gateway before it, with gateway settings overridden by keyword."""
     servers: list[tuple[uvicorn.Server, asyncio.Task[None], httpx.AsyncClient]] = []
+    edges: list[subprocess.Popen[bytes]] = []
 
     async def start(**overrides: Any) -> Gateway:
         stack = await start_stack()
@@ -50,11 +55,34 @@ async def start_gateway(start_stack: StackFactory, redis_url: str) -> AsyncItera
             while not server.started:
                 await asyncio.sleep(0.02)
         port = server.servers[0].sockets[0].getsockname()[1]
-        client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30)
+        edge_port = free_port()
+        config = render_local(
+            edge_port=edge_port,
+            admin_port=free_port(),
+            upstreams={
+                "gateway": ("127.0.0.1", port),
+                "jobs": ("127.0.0.1", stack.server.port),
+                "providers": ("127.0.0.1", stack.providers_server.port),
+            },
+            out=stack.workdir / "envoy.yaml",
+        )
+        edges.append(subprocess.Popen(envoy_command(config), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{edge_port}", timeout=30)
         servers.append((server, task, client))
-        return Gateway(client=client, stack=stack, port=port)
+        async with asyncio.timeout(30):
+            while True:
+                try:
+                    if (await client.get("/health")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+        return Gateway(client=client, stack=stack, port=port, edge_port=edge_port)
 
     yield start
+    for edge in edges:
+        edge.terminate()
+        edge.wait(10)
     for server, task, client in servers:
         await client.aclose()
         server.should_exit = True

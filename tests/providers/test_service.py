@@ -15,7 +15,7 @@ from services.core.metrics import start_metrics_server
 from services.core.providers.registry import RegistryConfig
 from services.providers.server import ProvidersServer, start_providers_server
 from tests.support.fake_openai import FakeOpenAI
-from tests.worker.conftest import providers_settings
+from tests.support.stack import providers_settings
 from videogen.v1 import providers_pb2, providers_pb2_grpc
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ import pytest
 from services.core.metrics import start_metrics_server
 from tests.support.factories import create_job
 from tests.support.fake_openai import FakeOpenAI
-from tests.worker.conftest import Stack, StackFactory
+from tests.support.stack import Stack, StackFactory
 from videogen.v1 import jobs_pb2, providers_pb2
 
 KEY = "sk-failover-1a2b3c4d5e6f"

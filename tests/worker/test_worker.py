@@ -14,7 +14,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.support.factories import create_job, unique_user
-from tests.worker.conftest import FINAL, StackFactory
+from tests.support.stack import FINAL, StackFactory
 from videogen.v1 import jobs_pb2, worker_pb2, worker_pb2_grpc
 
 COMPLETED = jobs_pb2.JOB_STATUS_COMPLETED

