@@ -47,13 +47,16 @@ async def test_run_starts_the_system_runs_a_job_and_stops_on_ctrl_c(own_database
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{edge_port}", timeout=30) as client:
             body = {"userId": "run-user", "prompt": "a red fox", "metadata": {"durationSeconds": 1, "width": 64,
                     "height": 64, "fps": 4}}  # fmt: skip
-            job = (await client.post("/api/v1/jobs", json=body)).json()
+            headers = {"X-Request-ID": f"trace-{prefix}"}
+            job = (await client.post("/api/v1/jobs", json=body, headers=headers)).json()
             async with asyncio.timeout(60):
                 while (job := (await client.get(f"/api/v1/jobs/{job['id']}")).json())["status"] != "completed":
                     await asyncio.sleep(0.1)
             video = await client.get(job["result"]["videoUrl"])
             assert (await client.get("/health/ready")).status_code == 200
         assert video.status_code == 200 and len(video.content) == job["result"]["sizeBytes"]
+        traced = {line.get("service") for line in run.events_with(request_id=f"trace-{prefix}")}
+        assert {"gateway", "jobs", "worker"} <= traced
 
         run.process.send_signal(signal.SIGINT)
 

@@ -31,6 +31,8 @@ REQUEST_LATENCY = Histogram(
 )
 _REQUEST_ID = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
 Next = Callable[[Request], Awaitable[Response]]
+# Probes and scrapes come every few seconds: no log line for them.
+_QUIET_PATHS = ("/health", "/metrics")
 
 
 def create_app(settings: GatewaySettings, *, redis_url: str) -> FastAPI:
@@ -72,9 +74,16 @@ def _add_middleware(app: FastAPI, settings: GatewaySettings) -> None:
         response = _refusal(request, settings, production=production, api_key=api_key) or await call_next(request)
         route = request.scope.get("route")
         endpoint = getattr(route, "path", "unmatched")
-        REQUEST_LATENCY.labels(request.method, endpoint, str(response.status_code)).observe(
-            time.perf_counter() - started
-        )
+        elapsed = time.perf_counter() - started
+        REQUEST_LATENCY.labels(request.method, endpoint, str(response.status_code)).observe(elapsed)
+        if not request.url.path.startswith(_QUIET_PATHS):
+            log.info(
+                "http.request",
+                method=request.method,
+                endpoint=endpoint,
+                status=response.status_code,
+                ms=round(elapsed * 1000, 2),
+            )
         response.headers["X-Request-ID"] = request_id
         structlog.contextvars.unbind_contextvars("request_id")
         return response

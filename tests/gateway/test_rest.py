@@ -226,3 +226,36 @@ async def test_grpc_get_job_through_the_edge_returns_the_rest_job(gateway: Gatew
 
     assert job_from_proto(job).model_dump(mode="json") == done
     assert [j.id for j in listed.jobs] == [created["id"]]
+
+
+async def test_pages_through_the_edge_do_not_overlap(gateway: Gateway) -> None:
+    client = gateway.client
+    ids = [(await client.post("/api/v1/jobs", json={"userId": "pager", "prompt": f"p{n}",
+            "metadata": {"provider": "scripted"}})).json()["id"] for n in range(7)]  # fmt: skip
+
+    pages = [
+        (await client.get("/api/v1/jobs", params={"userId": "pager", "skip": s, "take": 3})).json() for s in (0, 3, 6)
+    ]
+
+    seen = [job["id"] for page in pages for job in page["jobs"]]
+    assert seen == list(reversed(ids))
+    assert [(p["total"], p["skip"], p["take"]) for p in pages] == [(7, 0, 3), (7, 3, 3), (7, 6, 3)]
+
+
+def test_the_gateway_refuses_to_start_in_production_with_example_secrets(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    from tests.support.processes import clean_env
+
+    result = subprocess.run(
+        [sys.executable, "-m", "services.gateway"],
+        cwd=tmp_path,
+        env=clean_env(APP_ENV="production", SECRET_KEY="change-me-secret-key", API_KEY="change-me-api-key"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 2
+    assert "configuration error: SECRET_KEY" in result.stderr

@@ -63,6 +63,18 @@ class ServiceProcess:
                 found.append(record)
         return found
 
+    def events_with(self, **fields: Any) -> list[dict[str, Any]]:
+        """Every JSON log line so far carrying these field values, whatever its event."""
+        found = []
+        for line in list(self.lines):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and all(record.get(key) == value for key, value in fields.items()):
+                found.append(record)
+        return found
+
     def wait_event(self, event: str, timeout: float = 60, **fields: Any) -> dict[str, Any]:
         """Waits for a JSON log line (printed at any time) with this event and these fields."""
         deadline = time.monotonic() + timeout
