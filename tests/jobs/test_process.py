@@ -131,7 +131,8 @@ def test_example_env_file_is_a_valid_configuration(workdir: Path) -> None:
     shutil.copy(ROOT / ".env.example", workdir / ".env")
     code = (
         "from services.jobs.settings import JobsSettings; from services.worker.settings import WorkerSettings; "
-        "from services.providers.settings import ProvidersSettings; from services.gateway.settings import GatewaySettings; "
+        "from services.providers.settings import ProvidersSettings; "
+        "from services.gateway.settings import GatewaySettings; "
         "WorkerSettings(); ProvidersSettings(); GatewaySettings(); print(JobsSettings().jobs_grpc_port)"
     )
 
