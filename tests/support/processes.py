@@ -50,30 +50,25 @@ class ServiceProcess:
             self._ended = True
             self._changed.notify_all()
 
-    def events(self, event: str, **fields: Any) -> list[dict[str, Any]]:
-        """Every JSON log line so far with this event and these field values."""
+    def records(self) -> list[dict[str, Any]]:
+        """Every JSON log line printed so far."""
         found = []
         for line in list(self.lines):
             try:
                 record = json.loads(line)
             except ValueError:
                 continue
-            matches = isinstance(record, dict) and record.get("event") == event
-            if matches and all(record.get(key) == value for key, value in fields.items()):
+            if isinstance(record, dict):
                 found.append(record)
         return found
 
     def events_with(self, **fields: Any) -> list[dict[str, Any]]:
         """Every JSON log line so far carrying these field values, whatever its event."""
-        found = []
-        for line in list(self.lines):
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict) and all(record.get(key) == value for key, value in fields.items()):
-                found.append(record)
-        return found
+        return [r for r in self.records() if all(r.get(key) == value for key, value in fields.items())]
+
+    def events(self, event: str, **fields: Any) -> list[dict[str, Any]]:
+        """Every JSON log line so far with this event and these field values."""
+        return self.events_with(event=event, **fields)
 
     def wait_event(self, event: str, timeout: float = 60, **fields: Any) -> dict[str, Any]:
         """Waits for a JSON log line (printed at any time) with this event and these fields."""
