@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import asyncpg
 from sqlalchemy import exc as sa_exc
@@ -56,10 +55,7 @@ async def ping(engine: AsyncEngine, *, timeout: float) -> bool:
 
 
 _UNAVAILABLE_TYPES: tuple[type[BaseException], ...] = (
-    OSError,
-    socket.gaierror,
-    TimeoutError,
-    ConnectionError,
+    OSError,  # refused, reset, timed out, unresolvable: every socket failure
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,

@@ -87,7 +87,6 @@ class LocalMediaStorage:
         return existed
 
     def path(self, key: str) -> Path:
-        self.root.mkdir(parents=True, exist_ok=True)
         return self.root / check_key(key)
 
 

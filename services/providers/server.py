@@ -30,9 +30,12 @@ class ProvidersServer(DatabaseService):
 
 async def probe_forever(service: ProvidersService, *, interval: float, timeout: float) -> None:
     """Probes every provider every interval seconds; the database down only delays it."""
+    registered = False
     while True:
         try:
-            await service.register()
+            if not registered:
+                await service.register()
+                registered = True
             await service.probe_all(timeout)
         except Exception as exc:
             if not db.is_unavailable(exc):

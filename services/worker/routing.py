@@ -61,14 +61,6 @@ class Router:
             raise RoutingUnavailable(f"the providers service did not answer ({code.name})") from exc
         return Choice(provider=reply.provider, model=reply.model)
 
-    def has_alternative(self, job_id: str, *, model: str, exclude: list[str]) -> bool:
-        """Whether another provider could take the job now."""
-        try:
-            self.select(job_id, requested=None, model=model, exclude=exclude)
-        except (Unroutable, RoutingUnavailable):
-            return False
-        return True
-
     def report(self, provider: str, *, error: ProviderError | None, latency_ms: float) -> None:
         """Tells ProviderService how a real call went; never fails the job."""
         request = providers_pb2.ReportOutcomeRequest(

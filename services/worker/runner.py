@@ -24,7 +24,7 @@ from services.core.providers.base import (
 from services.core.storage import MediaStorage
 from services.core.tasks import GenerateVideo
 from services.worker import metrics
-from services.worker.routing import Router, Unroutable
+from services.worker.routing import Router, RoutingUnavailable, Unroutable
 from videogen.v1 import jobs_pb2, jobs_pb2_grpc
 
 log = get_logger(__name__)
@@ -153,8 +153,15 @@ class JobRunner:
         requested = named if isinstance(named, str) else None
         model = wanted if isinstance(wanted, str) else ""
         tried: list[str] = []
+        failure: AttemptFailed | None = None
         while True:
-            choice = self._router.select(job.id, requested=requested, model=model, exclude=tried)
+            try:
+                choice = self._router.select(job.id, requested=requested, model=model, exclude=tried)
+            except RoutingUnavailable:
+                # No provider is left to fail over to: the attempt fails with the last provider's error.
+                if failure is not None:
+                    raise failure from None
+                raise
             provider = self._providers.get(choice.provider)
             if provider is None:
                 raise Unroutable(f"provider {choice.provider!r} is not configured on this worker", choice.provider)
@@ -166,8 +173,9 @@ class JobRunner:
                 self._router.report(choice.provider, error=exc, latency_ms=(time.monotonic() - began) * 1000)
                 tried.append(choice.provider)
                 log.warning("job.provider_failed", job_id=job.id, provider=choice.provider, error=str(exc))
-                if requested or not self._router.has_alternative(job.id, model=model, exclude=tried):
-                    raise AttemptFailed(str(exc), choice.provider) from exc
+                failure = AttemptFailed(str(exc), choice.provider)
+                if requested:
+                    raise failure from exc
                 continue
             elapsed_ms = int((time.monotonic() - began) * 1000)
             self._router.report(choice.provider, error=None, latency_ms=elapsed_ms)
