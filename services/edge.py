@@ -13,13 +13,22 @@ TEMPLATE = Path(__file__).resolve().parent.parent / "deploy" / "envoy" / "envoy.
 
 
 def render_local(
-    *, edge_port: int, admin_port: int, upstreams: dict[str, tuple[str, int]], out: Path, template: Path = TEMPLATE
+    *,
+    edge_port: int,
+    admin_port: int,
+    metrics_port: int,
+    upstreams: dict[str, tuple[str, int]],
+    out: Path,
+    template: Path = TEMPLATE,
 ) -> Path:
-    """Writes the template to out with the edge and admin ports and each cluster's host and port."""
+    """Writes the template to out on loopback: the edge, metrics and admin ports, and each
+    service cluster's host and port."""
     config: dict[str, Any] = yaml.safe_load(template.read_text())
     config["admin"]["address"]["socket_address"]["port_value"] = admin_port
-    listener = config["static_resources"]["listeners"][0]
-    listener["address"]["socket_address"].update(address="127.0.0.1", port_value=edge_port)
+    listeners = {listener["name"]: listener for listener in config["static_resources"]["listeners"]}
+    listeners["edge"]["address"]["socket_address"].update(address="127.0.0.1", port_value=edge_port)
+    listeners["metrics"]["address"]["socket_address"].update(address="127.0.0.1", port_value=metrics_port)
+    upstreams = {**upstreams, "envoy_admin": ("127.0.0.1", admin_port)}
     for cluster in config["static_resources"]["clusters"]:
         host, port = upstreams[cluster["name"]]
         cluster["type"] = "STATIC"

@@ -26,6 +26,7 @@ from services.core.embedded import resolve_database_url, resolve_redis_url
 from services.core.logging import configure_logging, get_logger
 from services.core.settings import CoreSettings, load_settings
 from services.edge import envoy_command, render_local
+from services.topology import GATEWAY, JOBS, PROCESSES, PROVIDERS
 
 log = get_logger("services.run")
 READY_TIMEOUT = 120.0
@@ -48,31 +49,23 @@ def python(module: str) -> tuple[str, ...]:
 
 
 def children(settings: CoreSettings) -> list[Child]:
-    """The processes of contract.md's table that exist so far."""
+    """The processes of contract.md's table (services/topology.py), in start-up order."""
     edge_config = render_local(
         edge_port=settings.edge_port,
         admin_port=settings.envoy_admin_port,
-        upstreams={
-            "gateway": ("127.0.0.1", settings.api_port),
-            "jobs": ("127.0.0.1", settings.jobs_grpc_port),
-            "providers": ("127.0.0.1", settings.providers_grpc_port),
-        },
+        metrics_port=settings.envoy_metrics_port,
+        upstreams={process.name: ("127.0.0.1", process.port(settings)) for process in (GATEWAY, JOBS, PROVIDERS)},
         out=settings.data_dir / "envoy.yaml",
     )
-    return [
-        Child("jobs", python("services.jobs"), f"127.0.0.1:{settings.jobs_grpc_port}", "videogen.v1.JobService"),
-        Child(
-            "providers",
-            python("services.providers"),
-            f"127.0.0.1:{settings.providers_grpc_port}",
-            "videogen.v1.ProviderService",
-        ),
-        Child(
-            "worker", python("services.worker"), f"127.0.0.1:{settings.worker_grpc_port}", "videogen.v1.WorkerService"
-        ),
-        Child("gateway", python("services.gateway"), ready_url=f"http://127.0.0.1:{settings.api_port}/health"),
-        Child("edge", tuple(envoy_command(edge_config)), ready_url=f"http://127.0.0.1:{settings.edge_port}/health"),
-    ]
+    started: list[Child] = []
+    for process in PROCESSES:
+        command = python(process.module) if process.module else tuple(envoy_command(edge_config))
+        if process.protocol == "grpc":
+            started.append(Child(process.name, command, f"127.0.0.1:{process.port(settings)}", process.health_service))
+        else:
+            url = f"http://127.0.0.1:{process.health_port(settings)}{process.health_path}"
+            started.append(Child(process.name, command, ready_url=url))
+    return started
 
 
 def is_ready(child: Child) -> bool:
@@ -112,6 +105,7 @@ def banner(settings: CoreSettings, database_url: str, redis_url: str) -> str:
         ("gRPC (edge, h2c)", f"127.0.0.1:{settings.edge_port}  videogen.v1.JobService, ProviderService"),
         ("gateway", f"http://127.0.0.1:{settings.api_port}"),
         ("envoy admin", f"http://127.0.0.1:{settings.envoy_admin_port}"),
+        ("envoy metrics", f"http://127.0.0.1:{settings.envoy_metrics_port}/stats/prometheus"),
         ("jobs (gRPC)", f"127.0.0.1:{settings.jobs_grpc_port}  videogen.v1.JobService"),
         ("jobs metrics", f"http://127.0.0.1:{settings.jobs_metrics_port}/metrics"),
         ("providers (gRPC)", f"127.0.0.1:{settings.providers_grpc_port}  videogen.v1.ProviderService"),

@@ -14,26 +14,20 @@ import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.support.brokers import drop_keys
-from tests.support.processes import ServiceProcess, clean_env, free_port
+from tests.support.processes import ServiceProcess, clean_env, free_ports_env
 
 
 async def test_run_starts_the_system_runs_a_job_and_stops_on_ctrl_c(own_database_url: str, redis_url: str) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="vg-run-"))
-    grpc_port, worker_port, providers_port, edge_port = free_port(), free_port(), free_port(), free_port()
+    ports = free_ports_env()
+    grpc_port, worker_port = int(ports["JOBS_GRPC_PORT"]), int(ports["WORKER_GRPC_PORT"])
+    providers_port, edge_port = int(ports["PROVIDERS_GRPC_PORT"]), int(ports["EDGE_PORT"])
     prefix = f"run{uuid.uuid4().hex[:8]}-"
     env = clean_env(
+        **ports,
         DATABASE_URL=own_database_url,
         REDIS_URL=redis_url,
         CELERY_KEY_PREFIX=prefix,
-        JOBS_GRPC_PORT=str(grpc_port),
-        JOBS_METRICS_PORT=str(free_port()),
-        WORKER_GRPC_PORT=str(worker_port),
-        API_PORT=str(free_port()),
-        EDGE_PORT=str(edge_port),
-        ENVOY_ADMIN_PORT=str(free_port()),
-        PROVIDERS_GRPC_PORT=str(providers_port),
-        PROVIDERS_METRICS_PORT=str(free_port()),
-        WORKER_METRICS_PORT=str(free_port()),
         GRPC_BIND_HOST="127.0.0.1",
         SHUTDOWN_DRAIN_DELAY="0",
     )

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import asyncpg
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import make_url, text
+from sqlalchemy import make_url
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -40,18 +38,6 @@ def create_engine(settings: CoreSettings, url: str) -> AsyncEngine:
 def create_sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Sessions whose objects stay readable after commit."""
     return async_sessionmaker(engine, expire_on_commit=False)
-
-
-async def ping(engine: AsyncEngine, *, timeout: float) -> bool:
-    """Whether the database answers a query within timeout seconds."""
-    try:
-        async with asyncio.timeout(timeout), engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
-    except Exception as exc:
-        if is_unavailable(exc):
-            return False
-        raise
-    return True
 
 
 _UNAVAILABLE_TYPES: tuple[type[BaseException], ...] = (

@@ -20,6 +20,9 @@ log = get_logger(__name__)
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+# A health service name that is SERVING from start to shutdown whatever the dependencies say:
+# what a liveness probe asks, so that a database outage never gets a process restarted.
+LIVENESS = "liveness"
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,8 @@ class GrpcApp:
 
 
 async def start_grpc_app(bindings: Sequence[ServiceBinding], *, address: str, max_message_bytes: int) -> GrpcApp:
-    """Builds and starts a server on address ("host:0" picks a free port); NOT_SERVING until told."""
+    """Builds and starts a server on address ("host:0" picks a free port); NOT_SERVING until told,
+    except for the LIVENESS name, which is SERVING until shutdown."""
     options = [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
@@ -81,6 +85,7 @@ async def start_grpc_app(bindings: Sequence[ServiceBinding], *, address: str, ma
     await server.start()
     app = GrpcApp(server=server, health=health, port=port, service_names=names)
     await app.set_serving(False)
+    await health.set(LIVENESS, SERVING)
     return app
 
 

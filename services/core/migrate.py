@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from functools import cache
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from services.core.db import async_url
+from services.core.db import async_url, is_unavailable
+from services.core.logging import get_logger
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # Any constant works: it only has to be the same in every process that migrates.
@@ -25,6 +28,45 @@ def alembic_config() -> Config:
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("path_separator", "os")
     return config
+
+
+@cache
+def revisions() -> tuple[str, frozenset[str]]:
+    """This code's newest migration and every migration it knows."""
+    script = ScriptDirectory.from_config(alembic_config())
+    head = script.get_current_head()
+    if head is None:
+        raise RuntimeError(f"no migrations under {MIGRATIONS}")
+    return head, frozenset(revision.revision for revision in script.walk_revisions())
+
+
+class SchemaGate:
+    """Whether a service may serve: the database answers and its schema is not behind this code.
+
+    A schema newer than this code (a rollout migrated ahead of the old pods) is fine, since
+    migrations add before they remove; a missing or older one means the migration has not run
+    yet, and serving would answer errors. Readiness waits for it instead."""
+
+    def __init__(self, engine: AsyncEngine, *, timeout: float) -> None:
+        self._engine = engine
+        self._timeout = timeout
+        self._reported: str | None = None
+
+    async def __call__(self) -> bool:
+        head, known = revisions()
+        try:
+            async with asyncio.timeout(self._timeout), self._engine.connect() as connection:
+                exists = await connection.scalar(text("SELECT to_regclass('alembic_version') IS NOT NULL"))
+                found = await connection.scalar(text("SELECT version_num FROM alembic_version")) if exists else None
+        except Exception as exc:
+            if is_unavailable(exc):
+                return False
+            raise
+        behind = found is None or (found in known and found != head)
+        if behind and found != self._reported:
+            get_logger(__name__).warning("database.schema_behind", found=found, needed=head)
+        self._reported = found if behind else None
+        return not behind
 
 
 async def upgrade(database_url: str, revision: str = "head") -> None:
@@ -63,9 +105,6 @@ async def current(database_url: str) -> str | None:
 
 async def upgrade_when_reachable(database_url: str, *, timeout: float) -> None:
     """Upgrades to head, waiting up to timeout seconds for the database to answer."""
-    from services.core.db import is_unavailable
-    from services.core.logging import get_logger
-
     log = get_logger(__name__)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -92,7 +131,7 @@ def _run(connection: Connection, action: str, revision: str) -> None:
 def main() -> None:
     """`python -m services.core.migrate [revision]`: upgrade DATABASE_URL (or the embedded one)."""
     from services.core.embedded import resolve_database_url
-    from services.core.logging import configure_logging, get_logger
+    from services.core.logging import configure_logging
     from services.core.settings import CoreSettings, load_settings
 
     parser = argparse.ArgumentParser(description=main.__doc__)

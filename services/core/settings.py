@@ -81,6 +81,8 @@ class CoreSettings(BaseSettings):
     metrics_bind_host: str = "0.0.0.0"
     edge_port: Port = 8000
     envoy_admin_port: Port = 9901
+    # Envoy's listener for Prometheus (/stats/prometheus) and probes (/ready); the admin stays on loopback.
+    envoy_metrics_port: Port = 9902
     jobs_grpc_port: Port = 50051
     jobs_metrics_port: Port = 9101
     providers_grpc_port: Port = 50052

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from services.core import db
+from services.core import db, migrate
 from services.core.grpc_server import ServiceBinding, start_grpc_app, watch_dependency
 from services.core.runtime import DatabaseService
 from services.core.storage import create_storage
@@ -54,7 +54,7 @@ async def start_jobs_server(
         asyncio.create_task(
             watch_dependency(
                 app,
-                lambda: db.ping(engine, timeout=timeout),
+                migrate.SchemaGate(engine, timeout=timeout),
                 interval=settings.health_check_interval,
                 name="database",
             )

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 
-from services.core import db
+from services.core import db, migrate
 from services.core.grpc_server import ServiceBinding, start_grpc_app, watch_dependency
 from services.core.logging import get_logger
 from services.core.providers.registry import RegistryConfig, build_providers
@@ -65,7 +65,10 @@ async def start_providers_server(
     tasks = [
         asyncio.create_task(
             watch_dependency(
-                app, lambda: db.ping(engine, timeout=timeout), interval=settings.health_check_interval, name="database"
+                app,
+                migrate.SchemaGate(engine, timeout=timeout),
+                interval=settings.health_check_interval,
+                name="database",
             )
         ),
         asyncio.create_task(

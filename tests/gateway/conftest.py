@@ -59,6 +59,7 @@ async def start_gateway(start_stack: StackFactory, redis_url: str) -> AsyncItera
         config = render_local(
             edge_port=edge_port,
             admin_port=free_port(),
+            metrics_port=free_port(),
             upstreams={
                 "gateway": ("127.0.0.1", port),
                 "jobs": ("127.0.0.1", stack.server.port),

@@ -12,6 +12,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from services.core.grpc_server import LIVENESS
 from services.core.metrics import start_metrics_server
 from services.jobs.server import SERVICE_NAME, JobsServer, start_jobs_server
 from tests.conftest import jobs_settings, wait_serving
@@ -82,6 +83,8 @@ async def test_health_follows_the_database_down_and_back_without_restart(
 
         assert (await asyncio.wait_for(watch.read(), 10)).status == NOT_SERVING
         assert await health_of(channel, "") == NOT_SERVING
+        # Liveness never follows the database: a Kubernetes liveness probe must not restart us.
+        assert await health_of(channel, LIVENESS) == SERVING
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await jobs.CreateJob(create_request(), timeout=10)
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
@@ -104,6 +107,7 @@ async def test_service_started_while_the_database_is_down_serves_once_it_answers
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             await asyncio.sleep(0.5)
             assert await health_of(channel, SERVICE_NAME) == NOT_SERVING
+            assert await health_of(channel, LIVENESS) == SERVING
 
             await proxy.start()
 

@@ -108,3 +108,10 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def free_ports_env() -> dict[str, str]:
+    """Every port variable of the system (services/topology.py) set to a free port."""
+    from services.topology import PORT_SETTINGS
+
+    return {setting.upper(): str(free_port()) for setting in PORT_SETTINGS}
