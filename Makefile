@@ -27,6 +27,7 @@ run: $(STAMP) ## start the whole system in the foreground (Ctrl-C stops it)
 	@$(PY) -m services.run
 
 test: $(STAMP) ## run every test
+	@scripts/ensure-tools.sh
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff and mypy --strict

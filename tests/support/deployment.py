@@ -1,0 +1,69 @@
+"""What a deployment must give each process, read off the code: for the compose and k8s tests.
+
+A setting whose default only makes sense on one developer machine (an embedded database,
+loopback addresses, a data directory under the working directory) must be set by every
+deployment of a process that reads it. Which processes read which is found by scanning their
+code, so that a new reader fails the deployment tests until compose and k8s provide it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from services.core.settings import CoreSettings
+from services.gateway.settings import GatewaySettings
+from services.jobs.settings import JobsSettings
+from services.providers.settings import ProvidersSettings
+from services.worker.settings import WorkerSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# How code reaches a machine-local default, and the variable a deployment sets instead.
+SITE_SPECIFIC = {
+    "resolve_database_url(": "DATABASE_URL",
+    "resolve_redis_url(": "REDIS_URL",
+    "settings.media_root": "MEDIA_DIR",
+    "settings.data_dir": "DATA_DIR",
+    "settings.jobs_target": "JOBS_TARGET",
+    "settings.providers_target": "PROVIDERS_TARGET",
+    "settings.worker_target": "WORKER_TARGET",
+}
+
+# The settings class each command reads.
+SETTINGS: dict[str, type[CoreSettings]] = {
+    "services.jobs": JobsSettings,
+    "services.providers": ProvidersSettings,
+    "services.worker": WorkerSettings,
+    "services.gateway": GatewaySettings,
+    "services.core.migrate": CoreSettings,
+}
+
+# Variables read outside the settings classes: the Python runtime, Prometheus' multi-process
+# mode, and the provider keys that a registry names (deploy/providers.example.yaml).
+OTHER_KNOWN = {"PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "PROMETHEUS_MULTIPROC_DIR", "OPENAI_API_KEY", "HOME"}
+
+
+def sources(module: str) -> list[Path]:
+    """The source files of a command: its package, or its one module."""
+    path = ROOT.joinpath(*module.split("."))
+    return sorted(path.rglob("*.py")) if path.is_dir() else [path.with_suffix(".py")]
+
+
+def variables_needed(module: str) -> set[str]:
+    """The site-specific variables that `python -m module` reads (see SITE_SPECIFIC)."""
+    text = "\n".join(source.read_text() for source in sources(module))
+    return {variable for pattern, variable in SITE_SPECIFIC.items() if pattern in text}
+
+
+def variables_known(module: str) -> set[str]:
+    """Every variable that `python -m module` reads: a variable set outside it is a typo."""
+    fields = {name.upper() for name in SETTINGS[module].model_fields}
+    return fields | OTHER_KNOWN
+
+
+def command_module(command: list[str]) -> str | None:
+    """The module of a `python -m module` command, else None."""
+    text = " ".join(command)
+    found = re.search(r"python3?\s+-m\s+([\w.]+)", text)
+    return found.group(1) if found else None
