@@ -46,7 +46,7 @@ SECRET_KEYS = {"DATABASE_URL", "REDIS_URL", "SECRET_KEY", "API_KEY", "OPENAI_API
 PROBES = ("startupProbe", "readinessProbe", "livenessProbe")
 IMAGES = {"dev": "videogen:dev", "prod": "registry.example.com/videogen:0.1.0"}
 ENVOY_IMAGE = "envoyproxy/envoy:v1.40.0"
-ENVOY_ARGS = ["-c", "/etc/envoy/envoy.yaml", "--disable-hot-restart", "--log-level", "info"]
+ENVOY_ARGS = ["-c", "/etc/envoy/envoy.yaml", "--disable-hot-restart", "--concurrency", "2", "--log-level", "info"]
 # Who calls whom ("*": clients from anywhere); Prometheus, from the namespace `monitoring`,
 # reads every metrics port besides.
 CALLERS = {
