@@ -46,6 +46,31 @@ def _status_of(exc: BaseException) -> tuple[grpc.StatusCode, str, tuple[tuple[st
     return grpc.StatusCode.INTERNAL, "internal error", ()
 
 
+class Malformed:
+    """What a request that is not a valid message of its type decodes to: answered
+    INVALID_ARGUMENT by the interceptor instead of gRPC's own INTERNAL."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception as exc:
+            return Malformed(exc)
+
+    return deserialize
+
+
+def _malformed_error(request: Malformed) -> InvalidArgument:
+    return InvalidArgument("request", f"is not a valid protobuf message ({type(request.error).__name__})")
+
+
 class ServiceInterceptor(_Interceptor):
     """Binds the caller's request id, counts and times each RPC, and maps its errors."""
 
@@ -60,13 +85,13 @@ class ServiceInterceptor(_Interceptor):
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 _wrap_unary(handler.unary_unary, service, method, request_id),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
                 _wrap_stream(handler.unary_stream, service, method, request_id),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         return handler
@@ -111,6 +136,8 @@ def _wrap_unary(
     async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         call = _Call(service, method, request_id)
         try:
+            if isinstance(request, Malformed):
+                raise _malformed_error(request)
             return await inner(request, context)
         except Exception as exc:
             await call.fail(exc, context)
@@ -130,6 +157,8 @@ def _wrap_stream(
     async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         call = _Call(service, method, request_id)
         try:
+            if isinstance(request, Malformed):
+                raise _malformed_error(request)
             async for response in inner(request, context):
                 yield response
         except Exception as exc:

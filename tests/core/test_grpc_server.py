@@ -10,7 +10,7 @@ import pytest
 
 from services.core.errors import FailedPrecondition, InvalidArgument
 from services.core.grpc_server import GrpcApp, ServiceBinding, start_grpc_app
-from videogen.v1 import jobs_pb2, jobs_pb2_grpc
+from videogen.v1 import jobs_pb2, jobs_pb2_grpc, providers_pb2, providers_pb2_grpc, worker_pb2, worker_pb2_grpc
 
 
 class ExplodingServicer(jobs_pb2_grpc.JobServiceServicer):
@@ -62,3 +62,57 @@ async def test_a_message_over_the_limit_is_refused(app: GrpcApp) -> None:
             await jobs_pb2_grpc.JobServiceStub(channel).GetJob(jobs_pb2.GetJobRequest(id="x" * 2 * 1024 * 1024))
 
     assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+# Bytes that are no protobuf message of any type: a truncated length-delimited field, a varint
+# that never ends, a truncated fixed64, an invalid wire type, an unterminated group.
+MALFORMED = [b"\x0a\x05ab", b"\x08" + b"\xff" * 11, b"\x09\x01\x02", b"\x0f\x01", b"\x0b\x01"]
+
+
+@pytest.fixture
+async def every_service() -> AsyncIterator[GrpcApp]:
+    """A server with all three services on the bare generated base classes."""
+    bindings = [
+        ServiceBinding(
+            jobs_pb2_grpc.JobServiceServicer(),  # type: ignore[abstract]
+            jobs_pb2_grpc.add_JobServiceServicer_to_server,
+            "jobs",
+        ),
+        ServiceBinding(
+            providers_pb2_grpc.ProviderServiceServicer(),  # type: ignore[abstract]
+            providers_pb2_grpc.add_ProviderServiceServicer_to_server,
+            "providers",
+        ),
+        ServiceBinding(
+            worker_pb2_grpc.WorkerServiceServicer(),  # type: ignore[abstract]
+            worker_pb2_grpc.add_WorkerServiceServicer_to_server,
+            "worker",
+        ),
+    ]
+    started = await start_grpc_app(bindings, address="127.0.0.1:0", max_message_bytes=1024 * 1024)
+    yield started
+    await started.stop(0)
+
+
+async def test_a_malformed_message_to_any_method_is_invalid_argument(every_service: GrpcApp) -> None:
+    methods = [
+        f"/{service.full_name}/{method.name}"
+        for module in (jobs_pb2, providers_pb2, worker_pb2)
+        for service in module.DESCRIPTOR.services_by_name.values()
+        for method in service.methods
+        if not method.client_streaming and not method.server_streaming
+    ]
+    assert len(methods) >= 16
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{every_service.port}") as channel:
+        for path in methods:
+            call = channel.unary_unary(path, request_serializer=None, response_deserializer=None)
+            for payload in MALFORMED:
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    await call(payload, timeout=5)
+                assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (path, payload)
+                assert str(caught.value.details()).startswith("request: is not a valid protobuf message")
+
+        # A well-formed message still reaches the servicer, whose base class raises NotImplementedError.
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await jobs_pb2_grpc.JobServiceStub(channel).GetJob(jobs_pb2.GetJobRequest(id="x"), timeout=5)
+        assert caught.value.code() == grpc.StatusCode.INTERNAL
