@@ -249,20 +249,18 @@ async def prometheus(workdir: Path, targets: list[dict[str, Any]]) -> AsyncItera
             server.wait()
 
 
-async def query(client: httpx.AsyncClient, expression: str) -> list[dict[str, Any]]:
-    """An instant query's result."""
-    answer = (await client.get("/api/v1/query", params={"query": expression})).json()
-    assert answer["status"] == "success", answer
-    result: list[dict[str, Any]] = answer["data"]["result"]
-    return result
-
-
-async def api(client: httpx.AsyncClient, path: str) -> dict[str, Any]:
+async def api(client: httpx.AsyncClient, path: str, **params: str) -> dict[str, Any]:
     """The data of a Prometheus HTTP API answer."""
-    answer = (await client.get(path)).json()
+    answer = (await client.get(path, params=params)).json()
     assert answer["status"] == "success", answer
     data: dict[str, Any] = answer["data"]
     return data
+
+
+async def query(client: httpx.AsyncClient, expression: str) -> list[dict[str, Any]]:
+    """An instant query's series."""
+    result: list[dict[str, Any]] = (await api(client, "/api/v1/query", query=expression))["result"]
+    return result
 
 
 async def run_one_job(edge_port: int) -> None:
@@ -290,6 +288,38 @@ def series_in_rule_tests() -> dict[str, set[str]]:
     return labels
 
 
+async def every_process_and_seed_metric_is_scraped(client: httpx.AsyncClient) -> None:
+    """up == 1 for every process; series of the seed's metrics, and of every metric the rule
+    tests feed the rules, with the labels those tests give them."""
+    every_up = {process.name: "1" for process in PROCESSES}
+    await until(
+        lambda: query(client, "up"),
+        lambda found: {s["metric"]["job"]: s["value"][1] for s in found} == every_up,
+        what="up == 1 for every process",
+    )
+    for expression in SEED_QUERIES:
+        await until(partial(query, client, expression), bool, what=f"series of {expression}")
+    for name, label_names in series_in_rule_tests().items():
+        found = await until(partial(query, client, name), bool, what=f"series of {name} (rule tests)")
+        real = {label for series in found for label in series["metric"]}
+        assert label_names <= real, f"the rule tests give {name} labels it does not have: {label_names - real}"
+
+
+async def every_rule_is_loaded_and_nothing_alerts(client: httpx.AsyncClient) -> None:
+    """Every group of the rule file loaded, every rule evaluated with health ok, and on a healthy
+    system nothing pending or firing once every series has been scraped."""
+    rules = await until(
+        lambda: api(client, "/api/v1/rules"),
+        lambda data: (
+            bool(data["groups"]) and all(rule["health"] == "ok" for group in data["groups"] for rule in group["rules"])
+        ),
+        what="every rule evaluated with health ok",
+    )
+    expected = [group["name"] for group in yaml.safe_load(RULES.read_text())["groups"]]
+    assert sorted(group["name"] for group in rules["groups"]) == sorted(expected)
+    await until(lambda: api(client, "/api/v1/alerts"), lambda data: data["alerts"] == [], what="no alerts")
+
+
 async def test_a_real_prometheus_scrapes_every_process_of_make_run(own_database_url: str, redis_url: str) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="vg-prom-"))
     ports = free_ports_env()
@@ -310,31 +340,8 @@ async def test_a_real_prometheus_scrapes_every_process_of_make_run(own_database_
             run.wait_event("run.ready", timeout=120)
             await run_one_job(int(ports["EDGE_PORT"]))
 
-            every_up = {process.name: "1" for process in PROCESSES}
-            await until(
-                lambda: query(client, "up"),
-                lambda found: {s["metric"]["job"]: s["value"][1] for s in found} == every_up,
-                what="up == 1 for every process",
-            )
-            for expression in SEED_QUERIES:
-                await until(partial(query, client, expression), bool, what=f"series of {expression}")
-            for name, label_names in series_in_rule_tests().items():
-                found = await until(partial(query, client, name), bool, what=f"series of {name} (rule tests)")
-                real = {label for series in found for label in series["metric"]}
-                assert label_names <= real, f"the rule tests give {name} labels it does not have: {label_names - real}"
-
-            rules = await until(
-                lambda: api(client, "/api/v1/rules"),
-                lambda data: (
-                    bool(data["groups"])
-                    and all(rule["health"] == "ok" for group in data["groups"] for rule in group["rules"])
-                ),
-                what="every rule evaluated with health ok",
-            )
-            expected = [group["name"] for group in yaml.safe_load(RULES.read_text())["groups"]]
-            assert sorted(group["name"] for group in rules["groups"]) == sorted(expected)
-            # A healthy system: nothing pending or firing, once every series has been scraped.
-            await until(lambda: api(client, "/api/v1/alerts"), lambda data: data["alerts"] == [], what="no alerts")
+            await every_process_and_seed_metric_is_scraped(client)
+            await every_rule_is_loaded_and_nothing_alerts(client)
     finally:
         run.stop()
         shutil.rmtree(workdir, ignore_errors=True)
