@@ -71,6 +71,11 @@ class Job(Base):
     run_after: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     # When the message of the current attempt was published; NULL until then.
     enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The client's Idempotency-Key, and a digest of the request it came with.
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    request_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    # The last sign of life of the worker on the current attempt (StartJob, ReportProgress).
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -87,6 +92,14 @@ class Job(Base):
         Index("ix_jobs_status_created", status, created_at.desc(), id.desc()),
         Index("ix_jobs_user_status_created", user_id, status, created_at.desc(), id.desc()),
         Index("ix_jobs_due", run_after, postgresql_where=text("status = 'queued' AND enqueued_at IS NULL")),
+        Index(
+            "ix_jobs_user_idempotency",
+            user_id,
+            idempotency_key,
+            unique=True,
+            postgresql_where=text("idempotency_key IS NOT NULL"),
+        ),
+        Index("ix_jobs_heartbeat", heartbeat_at, postgresql_where=text("status = 'processing'")),
         Index(
             "ix_jobs_waiting",
             queue,

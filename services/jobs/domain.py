@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -9,12 +10,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from services.core.errors import FailedPrecondition, InvalidArgument, NotFound
+from services.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from services.core.queues import queue_for
 
 USER_ID = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
 PROVIDER_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 JOB_ID = re.compile(r"[a-z0-9]{1,32}")
+IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 PROMPT_MAX_CHARS = 4000
 ERROR_MAX_CHARS = 4000
 TAKE_DEFAULT, TAKE_MAX = 20, 100
@@ -52,6 +54,20 @@ class IllegalTransition(FailedPrecondition):
         self.status = status
 
 
+class IdempotencyConflict(AlreadyExists):
+    """The idempotency key was used before with a different request."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"idempotency_key: {key!r} was used with a different request")
+
+
+class StaleAttempt(FailedPrecondition):
+    """The caller works on an attempt the job has moved past (it was handed to another worker)."""
+
+    def __init__(self, job_id: str, attempt: int, current: int) -> None:
+        super().__init__(f"job {job_id!r} is on attempt {current + 1}, not {attempt + 1}")
+
+
 class RetriesExhausted(FailedPrecondition):
     """The job has used all its retries."""
 
@@ -68,6 +84,16 @@ class NewJob:
     metadata: dict[str, Any]
     max_retries: int
     queue: str
+    # The client's Idempotency-Key (None without one).
+    idempotency_key: str | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        """A digest of what the request asks, to tell a replay from a different request."""
+        canonical = json.dumps(
+            [self.prompt, self.metadata, self.max_retries], sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -134,8 +160,23 @@ def _refuse_constant(name: str) -> float:
     raise ValueError(f"{name} is not JSON")
 
 
+def validate_idempotency_key(value: str) -> str | None:
+    """None for no key; else 1-255 visible ASCII characters."""
+    if value == "":
+        return None
+    if not IDEMPOTENCY_KEY.fullmatch(value):
+        raise InvalidArgument("idempotency_key", "must be 1-255 visible ASCII characters")
+    return value
+
+
 def validate_new_job(
-    *, user_id: str, prompt: str, metadata_json: str, max_retries: int | None, limits: JobLimits
+    *,
+    user_id: str,
+    prompt: str,
+    metadata_json: str,
+    max_retries: int | None,
+    limits: JobLimits,
+    idempotency_key: str = "",
 ) -> NewJob:
     """Checks every field of a create request, naming the first wrong one."""
     metadata = parse_json_object(metadata_json, field="metadata", max_bytes=limits.metadata_max_bytes)
@@ -151,6 +192,7 @@ def validate_new_job(
         metadata=metadata,
         max_retries=retries,
         queue=queue_for(metadata),
+        idempotency_key=validate_idempotency_key(idempotency_key),
     )
 
 

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.core.ids import new_cuid
@@ -13,24 +14,33 @@ from services.core.models import Job, Metric
 from services.jobs.domain import JobFilter, JobStatus, NewJob
 
 
-async def insert_job(session: AsyncSession, new: NewJob, *, claimed: bool) -> Job:
+async def insert_job(session: AsyncSession, new: NewJob, *, claimed: bool) -> Job | None:
     """Inserts a queued job and answers it as stored, in one round trip; a claimed job's
-    message is being published by the caller (enqueued_at set)."""
-    statement = (
-        insert(Job)
-        .values(
-            id=new_cuid(),
-            user_id=new.user_id,
-            prompt=new.prompt,
-            metadata_=new.metadata,
-            max_retries=new.max_retries,
-            queue=new.queue,
-            status=JobStatus.QUEUED.value,
-            enqueued_at=func.now() if claimed else None,
-        )
-        .returning(Job)
+    message is being published by the caller (enqueued_at set). None when the user already
+    has a job with the same idempotency key (after that job's transaction has committed)."""
+    values = pg_insert(Job).values(
+        id=new_cuid(),
+        user_id=new.user_id,
+        prompt=new.prompt,
+        metadata_=new.metadata,
+        max_retries=new.max_retries,
+        queue=new.queue,
+        status=JobStatus.QUEUED.value,
+        enqueued_at=func.now() if claimed else None,
+        idempotency_key=new.idempotency_key,
+        request_fingerprint=new.fingerprint if new.idempotency_key else None,
     )
-    return (await session.scalars(statement)).one()
+    if new.idempotency_key is not None:
+        values = values.on_conflict_do_nothing(
+            index_elements=[Job.user_id, Job.idempotency_key], index_where=Job.idempotency_key.is_not(None)
+        )
+    return (await session.scalars(values.returning(Job))).one_or_none()
+
+
+async def job_by_idempotency_key(session: AsyncSession, user_id: str, key: str) -> Job | None:
+    """The user's job created with this idempotency key, if any."""
+    statement = select(Job).where(Job.user_id == user_id, Job.idempotency_key == key)
+    return (await session.scalars(statement)).one_or_none()
 
 
 async def get_job(session: AsyncSession, job_id: str) -> Job | None:

@@ -20,12 +20,14 @@ from services.jobs.dispatcher import Dispatcher
 from services.jobs.domain import (
     ACTIVE,
     FINAL,
+    IdempotencyConflict,
     IllegalTransition,
     JobFilter,
     JobNotFound,
     JobStatus,
     NewJob,
     RetriesExhausted,
+    StaleAttempt,
 )
 
 log = get_logger(__name__)
@@ -41,6 +43,19 @@ class Completion:
     generation_time_ms: int
 
 
+@dataclass(frozen=True)
+class Created:
+    """The job a create answers, and whether it was created before (an idempotent replay)."""
+
+    job: Job
+    replayed: bool
+
+
+def _on_attempt(attempt: int | None) -> list[ColumnElement[bool]]:
+    """The condition that fences a worker to its own attempt (none when it names none)."""
+    return [] if attempt is None else [Job.retry_count == attempt]
+
+
 class JobsService:
     """Creates, reads and moves jobs; the state machine holds in the database."""
 
@@ -54,17 +69,28 @@ class JobsService:
         self._dispatcher = dispatcher
         self._storage = storage
 
-    async def create_job(self, new: NewJob, *, request_id: str | None = None) -> Job:
+    async def create_job(self, new: NewJob, *, request_id: str | None = None) -> Created:
         """Stores a new queued job, then publishes its message (after the commit, never before).
 
         The row is born claimed (enqueued_at set); when the publish fails the claim is released
-        and the dispatcher publishes it on a later round."""
+        and the dispatcher publishes it on a later round. With an idempotency key the user used
+        before, answers that job (replayed) when the request is the same, else IdempotencyConflict."""
         async with self._sessions.begin() as session:
             job = await repository.insert_job(session, new, claimed=self._dispatcher is not None)
+            if job is None:
+                assert new.idempotency_key is not None
+                first = await repository.job_by_idempotency_key(session, new.user_id, new.idempotency_key)
+                if first is None:
+                    # The first job was deleted in between: the key names nothing any more.
+                    raise IdempotencyConflict(new.idempotency_key)
+                if first.request_fingerprint != new.fingerprint:
+                    raise IdempotencyConflict(new.idempotency_key)
+                log.info("job.create_replayed", job_id=first.id, user_id=first.user_id)
+                return Created(first, replayed=True)
         log.info("job.created", job_id=job.id, user_id=job.user_id, queue=job.queue)
         if self._dispatcher is not None:
             await self._dispatcher.publish_new(job.id, job.queue, request_id=request_id)
-        return job
+        return Created(job, replayed=False)
 
     async def get_job(self, job_id: str) -> Job:
         """The job, or JobNotFound."""
@@ -112,18 +138,20 @@ class JobsService:
             "worker_id": worker_id,
             "progress_percent": 0,
             "progress_stage": "starting",
+            "heartbeat_at": func.now(),
         }
-        extra = [] if attempt is None else [Job.retry_count == attempt]
-        job = await self._move(job_id, "start", {JobStatus.QUEUED}, values, extra=extra)
+        job = await self._move(job_id, "start", {JobStatus.QUEUED}, values, extra=_on_attempt(attempt))
         log.info("job.started", job_id=job_id, worker_id=worker_id, attempt=job.retry_count + 1)
         return job
 
-    async def report_progress(self, job_id: str, *, percent: int, stage: str) -> Job:
-        """Records progress while the job is processing."""
-        values = {"progress_percent": percent, "progress_stage": stage}
-        return await self._move(job_id, "report progress of", {JobStatus.PROCESSING}, values)
+    async def report_progress(self, job_id: str, *, percent: int, stage: str, attempt: int | None = None) -> Job:
+        """Records progress (and the attempt's heartbeat) while the job is processing."""
+        values = {"progress_percent": percent, "progress_stage": stage, "heartbeat_at": func.now()}
+        return await self._move(
+            job_id, "report progress of", {JobStatus.PROCESSING}, values, extra=_on_attempt(attempt), attempt=attempt
+        )
 
-    async def complete_job(self, job_id: str, completion: Completion) -> Job:
+    async def complete_job(self, job_id: str, completion: Completion, *, attempt: int | None = None) -> Job:
         """processing -> completed, with the stored video."""
         values = {
             "status": JobStatus.COMPLETED.value,
@@ -136,22 +164,28 @@ class JobsService:
             "progress_stage": "completed",
             "error_message": None,
         }
-        job = await self._move(job_id, "complete", {JobStatus.PROCESSING}, values)
+        job = await self._move(
+            job_id, "complete", {JobStatus.PROCESSING}, values, extra=_on_attempt(attempt), attempt=attempt
+        )
         log.info("job.completed", job_id=job_id, provider=completion.used_provider)
         return job
 
-    async def fail_job(self, job_id: str, *, error: str, provider: str | None, model: str | None) -> Job:
+    async def fail_job(
+        self, job_id: str, *, error: str, provider: str | None, model: str | None, attempt: int | None = None
+    ) -> Job:
         """processing -> failed, with the reason."""
         values: dict[str, Any] = {"status": JobStatus.FAILED.value, "error_message": error, "completed_at": func.now()}
         if provider is not None:
             values["used_provider"] = provider
         if model is not None:
             values["used_model"] = model
-        job = await self._move(job_id, "fail", {JobStatus.PROCESSING}, values)
+        job = await self._move(
+            job_id, "fail", {JobStatus.PROCESSING}, values, extra=_on_attempt(attempt), attempt=attempt
+        )
         log.info("job.failed", job_id=job_id, error=error)
         return job
 
-    async def retry_job(self, job_id: str, *, error: str, retry_after: float = 0) -> Job:
+    async def retry_job(self, job_id: str, *, error: str, retry_after: float = 0, attempt: int | None = None) -> Job:
         """processing -> queued for another attempt after retry_after seconds, while retries are left."""
         values = {
             "run_after": func.now() + timedelta(seconds=retry_after),
@@ -160,6 +194,7 @@ class JobsService:
             "retry_count": Job.retry_count + 1,
             "error_message": error,
             "worker_id": None,
+            "heartbeat_at": None,
             "progress_percent": 0,
             "progress_stage": "",
         }
@@ -169,10 +204,10 @@ class JobsService:
                 job_id,
                 from_statuses={JobStatus.PROCESSING},
                 values=values,
-                extra=[Job.retry_count < Job.max_retries],
+                extra=[Job.retry_count < Job.max_retries, *_on_attempt(attempt)],
             )
             if job is None:
-                await _refuse(session, job_id, "retry")
+                await _refuse(session, job_id, "retry", attempt=attempt)
         log.info("job.retrying", job_id=job_id, retry_count=job.retry_count, retry_after=retry_after, error=error)
         return job
 
@@ -192,19 +227,22 @@ class JobsService:
         from_statuses: Iterable[JobStatus],
         values: dict[str, Any],
         extra: Iterable[ColumnElement[bool]] = (),
+        attempt: int | None = None,
     ) -> Job:
         async with self._sessions.begin() as session:
             job = await repository.transition(session, job_id, from_statuses=from_statuses, values=values, extra=extra)
             if job is None:
-                await _refuse(session, job_id, action)
+                await _refuse(session, job_id, action, attempt=attempt)
         return job
 
 
-async def _refuse(session: AsyncSession, job_id: str, action: str) -> NoReturn:
+async def _refuse(session: AsyncSession, job_id: str, action: str, *, attempt: int | None = None) -> NoReturn:
     """Raises why a conditional change of the job matched no row."""
     job = await repository.get_job(session, job_id)
     if job is None:
         raise JobNotFound(job_id)
+    if attempt is not None and action != "start" and job.retry_count != attempt:
+        raise StaleAttempt(job_id, attempt, job.retry_count)
     if action == "retry" and job.status == JobStatus.PROCESSING:
         raise RetriesExhausted(job_id, job.max_retries)
     if action == "start" and job.status == JobStatus.QUEUED:

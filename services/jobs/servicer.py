@@ -18,6 +18,9 @@ from services.jobs.domain import JobLimits, JobStatus
 from services.jobs.service import Completion, JobsService
 from videogen.v1 import jobs_pb2, jobs_pb2_grpc
 
+# Response metadata of a CreateJob answered from an earlier request with the same idempotency key.
+REPLAYED_HEADER = "idempotent-replayed"
+
 Context = grpc.aio.ServicerContext[Any, Any]
 _STATUS_TO_PROTO = {status: jobs_pb2.JobStatus.Value(f"JOB_STATUS_{status.name}") for status in JobStatus}
 _STATUS_FROM_PROTO = {number: status for status, number in _STATUS_TO_PROTO.items()}
@@ -94,8 +97,12 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
             metadata_json=request.metadata_json,
             max_retries=request.max_retries if request.HasField("max_retries") else None,
             limits=self._limits,
+            idempotency_key=request.idempotency_key,
         )
-        return job_to_proto(await self._service.create_job(new, request_id=current_request_id()))
+        created = await self._service.create_job(new, request_id=current_request_id())
+        if created.replayed:
+            await context.send_initial_metadata(((REPLAYED_HEADER, "true"),))
+        return job_to_proto(created.job)
 
     async def GetJob(self, request: jobs_pb2.GetJobRequest, context: Context) -> jobs_pb2.Job:
         return job_to_proto(await self._service.get_job(domain.checked_job_id(request.id)))
@@ -122,13 +129,13 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     async def StartJob(self, request: jobs_pb2.StartJobRequest, context: Context) -> jobs_pb2.Job:
         job_id = domain.checked_job_id(request.id)
         worker_id = domain.validate_label(request.worker_id, field="worker_id", max_chars=255)
-        attempt = _non_negative(request.attempt, "attempt") if request.HasField("attempt") else None
-        return job_to_proto(await self._service.start_job(job_id, worker_id=worker_id, attempt=attempt))
+        return job_to_proto(await self._service.start_job(job_id, worker_id=worker_id, attempt=_attempt(request)))
 
     async def ReportProgress(self, request: jobs_pb2.ReportProgressRequest, context: Context) -> jobs_pb2.Job:
         job_id = domain.checked_job_id(request.id)
         percent, stage = domain.validate_progress(request.percent, request.stage)
-        return job_to_proto(await self._service.report_progress(job_id, percent=percent, stage=stage))
+        attempt = _attempt(request)
+        return job_to_proto(await self._service.report_progress(job_id, percent=percent, stage=stage, attempt=attempt))
 
     async def CompleteJob(self, request: jobs_pb2.CompleteJobRequest, context: Context) -> jobs_pb2.Job:
         job_id = domain.checked_job_id(request.id)
@@ -150,14 +157,16 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
             used_model=domain.validate_label(request.used_model, field="used_model", max_chars=128),
             generation_time_ms=_non_negative(request.generation_time_ms, "generation_time_ms"),
         )
-        return job_to_proto(await self._service.complete_job(job_id, completion))
+        return job_to_proto(await self._service.complete_job(job_id, completion, attempt=_attempt(request)))
 
     async def FailJob(self, request: jobs_pb2.FailJobRequest, context: Context) -> jobs_pb2.Job:
         job_id = domain.checked_job_id(request.id)
         error = domain.validate_error_message(request.error_message)
         provider = _optional_label(request, "used_provider", 64)
         model = _optional_label(request, "used_model", 128)
-        return job_to_proto(await self._service.fail_job(job_id, error=error, provider=provider, model=model))
+        return job_to_proto(
+            await self._service.fail_job(job_id, error=error, provider=provider, model=model, attempt=_attempt(request))
+        )
 
     async def RetryJob(self, request: jobs_pb2.RetryJobRequest, context: Context) -> jobs_pb2.Job:
         job_id = domain.checked_job_id(request.id)
@@ -165,7 +174,9 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         delay = request.retry_after_seconds
         if not (math.isfinite(delay) and 0 <= delay <= domain.RETRY_AFTER_MAX_SECONDS):
             raise InvalidArgument("retry_after_seconds", f"must be between 0 and {domain.RETRY_AFTER_MAX_SECONDS}")
-        return job_to_proto(await self._service.retry_job(job_id, error=error, retry_after=delay))
+        return job_to_proto(
+            await self._service.retry_job(job_id, error=error, retry_after=delay, attempt=_attempt(request))
+        )
 
     async def RecordTelemetry(
         self, request: jobs_pb2.RecordTelemetryRequest, context: Context
@@ -174,6 +185,20 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
             raise InvalidArgument("points", f"must hold 1-{domain.TELEMETRY_MAX_POINTS} points")
         rows = [_telemetry_row(index, point) for index, point in enumerate(request.points)]
         return jobs_pb2.RecordTelemetryResponse(recorded=await self._service.record_telemetry(rows))
+
+
+_Attempted = (
+    jobs_pb2.StartJobRequest
+    | jobs_pb2.ReportProgressRequest
+    | jobs_pb2.CompleteJobRequest
+    | jobs_pb2.FailJobRequest
+    | jobs_pb2.RetryJobRequest
+)
+
+
+def _attempt(request: _Attempted) -> int | None:
+    """The attempt a worker names, when it names one."""
+    return _non_negative(request.attempt, "attempt") if request.HasField("attempt") else None
 
 
 def _non_negative(value: int, field: str) -> int:

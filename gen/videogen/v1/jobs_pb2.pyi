@@ -214,6 +214,7 @@ class CreateJobRequest(_message.Message):
     PROMPT_FIELD_NUMBER: _builtins.int
     METADATA_JSON_FIELD_NUMBER: _builtins.int
     MAX_RETRIES_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """1-128 characters of [A-Za-z0-9_.:@-]."""
     prompt: _builtins.str
@@ -224,6 +225,12 @@ class CreateJobRequest(_message.Message):
     """
     max_retries: _builtins.int
     """0-10; 3 when absent."""
+    idempotency_key: _builtins.str
+    """Optional, 1-255 visible ASCII characters. A second CreateJob from the same
+    user with the same key and the same request answers the first job instead
+    of creating another (with response metadata "idempotent-replayed: true");
+    the same key with a different request is ALREADY_EXISTS.
+    """
     def __init__(
         self,
         *,
@@ -231,10 +238,11 @@ class CreateJobRequest(_message.Message):
         prompt: _builtins.str = ...,
         metadata_json: _builtins.str = ...,
         max_retries: _builtins.int | None = ...,
+        idempotency_key: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries", "max_retries", b"max_retries"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries", "max_retries", b"max_retries", "metadata_json", b"metadata_json", "prompt", b"prompt", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries", "idempotency_key", b"idempotency_key", "max_retries", b"max_retries", "metadata_json", b"metadata_json", "prompt", b"prompt", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__max_retries: _TypeAlias = _typing.Literal["max_retries"]  # noqa: Y015
     _WhichOneofArgType__max_retries: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries"]  # noqa: Y015
@@ -407,23 +415,33 @@ class ReportProgressRequest(_message.Message):
     ID_FIELD_NUMBER: _builtins.int
     PERCENT_FIELD_NUMBER: _builtins.int
     STAGE_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     percent: _builtins.int
     """0-100."""
     stage: _builtins.str
     """Short name of the current stage, up to 64 characters."""
+    attempt: _builtins.int
+    """The attempt (retry_count) the caller works on. When set, the report is
+    refused (FAILED_PRECONDITION) unless the job is still on that attempt: a
+    worker whose job was handed to another worker learns it must stop. Each
+    report is also the attempt's heartbeat.
+    """
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
         percent: _builtins.int = ...,
         stage: _builtins.str = ...,
+        attempt: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_attempt", b"_attempt", "attempt", b"attempt"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "percent", b"percent", "stage", b"stage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_attempt", b"_attempt", "attempt", b"attempt", "id", b"id", "percent", b"percent", "stage", b"stage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__attempt: _TypeAlias = _typing.Literal["attempt"]  # noqa: Y015
+    _WhichOneofArgType__attempt: _TypeAlias = _typing.Literal["_attempt", b"_attempt"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__attempt) -> _WhichOneofReturnType__attempt | None: ...
 
 Global___ReportProgressRequest: _TypeAlias = ReportProgressRequest  # noqa: Y015
 
@@ -436,11 +454,14 @@ class CompleteJobRequest(_message.Message):
     USED_PROVIDER_FIELD_NUMBER: _builtins.int
     USED_MODEL_FIELD_NUMBER: _builtins.int
     GENERATION_TIME_MS_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     used_provider: _builtins.str
     used_model: _builtins.str
     generation_time_ms: _builtins.int
     """Time the generation took, >= 0."""
+    attempt: _builtins.int
+    """As in ReportProgressRequest: only the current attempt may complete the job."""
     @_builtins.property
     def result(self) -> Global___VideoResult: ...
     def __init__(
@@ -451,12 +472,15 @@ class CompleteJobRequest(_message.Message):
         used_provider: _builtins.str = ...,
         used_model: _builtins.str = ...,
         generation_time_ms: _builtins.int = ...,
+        attempt: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_attempt", b"_attempt", "attempt", b"attempt", "result", b"result"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["generation_time_ms", b"generation_time_ms", "id", b"id", "result", b"result", "used_model", b"used_model", "used_provider", b"used_provider"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_attempt", b"_attempt", "attempt", b"attempt", "generation_time_ms", b"generation_time_ms", "id", b"id", "result", b"result", "used_model", b"used_model", "used_provider", b"used_provider"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__attempt: _TypeAlias = _typing.Literal["attempt"]  # noqa: Y015
+    _WhichOneofArgType__attempt: _TypeAlias = _typing.Literal["_attempt", b"_attempt"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__attempt) -> _WhichOneofReturnType__attempt | None: ...
 
 Global___CompleteJobRequest: _TypeAlias = CompleteJobRequest  # noqa: Y015
 
@@ -468,11 +492,14 @@ class FailJobRequest(_message.Message):
     ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
     USED_PROVIDER_FIELD_NUMBER: _builtins.int
     USED_MODEL_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     error_message: _builtins.str
     """Why the job failed: not blank; cut to 4000 characters."""
     used_provider: _builtins.str
     used_model: _builtins.str
+    attempt: _builtins.int
+    """As in ReportProgressRequest: only the current attempt may fail the job."""
     def __init__(
         self,
         *,
@@ -480,15 +507,20 @@ class FailJobRequest(_message.Message):
         error_message: _builtins.str = ...,
         used_provider: _builtins.str | None = ...,
         used_model: _builtins.str | None = ...,
+        attempt: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_used_model", b"_used_model", "_used_provider", b"_used_provider", "used_model", b"used_model", "used_provider", b"used_provider"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_attempt", b"_attempt", "_used_model", b"_used_model", "_used_provider", b"_used_provider", "attempt", b"attempt", "used_model", b"used_model", "used_provider", b"used_provider"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_used_model", b"_used_model", "_used_provider", b"_used_provider", "error_message", b"error_message", "id", b"id", "used_model", b"used_model", "used_provider", b"used_provider"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_attempt", b"_attempt", "_used_model", b"_used_model", "_used_provider", b"_used_provider", "attempt", b"attempt", "error_message", b"error_message", "id", b"id", "used_model", b"used_model", "used_provider", b"used_provider"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__attempt: _TypeAlias = _typing.Literal["attempt"]  # noqa: Y015
+    _WhichOneofArgType__attempt: _TypeAlias = _typing.Literal["_attempt", b"_attempt"]  # noqa: Y015
     _WhichOneofReturnType__used_model: _TypeAlias = _typing.Literal["used_model"]  # noqa: Y015
     _WhichOneofArgType__used_model: _TypeAlias = _typing.Literal["_used_model", b"_used_model"]  # noqa: Y015
     _WhichOneofReturnType__used_provider: _TypeAlias = _typing.Literal["used_provider"]  # noqa: Y015
     _WhichOneofArgType__used_provider: _TypeAlias = _typing.Literal["_used_provider", b"_used_provider"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__attempt) -> _WhichOneofReturnType__attempt | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__used_model) -> _WhichOneofReturnType__used_model | None: ...
     @_typing.overload
@@ -503,23 +535,29 @@ class RetryJobRequest(_message.Message):
     ID_FIELD_NUMBER: _builtins.int
     ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
     RETRY_AFTER_SECONDS_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     error_message: _builtins.str
     """Why the attempt failed: not blank, cut to 4000 characters; kept in error_message."""
     retry_after_seconds: _builtins.float
     """Backoff before the next attempt is dispatched, 0-86400 seconds."""
+    attempt: _builtins.int
+    """As in ReportProgressRequest: only the current attempt may retry the job."""
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
         error_message: _builtins.str = ...,
         retry_after_seconds: _builtins.float = ...,
+        attempt: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_attempt", b"_attempt", "attempt", b"attempt"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["error_message", b"error_message", "id", b"id", "retry_after_seconds", b"retry_after_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_attempt", b"_attempt", "attempt", b"attempt", "error_message", b"error_message", "id", b"id", "retry_after_seconds", b"retry_after_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__attempt: _TypeAlias = _typing.Literal["attempt"]  # noqa: Y015
+    _WhichOneofArgType__attempt: _TypeAlias = _typing.Literal["_attempt", b"_attempt"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__attempt) -> _WhichOneofReturnType__attempt | None: ...
 
 Global___RetryJobRequest: _TypeAlias = RetryJobRequest  # noqa: Y015
 
