@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PROTOS := $(wildcard protos/videogen/v1/*.proto)
 
-.PHONY: help venv proto run test lint fmt clean
+.PHONY: help venv proto k8s-rules run test lint fmt clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -22,6 +22,9 @@ venv: $(STAMP) ## create .venv and install the dependencies
 
 proto: $(STAMP) ## generate the Python code of protos/ into gen/
 	@$(PY) scripts/protogen.py gen
+
+k8s-rules: $(STAMP) ## copy deploy/prometheus's alert rules into k8s/ as a PrometheusRule
+	@$(PY) scripts/render_prometheus_rule.py
 
 run: $(STAMP) ## start the whole system in the foreground (Ctrl-C stops it)
 	@$(PY) -m services.run

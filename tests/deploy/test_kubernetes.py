@@ -41,6 +41,8 @@ OVERLAYS = ("dev", "prod")
 KUBECTL = Path(sys.executable).parent / "kubectl"
 KUBERNETES_VERSION = "1.37.0"
 CRD_SCHEMAS = Path(__file__).parent / "crd_schemas"
+RULES_FILE = ROOT / "deploy" / "prometheus" / "rules" / "videogen.rules.yml"
+PROMETHEUS_RULE = K8S / "components" / "prometheus-operator" / "prometheus-rule.yaml"
 SECRET_TEMPLATE = K8S / "base" / "secret.example.yaml"
 SECRET_KEYS = {"DATABASE_URL", "REDIS_URL", "SECRET_KEY", "API_KEY", "OPENAI_API_KEY"}
 PROBES = ("startupProbe", "readinessProbe", "livenessProbe")
@@ -776,6 +778,21 @@ def test_prometheus_operator_monitors_every_process_on_its_metrics_port() -> Non
     assert {m["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] for m in monitors(cluster)} == set(
         BY_NAME
     )
+
+
+def test_prod_applies_the_alert_rules_of_deploy_prometheus() -> None:
+    rules = yaml.safe_load(RULES_FILE.read_text())["groups"]
+    applied = rendered("prod").all("PrometheusRule")
+
+    assert [rule["spec"]["groups"] for rule in applied] == [rules]
+    fresh = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "render_prometheus_rule.py"), "--stdout"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    assert PROMETHEUS_RULE.read_text() == fresh, "a stale copy: run `make k8s-rules`"
 
 
 def test_a_monitor_on_a_missing_port_is_caught() -> None:
