@@ -27,9 +27,7 @@ def upgrade() -> None:
         unique=True,
         postgresql_where=sa.text("idempotency_key IS NOT NULL"),
     )
-    op.create_index(
-        "ix_jobs_heartbeat", "jobs", ["heartbeat_at"], postgresql_where=sa.text("status = 'processing'")
-    )
+    op.create_index("ix_jobs_heartbeat", "jobs", ["heartbeat_at"], postgresql_where=sa.text("status = 'processing'"))
 
 
 def downgrade() -> None:
