@@ -44,3 +44,15 @@ class Unavailable(DomainError):
     """A dependency does not answer; the call may succeed later."""
 
     code = grpc.StatusCode.UNAVAILABLE
+
+
+class ResourceExhausted(DomainError):
+    """A limit of the caller is used up; it may try again after retry_after seconds."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    def __init__(self, message: str, *, limit: str, subject: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.subject = subject
+        self.retry_after = retry_after

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import inspect
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import grpc
 import structlog
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from services.core import db
-from services.core.errors import DomainError, InvalidArgument
+from services.core.errors import DomainError, InvalidArgument, ResourceExhausted
 from services.core.logging import REQUEST_ID_HEADER, get_logger, new_request_id
 from services.core.metrics import GRPC_HANDLED, GRPC_LATENCY, GRPC_STARTED
 
@@ -37,6 +38,17 @@ def _status_of(exc: BaseException) -> tuple[grpc.StatusCode, str, tuple[tuple[st
         detail.Pack(error_details_pb2.BadRequest(field_violations=[violation]))
         rich = rpc_status.to_status(
             status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=str(exc), details=[detail])
+        )
+        return rich.code, rich.details, tuple(rich.trailing_metadata)
+    if isinstance(exc, ResourceExhausted):
+        retry, quota = any_pb2.Any(), any_pb2.Any()
+        delay = duration_pb2.Duration()
+        delay.FromMilliseconds(max(1, math.ceil(exc.retry_after * 1000)))
+        retry.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+        violation = error_details_pb2.QuotaFailure.Violation(subject=exc.subject, description=exc.limit)
+        quota.Pack(error_details_pb2.QuotaFailure(violations=[violation]))
+        rich = rpc_status.to_status(
+            status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message=str(exc), details=[retry, quota])
         )
         return rich.code, rich.details, tuple(rich.trailing_metadata)
     if isinstance(exc, DomainError):

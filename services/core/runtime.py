@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,9 +28,10 @@ class DatabaseService:
     app: GrpcApp
     engine: AsyncEngine
     tasks: list[asyncio.Task[None]]
-    # Called first on stop (ask loops to end), and after the server stopped (close clients).
+    # Called first on stop (ask loops to end), and after the server stopped (close clients;
+    # a hook may be a coroutine function).
     before_stop: list[Callable[[], None]] = field(default_factory=list)
-    after_stop: list[Callable[[], None]] = field(default_factory=list)
+    after_stop: list[Callable[[], object]] = field(default_factory=list)
 
     @property
     def port(self) -> int:
@@ -47,8 +49,10 @@ class DatabaseService:
             for task in stuck:
                 log.warning("service.background_task_not_stopped", task=task.get_name())
         await self.app.stop(grace, drain_delay=drain_delay)
-        for hook in self.after_stop:
-            hook()
+        for closer in self.after_stop:
+            outcome = closer()
+            if inspect.isawaitable(outcome):
+                await outcome
         await self.engine.dispose()
 
 

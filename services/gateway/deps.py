@@ -33,9 +33,26 @@ async def call(
     timeout: float | None = None,
 ) -> Reply:
     """One gRPC call with a deadline (the gateway's unless given) and the caller's request id."""
+    reply: Reply
+    reply, _ = await call_with_metadata(method, request, backends=backends, service=service, timeout=timeout)
+    return reply
+
+
+async def call_with_metadata(
+    method: Callable[..., Any],
+    request: Any,
+    *,
+    backends: Backends,
+    service: str,
+    timeout: float | None = None,
+) -> tuple[Any, dict[str, str]]:
+    """As call(), and the response's initial metadata."""
     request_id = current_request_id()
     metadata = ((REQUEST_ID_HEADER, request_id),) if request_id else ()
     try:
-        return await method(request, timeout=timeout or backends.timeout, metadata=metadata)
+        rpc = method(request, timeout=timeout or backends.timeout, metadata=metadata)
+        reply = await rpc
+        initial = await rpc.initial_metadata()
     except grpc.aio.AioRpcError as error:
         raise BackendError(error, service) from None
+    return reply, {str(key): str(value) for key, value in initial or ()}

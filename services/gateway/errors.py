@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import grpc
 from fastapi import Request
 from fastapi.responses import JSONResponse
+from google.protobuf import any_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
@@ -32,16 +35,34 @@ def camel(field: str) -> str:
     )
 
 
-def _field(error: grpc.aio.AioRpcError) -> str | None:
+def _details(error: grpc.aio.AioRpcError) -> list[any_pb2.Any]:
+    """The google.rpc.Status details the error carries, if any."""
     try:
         status = rpc_status.from_call(error)  # type: ignore[arg-type]
     except Exception:
-        return None
-    for detail in status.details if status else ():
+        return []
+    return list(status.details) if status else []
+
+
+def _field(error: grpc.aio.AioRpcError) -> str | None:
+    for detail in _details(error):
         bad_request = error_details_pb2.BadRequest()
         if detail.Unpack(bad_request) and bad_request.field_violations:
             return camel(bad_request.field_violations[0].field)
     return None
+
+
+def _limited(error: grpc.aio.AioRpcError, message: str) -> JSONResponse:
+    """A 429 naming the limit, with Retry-After in whole seconds (at least 1)."""
+    retry_after, limit = 1, "unknown"
+    for detail in _details(error):
+        retry, quota = error_details_pb2.RetryInfo(), error_details_pb2.QuotaFailure()
+        if detail.Unpack(retry):
+            retry_after = max(1, math.ceil(retry.retry_delay.ToMilliseconds() / 1000))
+        elif detail.Unpack(quota) and quota.violations:
+            limit = quota.violations[0].description
+    body = {"detail": message, "limit": limit, "retryAfterSeconds": retry_after}
+    return JSONResponse(status_code=429, content=body, headers={"Retry-After": str(retry_after)})
 
 
 def grpc_error_response(error: grpc.aio.AioRpcError, *, service: str) -> JSONResponse:
@@ -53,6 +74,8 @@ def grpc_error_response(error: grpc.aio.AioRpcError, *, service: str) -> JSONRes
         description = message.split(": ", 1)[1] if ": " in message else message
         body = {"detail": [{"loc": ["body", *field.split(".")], "msg": description, "type": "value_error"}]}
         return JSONResponse(status_code=422, content=body)
+    if status == 429:
+        return _limited(error, message)
     if status == 503:
         log.warning("gateway.backend_unavailable", service=service, code=error.code().name)
         message = f"the {service} service is unavailable, try again later"

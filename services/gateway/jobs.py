@@ -6,11 +6,22 @@ import json
 from typing import Annotated, Any
 
 import grpc
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Header, Query, Response
 
-from services.gateway.deps import BackendsDep, call
+from services.core.protocol import REPLAYED_HEADER
+from services.gateway.deps import BackendsDep, call, call_with_metadata
 from services.gateway.errors import BackendError
-from services.gateway.schemas import USER_ID, Job, JobCreate, JobList, Problem, Status, job_from_proto
+from services.gateway.schemas import (
+    IDEMPOTENCY_KEY,
+    USER_ID,
+    Job,
+    JobCreate,
+    JobList,
+    Problem,
+    RateLimitProblem,
+    Status,
+    job_from_proto,
+)
 from videogen.v1 import jobs_pb2
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
@@ -18,16 +29,40 @@ ERRORS: dict[int | str, dict[str, Any]] = {422: {"model": Problem}, 503: {"model
 _STATUS = {status: jobs_pb2.JobStatus.Value(f"JOB_STATUS_{status.name}") for status in Status}
 
 
-@router.post("", status_code=201, response_model=Job, responses=ERRORS, summary="Create a video generation job")
-async def create_job(body: JobCreate, backends: BackendsDep) -> Job:
+CREATE_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    409: {"model": Problem, "description": "The Idempotency-Key was used with a different request"},
+    429: {"model": RateLimitProblem, "description": "Too many jobs created by this user; see Retry-After"},
+}
+
+
+@router.post("", status_code=201, response_model=Job, responses=CREATE_ERRORS, summary="Create a video generation job")
+async def create_job(
+    body: JobCreate,
+    backends: BackendsDep,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            pattern=IDEMPOTENCY_KEY,
+            description="Makes retries safe: the same key and body from the same user answer the first job "
+            "(with `Idempotent-Replayed: true`); the same key with another body is 409.",
+        ),
+    ] = None,
+) -> Job:
     """Queues the job on the queue `metadata.priority` names (high, low, or default)."""
     request = jobs_pb2.CreateJobRequest(
         user_id=body.userId,
         prompt=body.prompt,
         metadata_json=json.dumps(body.metadata or {}, separators=(",", ":"), ensure_ascii=False),
         max_retries=body.maxRetries,
+        idempotency_key=idempotency_key or "",
     )
-    return job_from_proto(await call(backends.jobs.CreateJob, request, backends=backends, service="jobs"))
+    reply, metadata = await call_with_metadata(backends.jobs.CreateJob, request, backends=backends, service="jobs")
+    if metadata.get(REPLAYED_HEADER) == "true":
+        response.headers["Idempotent-Replayed"] = "true"
+    return job_from_proto(reply)
 
 
 @router.get("/{job_id}", response_model=Job, responses={404: {"model": Problem}, 503: {"model": Problem}})

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from videogen.v1 import jobs_pb2, providers_pb2
 
 USER_ID = r"^[A-Za-z0-9_.:@-]{1,128}$"
+IDEMPOTENCY_KEY = r"^[\x21-\x7e]{1,255}$"
 JOB_EXAMPLE: dict[str, Any] = {
     "id": "cmwwxjck83noow87bhzi07al8",
     "userId": "user-123",
@@ -231,6 +232,13 @@ class Problem(BaseModel):
     """An error answer."""
 
     detail: Any
+
+
+class RateLimitProblem(Problem):
+    """A 429: which limit, and when to try again (also in the Retry-After header)."""
+
+    limit: str
+    retryAfterSeconds: int
 
 
 def _time(stamp: Timestamp) -> datetime:

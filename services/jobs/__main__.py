@@ -17,11 +17,14 @@ def main() -> None:
     """Reads settings, resolves the database (embedded when unset) and serves."""
     settings = load_settings(JobsSettings)
     configure_logging(service="jobs", level=settings.log_level)
-    broker = broker_url(settings, resolve_redis_url(settings))
+    redis_url = resolve_redis_url(settings)
+    broker = broker_url(settings, redis_url)
     database_url = resolve_database_url(settings)
 
     async def start(address: str) -> DatabaseService:
-        return await start_jobs_server(settings, database_url=database_url, address=address, broker=broker)
+        return await start_jobs_server(
+            settings, database_url=database_url, address=address, broker=broker, redis_url=redis_url
+        )
 
     asyncio.run(
         serve_until_signal(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import redis.asyncio as aioredis
+
 from services.core import db, migrate
 from services.core.grpc_server import ServiceBinding, start_grpc_app, watch_dependency
 from services.core.runtime import DatabaseService
@@ -12,6 +14,7 @@ from services.core.tasks import create_celery
 from services.jobs.dispatcher import Dispatcher, DispatchPolicy
 from services.jobs.domain import JobLimits
 from services.jobs.publisher import JobPublisher
+from services.jobs.ratelimit import CreationLimiter, RateLimit
 from services.jobs.service import JobsService
 from services.jobs.servicer import JobServicer
 from services.jobs.settings import JobsSettings
@@ -23,12 +26,23 @@ JobsServer = DatabaseService
 
 
 async def start_jobs_server(
-    settings: JobsSettings, *, database_url: str, address: str, broker: str | None = None
+    settings: JobsSettings,
+    *,
+    database_url: str,
+    address: str,
+    broker: str | None = None,
+    redis_url: str | None = None,
 ) -> JobsServer:
     """Starts JobService on address; it reports SERVING while the database answers.
 
-    With a broker, new jobs are published on the Celery queues and the dispatcher runs."""
+    With a broker, new jobs are published on the Celery queues and the dispatcher runs. With
+    Redis, job creation is rate limited per user."""
     engine = db.create_engine(settings, database_url)
+    limiter = None
+    if redis_url is not None:
+        client = aioredis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+        limit = RateLimit(per_minute=settings.jobs_rate_limit_per_minute, burst=settings.jobs_rate_limit_burst)
+        limiter = CreationLimiter(client, limit, key_prefix=settings.celery_key_prefix)
     sessions = db.create_sessions(engine)
     publisher = dispatcher = None
     tasks: list[asyncio.Task[None]] = []
@@ -46,7 +60,7 @@ async def start_jobs_server(
         metadata_max_bytes=settings.jobs_metadata_max_bytes,
     )
     storage = create_storage(settings.media_root, settings.media_url_prefix)
-    servicer = JobServicer(JobsService(sessions, dispatcher, storage), limits)
+    servicer = JobServicer(JobsService(sessions, dispatcher, storage, limiter), limits)
     binding = ServiceBinding(servicer, jobs_pb2_grpc.add_JobServiceServicer_to_server, SERVICE_NAME)
     app = await start_grpc_app([binding], address=address, max_message_bytes=settings.grpc_max_message_bytes)
     timeout = min(settings.db_connect_timeout, settings.health_check_interval * 2)
@@ -67,5 +81,8 @@ async def start_jobs_server(
         engine=engine,
         tasks=tasks,
         before_stop=[dispatcher.stop] if dispatcher is not None else [],
-        after_stop=[publisher.close] if publisher is not None else [],
+        after_stop=[
+            *([publisher.close] if publisher is not None else []),
+            *([limiter.close] if limiter is not None else []),
+        ],
     )

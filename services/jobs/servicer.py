@@ -13,13 +13,11 @@ from services.core.errors import InvalidArgument
 from services.core.ids import new_cuid
 from services.core.logging import current_request_id
 from services.core.models import Job
+from services.core.protocol import REPLAYED_HEADER
 from services.jobs import domain
 from services.jobs.domain import JobLimits, JobStatus
 from services.jobs.service import Completion, JobsService
 from videogen.v1 import jobs_pb2, jobs_pb2_grpc
-
-# Response metadata of a CreateJob answered from an earlier request with the same idempotency key.
-REPLAYED_HEADER = "idempotent-replayed"
 
 Context = grpc.aio.ServicerContext[Any, Any]
 _STATUS_TO_PROTO = {status: jobs_pb2.JobStatus.Value(f"JOB_STATUS_{status.name}") for status in JobStatus}

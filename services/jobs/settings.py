@@ -20,3 +20,6 @@ class JobsSettings(CoreSettings):
     dispatch_interval: Annotated[float, Field(gt=0, le=60)] = 1.0
     dispatch_batch: Annotated[int, Field(ge=1, le=10_000)] = 200
     priority_aging_seconds: Annotated[float, Field(gt=0)] = 300.0
+    # Jobs one user may create per minute (0: no limit), and at once after a quiet spell.
+    jobs_rate_limit_per_minute: Annotated[int, Field(ge=0, le=1_000_000)] = 600
+    jobs_rate_limit_burst: Annotated[int, Field(ge=1, le=100_000)] = 100

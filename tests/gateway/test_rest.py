@@ -259,3 +259,22 @@ def test_the_gateway_refuses_to_start_in_production_with_example_secrets(tmp_pat
 
     assert result.returncode == 2
     assert "configuration error: SECRET_KEY" in result.stderr
+
+
+async def test_a_repeated_post_with_an_idempotency_key_creates_one_job(gateway: Gateway) -> None:
+    client = gateway.client
+    body = {"userId": "idem-user", "prompt": "a lighthouse at dusk", "metadata": TINY}
+    headers = {"Idempotency-Key": "checkout-7f3a"}
+
+    first = await client.post("/api/v1/jobs", json=body, headers=headers)
+    again = await client.post("/api/v1/jobs", json=body, headers=headers)
+    other = await client.post("/api/v1/jobs", json={**body, "prompt": "a different prompt"}, headers=headers)
+    bad = await client.post("/api/v1/jobs", json=body, headers={"Idempotency-Key": "x" * 256})
+
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.json()["id"] == first.json()["id"]
+    assert "Idempotent-Replayed" not in first.headers and again.headers["Idempotent-Replayed"] == "true"
+    assert other.status_code == 409 and "idempotency_key" in other.json()["detail"]
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["header", "Idempotency-Key"]
+    listed = (await client.get("/api/v1/jobs", params={"userId": "idem-user"})).json()
+    assert listed["total"] == 1

@@ -117,7 +117,11 @@ async def start_stack(own_database_url: str, redis_url: str, workdir: Path) -> A
     ) -> Stack:
         settings = jobs_settings(celery_key_prefix=prefix, dispatch_interval=0.2, media_dir=workdir / "media")
         server = await start_jobs_server(
-            settings, database_url=own_database_url, address="127.0.0.1:0", broker=broker_url(settings, redis_url)
+            settings,
+            database_url=own_database_url,
+            address="127.0.0.1:0",
+            broker=broker_url(settings, redis_url),
+            redis_url=redis_url,
         )
         config = workdir / "providers.json"
         config.write_text(json.dumps(registry or DEFAULT_REGISTRY))
