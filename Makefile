@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PROTOS := $(wildcard protos/videogen/v1/*.proto)
 
-.PHONY: help venv proto k8s-rules run test lint fmt clean
+.PHONY: help venv proto k8s-rules run test chaos lint fmt clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -32,6 +32,9 @@ run: $(STAMP) ## start the whole system in the foreground (Ctrl-C stops it)
 test: $(STAMP) ## run every test
 	@scripts/ensure-tools.sh
 	@$(PY) -m pytest $(PYTEST_ARGS)
+
+chaos: $(STAMP) ## faults under load on make run's processes (CHAOS_ARGS="-s worker-kill --jobs 100")
+	@$(PY) -m tests.chaos $(CHAOS_ARGS)
 
 lint: $(STAMP) ## ruff and mypy --strict
 	@$(VENV)/bin/ruff check .

@@ -1,0 +1,75 @@
+"""`python -m tests.chaos [-s SCENARIO ...] [--jobs N]`: runs the scenarios, prints their figures.
+
+Exits 1 when a scenario lost a job, completed one twice, let two workers run one at once, or
+answered a client a 5xx other than 503.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+from tests.chaos.harness import Options, Outcome, line, run_scenario, table
+from tests.chaos.scenarios import SCENARIOS
+
+
+def parse(argv: list[str] | None) -> tuple[list[str], Options]:
+    """The scenarios to run and their options."""
+    parser = argparse.ArgumentParser(prog="python -m tests.chaos", description=__doc__.split("\n\n")[0])
+    parser.add_argument("-s", "--scenario", action="append", choices=sorted(SCENARIOS), help="repeatable; default all")
+    parser.add_argument("--jobs", type=int, default=Options.jobs, help="jobs per scenario (default %(default)s)")
+    parser.add_argument("--rate", type=float, default=Options.rate, help="jobs created per second")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=Options.settle,
+        help="seconds after the fault (or the last create) before an unfinished job counts as lost",
+    )
+    parser.add_argument("--seed", type=int, default=Options.seed)
+    parser.add_argument("--logs", type=Path, help="write each scenario's `make run` output to DIR/<scenario>.log")
+    args = parser.parse_args(argv)
+    options = Options(jobs=args.jobs, rate=args.rate, settle=args.settle, seed=args.seed, logs=args.logs)
+    return args.scenario or list(SCENARIOS), options
+
+
+def say(text: str) -> None:
+    """Writes a line for the person who ran the suite."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    # SIGTERM ends the run like Ctrl-C: every scenario cleans up on its way out.
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Runs the chosen scenarios one after the other."""
+    names, options = parse(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
+    began = time.monotonic()
+    outcomes: list[Outcome] = []
+    try:
+        for name in names:
+            say(f"== {name}: {options.jobs} jobs at {options.rate:g}/s ...")
+            outcome = run_scenario(name, SCENARIOS[name], options)
+            outcomes.append(outcome)
+            say(f"   fault: {outcome.fault}")
+            for note in outcome.notes:
+                say(f"   {note}")
+            say(line(outcome))
+    except KeyboardInterrupt:
+        say("interrupted: the scenario's processes, servers and files are gone")
+        raise SystemExit(130) from None
+    say("\n" + table(outcomes))
+    failed = [o.scenario for o in outcomes if o.failed]
+    say(f"\n{len(outcomes)} scenarios in {time.monotonic() - began:.0f}s; failed: {', '.join(failed) or 'none'}")
+    raise SystemExit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""The faults: kill -9 of processes of `make run`, Redis lost, PostgreSQL stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from tests.chaos.servers import Postgres, Redis
+from tests.chaos.system import ProcessInfo, System
+
+# One kill in this many aims at the Celery main process rather than a prefork child.
+MAIN_KILL_ODDS = 5
+
+
+@dataclass(frozen=True)
+class Kill:
+    """A process killed with SIGKILL, and when (epoch seconds)."""
+
+    pid: int
+    role: str
+    at: float
+
+
+@dataclass
+class Fault:
+    """What was done to the system, from when to when (epoch seconds)."""
+
+    name: str
+    started: float
+    ended: float = 0.0
+    kills: list[Kill] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def kill(info: ProcessInfo, role: str) -> Kill:
+    """SIGKILL the process now."""
+    os.kill(info.pid, signal.SIGKILL)
+    return Kill(info.pid, role, time.time())
+
+
+async def kill_workers(system: System, *, times: int, window: float, rng: random.Random) -> Fault:
+    """kill -9 a Celery process `times` times spread over window seconds: children mostly."""
+    fault = Fault(f"kill -9 of a worker process x{times}", time.time())
+    pause = window / times
+    missed: list[str] = []
+    while len(fault.kills) < times and system.alive() and len(missed) < times:
+        await asyncio.sleep(pause)
+        children, main = system.processes("celery-child"), system.processes("celery-main")
+        aim_main = bool(main) and (not children or rng.randrange(MAIN_KILL_ODDS) == 0)
+        targets = main if aim_main else children
+        if not targets:
+            missed.append(f"+{time.time() - fault.started:.1f}s")
+            continue
+        fault.kills.append(kill(rng.choice(targets), "celery-main" if aim_main else "celery-child"))
+    if missed:
+        fault.notes.append(f"no Celery process was there to kill at {', '.join(missed)}")
+    roles = Counter(k.role for k in fault.kills)
+    fault.notes.append(f"killed {dict(roles)}")
+    fault.ended = fault.kills[-1].at if fault.kills else time.time()
+    return fault
+
+
+async def restart_redis(redis: Redis, *, down: float) -> Fault:
+    """SIGKILL Redis and start an empty one on the same port after `down` seconds."""
+    fault = Fault(f"Redis killed, empty again after {down:.0f}s", time.time())
+    redis.kill()
+    await asyncio.sleep(down)
+    await asyncio.to_thread(redis.start)
+    fault.ended = time.time()
+    return fault
+
+
+async def stop_postgres(postgres: Postgres, *, down: float, mode: str = "immediate") -> Fault:
+    """pg_ctl stop -m mode, `down` seconds without PostgreSQL, then start it again."""
+    fault = Fault(f"PostgreSQL stopped ({mode}) for {down:.0f}s", time.time())
+    await asyncio.to_thread(postgres.stop, mode)
+    await asyncio.sleep(down)
+    await asyncio.to_thread(postgres.start)
+    fault.ended = time.time()
+    return fault
+
+
+async def kill_jobs_service(system: System) -> Fault:
+    """kill -9 the jobs service."""
+    fault = Fault("kill -9 of the jobs service", time.time())
+    for info in system.processes("services.jobs"):
+        fault.kills.append(kill(info, "services.jobs"))
+    if not fault.kills:
+        fault.notes.append("no jobs service process to kill")
+    fault.ended = time.time()
+    return fault

@@ -1,0 +1,43 @@
+"""The scenarios: each one fault, injected while the load runs."""
+
+from __future__ import annotations
+
+from tests.chaos.faults import Fault, kill_jobs_service, kill_workers, restart_redis, stop_postgres
+from tests.chaos.harness import Context, Scenario
+
+WORKER_KILLS = 20
+REDIS_DOWN_SECONDS = 2.0
+POSTGRES_DOWN_SECONDS = 10.0
+
+
+async def worker_kill(context: Context) -> Fault:
+    """kill -9 a Celery process (a prefork child mostly, the main process sometimes) 20 times."""
+    await context.at(0.05)
+    window = 0.85 * context.options.window
+    return await kill_workers(context.system, times=WORKER_KILLS, window=window, rng=context.rng)
+
+
+async def redis_restart(context: Context) -> Fault:
+    """Redis killed in the middle of the load, an empty one started on its port 2 s later."""
+    await context.at(0.4)
+    return await restart_redis(context.redis, down=REDIS_DOWN_SECONDS)
+
+
+async def postgres_stop(context: Context) -> Fault:
+    """PostgreSQL stopped (immediate) for 10 s during the load."""
+    await context.at(0.35)
+    return await stop_postgres(context.postgres, down=POSTGRES_DOWN_SECONDS)
+
+
+async def jobs_kill(context: Context) -> Fault:
+    """kill -9 of the jobs service during the load."""
+    await context.at(0.4)
+    return await kill_jobs_service(context.system)
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "worker-kill": worker_kill,
+    "redis-restart": redis_restart,
+    "postgres-stop": postgres_stop,
+    "jobs-kill": jobs_kill,
+}
