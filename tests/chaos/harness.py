@@ -168,6 +168,9 @@ def _account(name: str, system: System, observed: Observed, *, began: float, exi
     overlaps = None if found is None else [(a, b) for a, b in pairs if a.surely_overlaps(b)]
     notes = list(fault.notes)
     notes.append(f"`make run` exit code after Ctrl-C: {exit_code}")
+    if observed.accepted:
+        last = max(a.at for a in observed.accepted) - fault.ended
+        notes.append(f"the last create was accepted {last:+.1f}s after the fault ended")
     if observed.deadline_note:
         notes.append(observed.deadline_note)
     notes.extend(_exits(records, origin=fault.started))

@@ -19,8 +19,8 @@ import httpx
 
 FINAL = frozenset({"completed", "failed", "cancelled"})
 TINY = {"durationSeconds": 1, "width": 64, "height": 64, "fps": 4}
-# About 1.5 s of rendering: long enough to be processing when a fault hits.
-LONG = {"durationSeconds": 20, "width": 640, "height": 360, "fps": 24}
+# About 0.75 s of rendering: long enough to be processing when a fault hits.
+LONG = {"durationSeconds": 10, "width": 640, "height": 360, "fps": 24}
 RETRY_PAUSE = 0.25
 
 
@@ -33,10 +33,10 @@ class JobSpec:
 
 
 def job_mix(count: int, *, label: str, rng: random.Random) -> list[JobSpec]:
-    """count jobs: tiny videos and one in ten long, a mix of priorities, users and maxRetries."""
+    """count jobs: tiny videos and one in twenty long, a mix of priorities, users and maxRetries."""
     specs = []
     for index in range(count):
-        metadata: dict[str, Any] = dict(LONG if index % 10 == 5 else TINY)
+        metadata: dict[str, Any] = dict(LONG if index % 20 == 10 else TINY)
         priority = rng.choice(["high", "default", "default", "low"])
         if priority != "default":
             metadata["priority"] = priority
