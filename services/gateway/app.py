@@ -13,13 +13,14 @@ from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from prometheus_client import Histogram
+from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from services.core.logging import REQUEST_ID_HEADER, get_logger, new_request_id
 from services.core.storage import create_storage
 from services.gateway import jobs, ops, providers
 from services.gateway.clients import open_backends
-from services.gateway.errors import BackendError, backend_error, unexpected_error
+from services.gateway.errors import BackendError, backend_error, http_error, unexpected_error
 from services.gateway.settings import GatewaySettings
 
 log = get_logger(__name__)
@@ -55,6 +56,7 @@ def create_app(settings: GatewaySettings, *, redis_url: str) -> FastAPI:
     for router in (jobs.router, providers.router, ops.router):
         app.include_router(router)
     app.add_exception_handler(BackendError, backend_error)
+    app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(Exception, unexpected_error)
     _add_middleware(app, settings)
     return app

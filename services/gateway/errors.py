@@ -1,15 +1,20 @@
-"""gRPC statuses to HTTP answers, in one place: 422, 404, 409, 429, 503; never a stack trace."""
+"""Errors to HTTP answers, in one place: 422, 404, 409, 429, 503; never a stack trace."""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import grpc
 from fastapi import Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+from starlette.routing import compile_path
 
 from services.core.logging import get_logger
 
@@ -83,6 +88,29 @@ def grpc_error_response(error: grpc.aio.AioRpcError, *, service: str) -> JSONRes
         log.error("gateway.backend_error", service=service, code=error.code().name, details=message)
         message = f"the {service} service failed"
     return JSONResponse(status_code=status, content={"detail": message})
+
+
+def _allowed_methods(request: Request) -> str | None:
+    """Every method the API serves at this path; Starlette's own 405 names one route's only."""
+    paths: dict[str, dict[str, Any]] = request.app.openapi()["paths"]
+    path = request.scope["path"]
+    methods = {m.upper() for template, ops in paths.items() if compile_path(template)[0].match(path) for m in ops}
+    return ", ".join(sorted(methods)) or None
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """FastAPI's own HTTP errors, with two corrections: a body it cannot even decode (not UTF-8,
+    or nested too deep for the parser) is a 422 like any other body that is not JSON, not a bare
+    400; and a 405 lists in Allow every method of the path, as RFC 9110 requires."""
+    assert isinstance(exc, HTTPException)
+    cause = exc.__cause__
+    if exc.status_code == 400 and isinstance(cause, UnicodeDecodeError | RecursionError):
+        why = "the body is not UTF-8" if isinstance(cause, UnicodeDecodeError) else "the body is nested too deeply"
+        error = {"loc": ["body"], "msg": f"JSON decode error: {why}", "type": "json_invalid"}
+        return JSONResponse(status_code=422, content={"detail": [error]})
+    if exc.status_code == 405 and (allowed := _allowed_methods(request)):
+        exc.headers = {**(exc.headers or {}), "Allow": allowed}
+    return await http_exception_handler(request, exc)
 
 
 async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:

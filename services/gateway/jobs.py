@@ -93,7 +93,11 @@ async def list_jobs(
 @router.delete(
     "/{job_id}",
     response_model=Job,
-    responses={204: {"description": "The finished job and its video were deleted"}, 404: {"model": Problem}},
+    responses={
+        204: {"description": "The finished job and its video were deleted"},
+        404: {"model": Problem},
+        503: {"model": Problem},
+    },
     summary="Cancel a running job, or delete a finished one",
 )
 async def delete_job(job_id: str, backends: BackendsDep) -> Job | Response:

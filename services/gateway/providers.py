@@ -30,7 +30,11 @@ async def providers_status(backends: BackendsDep) -> ProvidersStatus:
     return ProvidersStatus(providers=[provider_from_proto(p) for p in reply.providers])
 
 
-@router.post("/test", response_model=ProviderTestResult, responses={404: {"model": Problem}, 422: {"model": Problem}})
+@router.post(
+    "/test",
+    response_model=ProviderTestResult,
+    responses={404: {"model": Problem}, 422: {"model": Problem}, 503: {"model": Problem}},
+)
 async def test_provider(body: ProviderTest, backends: BackendsDep) -> ProviderTestResult:
     """Probes the provider now, within `timeout` seconds, and records the outcome."""
     request = providers_pb2.TestProviderRequest(provider=body.provider, timeout_seconds=body.timeout)

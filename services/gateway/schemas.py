@@ -8,8 +8,9 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from services.core.providers.registry import NAME_PATTERN
 from videogen.v1 import jobs_pb2, providers_pb2
 
 USER_ID = r"^[A-Za-z0-9_.:@-]{1,128}$"
@@ -40,6 +41,16 @@ JOB_EXAMPLE: dict[str, Any] = {
     "startedAt": "2026-11-26T10:00:00.200000+00:00",
     "completedAt": "2026-11-26T10:00:01.300000+00:00",
 }
+
+
+def _json_number(value: object) -> object:
+    """Only a JSON number is a number: pydantic's lax mode would take `true` or `"3"` as well."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a number")
+    return value
+
+
+JsonNumber = BeforeValidator(_json_number)
 
 
 class Status(StrEnum):
@@ -76,7 +87,7 @@ class JobCreate(BaseModel):
         description="A JSON object of at most 16 KiB. `priority`: high | low; `provider`, `model`, "
         "`durationSeconds`, `width`, `height`, `fps` are read by the providers.",
     )
-    maxRetries: Annotated[int, Field(ge=0, le=10)] = 3
+    maxRetries: Annotated[int, Field(ge=0, le=10), JsonNumber] = 3
 
 
 class VideoResult(BaseModel):
@@ -170,8 +181,8 @@ class ProviderTest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"provider": "local", "timeout": 30}]})
 
-    provider: Annotated[str, Field(min_length=1, max_length=64)]
-    timeout: Annotated[float, Field(ge=1, le=300)] = 30
+    provider: Annotated[str, Field(pattern=NAME_PATTERN, description="A provider name such as `local`")]
+    timeout: Annotated[float, Field(ge=1, le=300), JsonNumber] = 30
 
 
 class ProviderTestResult(BaseModel):

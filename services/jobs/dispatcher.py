@@ -7,7 +7,18 @@ PostgreSQL is the source of truth and Redis only carries messages. Each round cl
 - a job that waited longer than the ageing time on `low_priority` is re-published on
   `default`, and on `default` on `high_priority`, so that a stream of high-priority work never
   starves the rest. The message left behind names the same attempt, so whichever copy a worker
-  takes first starts the job and the other is skipped.
+  takes first starts the job and the other is skipped;
+- when Redis lost its data (a restart without persistence: the epoch key the dispatcher keeps
+  there is gone), every queued job is published again at once;
+- a queued job whose message is gone otherwise is re-published: its queue's Redis lists are
+  empty yet it has waited longer than `orphan_after` since its message went out (a worker died
+  holding it, or this process died between claiming and publishing);
+- a processing job whose worker stopped heart-beating for `lease` seconds is reaped: queued
+  again for its next attempt while retries are left, else failed. The worker that lost it is
+  fenced off by the attempt number, should it still be alive.
+
+Every copy of a message names its attempt, so a duplicate is harmless: the conditional start
+lets exactly one copy start the attempt.
 """
 
 from __future__ import annotations
@@ -15,7 +26,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
+from typing import Protocol
 
+from prometheus_client import Counter
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -25,6 +38,12 @@ from services.core.tasks import GenerateVideo
 from services.jobs.publisher import JobPublisher
 
 log = get_logger(__name__)
+RECOVERED = Counter(
+    "jobs_recovered_total",
+    "Jobs the dispatcher took back: reaped from a silent worker (requeued or failed), or re-published "
+    "after their message was lost.",
+    ["action"],
+)
 
 _CLAIM_DUE = text(
     """
@@ -49,7 +68,51 @@ _PROMOTE = text(
     RETURNING id, queue, retry_count
     """
 )
+_SWEEP = text(
+    """
+    UPDATE jobs SET enqueued_at = now()
+    WHERE id IN (
+        SELECT id FROM jobs
+        WHERE status = 'queued' AND enqueued_at IS NOT NULL AND queue = ANY(:queues)
+          AND enqueued_at < now() - make_interval(secs => :after)
+        ORDER BY enqueued_at LIMIT :limit FOR UPDATE SKIP LOCKED)
+    RETURNING id, queue, retry_count
+    """
+)
+_REAP = text(
+    """
+    UPDATE jobs SET
+        status = CASE WHEN retry_count < max_retries THEN 'queued' ELSE 'failed' END,
+        retry_count = CASE WHEN retry_count < max_retries THEN retry_count + 1 ELSE retry_count END,
+        completed_at = CASE WHEN retry_count < max_retries THEN NULL ELSE now() END,
+        error_message = :error,
+        run_after = now(), enqueued_at = NULL, worker_id = NULL, heartbeat_at = NULL,
+        progress_percent = 0, progress_stage = '', updated_at = now()
+    WHERE id IN (
+        SELECT id FROM jobs
+        WHERE status = 'processing' AND heartbeat_at < now() - make_interval(secs => :lease)
+        ORDER BY heartbeat_at LIMIT :limit FOR UPDATE SKIP LOCKED)
+    RETURNING id, status, retry_count
+    """
+)
+_UNPUBLISH_ALL = text("UPDATE jobs SET enqueued_at = NULL WHERE status = 'queued' AND enqueued_at IS NOT NULL")
 _RELEASE = text("UPDATE jobs SET enqueued_at = NULL WHERE id = :id AND status = 'queued' AND retry_count = :attempt")
+
+
+class BrokerWatch(Protocol):
+    """What the dispatcher learns from Redis."""
+
+    async def queue_depths(self) -> dict[str, int]:
+        """Messages waiting in each queue."""
+        ...
+
+    async def lost_its_data(self) -> bool:
+        """Whether Redis lost its data since the last call (true once per loss)."""
+        ...
+
+    async def forget_epoch(self) -> None:
+        """Makes the next lost_its_data() true again."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -59,17 +122,26 @@ class DispatchPolicy:
     interval: float = 1.0
     batch: int = 200
     aging_seconds: float = 300.0
+    # A processing job with no heartbeat for this long has lost its worker.
+    lease_seconds: float = 60.0
+    # A queued job published this long ago, in a queue Redis holds nothing for, lost its message.
+    orphan_after_seconds: float = 30.0
 
 
 class Dispatcher:
     """One round at a time, or forever with run()."""
 
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], publisher: JobPublisher, policy: DispatchPolicy
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        publisher: JobPublisher,
+        policy: DispatchPolicy,
+        broker: BrokerWatch | None = None,
     ) -> None:
         self._sessions = sessions
         self._publisher = publisher
         self._policy = policy
+        self._broker = broker
         self._stopping = asyncio.Event()
 
     async def run(self) -> None:
@@ -89,18 +161,84 @@ class Dispatcher:
         self._stopping.set()
 
     async def dispatch_once(self) -> int:
-        """Publishes due jobs and promotes long waiters; how many messages went out."""
+        """Reaps jobs of dead workers, publishes due jobs, promotes long waiters and re-publishes
+        lost messages; how many messages went out."""
+        await self.reap()
+        await self._after_broker_loss()
         due = await self._claim(_CLAIM_DUE, {"limit": self._policy.batch})
         promoted = await self._claim(_PROMOTE, {"limit": self._policy.batch, "age": self._policy.aging_seconds})
         for job_id, queue, _attempt in promoted:
             log.info("job.promoted", job_id=job_id, queue=queue)
+        orphans = await self._orphans()
+        for job_id, queue, attempt in orphans:
+            RECOVERED.labels("republished_lost_message").inc()
+            log.warning("job.message_lost", job_id=job_id, queue=queue, attempt=attempt)
         sent = 0
-        for job_id, queue, attempt in [*due, *promoted]:
+        for job_id, queue, attempt in [*due, *promoted, *orphans]:
             if await self._publisher.publish(GenerateVideo(job_id=job_id, attempt=attempt), queue=queue):
                 sent += 1
             else:
                 await self.release(job_id, attempt)
         return sent
+
+    async def reap(self) -> list[tuple[str, str, int]]:
+        """Takes processing jobs back from workers that stopped heart-beating."""
+        error = f"the worker running the job stopped answering (no heartbeat for {self._policy.lease_seconds:g} s)"
+        async with self._sessions.begin() as session:
+            rows = (
+                await session.execute(
+                    _REAP, {"lease": self._policy.lease_seconds, "limit": self._policy.batch, "error": error}
+                )
+            ).all()
+        for row in rows:
+            action = "requeued_lost_worker" if row.status == "queued" else "failed_lost_worker"
+            RECOVERED.labels(action).inc()
+            log.warning("job.reaped", job_id=row.id, status=row.status, retry_count=row.retry_count)
+        return [(row.id, row.status, row.retry_count) for row in rows]
+
+    async def check_broker(self, *, timeout: float) -> None:
+        """One broker check, bounded; a dependency down only postpones it to the rounds."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._after_broker_loss()
+        except Exception as exc:
+            log.warning("dispatch.broker_check_postponed", error=repr(exc))
+
+    async def _after_broker_loss(self) -> None:
+        """Marks every queued job unpublished when Redis lost its data, so that this round and
+        the next ones publish them all again."""
+        if self._broker is None:
+            return
+        try:
+            lost = await self._broker.lost_its_data()
+        except Exception as exc:
+            log.warning("dispatch.broker_unknown", error=repr(exc))
+            return
+        if lost:
+            try:
+                async with self._sessions.begin() as session:
+                    count = (await session.execute(_UNPUBLISH_ALL)).rowcount  # type: ignore[attr-defined]
+            except BaseException:
+                # Not done: let a later round see the loss again.
+                await self._broker.forget_epoch()
+                raise
+            RECOVERED.labels("republished_lost_message").inc(count)
+            log.warning("dispatch.broker_lost_its_data", republishing=count)
+
+    async def _orphans(self) -> list[tuple[str, str, int]]:
+        """Claims long-waiting queued jobs of queues whose Redis lists are empty."""
+        if self._broker is None:
+            return []
+        try:
+            depths = await self._broker.queue_depths()
+        except Exception as exc:
+            log.warning("dispatch.queue_depths_unknown", error=repr(exc))
+            return []
+        empty = sorted(queue for queue, depth in depths.items() if depth == 0)
+        if not empty:
+            return []
+        params = {"queues": empty, "after": self._policy.orphan_after_seconds, "limit": self._policy.batch}
+        return await self._claim(_SWEEP, params)
 
     async def publish_new(self, job_id: str, queue: str, *, request_id: str | None) -> None:
         """Publishes a just-created (claimed) job; on failure leaves it to a later round."""
@@ -116,7 +254,7 @@ class Dispatcher:
         async with self._sessions.begin() as session:
             await session.execute(_RELEASE, {"id": job_id, "attempt": attempt})
 
-    async def _claim(self, statement: object, params: dict[str, float]) -> list[tuple[str, str, int]]:
+    async def _claim(self, statement: object, params: dict[str, object]) -> list[tuple[str, str, int]]:
         async with self._sessions.begin() as session:
             rows = (await session.execute(statement, params)).all()  # type: ignore[call-overload]
         return [(row.id, row.queue, row.retry_count) for row in rows]

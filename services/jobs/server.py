@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import redis.asyncio as aioredis
 
 from services.core import db, migrate
 from services.core.grpc_server import ServiceBinding, start_grpc_app, watch_dependency
+from services.core.queues import QUEUES
 from services.core.runtime import DatabaseService
 from services.core.storage import create_storage
-from services.core.tasks import create_celery
+from services.core.tasks import create_celery, queue_keys
 from services.jobs.dispatcher import Dispatcher, DispatchPolicy
 from services.jobs.domain import JobLimits
 from services.jobs.publisher import JobPublisher
@@ -38,7 +40,7 @@ async def start_jobs_server(
     With a broker, new jobs are published on the Celery queues and the dispatcher runs. With
     Redis, job creation is rate limited per user."""
     engine = db.create_engine(settings, database_url)
-    limiter = None
+    limiter = client = None
     if redis_url is not None:
         client = aioredis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
         limit = RateLimit(per_minute=settings.jobs_rate_limit_per_minute, burst=settings.jobs_rate_limit_burst)
@@ -52,8 +54,11 @@ async def start_jobs_server(
             interval=settings.dispatch_interval,
             batch=settings.dispatch_batch,
             aging_seconds=settings.priority_aging_seconds,
+            lease_seconds=settings.job_lease_seconds,
+            orphan_after_seconds=settings.orphan_sweep_after_seconds,
         )
-        dispatcher = Dispatcher(sessions, publisher, policy)
+        watch = None if client is None else RedisBrokerWatch(client, settings)
+        dispatcher = Dispatcher(sessions, publisher, policy, broker=watch)
     limits = JobLimits(
         default_max_retries=settings.jobs_default_max_retries,
         list_max_skip=settings.jobs_list_max_skip,
@@ -62,6 +67,10 @@ async def start_jobs_server(
     storage = create_storage(settings.media_root, settings.media_url_prefix)
     servicer = JobServicer(JobsService(sessions, dispatcher, storage, limiter), limits)
     binding = ServiceBinding(servicer, jobs_pb2_grpc.add_JobServiceServicer_to_server, SERVICE_NAME)
+    if dispatcher is not None:
+        # Before the first job is taken: whatever is queued now was published to a Redis that
+        # may have lost it while this service was down.
+        await dispatcher.check_broker(timeout=settings.health_check_interval)
     app = await start_grpc_app([binding], address=address, max_message_bytes=settings.grpc_max_message_bytes)
     timeout = min(settings.db_connect_timeout, settings.health_check_interval * 2)
     tasks.append(
@@ -86,3 +95,30 @@ async def start_jobs_server(
             *([limiter.close] if limiter is not None else []),
         ],
     )
+
+
+class RedisBrokerWatch:
+    """The dispatcher's view of the Celery broker (the Redis of REDIS_URL)."""
+
+    def __init__(self, client: aioredis.Redis, settings: JobsSettings) -> None:
+        self._client = client
+        self._settings = settings
+        # Set once with NX: a Redis that restarted without its data no longer has it.
+        self._epoch_key = f"{settings.celery_key_prefix}videogen:broker-epoch"
+
+    async def queue_depths(self) -> dict[str, int]:
+        """Messages waiting in each Celery queue (every priority list of it), in one round trip."""
+        async with self._client.pipeline(transaction=False) as pipe:
+            for queue in QUEUES:
+                for key in queue_keys(self._settings, queue):
+                    pipe.llen(key)
+            counts = iter(await pipe.execute())
+        return {queue: sum(int(next(counts)) for _ in queue_keys(self._settings, queue)) for queue in QUEUES}
+
+    async def lost_its_data(self) -> bool:
+        """True when the epoch key was missing (and is now set): a new or emptied Redis."""
+        return bool(await self._client.set(self._epoch_key, uuid.uuid4().hex, nx=True))
+
+    async def forget_epoch(self) -> None:
+        """Deletes the epoch key, so that the next check reports a loss again."""
+        await self._client.delete(self._epoch_key)

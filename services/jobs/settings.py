@@ -20,6 +20,12 @@ class JobsSettings(CoreSettings):
     dispatch_interval: Annotated[float, Field(gt=0, le=60)] = 1.0
     dispatch_batch: Annotated[int, Field(ge=1, le=10_000)] = 200
     priority_aging_seconds: Annotated[float, Field(gt=0)] = 300.0
+    # A processing job whose worker sent no heartbeat for this long is taken back (requeued for
+    # its next attempt, or failed when no retry is left); WORKER_HEARTBEAT_INTERVAL is well under it.
+    job_lease_seconds: Annotated[float, Field(gt=0, le=86_400)] = 60.0
+    # A queued job whose message went out this long ago while its queue is empty in Redis lost
+    # its message (a Redis restart, a dead worker) and is published again.
+    orphan_sweep_after_seconds: Annotated[float, Field(gt=0, le=86_400)] = 30.0
     # Jobs one user may create per minute (0: no limit), and at once after a quiet spell.
     jobs_rate_limit_per_minute: Annotated[int, Field(ge=0, le=1_000_000)] = 600
     jobs_rate_limit_burst: Annotated[int, Field(ge=1, le=100_000)] = 100

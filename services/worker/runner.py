@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,6 +76,7 @@ class JobRunner:
         policy: RetryPolicy,
         progress_interval: float,
         rpc_timeout: float,
+        heartbeat_interval: float = 10.0,
     ) -> None:
         self._jobs = jobs
         self._storage = storage
@@ -80,6 +85,7 @@ class JobRunner:
         self._policy = policy
         self._progress_interval = progress_interval
         self._timeout = rpc_timeout
+        self._heartbeat_interval = heartbeat_interval
 
     def run(self, payload: GenerateVideo, *, worker_id: str) -> str:
         """Runs the attempt and answers its outcome."""
@@ -88,13 +94,20 @@ class JobRunner:
             metrics.JOB_ATTEMPTS.labels("skipped").inc()
             return "skipped"
         started = time.monotonic()
-        outcome = self._attempt(job, payload)
+        pid = os.getpid()
+        log.info("job.attempt_started", job_id=job.id, attempt=payload.attempt, pid=pid, worker_id=worker_id)
+        liveness = _Liveness(job.id, payload.attempt)
+        with self._heartbeat(liveness, payload.request_id):
+            outcome = self._attempt(job, payload, liveness)
         if outcome in ("completed", "failed"):
             metrics.JOB_PROCESSING_TIME.observe(time.monotonic() - started)
         if outcome in ("completed", "failed", "cancelled"):
             metrics.JOB_COMPLETION.labels(outcome).inc()
         metrics.JOB_ATTEMPTS.labels(outcome).inc()
-        log.info("job.attempt_finished", job_id=job.id, outcome=outcome, seconds=round(time.monotonic() - started, 3))
+        seconds = round(time.monotonic() - started, 3)
+        log.info(
+            "job.attempt_finished", job_id=job.id, attempt=payload.attempt, pid=pid, outcome=outcome, seconds=seconds
+        )
         return outcome
 
     def _call(self, method: str, request: Any, request_id: str | None) -> Any:
@@ -112,12 +125,14 @@ class JobRunner:
             raise JobsUnavailable(f"StartJob: {exc.code().name}") from exc
         return job
 
-    def _attempt(self, job: jobs_pb2.Job, payload: GenerateVideo) -> str:
-        key = f"{job.id}.mp4"
+    def _attempt(self, job: jobs_pb2.Job, payload: GenerateVideo, liveness: _Liveness) -> str:
+        # Each attempt its own file: a worker that lost its job to another attempt never
+        # overwrites or deletes the video of the attempt that replaced it.
+        key = f"{job.id}.mp4" if payload.attempt == 0 else f"{job.id}-{payload.attempt}.mp4"
         partial = self._storage.partial_path(key)
         metadata = json.loads(job.metadata_json or "{}")
         try:
-            name, video, elapsed_ms = self._generate(job, metadata, partial, payload.request_id)
+            name, video, elapsed_ms = self._generate(job, metadata, partial, payload.request_id, liveness)
             stored = self._storage.store(partial, key)
             result = jobs_pb2.VideoResult(
                 video_url=stored.url,
@@ -130,22 +145,27 @@ class JobRunner:
                 storage_key=stored.key,
             )
             request = jobs_pb2.CompleteJobRequest(
-                id=job.id, result=result, used_provider=name, used_model=video.model, generation_time_ms=elapsed_ms
+                id=job.id,
+                result=result,
+                used_provider=name,
+                used_model=video.model,
+                generation_time_ms=elapsed_ms,
+                attempt=payload.attempt,
             )
             return self._complete(request, key, payload.request_id)
         except JobCancelled:
             log.info("job.stopped_cancelled", job_id=job.id)
             return "cancelled"
         except (InvalidOptions, Unroutable) as exc:
-            return self._fail(job, str(exc), payload.request_id, provider=getattr(exc, "provider", ""))
+            return self._fail(job, payload, str(exc), provider=getattr(exc, "provider", ""))
         except (SoftTimeLimitExceeded, Exception) as exc:
             log.warning("job.attempt_failed", job_id=job.id, error=repr(exc))
-            return self._retry_or_fail(job, _describe(exc), payload.request_id, provider=getattr(exc, "provider", ""))
+            return self._retry_or_fail(job, payload, _describe(exc), provider=getattr(exc, "provider", ""))
         finally:
             partial.unlink(missing_ok=True)
 
     def _generate(
-        self, job: jobs_pb2.Job, metadata: dict[str, Any], partial: Path, request_id: str | None
+        self, job: jobs_pb2.Job, metadata: dict[str, Any], partial: Path, request_id: str | None, liveness: _Liveness
     ) -> tuple[str, RenderedVideo, int]:
         """Generates with the provider routing picks, failing over to the next one on a provider
         error; a provider the client named gets no substitute."""
@@ -168,7 +188,7 @@ class JobRunner:
             spec = provider.spec(job.prompt, metadata, model=choice.model)
             began = time.monotonic()
             try:
-                video = provider.generate(spec, output=partial, progress=self._reporter(job.id, request_id))
+                video = provider.generate(spec, output=partial, progress=self._reporter(liveness, request_id))
             except ProviderError as exc:
                 self._router.report(choice.provider, error=exc, latency_ms=(time.monotonic() - began) * 1000)
                 tried.append(choice.provider)
@@ -192,25 +212,27 @@ class JobRunner:
             return "cancelled"
         return "completed"
 
-    def _fail(self, job: jobs_pb2.Job, error: str, request_id: str | None, *, provider: str) -> str:
-        request = jobs_pb2.FailJobRequest(id=job.id, error_message=error)
+    def _fail(self, job: jobs_pb2.Job, payload: GenerateVideo, error: str, *, provider: str) -> str:
+        request = jobs_pb2.FailJobRequest(id=job.id, error_message=error, attempt=payload.attempt)
         if provider:
             request.used_provider = provider[:64]
         try:
-            self._call("FailJob", request, request_id)
+            self._call("FailJob", request, payload.request_id)
         except grpc.RpcError as exc:
             if exc.code() not in _SKIP:
                 raise
             return "cancelled"
         return "failed"
 
-    def _retry_or_fail(self, job: jobs_pb2.Job, error: str, request_id: str | None, *, provider: str) -> str:
+    def _retry_or_fail(self, job: jobs_pb2.Job, payload: GenerateVideo, error: str, *, provider: str) -> str:
         if job.retry_count >= job.max_retries:
-            return self._fail(job, error, request_id, provider=provider)
+            return self._fail(job, payload, error, provider=provider)
         delay = self._policy.delay(job.retry_count)
-        request = jobs_pb2.RetryJobRequest(id=job.id, error_message=error, retry_after_seconds=delay)
+        request = jobs_pb2.RetryJobRequest(
+            id=job.id, error_message=error, retry_after_seconds=delay, attempt=payload.attempt
+        )
         try:
-            self._call("RetryJob", request, request_id)
+            self._call("RetryJob", request, payload.request_id)
         except grpc.RpcError as exc:
             if exc.code() not in _SKIP:
                 raise
@@ -218,24 +240,80 @@ class JobRunner:
         log.info("job.retry_scheduled", job_id=job.id, retry_count=job.retry_count + 1, delay_seconds=round(delay, 3))
         return "retried"
 
-    def _reporter(self, job_id: str, request_id: str | None) -> ProgressCallback:
-        """Reports progress at most every progress_interval; a refusal means the job was cancelled."""
-        last = [0.0]
+    def _reporter(self, liveness: _Liveness, request_id: str | None) -> ProgressCallback:
+        """Reports progress at most every progress_interval; a refusal means the job was cancelled
+        (or handed to another attempt), and so does one the heartbeat got."""
 
         def report(fraction: float, stage: str) -> None:
-            now = time.monotonic()
-            if now - last[0] < self._progress_interval and fraction < 1:
+            if liveness.stopped:
+                raise JobCancelled(liveness.job_id)
+            liveness.update(min(99, int(fraction * 100)), stage)
+            if liveness.since_sent() < self._progress_interval and fraction < 1:
                 return
-            last[0] = now
-            request = jobs_pb2.ReportProgressRequest(id=job_id, percent=min(99, int(fraction * 100)), stage=stage)
-            try:
-                self._call("ReportProgress", request, request_id)
-            except grpc.RpcError as exc:
-                if exc.code() in _SKIP:
-                    raise JobCancelled(job_id) from exc
-                log.warning("job.progress_unreported", job_id=job_id, error=exc.code().name)
+            if not self._send(liveness, request_id):
+                raise JobCancelled(liveness.job_id)
 
         return report
+
+    def _send(self, liveness: _Liveness, request_id: str | None) -> bool:
+        """One ReportProgress of the attempt (its heartbeat too); False once the job is not ours."""
+        percent, stage = liveness.mark_sent()
+        request = jobs_pb2.ReportProgressRequest(
+            id=liveness.job_id, percent=percent, stage=stage, attempt=liveness.attempt
+        )
+        try:
+            self._call("ReportProgress", request, request_id)
+        except grpc.RpcError as exc:
+            if exc.code() in _SKIP:
+                liveness.stopped = True
+                log.info("job.no_longer_ours", job_id=liveness.job_id, attempt=liveness.attempt, reason=exc.details())
+                return False
+            log.warning("job.progress_unreported", job_id=liveness.job_id, error=exc.code().name)
+        return True
+
+    @contextmanager
+    def _heartbeat(self, liveness: _Liveness, request_id: str | None) -> Iterator[None]:
+        """Beats while the attempt runs, so that a provider that reports no progress for a long
+        time (a remote render) never looks like a dead worker to the jobs service's reaper."""
+        done = threading.Event()
+
+        def beat() -> None:
+            while not done.wait(self._heartbeat_interval / 2):
+                if liveness.since_sent() >= self._heartbeat_interval and not liveness.stopped:
+                    self._send(liveness, request_id)
+
+        thread = threading.Thread(target=beat, name=f"heartbeat-{liveness.job_id}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join(timeout=self._timeout + 1)
+
+
+class _Liveness:
+    """What the attempt last reported, shared by the provider's progress calls and the heartbeat."""
+
+    def __init__(self, job_id: str, attempt: int) -> None:
+        self.job_id = job_id
+        self.attempt = attempt
+        self.stopped = False
+        self._lock = threading.Lock()
+        self._percent, self._stage = 0, "starting"
+        self._sent = time.monotonic()
+
+    def update(self, percent: int, stage: str) -> None:
+        with self._lock:
+            self._percent, self._stage = percent, stage
+
+    def since_sent(self) -> float:
+        with self._lock:
+            return time.monotonic() - self._sent
+
+    def mark_sent(self) -> tuple[int, str]:
+        with self._lock:
+            self._sent = time.monotonic()
+            return self._percent, self._stage
 
 
 def _describe(exc: BaseException) -> str:

@@ -16,6 +16,9 @@ class WorkerSettings(CoreSettings):
     worker_name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = "worker"
     # How often a running job reports progress, which is also how soon it notices a cancel.
     worker_progress_interval: Annotated[float, Field(gt=0, le=60)] = 0.5
+    # A running attempt reports at least this often (its heartbeat), whatever its provider does;
+    # keep it well under the jobs service's JOB_LEASE_SECONDS.
+    worker_heartbeat_interval: Annotated[float, Field(gt=0, le=300)] = 10.0
     worker_stats_timeout: Annotated[float, Field(gt=0, le=30)] = 1.0
     # Deadline of each call to the jobs service.
     worker_rpc_timeout: Annotated[float, Field(gt=0, le=300)] = 10.0

@@ -51,6 +51,7 @@ def register_tasks(app: Celery, settings: WorkerSettings) -> None:
                 policy=retry_policy(settings),
                 progress_interval=settings.worker_progress_interval,
                 rpc_timeout=settings.worker_rpc_timeout,
+                heartbeat_interval=settings.worker_heartbeat_interval,
             )
         return runners[pid]
 

@@ -32,6 +32,38 @@ class Gateway:
 GatewayFactory = Callable[..., Awaitable[Gateway]]
 
 
+async def start_edge(stack: Stack, gateway_port: int) -> tuple[subprocess.Popen[bytes], int]:
+    """Envoy in front of the stack, serving /health; new ports when another process took one of
+    the free ports it was given before Envoy could bind it."""
+    for attempt in range(3):
+        edge_port = free_port()
+        config = render_local(
+            edge_port=edge_port,
+            admin_port=free_port(),
+            metrics_port=free_port(),
+            upstreams={
+                "gateway": ("127.0.0.1", gateway_port),
+                "jobs": ("127.0.0.1", stack.server.port),
+                "providers": ("127.0.0.1", stack.providers_server.port),
+            },
+            out=stack.workdir / "envoy.yaml",
+        )
+        with (stack.workdir / f"envoy-{attempt}.log").open("wb") as log:
+            edge = subprocess.Popen(envoy_command(config), stdout=log, stderr=subprocess.STDOUT)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{edge_port}", timeout=5) as client:
+            async with asyncio.timeout(30):
+                while edge.poll() is None:
+                    try:
+                        if (await client.get("/health")).status_code == 200:
+                            return edge, edge_port
+                    except httpx.TransportError:
+                        pass
+                    await asyncio.sleep(0.1)
+        edge.kill()
+        edge.wait()
+    raise RuntimeError(f"envoy did not start: see {stack.workdir}/envoy-*.log")
+
+
 @pytest.fixture
 async def start_gateway(start_stack: StackFactory, redis_url: str) -> AsyncIterator[GatewayFactory]:
     """Starts a stack and a gateway before it, with gateway settings overridden by keyword."""
@@ -55,29 +87,10 @@ async def start_gateway(start_stack: StackFactory, redis_url: str) -> AsyncItera
             while not server.started:
                 await asyncio.sleep(0.02)
         port = server.servers[0].sockets[0].getsockname()[1]
-        edge_port = free_port()
-        config = render_local(
-            edge_port=edge_port,
-            admin_port=free_port(),
-            metrics_port=free_port(),
-            upstreams={
-                "gateway": ("127.0.0.1", port),
-                "jobs": ("127.0.0.1", stack.server.port),
-                "providers": ("127.0.0.1", stack.providers_server.port),
-            },
-            out=stack.workdir / "envoy.yaml",
-        )
-        edges.append(subprocess.Popen(envoy_command(config), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        edge, edge_port = await start_edge(stack, port)
+        edges.append(edge)
         client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{edge_port}", timeout=30)
         servers.append((server, task, client))
-        async with asyncio.timeout(30):
-            while True:
-                try:
-                    if (await client.get("/health")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
         return Gateway(client=client, stack=stack, port=port, edge_port=edge_port)
 
     yield start

@@ -20,6 +20,8 @@ def upgrade() -> None:
     op.add_column("jobs", sa.Column("idempotency_key", sa.String(255), nullable=True))
     op.add_column("jobs", sa.Column("request_fingerprint", sa.String(64), nullable=True))
     op.add_column("jobs", sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=True))
+    # Jobs running now count as alive from here on; the reaper takes them back if they stay silent.
+    op.execute("UPDATE jobs SET heartbeat_at = now() WHERE status = 'processing'")
     op.create_index(
         "ix_jobs_user_idempotency",
         "jobs",

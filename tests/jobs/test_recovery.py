@@ -1,0 +1,143 @@
+"""The dispatcher takes back what crashes lose: messages Redis dropped, jobs of silent workers."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import grpc
+import pytest
+
+from services.core.tasks import broker_url
+from services.jobs.server import JobsServer, start_jobs_server
+from tests.conftest import jobs_settings
+from tests.jobs.test_dispatch import Broker
+from tests.support.brokers import drop_keys
+from tests.support.factories import create_job
+from videogen.v1 import jobs_pb2, jobs_pb2_grpc
+
+if TYPE_CHECKING:
+    from videogen.v1.jobs_pb2_grpc import JobServiceAsyncStub
+
+LEASE = 1.5
+ORPHAN_AFTER = 1.0
+
+
+@dataclass
+class Recovering:
+    jobs: JobServiceAsyncStub
+    broker: Broker
+    server: JobsServer
+
+
+@pytest.fixture
+async def recovering(own_database_url: str, redis_url: str) -> AsyncIterator[Recovering]:
+    prefix = f"r{uuid.uuid4().hex[:10]}-"
+    settings = jobs_settings(
+        celery_key_prefix=prefix,
+        dispatch_interval=0.1,
+        priority_aging_seconds=3600,
+        job_lease_seconds=LEASE,
+        orphan_sweep_after_seconds=ORPHAN_AFTER,
+    )
+    server = await start_jobs_server(
+        settings,
+        database_url=own_database_url,
+        address="127.0.0.1:0",
+        broker=broker_url(settings, redis_url),
+        redis_url=redis_url,
+    )
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        yield Recovering(jobs_pb2_grpc.JobServiceStub(channel), Broker(redis_url, prefix), server)
+    await server.stop(0)
+    drop_keys(redis_url, prefix)
+
+
+async def wait_job(jobs: JobServiceAsyncStub, job_id: str, done: object, timeout: float = 10) -> jobs_pb2.Job:
+    async with asyncio.timeout(timeout):
+        while True:
+            job = await jobs.GetJob(jobs_pb2.GetJobRequest(id=job_id))
+            if callable(done) and done(job):
+                return job
+            await asyncio.sleep(0.05)
+
+
+async def test_everything_queued_is_published_again_when_redis_lost_its_data(recovering: Recovering) -> None:
+    jobs, broker = recovering.jobs, recovering.broker
+    created = [await create_job(jobs) for _ in range(3)]
+    await broker.wait_depth("default", 3)
+
+    # Redis restarts without its data: every key is gone, the jobs are still queued.
+    for key in broker.client.scan_iter(f"{broker.prefix}*"):
+        broker.client.delete(key)
+
+    # At once, not after ORPHAN_AFTER: the missing epoch key says the data is gone.
+    await broker.wait_depth("default", 3, timeout=ORPHAN_AFTER)
+    assert sorted(m["job_id"] for m in broker.messages("default")) == sorted(job.id for job in created)
+    assert all(message["attempt"] == 0 for message in broker.messages("default"))
+
+
+async def test_a_message_lost_from_an_empty_queue_is_published_again(recovering: Recovering) -> None:
+    jobs, broker = recovering.jobs, recovering.broker
+    created = [await create_job(jobs) for _ in range(3)]
+    await broker.wait_depth("default", 3)
+    await asyncio.sleep(ORPHAN_AFTER)
+
+    # A worker that took the messages died with them (the epoch key is still there).
+    broker.client.delete(f"{broker.prefix}default")
+
+    await broker.wait_depth("default", 3, timeout=5)
+    assert sorted(m["job_id"] for m in broker.messages("default")) == sorted(job.id for job in created)
+
+
+async def test_a_queue_with_a_backlog_is_left_alone(recovering: Recovering) -> None:
+    jobs, broker = recovering.jobs, recovering.broker
+    for _ in range(2):
+        await create_job(jobs)
+    await broker.wait_depth("default", 2)
+
+    await asyncio.sleep(ORPHAN_AFTER + 1)
+
+    # Both messages are still there: nothing was lost, so nothing was published twice.
+    assert broker.depth("default") == 2
+
+
+async def test_a_job_whose_worker_went_silent_is_queued_again_for_its_next_attempt(
+    recovering: Recovering,
+) -> None:
+    jobs, broker = recovering.jobs, recovering.broker
+    job = await create_job(jobs, max_retries=1)
+    await jobs.StartJob(jobs_pb2.StartJobRequest(id=job.id, worker_id="dies", attempt=0))
+    broker.client.delete(f"{broker.prefix}default")
+
+    requeued = await wait_job(jobs, job.id, lambda j: j.status == jobs_pb2.JOB_STATUS_QUEUED, timeout=LEASE + 5)
+
+    assert requeued.retry_count == 1
+    assert "stopped answering" in requeued.error_message
+    await broker.wait_depth("default", 1)
+    assert broker.messages("default")[0] == {"job_id": job.id, "attempt": 1, "request_id": None}
+    # The worker that went silent is fenced off; the next attempt's worker is not.
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await jobs.ReportProgress(jobs_pb2.ReportProgressRequest(id=job.id, percent=50, stage="x", attempt=0))
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+    # Its last attempt goes silent too: no retry is left, so it fails.
+    await jobs.StartJob(jobs_pb2.StartJobRequest(id=job.id, worker_id="dies-too", attempt=1))
+    failed = await wait_job(jobs, job.id, lambda j: j.status == jobs_pb2.JOB_STATUS_FAILED, timeout=LEASE + 5)
+    assert failed.retry_count == 1 and failed.HasField("completed_at")
+
+
+async def test_heartbeats_keep_a_long_attempt_alive(recovering: Recovering) -> None:
+    jobs = recovering.jobs
+    job = await create_job(jobs)
+    await jobs.StartJob(jobs_pb2.StartJobRequest(id=job.id, worker_id="alive", attempt=0))
+
+    for _ in range(int(LEASE * 3 / 0.5)):
+        await jobs.ReportProgress(jobs_pb2.ReportProgressRequest(id=job.id, percent=10, stage="render", attempt=0))
+        await asyncio.sleep(0.5)
+
+    still = await jobs.GetJob(jobs_pb2.GetJobRequest(id=job.id))
+    assert (still.status, still.retry_count) == (jobs_pb2.JOB_STATUS_PROCESSING, 0)
