@@ -121,6 +121,24 @@ def banner(settings: CoreSettings, database_url: str, redis_url: str) -> str:
     return "\nVideoGen is running (Ctrl-C stops it):\n" + "\n".join(lines) + "\n\n"
 
 
+class Restarts:
+    """At most PER_MINUTE restarts of each process a minute; past that `make run` gives up."""
+
+    PER_MINUTE = 5
+
+    def __init__(self) -> None:
+        self._times: dict[str, list[float]] = {}
+
+    def allow(self, name: str) -> bool:
+        """Whether name may be restarted now (and counts it)."""
+        now = time.monotonic()
+        recent = [t for t in self._times.get(name, []) if now - t < 60]
+        if len(recent) >= self.PER_MINUTE:
+            return False
+        self._times[name] = [*recent, now]
+        return True
+
+
 def stop_all(processes: dict[str, subprocess.Popen[bytes]], grace: float) -> int:
     """SIGTERM to every child, SIGKILL to those still running after grace; the worst exit code."""
     for process in processes.values():
@@ -168,18 +186,28 @@ def main() -> None:
     code = 0
     try:
         deadline = time.monotonic() + READY_TIMEOUT
-        for child in children(settings):
+        started = children(settings)
+        for child in started:
             processes[child.name] = subprocess.Popen(list(child.command), env=env)
             wait_serving(child, processes[child.name], deadline)
         sys.stdout.write(banner(settings, database_url, redis_url))
         sys.stdout.flush()
         log.info("run.ready", services=sorted(processes))
+        restarts = Restarts()
+        by_name = {child.name: child for child in started}
         while not stop.wait(0.5):
-            for name, process in processes.items():
-                if process.poll() is not None:
+            for name, process in list(processes.items()):
+                if process.poll() is None:
+                    continue
+                if not restarts.allow(name):
                     log.error("run.child_exited", service=name, code=process.returncode)
                     code = 1
                     stop.set()
+                    break
+                # A crash (an OOM kill, a kill -9) restarts the process, as a supervisor would.
+                log.warning("run.child_restarting", service=name, code=process.returncode)
+                processes[name] = subprocess.Popen(list(by_name[name].command), env=env)
+                log.info("run.child_restarted", service=name, pid=processes[name].pid)
     except (RuntimeError, TimeoutError) as exc:
         log.error("run.start_failed", error=str(exc))
         code = 1

@@ -15,7 +15,8 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import grpc
@@ -67,11 +68,48 @@ class _Forward(Collector):
         return self._source.collect()
 
 
-async def dependencies_answer(
-    client: redis.Redis, jobs: health_pb2_grpc.HealthStub, child: subprocess.Popen[bytes]
-) -> bool:
+class CeleryChild:
+    """The Celery worker child, started again when it dies (a crash, an OOM kill), at most
+    RESTARTS_PER_MINUTE times a minute; past that the supervisor gives up and exits."""
+
+    RESTARTS_PER_MINUTE = 5
+
+    def __init__(self, start: Callable[[], subprocess.Popen[bytes]]) -> None:
+        self._start = start
+        self.process = start()
+        self._restarts: list[float] = []
+
+    def alive(self) -> bool:
+        """Whether the child runs now."""
+        return self.process.poll() is None
+
+    async def run_until_signal(self) -> int:
+        """Watches the child until SIGTERM or SIGINT (0), or until it dies too often (1)."""
+        signal_task = asyncio.create_task(wait_for_stop_signal())
+        while True:
+            child_task = asyncio.create_task(asyncio.to_thread(self.process.wait))
+            done, _ = await asyncio.wait({signal_task, child_task}, return_when=asyncio.FIRST_COMPLETED)
+            if signal_task in done:
+                log.info("worker.stopping", signal=signal_task.result().name)
+                return 0
+            now = time.monotonic()
+            self._restarts = [t for t in self._restarts if now - t < 60]
+            if len(self._restarts) >= self.RESTARTS_PER_MINUTE:
+                signal_task.cancel()
+                log.error(
+                    "worker.celery_exited", code=self.process.returncode, restarts_last_minute=len(self._restarts)
+                )
+                return 1
+            self._restarts.append(now)
+            log.warning("worker.celery_restarting", code=self.process.returncode, pid=self.process.pid)
+            await asyncio.sleep(min(5.0, 0.5 * 2 ** (len(self._restarts) - 1)))
+            self.process = self._start()
+            log.info("worker.celery_restarted", pid=self.process.pid)
+
+
+async def dependencies_answer(client: redis.Redis, jobs: health_pb2_grpc.HealthStub, child: CeleryChild) -> bool:
     """SERVING needs Redis, the jobs service and the Celery child."""
-    if child.poll() is not None:
+    if not child.alive():
         return False
     try:
         async with asyncio.timeout(2):
@@ -88,7 +126,7 @@ async def serve(settings: WorkerSettings) -> int:
     metrics_dir = settings.data_dir.resolve() / "worker-metrics" / str(os.getpid())
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)
-    child = start_celery(settings, redis_url, metrics_dir)
+    child = CeleryChild(lambda: start_celery(settings, redis_url, metrics_dir))
     client = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
     celery = create_celery(settings, broker=broker_url(settings, redis_url), name="videogen-worker-stats")
     metrics = start_metrics_server(
@@ -113,31 +151,19 @@ async def serve(settings: WorkerSettings) -> int:
                 name="redis+jobs+celery",
             )
         )
-        log.info("worker.serving", grpc_port=app.port, metrics_port=metrics.port, celery_pid=child.pid)
-        code = await _until_stopped(child)
+        log.info("worker.serving", grpc_port=app.port, metrics_port=metrics.port, celery_pid=child.process.pid)
+        code = await child.run_until_signal()
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
         await app.health.enter_graceful_shutdown()
-        await _stop_child(child, settings.shutdown_grace)
+        await _stop_child(child.process, settings.shutdown_grace)
         await app.stop(1)
     metrics.stop()
     celery.close()
     shutil.rmtree(metrics_dir, ignore_errors=True)
     log.info("worker.stopped", code=code)
     return code
-
-
-async def _until_stopped(child: subprocess.Popen[bytes]) -> int:
-    signal_task = asyncio.create_task(wait_for_stop_signal())
-    child_task = asyncio.create_task(asyncio.to_thread(child.wait))
-    done, _ = await asyncio.wait({signal_task, child_task}, return_when=asyncio.FIRST_COMPLETED)
-    if child_task in done:
-        signal_task.cancel()
-        log.error("worker.celery_exited", code=child.returncode)
-        return 1
-    log.info("worker.stopping", signal=signal_task.result().name)
-    return 0
 
 
 async def _stop_child(child: subprocess.Popen[bytes], grace: float) -> None:

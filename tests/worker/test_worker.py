@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import time
 import urllib.request
 from pathlib import Path
@@ -195,3 +197,18 @@ async def test_queued_job_waits_for_a_worker_and_runs_when_one_starts(start_stac
     assert {job.status for job in done} == {COMPLETED}
     assert all(json.loads(job.metadata_json)["provider"] == "scripted" for job in done)
     assert FINAL
+
+
+async def test_a_killed_celery_worker_is_started_again_and_its_job_completes(start_stack: StackFactory) -> None:
+    stack = await start_stack(worker_concurrency=1, worker_heartbeat_interval=0.5)
+    first_pid = (await stack.event("worker.serving"))["celery_pid"]
+    job = await create_job(stack.jobs, metadata={"durationSeconds": 30, "width": 320, "height": 240, "fps": 24})
+    await stack.wait_for(job.id, lambda j: j.progress_percent > 0)
+
+    os.kill(first_pid, signal.SIGKILL)
+
+    restarted = await stack.event("worker.celery_restarted")
+    assert restarted["pid"] != first_pid
+    # The supervisor is SERVING again with the new Celery worker, and new work runs on it.
+    fresh = await create_job(stack.jobs, metadata={"provider": "scripted"})
+    assert (await stack.wait_for(fresh.id)).status == COMPLETED
