@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -22,7 +24,7 @@ Record = dict[str, Any]
 _STORY_HIDES = frozenset({"event", "timestamp", "job_id", "level", "service", "request_id", "task_id"})
 _ROWS = """
     SELECT id, status, retry_count, max_retries, queue, worker_id, error_message,
-           enqueued_at, heartbeat_at, updated_at, to_jsonb(jobs) ? 'heartbeat_at' AS has_heartbeat
+           enqueued_at, heartbeat_at, updated_at, result::text AS result
     FROM jobs WHERE id = ANY($1::text[])
 """
 
@@ -41,6 +43,7 @@ class JobRow:
     enqueued_at: datetime | None
     heartbeat_at: datetime | None
     updated_at: datetime
+    result: dict[str, Any] | None
 
     def describe(self) -> str:
         """One line for a report."""
@@ -72,6 +75,7 @@ async def read_jobs(database_url: str, ids: Iterable[str]) -> dict[str, JobRow]:
             enqueued_at=row["enqueued_at"],
             heartbeat_at=row["heartbeat_at"],
             updated_at=row["updated_at"],
+            result=None if row["result"] is None else json.loads(row["result"]),
         )
         for row in rows
     }
@@ -94,6 +98,29 @@ async def wait_final(
         if time.monotonic() > deadline or not alive():
             return None, rows
         await asyncio.sleep(0.5)
+
+
+async def status_counts(database_url: str) -> dict[str, int]:
+    """How many jobs of the whole table are in each status (accepted or not)."""
+    connection = await asyncpg.connect(database_url, timeout=5)
+    try:
+        rows = await connection.fetch("SELECT status, count(*) AS n FROM jobs GROUP BY status", timeout=10)
+    finally:
+        await connection.close()
+    return {row["status"]: row["n"] for row in rows}
+
+
+def missing_videos(rows: Iterable[JobRow], media: Path) -> list[str]:
+    """Completed jobs whose stored video is not on disk at the size their result records."""
+    missing = []
+    for row in rows:
+        if row.status != "completed":
+            continue
+        result = row.result or {}
+        file = media / str(result.get("storageKey", ""))
+        if not file.is_file() or file.stat().st_size != result.get("sizeBytes"):
+            missing.append(row.id)
+    return missing
 
 
 def timestamp(record: Record) -> float:

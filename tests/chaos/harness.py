@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import asyncpg
 import httpx
 
 from tests.chaos import accounting
@@ -75,6 +76,7 @@ class Observed:
     probe_note: str
     all_final_at: float | None
     deadline_note: str
+    table: dict[str, int]
 
 
 @dataclass
@@ -88,6 +90,7 @@ class Outcome:
     lost: list[str]
     twice: list[str]
     overlaps: list[tuple[Attempt, Attempt]] | None
+    no_video: list[str]
     answers: Answers
     recover_seconds: float | None
     all_final_seconds: float | None
@@ -96,8 +99,9 @@ class Outcome:
 
     @property
     def failed(self) -> bool:
-        """Whether a job was lost, completed twice or run twice at once, or a client got a 5xx but 503."""
-        return bool(self.lost or self.twice or self.overlaps or self.answers.other_5xx)
+        """Whether a job was lost, completed twice, run twice at once or completed without its video,
+        or a client got a 5xx other than 503."""
+        return bool(self.lost or self.twice or self.overlaps or self.no_video or self.answers.other_5xx)
 
 
 def run_scenario(name: str, scenario: Scenario, options: Options) -> Outcome:
@@ -114,7 +118,7 @@ def run_scenario(name: str, scenario: Scenario, options: Options) -> Outcome:
             observed = asyncio.run(_drive(system, postgres, redis, scenario, options))
         finally:
             code = system.stop()
-        outcome = _account(name, system, observed, began=began, exit_code=code)
+        outcome = _account(name, system, observed, media=root / "media", began=began, exit_code=code)
         if options.logs is not None:
             options.logs.mkdir(parents=True, exist_ok=True)
             (options.logs / f"{name}.log").write_text(system.run.output())
@@ -141,6 +145,10 @@ async def _drive(system: System, postgres: Postgres, redis: Redis, scenario: Sce
         deadline = time.monotonic() + max(0.0, last + options.settle - time.time())
         ids = [a.job_id for a in api.accepted]
         all_final_at, rows = await accounting.wait_final(postgres.url, ids, deadline=deadline, alive=system.alive)
+        try:
+            table = await accounting.status_counts(postgres.url)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+            table = {}
     note = "" if system.alive() else "`make run` had exited"
     return Observed(
         fault=fault,
@@ -153,10 +161,13 @@ async def _drive(system: System, postgres: Postgres, redis: Redis, scenario: Sce
         probe_note=probe_note,
         all_final_at=all_final_at,
         deadline_note=note,
+        table=table,
     )
 
 
-def _account(name: str, system: System, observed: Observed, *, began: float, exit_code: int | None) -> Outcome:
+def _account(
+    name: str, system: System, observed: Observed, *, media: Path, began: float, exit_code: int | None
+) -> Outcome:
     records = system.run.records()
     fault = observed.fault
     ids = [a.job_id for a in observed.accepted]
@@ -166,7 +177,9 @@ def _account(name: str, system: System, observed: Observed, *, began: float, exi
     found = accounting.attempts(records, fault.kills, system.watch)
     pairs = [] if found is None else accounting.overlapping(found)
     overlaps = None if found is None else [(a, b) for a, b in pairs if a.surely_overlaps(b)]
+    no_video = accounting.missing_videos(observed.rows.values(), media)
     notes = list(fault.notes)
+    notes.append(f"every job in PostgreSQL, accepted or not, by status: {observed.table}")
     notes.append(f"`make run` exit code after Ctrl-C: {exit_code}")
     if observed.accepted:
         last = max(a.at for a in observed.accepted) - fault.ended
@@ -186,6 +199,9 @@ def _account(name: str, system: System, observed: Observed, *, began: float, exi
     notes.extend(_overlap_lines(overlaps or [], origin=fault.started))
     maybe = [(a, b) for a, b in pairs if not a.surely_overlaps(b)]
     notes.extend(f"not proven (an end only bounded): {text}" for text in _overlap_lines(maybe, origin=fault.started))
+    notes.extend(
+        f"completed without its video on disk: {job_id} {observed.rows[job_id].result}" for job_id in no_video[:STORIES]
+    )
     left = list(system.pids_left())
     if left:
         notes.append(f"processes left running after stop (killed): {left}")
@@ -197,6 +213,7 @@ def _account(name: str, system: System, observed: Observed, *, began: float, exi
         lost=lost,
         twice=twice,
         overlaps=overlaps,
+        no_video=no_video,
         answers=observed.answers,
         recover_seconds=None if observed.probed_at is None else observed.probed_at - fault.ended,
         all_final_seconds=None if observed.all_final_at is None else observed.all_final_at - fault.ended,
@@ -259,6 +276,7 @@ def line(outcome: Outcome) -> str:
     return (
         f"{verdict:4} {outcome.scenario}: accepted {outcome.accepted}, final {outcome.final}, "
         f"lost {len(outcome.lost)}, completed twice {len(outcome.twice)}, two workers at once {overlaps}, "
+        f"no video {len(outcome.no_video)}, "
         f"5xx {outcome.answers.other_5xx} (+{outcome.answers.unavailable} x 503), recovered in {recover}, "
         f"all final {settled} after the fault (took {outcome.took:.0f}s)"
     )
@@ -266,23 +284,24 @@ def line(outcome: Outcome) -> str:
 
 def table(outcomes: list[Outcome]) -> str:
     """The final table of every scenario."""
-    head = ("scenario", "accepted", "final", "lost", "twice", "overlap", "5xx", "503", "recover", "all final", "took")
-    rows = [head]
+    head = ["scenario", "accepted", "final", "lost", "twice", "overlap", "no video", "5xx", "503", "recover"]
+    rows = [[*head, "all final", "took"]]
     for o in outcomes:
         rows.append(
-            (
+            [
                 o.scenario,
                 str(o.accepted),
                 str(o.final),
                 str(len(o.lost)),
                 str(len(o.twice)),
                 "n/a" if o.overlaps is None else str(len(o.overlaps)),
+                str(len(o.no_video)),
                 str(o.answers.other_5xx),
                 str(o.answers.unavailable),
                 "never" if o.recover_seconds is None else f"{o.recover_seconds:.1f}s",
                 "never" if o.all_final_seconds is None else f"{o.all_final_seconds:.1f}s",
                 f"{o.took:.0f}s",
-            )
+            ]
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows)
