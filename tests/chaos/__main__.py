@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from tests.chaos.harness import Options, Outcome, line, run_scenario, table
+from tests.chaos.harness import Options, run_scenario
+from tests.chaos.report import Outcome, line, table
 from tests.chaos.scenarios import SCENARIOS
 
 

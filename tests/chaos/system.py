@@ -8,7 +8,6 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -175,6 +174,8 @@ class System:
         self.run = ServiceProcess("services.run", env, cwd=workdir)
         self.watch = ProcessWatch(self.run.process.pid)
         self.watch.start()
+        # Processes of the tree still alive after `make run` ended, killed by stop().
+        self.outlived: list[int] = []
 
     def wait_ready(self, timeout: float = 180) -> None:
         """Until `make run` says every process is serving."""
@@ -201,14 +202,10 @@ class System:
             code = None
         self.watch.stop()
         for sighting in self.watch.sightings():
-            _kill_if_same(sighting.info)
-        return code
-
-    def pids_left(self) -> Iterator[int]:
-        """Pids of the watched tree that are still alive (after stop, there should be none)."""
-        for sighting in self.watch.sightings():
             if _same_alive(sighting.info):
-                yield sighting.info.pid
+                self.outlived.append(sighting.info.pid)
+                _kill(sighting.info)
+        return code
 
 
 def _same_alive(info: ProcessInfo) -> bool:
@@ -217,8 +214,7 @@ def _same_alive(info: ProcessInfo) -> bool:
     return now is not None and now.started == info.started
 
 
-def _kill_if_same(info: ProcessInfo) -> None:
-    """SIGKILL the process unless it has ended (and its pid been reused)."""
-    if _same_alive(info):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(info.pid, signal.SIGKILL)
+def _kill(info: ProcessInfo) -> None:
+    """SIGKILL the process."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(info.pid, signal.SIGKILL)
