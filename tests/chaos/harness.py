@@ -58,6 +58,16 @@ class Context:
         """Sleeps until this fraction of the load's window has passed."""
         await asyncio.sleep(max(0.0, self.load_started + fraction * self.options.window - time.monotonic()))
 
+    async def while_processing(self, *, timeout: float = 5.0) -> int:
+        """Waits (at most timeout) until a job is processing, so that the fault hits work in flight;
+        answers how many were."""
+        deadline = time.monotonic() + timeout
+        while True:
+            processing = (await accounting.status_counts(self.postgres.url)).get("processing", 0)
+            if processing or time.monotonic() > deadline:
+                return processing
+            await asyncio.sleep(0.05)
+
 
 Scenario = Callable[[Context], Awaitable[Fault]]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +15,17 @@ from tests.chaos.system import System
 
 # Lost jobs (and overlaps) described in full in the report, at most.
 STORIES = 4
+# Log events that show a recovery path at work, counted in the report.
+RECOVERY_EVENTS = (
+    "job.publish_failed",
+    "job.skipped",
+    "job.attempt_failed",
+    "job.no_longer_ours",
+    "job.retry_scheduled",
+    "job.reaped",
+    "job.message_lost",
+    "dispatch.broker_lost_its_data",
+)
 
 
 @dataclass
@@ -86,6 +98,9 @@ def outcome_of(
     outcome.notes = _context_notes(system, observed, records, exit_code=exit_code)
     if found is None:
         outcome.notes.append("no job.attempt_started events with a pid in the logs: overlap not measurable")
+    else:
+        ends = Counter(attempt.how for attempt in found)
+        outcome.notes.append(f"{len(found)} attempts started; how they ended: {dict(ends.most_common())}")
     outcome.notes.extend(_lost_stories(records, lost, observed.rows, origin=fault.started))
     outcome.notes.extend(_overlap_lines(outcome.overlaps or [], origin=fault.started))
     maybe = [(a, b) for a, b in pairs if not a.surely_overlaps(b)]
@@ -112,6 +127,8 @@ def _context_notes(
     if observed.deadline_note:
         notes.append(observed.deadline_note)
     notes.extend(_exits(records, origin=fault.started))
+    seen = Counter(str(r.get("event")) for r in records if r.get("event") in RECOVERY_EVENTS)
+    notes.append(f"recovery events logged: {dict(seen.most_common()) or 'none'}")
     notes.append(f"`make run` exit code after Ctrl-C: {exit_code}")
     if system.outlived:
         notes.append(f"processes that outlived `make run` (killed): {system.outlived}")

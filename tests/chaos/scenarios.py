@@ -20,19 +20,28 @@ async def worker_kill(context: Context) -> Fault:
 async def redis_restart(context: Context) -> Fault:
     """Redis killed in the middle of the load, an empty one started on its port 2 s later."""
     await context.at(0.4)
-    return await restart_redis(context.redis, down=REDIS_DOWN_SECONDS)
+    processing = await context.while_processing()
+    return noted(await restart_redis(context.redis, down=REDIS_DOWN_SECONDS), processing)
 
 
 async def postgres_stop(context: Context) -> Fault:
     """PostgreSQL stopped (immediate) for 10 s during the load."""
     await context.at(0.35)
-    return await stop_postgres(context.postgres, down=POSTGRES_DOWN_SECONDS)
+    processing = await context.while_processing()
+    return noted(await stop_postgres(context.postgres, down=POSTGRES_DOWN_SECONDS), processing)
 
 
 async def jobs_kill(context: Context) -> Fault:
     """kill -9 of the jobs service during the load."""
     await context.at(0.4)
-    return await kill_jobs_service(context.system)
+    processing = await context.while_processing()
+    return noted(await kill_jobs_service(context.system), processing)
+
+
+def noted(fault: Fault, processing: int) -> Fault:
+    """The fault, noting how many jobs were processing when it hit."""
+    fault.notes.insert(0, f"{processing} jobs were processing when the fault hit")
+    return fault
 
 
 SCENARIOS: dict[str, Scenario] = {

@@ -1,0 +1,77 @@
+"""The chaos suite's evidence rules, on made-up log lines: what counts as two workers at once."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from tests.chaos import accounting
+from tests.chaos.faults import Kill
+from tests.chaos.system import ProcessWatch
+
+T0 = 1_800_000_000.0
+
+
+def line(event: str, at: float, **fields: Any) -> dict[str, Any]:
+    """A log line as the services print it, at T0 + at seconds."""
+    return {"event": event, "timestamp": datetime.fromtimestamp(T0 + at, UTC).isoformat(), **fields}
+
+
+def started(job: str, pid: int, at: float, task: str = "") -> dict[str, Any]:
+    """The worker's line when process pid starts working on job."""
+    return line("job.attempt_started", at, job_id=job, pid=pid, attempt=0, task_id=task or str(uuid.uuid4()))
+
+
+def finished(job: str, pid: int, at: float) -> dict[str, Any]:
+    """The worker's line when process pid stops working on job."""
+    return line("job.attempt_finished", at, job_id=job, pid=pid, outcome="completed")
+
+
+def pairs(records: list[dict[str, Any]], kills: list[Kill] | None = None) -> list[tuple[bool, int, int]]:
+    """(surely, pid, pid) for every overlapping pair of attempts."""
+    found = accounting.attempts(records, kills or [], ProcessWatch(0))
+    assert found is not None
+    return [(a.surely_overlaps(b), a.pid, b.pid) for a, b in accounting.overlapping(found)]
+
+
+def test_two_processes_on_one_job_at_the_same_time_overlap() -> None:
+    records = [started("j", 1, 0), started("j", 2, 1), finished("j", 1, 2), finished("j", 2, 3)]
+    assert pairs(records) == [(True, 1, 2)]
+
+
+def test_attempts_one_after_the_other_do_not_overlap() -> None:
+    records = [started("j", 1, 0), finished("j", 1, 1), started("j", 2, 2), finished("j", 2, 3)]
+    assert pairs(records) == []
+
+
+def test_a_killed_attempt_ends_when_it_was_killed() -> None:
+    records = [started("j", 1, 0), started("j", 2, 12), finished("j", 2, 13)]
+    assert pairs(records, [Kill(1, "celery-child", T0 + 1)]) == []
+    assert pairs(records, [Kill(1, "celery-child", T0 + 20)]) == [(True, 1, 2)]
+
+
+def test_celery_logging_that_the_task_raised_ends_the_attempt() -> None:
+    task = str(uuid.uuid4())
+    raised = line(f"Task videogen.generate_video[{task}] raised unexpected: RpcError()", 2)
+    records = [started("j", 1, 0, task), raised, started("j", 2, 5), finished("j", 2, 6)]
+    assert pairs(records) == []
+
+
+def test_an_end_bounded_only_by_the_next_attempt_of_the_process_proves_nothing() -> None:
+    records = [started("j", 1, 0), started("j", 2, 3), finished("j", 2, 4), started("k", 1, 10)]
+    assert pairs(records) == [(False, 1, 2)]
+
+
+def test_no_attempt_started_line_means_overlap_is_not_measurable() -> None:
+    assert accounting.attempts([finished("j", 1, 1)], [], ProcessWatch(0)) is None
+
+
+def test_only_the_jobs_service_completing_a_job_counts() -> None:
+    records = [
+        line("job.completed", 1, job_id="j", service="jobs"),
+        line("job.completed", 2, job_id="j", service="jobs"),
+        line("job.completed", 3, job_id="k", service="jobs"),
+        line("job.completed", 4, job_id="k", service="worker"),
+    ]
+    assert accounting.completions(records) == {"j": 2, "k": 1}
