@@ -99,15 +99,9 @@ def _allowed_methods(request: Request) -> str | None:
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
-    """FastAPI's own HTTP errors, with two corrections: a body it cannot even decode (not UTF-8,
-    or nested too deep for the parser) is a 422 like any other body that is not JSON, not a bare
-    400; and a 405 lists in Allow every method of the path, as RFC 9110 requires."""
+    """FastAPI's own HTTP errors, except that a 405 lists in Allow every method of the path, as
+    RFC 9110 requires, not only those of the first route that matched it."""
     assert isinstance(exc, HTTPException)
-    cause = exc.__cause__
-    if exc.status_code == 400 and isinstance(cause, UnicodeDecodeError | RecursionError):
-        why = "the body is not UTF-8" if isinstance(cause, UnicodeDecodeError) else "the body is nested too deeply"
-        error = {"loc": ["body"], "msg": f"JSON decode error: {why}", "type": "json_invalid"}
-        return JSONResponse(status_code=422, content={"detail": [error]})
     if exc.status_code == 405 and (allowed := _allowed_methods(request)):
         exc.headers = {**(exc.headers or {}), "Allow": allowed}
     return await http_exception_handler(request, exc)

@@ -9,6 +9,7 @@ import grpc
 from fastapi import APIRouter, Header, Query, Response
 
 from services.core.protocol import REPLAYED_HEADER
+from services.gateway.bodies import StrictJsonRoute
 from services.gateway.deps import BackendsDep, call, call_with_metadata
 from services.gateway.errors import BackendError
 from services.gateway.schemas import (
@@ -24,7 +25,7 @@ from services.gateway.schemas import (
 )
 from videogen.v1 import jobs_pb2
 
-router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"], route_class=StrictJsonRoute)
 ERRORS: dict[int | str, dict[str, Any]] = {422: {"model": Problem}, 503: {"model": Problem}}
 _STATUS = {status: jobs_pb2.JobStatus.Value(f"JOB_STATUS_{status.name}") for status in Status}
 

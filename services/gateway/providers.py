@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from services.gateway.bodies import StrictJsonRoute
 from services.gateway.deps import BackendsDep, call
 from services.gateway.schemas import (
     Problem,
@@ -15,7 +16,7 @@ from services.gateway.schemas import (
 )
 from videogen.v1 import providers_pb2
 
-router = APIRouter(prefix="/api/v1/providers", tags=["providers"])
+router = APIRouter(prefix="/api/v1/providers", tags=["providers"], route_class=StrictJsonRoute)
 
 
 @router.get("/status", response_model=ProvidersStatus, responses={503: {"model": Problem}})
