@@ -8,7 +8,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from services.core.providers.registry import NAME_PATTERN
 from videogen.v1 import jobs_pb2, providers_pb2
@@ -51,6 +51,20 @@ def _json_number(value: object) -> object:
 
 
 JsonNumber = BeforeValidator(_json_number)
+# Deeper metadata could be stored but not answered back: the JSON serializer stops at 255 levels.
+METADATA_MAX_DEPTH = 64
+
+
+def _shallow(metadata: dict[str, Any] | None) -> dict[str, Any] | None:
+    """metadata, if its objects and arrays nest at most METADATA_MAX_DEPTH deep."""
+    pending: list[tuple[Any, int]] = [(metadata, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, dict | list):
+            if depth > METADATA_MAX_DEPTH:
+                raise ValueError(f"must be nested at most {METADATA_MAX_DEPTH} deep")
+            pending.extend((child, depth + 1) for child in (value.values() if isinstance(value, dict) else value))
+    return metadata
 
 
 class Status(StrEnum):
@@ -82,10 +96,11 @@ class JobCreate(BaseModel):
 
     userId: Annotated[str, Field(pattern=USER_ID, description="1-128 characters of [A-Za-z0-9_.:@-]")]
     prompt: Annotated[str, Field(min_length=1, max_length=4000, description="1-4000 characters, not blank")]
-    metadata: dict[str, Any] | None = Field(
+    metadata: Annotated[dict[str, Any] | None, AfterValidator(_shallow)] = Field(
         default=None,
-        description="A JSON object of at most 16 KiB. `priority`: high | low; `provider`, `model`, "
-        "`durationSeconds`, `width`, `height`, `fps` are read by the providers.",
+        description=f"A JSON object of at most 16 KiB, nested at most {METADATA_MAX_DEPTH} deep. "
+        "`priority`: high | low; `provider`, `model`, `durationSeconds`, `width`, `height`, `fps` "
+        "are read by the providers.",
     )
     maxRetries: Annotated[int, Field(ge=0, le=10), JsonNumber] = 3
 

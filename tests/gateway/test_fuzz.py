@@ -3,6 +3,8 @@ and a test for each bug that the fuzzing found."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from tests.gateway.conftest import Gateway
 
 NOT_JSON = [
@@ -24,3 +26,23 @@ async def test_a_body_that_pythons_json_reads_but_json_forbids_is_422_not_400_or
         [error] = answer.json()["detail"]
         assert (error["type"], error["loc"][0]) == ("json_invalid", "body")
         assert error["ctx"]["error"].startswith(problem)
+
+
+async def test_metadata_nested_deeper_than_64_is_refused_so_that_no_stored_job_fails_to_answer(
+    gateway: Gateway,
+) -> None:
+    client = gateway.client
+
+    def nested(depth: int) -> dict[str, Any]:
+        value: dict[str, Any] = {}
+        for _ in range(depth - 1):
+            value = {"a": value}
+        return value
+
+    deep = await client.post("/api/v1/jobs", json={"userId": "deep", "prompt": "p", "metadata": nested(65)})
+    ok = await client.post("/api/v1/jobs", json={"userId": "deep", "prompt": "p", "metadata": nested(64)})
+
+    assert deep.status_code == 422 and deep.json()["detail"][0]["loc"] == ["body", "metadata"]
+    assert ok.status_code == 201, ok.text
+    assert (await client.get(f"/api/v1/jobs/{ok.json()['id']}")).json()["metadata"] == nested(64)
+    assert (await client.get("/api/v1/jobs", params={"userId": "deep"})).json()["total"] == 1
