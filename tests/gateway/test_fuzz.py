@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from services.core.providers.registry import NAME_PATTERN
 from tests.gateway.conftest import Gateway
+
+TINY = {"durationSeconds": 1, "width": 64, "height": 64, "fps": 4}
+
 
 NOT_JSON = [
     ("/api/v1/jobs", b'{"userId": "u", "prompt": "\xff\xfe"}', "the body is not UTF-8"),
@@ -28,6 +32,32 @@ async def test_a_body_that_pythons_json_reads_but_json_forbids_is_422_not_400_or
         assert error["ctx"]["error"].startswith(problem)
 
 
+async def test_a_number_field_takes_json_numbers_only_not_booleans_or_strings(gateway: Gateway) -> None:
+    client = gateway.client
+    cases: list[tuple[str, str, dict[str, Any]]] = [
+        ("maxRetries", "/api/v1/jobs", {"userId": "u", "prompt": "p", "metadata": TINY}),
+        ("timeout", "/api/v1/providers/test", {"provider": "local"}),
+    ]
+    for name, path, body in cases:
+        for value in (True, False, "3", None):
+            answer = await client.post(path, json={**body, name: value})
+            assert answer.status_code == 422, (name, value, answer.text)
+            assert answer.json()["detail"][0]["loc"] == ["body", name]
+
+    integral = await client.post("/api/v1/jobs", json={"userId": "u", "prompt": "p", "maxRetries": 3.0})
+    assert (integral.status_code, integral.json()["maxRetries"]) == (201, 3)
+
+
+async def test_a_provider_name_is_checked_at_the_edge_by_the_pattern_the_schema_shows(gateway: Gateway) -> None:
+    spec = (await gateway.client.get("/openapi.json")).json()
+    answer = await gateway.client.post("/api/v1/providers/test", json={"provider": "Local Ümlaut"})
+
+    assert spec["components"]["schemas"]["ProviderTest"]["properties"]["provider"]["pattern"] == NAME_PATTERN
+    assert answer.status_code == 422
+    assert answer.json()["detail"][0]["type"] == "string_pattern_mismatch"
+    assert answer.json()["detail"][0]["loc"] == ["body", "provider"]
+
+
 async def test_metadata_nested_deeper_than_64_is_refused_so_that_no_stored_job_fails_to_answer(
     gateway: Gateway,
 ) -> None:
@@ -46,3 +76,14 @@ async def test_metadata_nested_deeper_than_64_is_refused_so_that_no_stored_job_f
     assert ok.status_code == 201, ok.text
     assert (await client.get(f"/api/v1/jobs/{ok.json()['id']}")).json()["metadata"] == nested(64)
     assert (await client.get("/api/v1/jobs", params={"userId": "deep"})).json()["total"] == 1
+
+
+async def test_a_405_lists_every_method_of_the_path_in_allow(gateway: Gateway) -> None:
+    for method, path, allowed in [
+        ("PUT", "/api/v1/jobs", "GET, POST"),
+        ("PATCH", "/api/v1/jobs/any", "DELETE, GET"),
+        ("PUT", "/health", "GET"),
+    ]:
+        answer = await gateway.client.request(method, path)
+
+        assert (answer.status_code, answer.headers["Allow"]) == (405, allowed)
