@@ -32,9 +32,27 @@ def parse(argv: list[str] | None) -> tuple[list[str], Options]:
     )
     parser.add_argument("--seed", type=int, default=Options.seed)
     parser.add_argument("--logs", type=Path, help="write each scenario's `make run` output to DIR/<scenario>.log")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        type=setting,
+        metavar="NAME=VALUE",
+        help="a setting of `make run` (repeatable), e.g. JOB_LEASE_SECONDS=3600",
+    )
     args = parser.parse_args(argv)
-    options = Options(jobs=args.jobs, rate=args.rate, settle=args.settle, seed=args.seed, logs=args.logs)
+    options = Options(
+        jobs=args.jobs, rate=args.rate, settle=args.settle, seed=args.seed, logs=args.logs, settings=tuple(args.set)
+    )
     return args.scenario or list(SCENARIOS), options
+
+
+def setting(text: str) -> tuple[str, str]:
+    """NAME=VALUE as a pair."""
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
 
 
 def say(text: str) -> None:

@@ -21,9 +21,6 @@ from tests.chaos.report import Observed, Outcome, outcome_of
 from tests.chaos.servers import Postgres, Redis
 from tests.chaos.system import System, system_env
 
-# Lost jobs described in full in the report, at most.
-STORIES = 4
-
 
 @dataclass(frozen=True)
 class Options:
@@ -36,6 +33,8 @@ class Options:
     settle: float = 120.0
     seed: int = 0
     logs: Path | None = None
+    # Settings of `make run` over FAST_SETTINGS, e.g. to see a scenario fail without a mechanism.
+    settings: tuple[tuple[str, str], ...] = ()
 
     @property
     def window(self) -> float:
@@ -80,7 +79,8 @@ def run_scenario(name: str, scenario: Scenario, options: Options) -> Outcome:
     try:
         postgres.create()
         redis.start()
-        system = System(system_env(database_url=postgres.url, redis_url=redis.url, workdir=root), root)
+        env = system_env(database_url=postgres.url, redis_url=redis.url, workdir=root)
+        system = System({**env, **dict(options.settings)}, root)
         try:
             system.wait_ready()
             observed = asyncio.run(_drive(system, postgres, redis, scenario, options))

@@ -15,6 +15,8 @@ from tests.chaos.system import System
 
 # Lost jobs (and overlaps) described in full in the report, at most.
 STORIES = 4
+# Lines about processes that ended or restarted, at most.
+EXITS = 16
 # Log events that show a recovery path at work, counted in the report.
 RECOVERY_EVENTS = (
     "job.publish_failed",
@@ -144,14 +146,13 @@ def _context_notes(
 def _exits(records: list[accounting.Record], *, origin: float) -> list[str]:
     """Log lines that say a process of the system ended or was restarted."""
     quiet = {"run.ready", "run.stopping", "run.stopped"}
-    return [
+    lines = [
         f"+{accounting.timestamp(r) - origin:.1f}s {r.get('service')}: {r['event']} "
         + " ".join(f"{k}={v}" for k, v in r.items() if k not in {"event", "timestamp", "level", "service"})
-        for r in records
-        if "timestamp" in r
-        and str(r.get("event")).startswith(("run.", "worker.celery"))
-        and r.get("event") not in quiet
-    ][:12]
+        for r in sorted((r for r in records if "timestamp" in r), key=accounting.timestamp)
+        if str(r.get("event")).startswith(("run.", "worker.celery")) and r.get("event") not in quiet
+    ]
+    return lines if len(lines) <= EXITS else [*lines[:EXITS], f"... and {len(lines) - EXITS} more"]
 
 
 def _lost_stories(
