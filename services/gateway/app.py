@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import Histogram
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.core.logging import REQUEST_ID_HEADER, get_logger, new_request_id
 from services.core.storage import create_storage
@@ -62,9 +63,47 @@ def create_app(settings: GatewaySettings, *, redis_url: str) -> FastAPI:
     return app
 
 
+class ChunkedBodyLimit:
+    """The body limit for requests that state no Content-Length (chunked): the body is read,
+    at most max_bytes of it, before the route sees it; more is 413. Requests with a
+    Content-Length are refused up front by the guard, without reading."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self._app = app
+        self._max = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or any(name == b"content-length" for name, _ in scope["headers"]):
+            await self._app(scope, receive, send)
+            return
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self._max:
+                refusal = JSONResponse(
+                    status_code=413, content={"detail": f"the body must be at most {self._max} bytes"}
+                )
+                await refusal(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+        replay: list[Message] = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+
+        async def replayed() -> Message:
+            return replay.pop() if replay else await receive()
+
+        await self._app(scope, replayed, send)
+
+
 def _add_middleware(app: FastAPI, settings: GatewaySettings) -> None:
     api_key = settings.api_key.get_secret_value().encode()
     production = settings.app_env == "production"
+    # Added first, so it runs inside the guard (which times and logs its 413s too).
+    app.add_middleware(ChunkedBodyLimit, max_bytes=settings.gateway_max_body_bytes)
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Next) -> Response:

@@ -16,6 +16,8 @@ from services.core.queues import queue_for
 USER_ID = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
 PROVIDER_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 JOB_ID = re.compile(r"[a-z0-9]{1,32}")
+# Deeper JSON cannot be answered by the REST gateway (its serializer recurses); it is refused.
+JSON_MAX_DEPTH = 64
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 PROMPT_MAX_CHARS = 4000
 ERROR_MAX_CHARS = 4000
@@ -145,6 +147,8 @@ def parse_json_object(text: str, *, field: str, max_bytes: int) -> dict[str, Any
         raise InvalidArgument(field, f"must be valid JSON ({exc})") from None
     if not isinstance(value, dict):
         raise InvalidArgument(field, "must be a JSON object")
+    if _depth(value) > JSON_MAX_DEPTH:
+        raise InvalidArgument(field, f"must be nested at most {JSON_MAX_DEPTH} deep")
     try:
         encoded = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
     except (UnicodeEncodeError, RecursionError):
@@ -154,6 +158,17 @@ def parse_json_object(text: str, *, field: str, max_bytes: int) -> dict[str, Any
     if b"\\u0000" in encoded or b"\x00" in encoded:
         raise InvalidArgument(field, "must not contain NUL characters")
     return value
+
+
+def _depth(value: Any) -> int:
+    """How deep objects and arrays nest in value ({} is 1), without recursion."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            pending.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def _refuse_constant(name: str) -> float:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -278,3 +280,17 @@ async def test_a_repeated_post_with_an_idempotency_key_creates_one_job(gateway: 
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["header", "Idempotency-Key"]
     listed = (await client.get("/api/v1/jobs", params={"userId": "idem-user"})).json()
     assert listed["total"] == 1
+
+
+async def test_a_chunked_body_over_the_limit_is_413_and_one_within_it_is_read(gateway: Gateway) -> None:
+    async def chunks(size: int) -> AsyncIterator[bytes]:
+        body = json.dumps({"userId": "chunky", "prompt": "p" * 10, "metadata": {"pad": "x" * size}}).encode()
+        for start in range(0, len(body), 4096):
+            yield body[start : start + 4096]
+
+    headers = {"Content-Type": "application/json"}
+    big = await gateway.client.post("/api/v1/jobs", content=chunks(200_000), headers=headers)
+    small = await gateway.client.post("/api/v1/jobs", content=chunks(100), headers=headers)
+
+    assert big.status_code == 413 and "at most" in big.json()["detail"]
+    assert small.status_code == 201, small.text

@@ -68,11 +68,18 @@ async def test_prompt_of_4000_characters_is_accepted(jobs: Stub) -> None:
         '{"nul\\u0000key": 1}',
         '{"a": "\\ud800"}',
         "[" * 5000 + "]" * 5000,
+        '{"a": ' + "[" * 64 + "]" * 64 + "}",
         json.dumps({"big": "x" * 16 * 1024}),
     ],
 )
 async def test_bad_metadata_is_refused(jobs: Stub, metadata_json: str) -> None:
     await assert_invalid(jobs.CreateJob(create_request(metadata_json=metadata_json)), "metadata")
+
+
+async def test_metadata_nested_64_deep_is_accepted(jobs: Stub) -> None:
+    job = await create_job(jobs, metadata_json='{"a": ' + "[" * 63 + "]" * 63 + "}")
+
+    assert job.metadata_json.count("[") == 63
 
 
 async def test_metadata_of_exactly_16_kib_is_accepted(jobs: Stub) -> None:
