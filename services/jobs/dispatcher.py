@@ -222,8 +222,11 @@ class Dispatcher:
                 # Not done: let a later round see the loss again.
                 await self._broker.forget_epoch()
                 raise
-            RECOVERED.labels("republished_lost_message").inc(count)
-            log.warning("dispatch.broker_lost_its_data", republishing=count)
+            if count:
+                RECOVERED.labels("republished_lost_message").inc(count)
+                log.warning("dispatch.broker_lost_its_data", republishing=count)
+            else:
+                log.info("dispatch.broker_epoch_started")
 
     async def _orphans(self) -> list[tuple[str, str, int]]:
         """Claims long-waiting queued jobs of queues whose Redis lists are empty."""

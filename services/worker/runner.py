@@ -97,17 +97,28 @@ class JobRunner:
         pid = os.getpid()
         log.info("job.attempt_started", job_id=job.id, attempt=payload.attempt, pid=pid, worker_id=worker_id)
         liveness = _Liveness(job.id, payload.attempt)
-        with self._heartbeat(liveness, payload.request_id):
-            outcome = self._attempt(job, payload, liveness)
+        outcome = "interrupted"
+        try:
+            with self._heartbeat(liveness, payload.request_id):
+                outcome = self._attempt(job, payload, liveness)
+        finally:
+            # Logged whatever ends the attempt, an exception included (the jobs service down
+            # while the attempt reports its end): the job's heartbeat then stops, and the
+            # jobs service's reaper takes it back after JOB_LEASE_SECONDS.
+            seconds = round(time.monotonic() - started, 3)
+            log.info(
+                "job.attempt_finished",
+                job_id=job.id,
+                attempt=payload.attempt,
+                pid=pid,
+                outcome=outcome,
+                seconds=seconds,
+            )
         if outcome in ("completed", "failed"):
             metrics.JOB_PROCESSING_TIME.observe(time.monotonic() - started)
         if outcome in ("completed", "failed", "cancelled"):
             metrics.JOB_COMPLETION.labels(outcome).inc()
         metrics.JOB_ATTEMPTS.labels(outcome).inc()
-        seconds = round(time.monotonic() - started, 3)
-        log.info(
-            "job.attempt_finished", job_id=job.id, attempt=payload.attempt, pid=pid, outcome=outcome, seconds=seconds
-        )
         return outcome
 
     def _call(self, method: str, request: Any, request_id: str | None) -> Any:
