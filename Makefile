@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PROTOS := $(wildcard protos/videogen/v1/*.proto)
 
-.PHONY: help venv proto k8s-rules run test chaos lint fmt clean
+.PHONY: help venv proto k8s-rules run test chaos bench lint fmt clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ test: $(STAMP) ## run every test
 
 chaos: $(STAMP) ## faults under load on make run's processes (CHAOS_ARGS="-s worker-kill --jobs 100")
 	@$(PY) -m tests.chaos $(CHAOS_ARGS)
+
+bench: $(STAMP) ## creation, reads and memory through the edge, beside baselines (BENCH_ARGS="--seconds 5")
+	@$(PY) -m bench $(BENCH_ARGS)
 
 lint: $(STAMP) ## ruff and mypy --strict
 	@$(VENV)/bin/ruff check .

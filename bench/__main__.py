@@ -1,0 +1,158 @@
+"""`make bench`: own PostgreSQL and Redis, the baselines, then `make run` under load through the edge."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import procs
+from bench.baseline import baseline_server, insert_rate, prepare
+from bench.load import Request, create_request, run_level
+from bench.report import Figures, render
+from tests.chaos.servers import Postgres, Redis
+from tests.chaos.system import System, process_tree, system_env
+
+PG_CONNECTIONS = 4
+USERS = 1000
+MAX_REQUESTS = 200_000
+
+
+def say(text: str) -> None:
+    """A progress line on stderr, so that stdout is the report alone."""
+    sys.stderr.write(f"bench: {text}\n")
+    sys.stderr.flush()
+
+
+def get_request(ids: list[str]) -> Request:
+    """GET /api/v1/jobs/{id} over the jobs created before."""
+
+    def build(n: int) -> tuple[str, str, dict[str, Any] | None]:
+        return "GET", f"/api/v1/jobs/{ids[n % len(ids)]}", None
+
+    return build
+
+
+def list_request(n: int) -> tuple[str, str, dict[str, Any] | None]:
+    """GET /api/v1/jobs?userId=&status= over the bench's users, queued and completed alternately."""
+    status = "queued" if n % 2 else "completed"
+    return "GET", f"/api/v1/jobs?userId=bench-user-{n % USERS}&status={status}&skip=0&take=20", None
+
+
+def postgres_pids(postgres: Postgres) -> list[int]:
+    """The postmaster and its backends."""
+    postmaster = int((postgres.pgdata / "postmaster.pid").read_text().split()[0])
+    return [postmaster, *(info.pid for info in process_tree(postmaster))]
+
+
+async def measure_baselines(figures: Figures, postgres: Postgres, redis: Redis, root: Path, seconds: float) -> None:
+    """(a) PostgreSQL's insert rate and (b) the minimal endpoint at concurrency 64."""
+    await prepare(postgres.url)
+    say(f"baseline (a): PostgreSQL inserts, {PG_CONNECTIONS} connections, {seconds:.0f}s")
+    figures.pg_connections = PG_CONNECTIONS
+    figures.pg_insert_rate = await insert_rate(postgres.url, connections=PG_CONNECTIONS, seconds=seconds)
+    with baseline_server(database_url=postgres.url, redis_url=redis.url, workdir=root) as url:
+        say(f"baseline (b): FastAPI endpoint at {url}, c=64, {seconds:.0f}s")
+        request = create_request("baseline", USERS)
+        await run_level(url, request, name="warm-up", concurrency=16, seconds=2, max_requests=500)
+        figures.baseline = await run_level(
+            url, request, name="(b) create", concurrency=64, seconds=seconds, max_requests=MAX_REQUESTS
+        )
+
+
+async def measure_system(figures: Figures, system: System, postgres: Postgres, redis_pid: int, seconds: float) -> None:
+    """Creation at 1, 16 and 64; reads and lists at 1 and 64; CPU per process at creation c=64."""
+    edge = system.edge_url
+    await run_level(edge, create_request("warm-up", USERS), name="warm-up", concurrency=16, seconds=2, max_requests=500)
+    ids: list[str] = []
+    for concurrency in (1, 16, 64):
+        say(f"create through the edge, c={concurrency}, {seconds:.0f}s")
+        if concurrency == 64:
+            pids = {
+                pid: f"{role} [{procs.SERVICE_OF[role]}]" for pid, role in procs.roles(system.run.process.pid).items()
+            }
+            pids |= dict.fromkeys(postgres_pids(postgres), "postgres") | {
+                redis_pid: "redis",
+                os.getpid(): "load generator",
+            }
+            before, began = procs.cpu_by_role(pids), time.monotonic()
+        level = await run_level(
+            edge,
+            create_request(f"c{concurrency}", USERS),
+            name="create",
+            concurrency=concurrency,
+            seconds=seconds,
+            max_requests=MAX_REQUESTS,
+        )
+        if concurrency == 64:
+            after, elapsed = procs.cpu_by_role(pids), time.monotonic() - began
+            figures.cpu_percent = {name: 100 * (after[name] - before.get(name, 0.0)) / elapsed for name in after}
+        figures.levels.append(level)
+        ids += level.ids
+    for name, request in (("get /jobs/{id}", get_request(ids)), ("list ?userId=&status=", list_request)):
+        for concurrency in (1, 64):
+            say(f"{name} through the edge, c={concurrency}, {seconds:.0f}s")
+            figures.levels.append(
+                await run_level(
+                    edge, request, name=name, concurrency=concurrency, seconds=seconds, max_requests=MAX_REQUESTS
+                )
+            )
+
+
+def run(seconds: float) -> Figures:
+    """The whole bench; nothing it started is left running or on disk after, Ctrl-C included."""
+    figures = Figures(load_generator="one asyncio process, httpx.AsyncClient, a pool of `c` connections")
+    root = Path(tempfile.mkdtemp(prefix="vg-bench-"))
+    postgres, redis = Postgres(root), Redis(root)
+    system: System | None = None
+    try:
+        say(f"own PostgreSQL on :{postgres.port}, Redis on :{redis.port}")
+        postgres.create()
+        redis.start()
+        asyncio.run(measure_baselines(figures, postgres, redis, root, seconds))
+        env = system_env(database_url=postgres.url, redis_url=redis.url, workdir=root)
+        say("starting services.run")
+        system = System(env, root)
+        system.wait_ready()
+        time.sleep(2)
+        figures.memory_idle = procs.memory(system.run.process.pid)
+        assert redis._process is not None
+        asyncio.run(measure_system(figures, system, postgres, redis._process.pid, seconds))
+        figures.memory_after = procs.memory(system.run.process.pid)
+    finally:
+        say("stopping everything")
+        if system is not None:
+            with contextlib.suppress(Exception):
+                system.stop()
+        redis.close()
+        postgres.close()
+        shutil.rmtree(root, ignore_errors=True)
+    return figures
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The command line."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=10.0, help="the length of each level of load")
+    args = parser.parse_args(argv)
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        uvloop.install()
+    try:
+        figures = run(args.seconds)
+    except KeyboardInterrupt:
+        say("interrupted; everything started was stopped")
+        raise SystemExit(130) from None
+    sys.stdout.write(render(figures))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""Memory (RSS) and CPU time of each process of `make run`, read from /proc."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tests.chaos.system import process_tree, role
+
+# The service each role of the process tree belongs to; the Celery processes are the worker's.
+SERVICE_OF = {
+    "services.jobs": "jobs",
+    "services.providers": "providers",
+    "services.worker": "worker",
+    "celery-main": "worker",
+    "celery-child": "worker",
+    "services.gateway": "gateway",
+    "envoy": "envoy",
+}
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> float:
+    """The resident set of a process in MiB (0 when it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time the process has used (0 when it is gone)."""
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat_line[stat_line.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def roles(root: int) -> dict[int, str]:
+    """Every process under root that is part of a service: pid to role."""
+    tree = process_tree(root)
+    return {info.pid: name for info in tree if (name := role(info, tree)) in SERVICE_OF}
+
+
+def memory(root: int) -> dict[str, float]:
+    """RSS in MiB by role (the Celery children summed) and by service."""
+    found: dict[str, float] = {}
+    for pid, name in roles(root).items():
+        found[name] = found.get(name, 0.0) + rss_mb(pid)
+        service = f"{SERVICE_OF[name]} (total)"
+        found[service] = found.get(service, 0.0) + rss_mb(pid)
+    return found
+
+
+def cpu_by_role(pids: dict[int, str]) -> dict[str, float]:
+    """CPU seconds used so far by role."""
+    found: dict[str, float] = {}
+    for pid, name in pids.items():
+        found[name] = found.get(name, 0.0) + cpu_seconds(pid)
+    return found

@@ -1,0 +1,91 @@
+"""The figures of a bench run as text, each beside its baseline or target."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bench.load import LevelResult
+
+TARGET_CREATE = 1000.0
+TARGET_RATIO = 0.8
+TARGET_GET_P99_MS = 10.0
+TARGET_RSS_MB = 150.0
+
+
+@dataclass
+class Figures:
+    """Everything one run measured."""
+
+    pg_insert_rate: float = 0.0
+    pg_connections: int = 0
+    baseline: LevelResult | None = None
+    levels: list[LevelResult] = field(default_factory=list)
+    memory_idle: dict[str, float] = field(default_factory=dict)
+    memory_after: dict[str, float] = field(default_factory=dict)
+    cpu_percent: dict[str, float] = field(default_factory=dict)
+    load_generator: str = ""
+
+
+def level_line(level: LevelResult, baseline: float, pg_rate: float) -> str:
+    """One level: throughput with its ratios to the baselines, p50/p99 and the non-2xx answers."""
+    bad = {code: n for code, n in level.statuses.items() if code >= 300}
+    errors = f", non-2xx {dict(bad)}" if bad else ""
+    errors += f", failed {level.failures}" if level.failures else ""
+    return (
+        f"  {level.name:<26} c={level.concurrency:<3} {level.throughput:8.1f} req/s"
+        f"  ({level.throughput / baseline:5.2f}x (b), {level.throughput / pg_rate:5.2f}x (a))"
+        f"  p50 {level.percentile(0.50):7.1f} ms  p99 {level.percentile(0.99):7.1f} ms"
+        f"  n={len(level.latencies)}{errors}"
+    )
+
+
+def verdict(ok: bool) -> str:
+    """MET or NOT MET."""
+    return "MET" if ok else "NOT MET"
+
+
+def targets(figures: Figures, baseline: float) -> list[str]:
+    """The issue's targets, each with the figure that decides it."""
+    create64 = next((lv for lv in figures.levels if lv.name == "create" and lv.concurrency == 64), None)
+    gets = [lv for lv in figures.levels if lv.name.startswith("get")]
+    rate = create64.throughput if create64 else 0.0
+    worst_p99 = max((lv.percentile(0.99) for lv in gets), default=float("nan"))
+    services = {name: mb for name, mb in figures.memory_after.items() if name.endswith("(total)")}
+    worst = max(services.items(), key=lambda item: item[1], default=("-", 0.0))
+    return [
+        f"  creation c=64 >= {TARGET_CREATE:.0f} jobs/s: {rate:.1f}  {verdict(rate >= TARGET_CREATE)}",
+        f"  creation c=64 >= {TARGET_RATIO}x (b): {rate / baseline:.2f}x  {verdict(rate >= TARGET_RATIO * baseline)}",
+        f"  GET p99 < {TARGET_GET_P99_MS:.0f} ms: worst {worst_p99:.1f} ms  {verdict(worst_p99 < TARGET_GET_P99_MS)}",
+        f"  each service < {TARGET_RSS_MB:.0f} MB RSS: worst {worst[0]} {worst[1]:.1f} MB"
+        f"  {verdict(worst[1] < TARGET_RSS_MB)}",
+    ]
+
+
+def render(figures: Figures) -> str:
+    """The whole report."""
+    assert figures.baseline is not None
+    baseline = figures.baseline.throughput or float("nan")
+    pg_rate = figures.pg_insert_rate or float("nan")
+    lines = [
+        "",
+        f"load generator: {figures.load_generator}",
+        "baselines (same run, same machine):",
+        f"  (a) PostgreSQL insert, one transaction a row, {figures.pg_connections} connections:"
+        f" {figures.pg_insert_rate:.1f} rows/s",
+        "  (b) FastAPI + asyncpg + Redis LPUSH, one uvicorn process:",
+        level_line(figures.baseline, baseline, pg_rate),
+        "through the Envoy edge:",
+        *(level_line(level, baseline, pg_rate) for level in figures.levels),
+        f"memory, RSS in MiB (ratio to the {TARGET_RSS_MB:.0f} MB target):",
+    ]
+    for name in sorted(figures.memory_after):
+        idle, after = figures.memory_idle.get(name, 0.0), figures.memory_after[name]
+        lines.append(
+            f"  {name:<22} idle {idle:7.1f} ({idle / TARGET_RSS_MB:4.2f}x)"
+            f"  after load {after:7.1f} ({after / TARGET_RSS_MB:4.2f}x)"
+        )
+    lines.append("CPU during creation at c=64, % of one core:")
+    for name, percent in sorted(figures.cpu_percent.items(), key=lambda item: -item[1]):
+        lines.append(f"  {name:<22} {percent:6.1f}")
+    lines += ["targets (issue 9):", *targets(figures, baseline), ""]
+    return "\n".join(lines)
