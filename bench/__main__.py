@@ -17,8 +17,10 @@ from bench import procs
 from bench.baseline import baseline_server, insert_rate, prepare
 from bench.load import Request, create_request, run_level
 from bench.report import Figures, render
+from services.topology import PORT_SETTINGS
 from tests.chaos.servers import Postgres, Redis
 from tests.chaos.system import System, process_tree, system_env
+from tests.support.processes import free_port
 
 PG_CONNECTIONS = 4
 USERS = 1000
@@ -106,9 +108,19 @@ async def measure_system(figures: Figures, system: System, postgres: Postgres, r
             )
 
 
+def distinct_ports(env: dict[str, str], postgres: Postgres, redis: Redis) -> dict[str, str]:
+    """env with every port distinct: free_port() may hand out one port twice, as the kernel reuses it."""
+    taken = {str(postgres.port), str(redis.port)}
+    for setting in PORT_SETTINGS:
+        while env[setting.upper()] in taken:
+            env[setting.upper()] = str(free_port())
+        taken.add(env[setting.upper()])
+    return env
+
+
 def run(seconds: float) -> Figures:
     """The whole bench; nothing it started is left running or on disk after, Ctrl-C included."""
-    figures = Figures(load_generator="one asyncio process, httpx.AsyncClient, a pool of `c` connections")
+    figures = Figures(load_generator="one asyncio process (uvloop), one keep-alive HTTP/1.1 connection per sender")
     root = Path(tempfile.mkdtemp(prefix="vg-bench-"))
     postgres, redis = Postgres(root), Redis(root)
     system: System | None = None
@@ -117,7 +129,7 @@ def run(seconds: float) -> Figures:
         postgres.create()
         redis.start()
         asyncio.run(measure_baselines(figures, postgres, redis, root, seconds))
-        env = system_env(database_url=postgres.url, redis_url=redis.url, workdir=root)
+        env = distinct_ports(system_env(database_url=postgres.url, redis_url=redis.url, workdir=root), postgres, redis)
         say("starting services.run")
         system = System(env, root)
         system.wait_ready()

@@ -1,15 +1,16 @@
-"""The load generator: one asyncio process, one httpx pool sized to the concurrency."""
+"""The load generator: one asyncio process, one keep-alive connection per sender (bench/client.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+from bench.client import Connection
 
 TINY = {"durationSeconds": 1, "width": 64, "height": 64, "fps": 4}
 # A request builds its (method, path, json body) from its sequence number.
@@ -56,30 +57,37 @@ async def run_level(
 ) -> LevelResult:
     """concurrency senders in a loop until seconds pass or max_requests are sent."""
     result = LevelResult(name=name, concurrency=concurrency)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     counter = iter(range(max_requests))
-    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30) as client:
-        deadline = time.monotonic() + seconds
+    deadline = time.monotonic() + seconds
 
-        async def sender() -> None:
+    async def sender() -> None:
+        connection = Connection(base_url)
+        try:
             for n in counter:
                 if time.monotonic() > deadline:
                     return
-                method, path, body = request(n)
-                began = time.perf_counter()
-                try:
-                    response = await client.request(method, path, json=body)
-                except httpx.HTTPError:
-                    result.failures += 1
-                    continue
-                elapsed = time.perf_counter() - began
-                result.statuses[response.status_code] += 1
-                if response.is_success:
-                    result.latencies.append(elapsed)
-                    if method == "POST" and len(result.ids) < 5000:
-                        result.ids.append(str(response.json().get("id", "")))
+                await send(connection, request(n), result)
+        finally:
+            await connection.close()
 
-        began = time.monotonic()
-        await asyncio.gather(*(sender() for _ in range(concurrency)))
-        result.seconds = time.monotonic() - began
+    began = time.monotonic()
+    await asyncio.gather(*(sender() for _ in range(concurrency)))
+    result.seconds = time.monotonic() - began
     return result
+
+
+async def send(connection: Connection, request: tuple[str, str, dict[str, Any] | None], result: LevelResult) -> None:
+    """One request, its latency and answer counted in result."""
+    method, path, body = request
+    began = time.perf_counter()
+    try:
+        status, content = await connection.request(method, path, body)
+    except (OSError, asyncio.IncompleteReadError, ValueError):
+        result.failures += 1
+        return
+    elapsed = time.perf_counter() - began
+    result.statuses[status] += 1
+    if 200 <= status < 300:
+        result.latencies.append(elapsed)
+        if method == "POST" and len(result.ids) < 5000:
+            result.ids.append(str(json.loads(content).get("id", "")))
