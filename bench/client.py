@@ -42,7 +42,10 @@ class Connection:
             raise
 
     async def _read_response(self, reader: asyncio.StreamReader) -> tuple[int, bytes]:
-        status = int((await reader.readline()).split(b" ", 2)[1])
+        status_line = (await reader.readline()).split(b" ", 2)
+        if len(status_line) < 2:
+            raise ConnectionResetError("the server closed the connection")
+        status = int(status_line[1])
         length, chunked = 0, False
         while (line := await reader.readline()) not in (b"\r\n", b""):
             name, _, value = line.partition(b":")
