@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -98,6 +99,7 @@ async def measure_system(figures: Figures, system: System, postgres: Postgres, r
             figures.cpu_percent = {name: 100 * (after[name] - before.get(name, 0.0)) / elapsed for name in after}
         figures.levels.append(level)
         ids += level.ids
+        ensure_alive(system)
     for name, request in (("get /jobs/{id}", get_request(ids)), ("list ?userId=&status=", list_request)):
         for concurrency in (1, 64):
             say(f"{name} through the edge, c={concurrency}, {seconds:.0f}s")
@@ -106,6 +108,13 @@ async def measure_system(figures: Figures, system: System, postgres: Postgres, r
                     edge, request, name=name, concurrency=concurrency, seconds=seconds, max_requests=MAX_REQUESTS
                 )
             )
+            ensure_alive(system)
+
+
+def ensure_alive(system: System) -> None:
+    """Stops the bench when `make run` has exited: no figure of a dead system is a figure."""
+    if not system.alive():
+        raise RuntimeError("`make run` exited during the load")
 
 
 def distinct_ports(env: dict[str, str], postgres: Postgres, redis: Redis) -> dict[str, str]:
@@ -120,7 +129,7 @@ def distinct_ports(env: dict[str, str], postgres: Postgres, redis: Redis) -> dic
 
 def run(seconds: float) -> Figures:
     """The whole bench; nothing it started is left running or on disk after, Ctrl-C included."""
-    figures = Figures(load_generator="one asyncio process (uvloop), one keep-alive HTTP/1.1 connection per sender")
+    figures = Figures(load_generator="one asyncio process, one keep-alive HTTP/1.1 connection per sender")
     root = Path(tempfile.mkdtemp(prefix="vg-bench-"))
     postgres, redis = Postgres(root), Redis(root)
     system: System | None = None
@@ -154,10 +163,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=10.0, help="the length of each level of load")
     args = parser.parse_args(argv)
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        uvloop.install()
+    # Ctrl-C and SIGTERM stop the bench, even when started with SIGINT ignored (a background job).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         figures = run(args.seconds)
     except KeyboardInterrupt:
