@@ -70,6 +70,13 @@ async def measure_baselines(figures: Figures, postgres: Postgres, redis: Redis, 
         )
 
 
+def watched_pids(system: System, postgres: Postgres, redis_pid: int) -> dict[int, str]:
+    """Every process whose CPU the bench reports, by pid: the system's, its servers', its own."""
+    pids = {pid: f"{role} [{procs.SERVICE_OF[role]}]" for pid, role in procs.roles(system.run.process.pid).items()}
+    pids |= dict.fromkeys(postgres_pids(postgres), "postgres")
+    return pids | {redis_pid: "redis", os.getpid(): "load generator"}
+
+
 async def measure_system(figures: Figures, system: System, postgres: Postgres, redis_pid: int, seconds: float) -> None:
     """Creation at 1, 16 and 64; reads and lists at 1 and 64; CPU per process at creation c=64."""
     edge = system.edge_url
@@ -78,13 +85,7 @@ async def measure_system(figures: Figures, system: System, postgres: Postgres, r
     for concurrency in (1, 16, 64):
         say(f"create through the edge, c={concurrency}, {seconds:.0f}s")
         if concurrency == 64:
-            pids = {
-                pid: f"{role} [{procs.SERVICE_OF[role]}]" for pid, role in procs.roles(system.run.process.pid).items()
-            }
-            pids |= dict.fromkeys(postgres_pids(postgres), "postgres") | {
-                redis_pid: "redis",
-                os.getpid(): "load generator",
-            }
+            pids = watched_pids(system, postgres, redis_pid)
             before, began = procs.cpu_by_role(pids), time.monotonic()
         level = await run_level(
             edge,
