@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
-import tempfile
 import uuid
 from pathlib import Path
 
@@ -14,26 +12,15 @@ import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.support.brokers import drop_keys
-from tests.support.processes import ServiceProcess, clean_env, free_ports_env
+from tests.support.local_run import local_run
 
 
 async def test_run_starts_the_system_runs_a_job_and_stops_on_ctrl_c(own_database_url: str, redis_url: str) -> None:
-    workdir = Path(tempfile.mkdtemp(prefix="vg-run-"))
-    ports = free_ports_env()
-    grpc_port, worker_port = int(ports["JOBS_GRPC_PORT"]), int(ports["WORKER_GRPC_PORT"])
-    providers_port, edge_port = int(ports["PROVIDERS_GRPC_PORT"]), int(ports["EDGE_PORT"])
-    prefix = f"run{uuid.uuid4().hex[:8]}-"
-    env = clean_env(
-        **ports,
-        DATABASE_URL=own_database_url,
-        REDIS_URL=redis_url,
-        CELERY_KEY_PREFIX=prefix,
-        GRPC_BIND_HOST="127.0.0.1",
-        SHUTDOWN_DRAIN_DELAY="0",
-    )
-    run = ServiceProcess("services.run", env, cwd=workdir)
-    try:
+    trace = f"trace-{uuid.uuid4().hex[:8]}"
+    with local_run(own_database_url, redis_url, name="run") as system:
+        run = system.process
+        grpc_port, worker_port = system.port("JOBS_GRPC_PORT"), system.port("WORKER_GRPC_PORT")
+        providers_port, edge_port = system.port("PROVIDERS_GRPC_PORT"), system.port("EDGE_PORT")
         run.wait_event("run.ready", timeout=120)
         for port in (grpc_port, providers_port, worker_port):
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -42,7 +29,7 @@ async def test_run_starts_the_system_runs_a_job_and_stops_on_ctrl_c(own_database
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{edge_port}", timeout=30) as client:
             body = {"userId": "run-user", "prompt": "a red fox", "metadata": {"durationSeconds": 1, "width": 64,
                     "height": 64, "fps": 4}}  # fmt: skip
-            headers = {"X-Request-ID": f"trace-{prefix}"}
+            headers = {"X-Request-ID": trace}
             job = (await client.post("/api/v1/jobs", json=body, headers=headers)).json()
             async with asyncio.timeout(60):
                 while (job := (await client.get(f"/api/v1/jobs/{job['id']}")).json())["status"] != "completed":
@@ -50,7 +37,7 @@ async def test_run_starts_the_system_runs_a_job_and_stops_on_ctrl_c(own_database
             video = await client.get(job["result"]["videoUrl"])
             assert (await client.get("/health/ready")).status_code == 200
         assert video.status_code == 200 and len(video.content) == job["result"]["sizeBytes"]
-        traced = {line.get("service") for line in run.events_with(request_id=f"trace-{prefix}")}
+        traced = {line.get("service") for line in run.events_with(request_id=trace)}
         assert {"gateway", "jobs", "worker"} <= traced
 
         run.process.send_signal(signal.SIGINT)
@@ -58,10 +45,6 @@ async def test_run_starts_the_system_runs_a_job_and_stops_on_ctrl_c(own_database
         run.wait_event("run.stopped", timeout=30)
         assert run.process.wait(30) == 0
         assert "VideoGen is running" in run.output()
-    finally:
-        run.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
-        drop_keys(redis_url, prefix)
 
 
 def child_pid(parent: int, module: str) -> int:
@@ -74,19 +57,8 @@ def child_pid(parent: int, module: str) -> int:
 
 
 async def test_run_restarts_a_crashed_service(own_database_url: str, redis_url: str) -> None:
-    workdir = Path(tempfile.mkdtemp(prefix="vg-run-"))
-    ports = free_ports_env()
-    prefix = f"run{uuid.uuid4().hex[:8]}-"
-    env = clean_env(
-        **ports,
-        DATABASE_URL=own_database_url,
-        REDIS_URL=redis_url,
-        CELERY_KEY_PREFIX=prefix,
-        GRPC_BIND_HOST="127.0.0.1",
-        SHUTDOWN_DRAIN_DELAY="0",
-    )
-    run = ServiceProcess("services.run", env, cwd=workdir)
-    try:
+    with local_run(own_database_url, redis_url, name="run") as system:
+        run = system.process
         await asyncio.to_thread(run.wait_event, "run.ready", 120)
         crashed = child_pid(run.process.pid, "services.jobs")
 
@@ -94,7 +66,7 @@ async def test_run_restarts_a_crashed_service(own_database_url: str, redis_url: 
 
         restarted = await asyncio.to_thread(run.wait_event, "run.child_restarted", 30, service="jobs")
         assert restarted["pid"] != crashed
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports['EDGE_PORT']}", timeout=30) as client:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{system.port('EDGE_PORT')}", timeout=30) as client:
             body = {"userId": "after-crash", "prompt": "a phoenix", "metadata": {"durationSeconds": 1, "width": 64,
                     "height": 64, "fps": 4}}  # fmt: skip
             async with asyncio.timeout(60):
@@ -104,7 +76,3 @@ async def test_run_restarts_a_crashed_service(own_database_url: str, redis_url: 
                 job = created.json()
                 while (job := (await client.get(f"/api/v1/jobs/{job['id']}")).json())["status"] != "completed":
                     await asyncio.sleep(0.1)
-    finally:
-        run.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
-        drop_keys(redis_url, prefix)

@@ -11,11 +11,8 @@ import asyncio
 import copy
 import json
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -27,9 +24,9 @@ from compose_spec import PyCompose
 from services.core.settings import CoreSettings
 from services.topology import BY_NAME, ENVOY, PROCESSES, Process
 from tests.support import databases
-from tests.support.brokers import drop_keys
 from tests.support.deployment import OTHER_KNOWN, SETTINGS, command_module, variables_known, variables_needed
-from tests.support.processes import ServiceProcess, clean_env, free_port, free_ports_env
+from tests.support.local_run import local_run
+from tests.support.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "deploy" / "docker-compose.yml"
@@ -249,26 +246,11 @@ def test_the_envoy_config_compose_mounts_is_the_validated_one(compose: dict[str,
 async def local_system(template_database_url: str, redis_url: str) -> AsyncIterator[dict[str, str]]:
     """The processes of `make run` on free ports; answers the port variables."""
     database_url = await databases.create_database(template_database_url, template=template_database_url)
-    ports = free_ports_env()
-    prefix = f"compose{uuid.uuid4().hex[:8]}-"
-    env = clean_env(
-        **ports,
-        DATABASE_URL=database_url,
-        REDIS_URL=redis_url,
-        CELERY_KEY_PREFIX=prefix,
-        GRPC_BIND_HOST="127.0.0.1",
-        METRICS_BIND_HOST="127.0.0.1",
-        SHUTDOWN_DRAIN_DELAY="0",
-    )
-    workdir = Path(tempfile.mkdtemp(prefix="vg-compose-"))
-    run = ServiceProcess("services.run", env, cwd=workdir)
     try:
-        await asyncio.to_thread(run.wait_event, "run.ready", 120)
-        yield ports
+        with local_run(database_url, redis_url, name="compose", METRICS_BIND_HOST="127.0.0.1") as system:
+            await asyncio.to_thread(system.process.wait_event, "run.ready", 120)
+            yield system.ports
     finally:
-        run.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
-        drop_keys(redis_url, prefix)
         await databases.drop_database(database_url)
 
 

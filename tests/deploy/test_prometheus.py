@@ -13,8 +13,6 @@ import re
 import shutil
 import signal
 import subprocess
-import tempfile
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
@@ -27,8 +25,8 @@ import yaml
 
 from services.core.settings import CoreSettings
 from services.topology import PROCESSES, file_sd
-from tests.support.brokers import drop_keys
-from tests.support.processes import ROOT, ServiceProcess, clean_env, free_port, free_ports_env
+from tests.support.local_run import local_run
+from tests.support.processes import ROOT, free_port
 
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
 CONFIG = PROMETHEUS_DIR / "prometheus.yml"
@@ -321,28 +319,12 @@ async def every_rule_is_loaded_and_nothing_alerts(client: httpx.AsyncClient) -> 
 
 
 async def test_a_real_prometheus_scrapes_every_process_of_make_run(own_database_url: str, redis_url: str) -> None:
-    workdir = Path(tempfile.mkdtemp(prefix="vg-prom-"))
-    ports = free_ports_env()
-    prefix = f"prom{uuid.uuid4().hex[:8]}-"
-    env = clean_env(
-        **ports,
-        DATABASE_URL=own_database_url,
-        REDIS_URL=redis_url,
-        CELERY_KEY_PREFIX=prefix,
-        GRPC_BIND_HOST="127.0.0.1",
-        SHUTDOWN_DRAIN_DELAY="0",
-    )
-    port_settings = {key.lower(): int(value) for key, value in ports.items()}
-    settings = CoreSettings(_env_file=None, **port_settings)  # type: ignore[arg-type]
-    run = ServiceProcess("services.run", env, cwd=workdir)
-    try:
-        async with prometheus(workdir, file_sd(settings)) as client:
-            run.wait_event("run.ready", timeout=120)
-            await run_one_job(int(ports["EDGE_PORT"]))
+    with local_run(own_database_url, redis_url, name="prom") as system:
+        port_settings = {key.lower(): int(value) for key, value in system.ports.items()}
+        settings = CoreSettings(_env_file=None, **port_settings)  # type: ignore[arg-type]
+        async with prometheus(system.workdir, file_sd(settings)) as client:
+            system.process.wait_event("run.ready", timeout=120)
+            await run_one_job(system.port("EDGE_PORT"))
 
             await every_process_and_seed_metric_is_scraped(client)
             await every_rule_is_loaded_and_nothing_alerts(client)
-    finally:
-        run.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
-        drop_keys(redis_url, prefix)
