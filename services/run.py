@@ -14,16 +14,14 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass
 from types import FrameType
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
+from services import probe
 from services.core import migrate
 from services.core.embedded import resolve_database_url, resolve_redis_url
 from services.core.logging import configure_logging, get_logger
+from services.core.restarts import RestartBudget
 from services.core.settings import CoreSettings, load_settings
 from services.edge import envoy_command, render_local
 from services.topology import GATEWAY, JOBS, PROCESSES, PROVIDERS
@@ -69,20 +67,10 @@ def children(settings: CoreSettings) -> list[Child]:
 
 
 def is_ready(child: Child) -> bool:
-    """One readiness check of the child."""
+    """One readiness check of the child (the containers' healthcheck, services.probe)."""
     if child.ready_url:
-        try:
-            with urllib.request.urlopen(child.ready_url, timeout=1) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
-    request = health_pb2.HealthCheckRequest(service=child.health_service)
-    with grpc.insecure_channel(child.health_target) as channel:
-        try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(request, timeout=1)
-        except grpc.RpcError:
-            return False
-    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+        return probe.check_http(child.ready_url, timeout=1) is None
+    return probe.check_grpc(child.health_target, child.health_service, timeout=1) is None
 
 
 def wait_serving(child: Child, process: subprocess.Popen[bytes], deadline: float) -> None:
@@ -119,24 +107,6 @@ def banner(settings: CoreSettings, database_url: str, redis_url: str) -> str:
     width = max(len(name) for name, _ in rows)
     lines = [f"  {name:<{width}}  {where}" for name, where in rows]
     return "\nVideoGen is running (Ctrl-C stops it):\n" + "\n".join(lines) + "\n\n"
-
-
-class Restarts:
-    """At most PER_MINUTE restarts of each process a minute; past that `make run` gives up."""
-
-    PER_MINUTE = 5
-
-    def __init__(self) -> None:
-        self._times: dict[str, list[float]] = {}
-
-    def allow(self, name: str) -> bool:
-        """Whether name may be restarted now (and counts it)."""
-        now = time.monotonic()
-        recent = [t for t in self._times.get(name, []) if now - t < 60]
-        if len(recent) >= self.PER_MINUTE:
-            return False
-        self._times[name] = [*recent, now]
-        return True
 
 
 def stop_all(processes: dict[str, subprocess.Popen[bytes]], grace: float) -> int:
@@ -193,13 +163,13 @@ def main() -> None:
         sys.stdout.write(banner(settings, database_url, redis_url))
         sys.stdout.flush()
         log.info("run.ready", services=sorted(processes))
-        restarts = Restarts()
+        restarts = {child.name: RestartBudget() for child in started}
         by_name = {child.name: child for child in started}
         while not stop.wait(0.5):
             for name, process in list(processes.items()):
                 if process.poll() is None:
                     continue
-                if not restarts.allow(name):
+                if not restarts[name].allow():
                     log.error("run.child_exited", service=name, code=process.returncode)
                     code = 1
                     stop.set()

@@ -19,6 +19,11 @@ from typing import Any, Literal
 from services.core.settings import CoreSettings, load_settings
 
 
+def _default(setting: str) -> int:
+    """The default of a port setting."""
+    return int(CoreSettings.model_fields[setting].default)
+
+
 @dataclass(frozen=True)
 class Process:
     """One process of contract.md's table."""
@@ -54,17 +59,17 @@ class Process:
     @property
     def default_port(self) -> int:
         """Its serving port by default (contract.md)."""
-        return int(CoreSettings.model_fields[self.port_setting].default)
+        return _default(self.port_setting)
 
     @property
     def default_health_port(self) -> int:
         """The port its health check asks by default."""
-        return int(CoreSettings.model_fields[self.health_port_setting or self.port_setting].default)
+        return _default(self.health_port_setting or self.port_setting)
 
     @property
     def default_metrics_port(self) -> int:
         """Its metrics port by default (contract.md)."""
-        return int(CoreSettings.model_fields[self.metrics_port_setting].default)
+        return _default(self.metrics_port_setting)
 
 
 ENVOY = Process(

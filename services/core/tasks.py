@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -81,3 +82,14 @@ def queue_keys(settings: CoreSettings, queue: str) -> list[str]:
     """The Redis lists that hold a queue's messages (kombu keeps one per priority step)."""
     prefix = settings.celery_key_prefix
     return [f"{prefix}{queue}", *(f"{prefix}{queue}\x06\x16{step}" for step in (3, 6, 9))]
+
+
+def depth_keys(settings: CoreSettings) -> list[str]:
+    """Every Redis list of every queue, in QUEUES order: what depths_of() reads the lengths of."""
+    return [key for queue in QUEUES for key in queue_keys(settings, queue)]
+
+
+def depths_of(settings: CoreSettings, lengths: Iterable[int]) -> dict[str, int]:
+    """Messages waiting in each queue, from the lengths of depth_keys(settings)."""
+    counts = iter(lengths)
+    return {queue: sum(int(next(counts)) for _ in queue_keys(settings, queue)) for queue in QUEUES}

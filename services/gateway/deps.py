@@ -33,9 +33,10 @@ async def call(
     timeout: float | None = None,
 ) -> Reply:
     """One gRPC call with a deadline (the gateway's unless given) and the caller's request id."""
-    reply: Reply
-    reply, _ = await call_with_metadata(method, request, backends=backends, service=service, timeout=timeout)
-    return reply
+    try:
+        return await method(request, timeout=timeout or backends.timeout, metadata=_metadata())
+    except grpc.aio.AioRpcError as error:
+        raise BackendError(error, service) from None
 
 
 async def call_with_metadata(
@@ -46,13 +47,17 @@ async def call_with_metadata(
     service: str,
     timeout: float | None = None,
 ) -> tuple[Any, dict[str, str]]:
-    """As call(), and the response's initial metadata."""
-    request_id = current_request_id()
-    metadata = ((REQUEST_ID_HEADER, request_id),) if request_id else ()
+    """As call(), and the response's initial metadata (one more await: only where it is read)."""
     try:
-        rpc = method(request, timeout=timeout or backends.timeout, metadata=metadata)
+        rpc = method(request, timeout=timeout or backends.timeout, metadata=_metadata())
         reply = await rpc
         initial = await rpc.initial_metadata()
     except grpc.aio.AioRpcError as error:
         raise BackendError(error, service) from None
     return reply, {str(key): str(value) for key, value in initial or ()}
+
+
+def _metadata() -> tuple[tuple[str, str], ...]:
+    """The caller's request id, passed on to the service."""
+    request_id = current_request_id()
+    return ((REQUEST_ID_HEADER, request_id),) if request_id else ()

@@ -9,10 +9,9 @@ import redis.asyncio as aioredis
 
 from services.core import db, migrate
 from services.core.grpc_server import ServiceBinding, start_grpc_app, watch_dependency
-from services.core.queues import QUEUES
 from services.core.runtime import DatabaseService
 from services.core.storage import create_storage
-from services.core.tasks import create_celery, queue_keys
+from services.core.tasks import create_celery, depth_keys, depths_of
 from services.jobs.dispatcher import Dispatcher, DispatchPolicy
 from services.jobs.domain import JobLimits
 from services.jobs.publisher import JobPublisher
@@ -109,11 +108,9 @@ class RedisBrokerWatch:
     async def queue_depths(self) -> dict[str, int]:
         """Messages waiting in each Celery queue (every priority list of it), in one round trip."""
         async with self._client.pipeline(transaction=False) as pipe:
-            for queue in QUEUES:
-                for key in queue_keys(self._settings, queue):
-                    pipe.llen(key)
-            counts = iter(await pipe.execute())
-        return {queue: sum(int(next(counts)) for _ in queue_keys(self._settings, queue)) for queue in QUEUES}
+            for key in depth_keys(self._settings):
+                pipe.llen(key)
+            return depths_of(self._settings, await pipe.execute())
 
     async def lost_its_data(self) -> bool:
         """True when the epoch key was missing (and is now set): a new or emptied Redis."""

@@ -15,7 +15,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from services.core.embedded import resolve_redis_url
 from services.core.grpc_server import ServiceBinding, start_grpc_app, wait_for_stop_signal, watch_dependency
 from services.core.logging import configure_logging, get_logger
 from services.core.metrics import start_metrics_server
+from services.core.restarts import RestartBudget
 from services.core.settings import load_settings
 from services.core.tasks import broker_url, create_celery
 from services.worker.servicer import WorkerServicer
@@ -70,14 +70,12 @@ class _Forward(Collector):
 
 class CeleryChild:
     """The Celery worker child, started again when it dies (a crash, an OOM kill), at most
-    RESTARTS_PER_MINUTE times a minute; past that the supervisor gives up and exits."""
-
-    RESTARTS_PER_MINUTE = 5
+    5 times a minute; past that the supervisor gives up and exits."""
 
     def __init__(self, start: Callable[[], subprocess.Popen[bytes]]) -> None:
         self._start = start
         self.process = start()
-        self._restarts: list[float] = []
+        self._restarts = RestartBudget()
 
     def alive(self) -> bool:
         """Whether the child runs now."""
@@ -92,17 +90,13 @@ class CeleryChild:
             if signal_task in done:
                 log.info("worker.stopping", signal=signal_task.result().name)
                 return 0
-            now = time.monotonic()
-            self._restarts = [t for t in self._restarts if now - t < 60]
-            if len(self._restarts) >= self.RESTARTS_PER_MINUTE:
+            if not self._restarts.allow():
                 signal_task.cancel()
-                log.error(
-                    "worker.celery_exited", code=self.process.returncode, restarts_last_minute=len(self._restarts)
-                )
+                restarts = self._restarts.recent
+                log.error("worker.celery_exited", code=self.process.returncode, restarts_last_minute=restarts)
                 return 1
-            self._restarts.append(now)
             log.warning("worker.celery_restarting", code=self.process.returncode, pid=self.process.pid)
-            await asyncio.sleep(min(5.0, 0.5 * 2 ** (len(self._restarts) - 1)))
+            await asyncio.sleep(min(5.0, 0.5 * 2 ** (self._restarts.recent - 1)))
             self.process = self._start()
             log.info("worker.celery_restarted", pid=self.process.pid)
 

@@ -12,9 +12,8 @@ from celery import Celery
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from services.core.queues import QUEUES
 from services.core.settings import CoreSettings
-from services.core.tasks import queue_keys
+from services.core.tasks import depth_keys, depths_of
 
 
 @dataclass(frozen=True)
@@ -38,11 +37,9 @@ class Stats:
 def queue_depths(client: redis.Redis, settings: CoreSettings) -> dict[str, int]:
     """Messages waiting in each of the three queues."""
     pipe = client.pipeline(transaction=False)
-    for queue in QUEUES:
-        for key in queue_keys(settings, queue):
-            pipe.llen(key)
-    counts = iter(pipe.execute())
-    return {queue: sum(next(counts) for _ in queue_keys(settings, queue)) for queue in QUEUES}
+    for key in depth_keys(settings):
+        pipe.llen(key)
+    return depths_of(settings, pipe.execute())
 
 
 class QueueDepthCollector(Collector):
