@@ -20,7 +20,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.core.ids import new_cuid
@@ -34,6 +34,8 @@ NAMING = {
 }
 JOB_STATUSES = ("queued", "processing", "completed", "failed", "cancelled")
 PROVIDER_STATUSES = ("healthy", "degraded", "unhealthy")
+WEBHOOK_EVENTS = ("job.queued", "job.processing", "job.retrying", "job.completed", "job.failed", "job.cancelled")
+DELIVERY_STATES = ("pending", "delivering", "delivered", "dead")
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -76,6 +78,9 @@ class Job(Base):
     request_fingerprint: Mapped[str | None] = mapped_column(String(64))
     # The last sign of life of the worker on the current attempt (StartJob, ReportProgress).
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Where status changes are POSTed, and which events (empty: all of them).
+    webhook_url: Mapped[str | None] = mapped_column(String(2048))
+    webhook_events: Mapped[list[str]] = mapped_column(ARRAY(String(32)), server_default=text("'{}'::varchar[]"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -106,6 +111,41 @@ class Job(Base):
             enqueued_at,
             postgresql_where=text("status = 'queued' AND enqueued_at IS NOT NULL"),
         ),
+    )
+
+
+class WebhookDelivery(Base):
+    """One event to POST to a job's webhook, kept until delivered or dead (at least once)."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_cuid)
+    # Deliveries go with their job: each holds a copy of the job's JSON, which a delete removes.
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    # The Webhook-Id header: the same on every attempt, so receivers drop duplicates by it.
+    event_id: Mapped[str] = mapped_column(String(64), unique=True)
+    event_type: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    url: Mapped[str] = mapped_column(String(2048))
+    state: Mapped[str] = mapped_column(String(16), server_default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    # When pending: the next attempt; when delivering: the end of the lease of the claimant.
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint(_in("event_type", WEBHOOK_EVENTS), name="event_type"),
+        CheckConstraint(_in("state", DELIVERY_STATES), name="state"),
+        CheckConstraint("attempts >= 0", name="attempts"),
+        Index(
+            "ix_webhook_deliveries_due", next_attempt_at, postgresql_where=text("state IN ('pending', 'delivering')")
+        ),
+        Index("ix_webhook_deliveries_job_created", job_id, created_at, id),
+        Index("ix_webhook_deliveries_state_created", state, created_at.desc(), id.desc()),
     )
 
 
