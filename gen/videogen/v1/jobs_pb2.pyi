@@ -116,6 +116,7 @@ class Job(_message.Message):
     QUEUE_FIELD_NUMBER: _builtins.int
     PROGRESS_PERCENT_FIELD_NUMBER: _builtins.int
     PROGRESS_STAGE_FIELD_NUMBER: _builtins.int
+    EVENT_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """CUID of the job, 25 characters starting with "c"."""
     user_id: _builtins.str
@@ -136,6 +137,10 @@ class Job(_message.Message):
     progress_percent: _builtins.int
     """Progress of the current attempt, 0-100, and its stage ("rendering", ...)."""
     progress_stage: _builtins.str
+    event_id: _builtins.int
+    """Version of the job: 1 when created, one more at every change a client can see
+    (status, progress, result...). The event_id of WatchJob's events.
+    """
     @_builtins.property
     def result(self) -> Global___VideoResult:
         """Set once the job completed."""
@@ -170,10 +175,11 @@ class Job(_message.Message):
         queue: _builtins.str = ...,
         progress_percent: _builtins.int = ...,
         progress_stage: _builtins.str = ...,
+        event_id: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_completed_at", b"_completed_at", "_error_message", b"_error_message", "_generation_time_ms", b"_generation_time_ms", "_result", b"_result", "_started_at", b"_started_at", "_used_model", b"_used_model", "_used_provider", b"_used_provider", "completed_at", b"completed_at", "created_at", b"created_at", "error_message", b"error_message", "generation_time_ms", b"generation_time_ms", "result", b"result", "started_at", b"started_at", "updated_at", b"updated_at", "used_model", b"used_model", "used_provider", b"used_provider"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_completed_at", b"_completed_at", "_error_message", b"_error_message", "_generation_time_ms", b"_generation_time_ms", "_result", b"_result", "_started_at", b"_started_at", "_used_model", b"_used_model", "_used_provider", b"_used_provider", "completed_at", b"completed_at", "created_at", b"created_at", "error_message", b"error_message", "generation_time_ms", b"generation_time_ms", "id", b"id", "max_retries", b"max_retries", "metadata_json", b"metadata_json", "progress_percent", b"progress_percent", "progress_stage", b"progress_stage", "prompt", b"prompt", "queue", b"queue", "result", b"result", "retry_count", b"retry_count", "started_at", b"started_at", "status", b"status", "updated_at", b"updated_at", "used_model", b"used_model", "used_provider", b"used_provider", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_completed_at", b"_completed_at", "_error_message", b"_error_message", "_generation_time_ms", b"_generation_time_ms", "_result", b"_result", "_started_at", b"_started_at", "_used_model", b"_used_model", "_used_provider", b"_used_provider", "completed_at", b"completed_at", "created_at", b"created_at", "error_message", b"error_message", "event_id", b"event_id", "generation_time_ms", b"generation_time_ms", "id", b"id", "max_retries", b"max_retries", "metadata_json", b"metadata_json", "progress_percent", b"progress_percent", "progress_stage", b"progress_stage", "prompt", b"prompt", "queue", b"queue", "result", b"result", "retry_count", b"retry_count", "started_at", b"started_at", "status", b"status", "updated_at", b"updated_at", "used_model", b"used_model", "used_provider", b"used_provider", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__completed_at: _TypeAlias = _typing.Literal["completed_at"]  # noqa: Y015
     _WhichOneofArgType__completed_at: _TypeAlias = _typing.Literal["_completed_at", b"_completed_at"]  # noqa: Y015
@@ -640,3 +646,66 @@ class RecordTelemetryResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RecordTelemetryResponse: _TypeAlias = RecordTelemetryResponse  # noqa: Y015
+
+@_typing.final
+class WatchJobRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    AFTER_EVENT_ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    after_event_id: _builtins.int
+    """Resume: the last event_id the client received. The current state is sent only when it is
+    newer than this one, and so is every later event. Ignored when larger than the job's
+    event_id (it was not issued for this job).
+    """
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        after_event_id: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_after_event_id", b"_after_event_id", "after_event_id", b"after_event_id"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_after_event_id", b"_after_event_id", "after_event_id", b"after_event_id", "id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__after_event_id: _TypeAlias = _typing.Literal["after_event_id"]  # noqa: Y015
+    _WhichOneofArgType__after_event_id: _TypeAlias = _typing.Literal["_after_event_id", b"_after_event_id"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__after_event_id) -> _WhichOneofReturnType__after_event_id | None: ...
+
+Global___WatchJobRequest: _TypeAlias = WatchJobRequest  # noqa: Y015
+
+@_typing.final
+class JobEvent(_message.Message):
+    """One change of a followed job."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    JOB_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.int
+    """The job's event_id after the change; increasing along a stream (0 for a keep-alive)."""
+    type: _builtins.str
+    """"job.queued", "job.processing", "job.progress" (progress of a processing job),
+    "job.retrying" (queued again for another attempt), "job.completed", "job.failed",
+    "job.cancelled", or "job.keepalive" (no change; job unset).
+    """
+    @_builtins.property
+    def job(self) -> Global___Job:
+        """The whole job as GetJob answers it."""
+
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.int = ...,
+        type: _builtins.str = ...,
+        job: Global___Job | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "job", b"job", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JobEvent: _TypeAlias = JobEvent  # noqa: Y015

@@ -99,6 +99,11 @@ class JobServiceStub:
                 request_serializer=videogen_dot_v1_dot_jobs__pb2.RecordTelemetryRequest.SerializeToString,
                 response_deserializer=videogen_dot_v1_dot_jobs__pb2.RecordTelemetryResponse.FromString,
                 _registered_method=True)
+        self.WatchJob = channel.unary_stream(
+                '/videogen.v1.JobService/WatchJob',
+                request_serializer=videogen_dot_v1_dot_jobs__pb2.WatchJobRequest.SerializeToString,
+                response_deserializer=videogen_dot_v1_dot_jobs__pb2.JobEvent.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -195,6 +200,20 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchJob(self, request, context):
+        """Follows one job without polling. The stream first sends the job's current state, then
+        one event per change (status, progress), and ends with OK right after sending a final
+        state (COMPLETED, FAILED or CANCELLED); a job already final is sent at once and the stream
+        ends. While nothing changes, a "job.keepalive" event (no job) comes every
+        JOBS_WATCH_KEEPALIVE_SECONDS. NOT_FOUND for an unknown id, INVALID_ARGUMENT for a bad one,
+        RESOURCE_EXHAUSTED when the service follows JOBS_WATCH_MAX_WATCHERS streams already, and
+        UNAVAILABLE when live events cannot be had (Redis down) or the service is stopping:
+        reconnect with after_event_id set to the last event_id received.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -252,6 +271,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.RecordTelemetry,
                     request_deserializer=videogen_dot_v1_dot_jobs__pb2.RecordTelemetryRequest.FromString,
                     response_serializer=videogen_dot_v1_dot_jobs__pb2.RecordTelemetryResponse.SerializeToString,
+            ),
+            'WatchJob': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchJob,
+                    request_deserializer=videogen_dot_v1_dot_jobs__pb2.WatchJobRequest.FromString,
+                    response_serializer=videogen_dot_v1_dot_jobs__pb2.JobEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -561,6 +585,33 @@ class JobService:
             '/videogen.v1.JobService/RecordTelemetry',
             videogen_dot_v1_dot_jobs__pb2.RecordTelemetryRequest.SerializeToString,
             videogen_dot_v1_dot_jobs__pb2.RecordTelemetryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/videogen.v1.JobService/WatchJob',
+            videogen_dot_v1_dot_jobs__pb2.WatchJobRequest.SerializeToString,
+            videogen_dot_v1_dot_jobs__pb2.JobEvent.FromString,
             options,
             channel_credentials,
             insecure,

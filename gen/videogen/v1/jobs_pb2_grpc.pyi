@@ -73,6 +73,16 @@ class JobServiceStub:
     """
     RecordTelemetry: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.RecordTelemetryRequest, _jobs_pb2.RecordTelemetryResponse]
     """Records telemetry points in the metrics table."""
+    WatchJob: _grpc.UnaryStreamMultiCallable[_jobs_pb2.WatchJobRequest, _jobs_pb2.JobEvent]
+    """Follows one job without polling. The stream first sends the job's current state, then
+    one event per change (status, progress), and ends with OK right after sending a final
+    state (COMPLETED, FAILED or CANCELLED); a job already final is sent at once and the stream
+    ends. While nothing changes, a "job.keepalive" event (no job) comes every
+    JOBS_WATCH_KEEPALIVE_SECONDS. NOT_FOUND for an unknown id, INVALID_ARGUMENT for a bad one,
+    RESOURCE_EXHAUSTED when the service follows JOBS_WATCH_MAX_WATCHERS streams already, and
+    UNAVAILABLE when live events cannot be had (Redis down) or the service is stopping:
+    reconnect with after_event_id set to the last event_id received.
+    """
 
 @_typing.type_check_only
 class JobServiceAsyncStub(JobServiceStub):
@@ -119,6 +129,16 @@ class JobServiceAsyncStub(JobServiceStub):
     """
     RecordTelemetry: _aio.UnaryUnaryMultiCallable[_jobs_pb2.RecordTelemetryRequest, _jobs_pb2.RecordTelemetryResponse]  # type: ignore[assignment]
     """Records telemetry points in the metrics table."""
+    WatchJob: _aio.UnaryStreamMultiCallable[_jobs_pb2.WatchJobRequest, _jobs_pb2.JobEvent]  # type: ignore[assignment]
+    """Follows one job without polling. The stream first sends the job's current state, then
+    one event per change (status, progress), and ends with OK right after sending a final
+    state (COMPLETED, FAILED or CANCELLED); a job already final is sent at once and the stream
+    ends. While nothing changes, a "job.keepalive" event (no job) comes every
+    JOBS_WATCH_KEEPALIVE_SECONDS. NOT_FOUND for an unknown id, INVALID_ARGUMENT for a bad one,
+    RESOURCE_EXHAUSTED when the service follows JOBS_WATCH_MAX_WATCHERS streams already, and
+    UNAVAILABLE when live events cannot be had (Redis down) or the service is stopping:
+    reconnect with after_event_id set to the last event_id received.
+    """
 
 class JobServiceServicer(metaclass=_abc_1.ABCMeta):
     """JobService: the single owner of video generation jobs and their telemetry.
@@ -228,5 +248,21 @@ class JobServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_jobs_pb2.RecordTelemetryResponse, _abc.Awaitable[_jobs_pb2.RecordTelemetryResponse]]:
         """Records telemetry points in the metrics table."""
+
+    @_abc_1.abstractmethod
+    def WatchJob(
+        self,
+        request: _jobs_pb2.WatchJobRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_jobs_pb2.JobEvent], _abc.AsyncIterator[_jobs_pb2.JobEvent]]:
+        """Follows one job without polling. The stream first sends the job's current state, then
+        one event per change (status, progress), and ends with OK right after sending a final
+        state (COMPLETED, FAILED or CANCELLED); a job already final is sent at once and the stream
+        ends. While nothing changes, a "job.keepalive" event (no job) comes every
+        JOBS_WATCH_KEEPALIVE_SECONDS. NOT_FOUND for an unknown id, INVALID_ARGUMENT for a bad one,
+        RESOURCE_EXHAUSTED when the service follows JOBS_WATCH_MAX_WATCHERS streams already, and
+        UNAVAILABLE when live events cannot be had (Redis down) or the service is stopping:
+        reconnect with after_event_id set to the last event_id received.
+        """
 
 def add_JobServiceServicer_to_server(servicer: JobServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
