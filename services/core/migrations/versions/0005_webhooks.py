@@ -49,6 +49,7 @@ def upgrade() -> None:
         sa.Column("next_attempt_at", _TIMESTAMP, server_default=sa.func.now(), nullable=False),
         sa.Column("last_status_code", sa.Integer(), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("scheduled_at", _TIMESTAMP, server_default=sa.func.now(), nullable=False),
         sa.Column("created_at", _TIMESTAMP, server_default=sa.func.now(), nullable=False),
         sa.Column("updated_at", _TIMESTAMP, server_default=sa.func.now(), nullable=False),
         sa.Column("delivered_at", _TIMESTAMP, nullable=True),
