@@ -68,6 +68,9 @@ class Job(Base):
     queue: Mapped[str] = mapped_column(String(32), server_default="default")
     progress_percent: Mapped[int] = mapped_column(SmallInteger, server_default="0")
     progress_stage: Mapped[str] = mapped_column(String(64), server_default="")
+    # The job's version and the id of its last event: a trigger (migration 0006) adds one at
+    # every change a client can see.
+    event_seq: Mapped[int] = mapped_column(BigInteger, server_default="1")
     worker_id: Mapped[str | None] = mapped_column(String(255))
     # When a queued job may be dispatched (now, or after a retry's backoff).
     run_after: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
