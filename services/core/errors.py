@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import grpc
 
 
@@ -51,8 +53,12 @@ class ResourceExhausted(DomainError):
 
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
-    def __init__(self, message: str, *, limit: str, subject: str, retry_after: float) -> None:
+    def __init__(
+        self, message: str, *, limit: str, subject: str, retry_after: float, details: Mapping[str, float] | None = None
+    ) -> None:
         super().__init__(message)
         self.limit = limit
         self.subject = subject
         self.retry_after = retry_after
+        # Numbers about the limit (a quota's max, current and requested), for the client.
+        self.details = dict(details or {})

@@ -20,6 +20,8 @@ from services.core.logging import REQUEST_ID_HEADER, get_logger, new_request_id
 from services.core.metrics import GRPC_HANDLED, GRPC_LATENCY, GRPC_STARTED
 
 log = get_logger(__name__)
+# The google.rpc.ErrorInfo domain of our errors.
+ERROR_DOMAIN = "videogen.v1"
 
 if TYPE_CHECKING:
     Handler: TypeAlias = grpc.RpcMethodHandler[Any, Any]
@@ -47,8 +49,14 @@ def _status_of(exc: BaseException) -> tuple[grpc.StatusCode, str, tuple[tuple[st
         retry.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
         violation = error_details_pb2.QuotaFailure.Violation(subject=exc.subject, description=exc.limit)
         quota.Pack(error_details_pb2.QuotaFailure(violations=[violation]))
+        details = [retry, quota]
+        if exc.details:
+            info = any_pb2.Any()
+            numbers = {name: repr(float(value)) for name, value in exc.details.items()}
+            info.Pack(error_details_pb2.ErrorInfo(reason="QUOTA_EXCEEDED", domain=ERROR_DOMAIN, metadata=numbers))
+            details.append(info)
         rich = rpc_status.to_status(
-            status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message=str(exc), details=[retry, quota])
+            status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message=str(exc), details=details)
         )
         return rich.code, rich.details, tuple(rich.trailing_metadata)
     if isinstance(exc, DomainError):

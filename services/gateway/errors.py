@@ -20,6 +20,8 @@ from services.core.logging import get_logger
 
 log = get_logger(__name__)
 
+# The numbers a quota's 429 carries besides the limit's name.
+QUOTA_NUMBERS = ("max", "current", "requested")
 _STATUS = {
     grpc.StatusCode.INVALID_ARGUMENT: 422,
     grpc.StatusCode.OUT_OF_RANGE: 422,
@@ -57,16 +59,38 @@ def _field(error: grpc.aio.AioRpcError) -> str | None:
     return None
 
 
+def _numbers(info: error_details_pb2.ErrorInfo) -> dict[str, int | float]:
+    """The finite numbers of an ErrorInfo's metadata (a quota's max, current, requested)."""
+    numbers: dict[str, int | float] = {}
+    for name, text in info.metadata.items():
+        if name not in QUOTA_NUMBERS:
+            continue
+        try:
+            value = float(text)
+        except ValueError:
+            continue
+        if math.isfinite(value):
+            numbers[name] = int(value) if value.is_integer() else value
+    return numbers
+
+
 def _limited(error: grpc.aio.AioRpcError, message: str) -> JSONResponse:
-    """A 429 naming the limit, with Retry-After in whole seconds (at least 1)."""
-    retry_after, limit = 1, "unknown"
+    """A 429 naming the limit (with a quota's max, current and requested), with Retry-After in
+    whole seconds (at least 1)."""
+    retry_after, limit, numbers = 1, "unknown", {}
     for detail in _details(error):
-        retry, quota = error_details_pb2.RetryInfo(), error_details_pb2.QuotaFailure()
+        retry, quota, info = (
+            error_details_pb2.RetryInfo(),
+            error_details_pb2.QuotaFailure(),
+            error_details_pb2.ErrorInfo(),
+        )
         if detail.Unpack(retry):
             retry_after = max(1, math.ceil(retry.retry_delay.ToMilliseconds() / 1000))
         elif detail.Unpack(quota) and quota.violations:
             limit = quota.violations[0].description
-    body = {"detail": message, "limit": limit, "retryAfterSeconds": retry_after}
+        elif detail.Unpack(info):
+            numbers = _numbers(info)
+    body = {"detail": message, "limit": limit, **numbers, "retryAfterSeconds": retry_after}
     return JSONResponse(status_code=429, content=body, headers={"Retry-After": str(retry_after)})
 
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, Numeric, case, cast, delete, func, insert, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.core.ids import new_cuid
 from services.core.models import Job, Metric
-from services.jobs.domain import JobFilter, JobStatus, NewJob
+from services.jobs.domain import ACTIVE, JobFilter, JobStatus, NewJob
 
 
 async def insert_job(session: AsyncSession, new: NewJob, *, claimed: bool) -> Job | None:
@@ -115,3 +117,49 @@ async def existing_job_ids(session: AsyncSession, job_ids: Iterable[str]) -> set
     if not ids:
         return set()
     return set((await session.scalars(select(Job.id).where(Job.id.in_(ids)))).all())
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What a user holds against the quotas: jobs in flight, video-seconds created today (UTC),
+    and the seconds until the next UTC day, all by the database's clock."""
+
+    in_flight: int
+    seconds_today: float
+    until_tomorrow: float
+
+
+async def lock_user(session: AsyncSession, user_id: str) -> None:
+    """Holds the user's quota lock until the transaction ends (an advisory lock on a hash of the id)."""
+    key = func.hashtextextended(literal(f"videogen:quota:{user_id}"), 0)
+    await session.execute(select(func.pg_advisory_xact_lock(key)))
+
+
+async def user_usage(
+    session: AsyncSession, user_id: str, *, in_flight: bool, seconds_today: bool, default_seconds: float
+) -> Usage:
+    """The user's usage in one round trip; a part not asked for is 0. A job is charged its
+    metadata.durationSeconds when that is a positive number, else default_seconds."""
+    day = func.date_trunc("day", func.timezone("UTC", func.now()))  # 00:00 today, UTC
+    today, tomorrow = func.timezone("UTC", day), func.timezone("UTC", day + timedelta(days=1))
+    duration = Job.metadata_["durationSeconds"]
+    default = cast(literal(str(default_seconds)), Numeric)
+    # CASE tests in order, so the cast never sees a string, a boolean or null.
+    charge = case(
+        (func.jsonb_typeof(duration) != "number", default),
+        (cast(duration, Numeric) > 0, cast(duration, Numeric)),
+        else_=default,
+    )
+    mine = Job.user_id == user_id
+    count = select(func.count()).where(mine, Job.status.in_([s.value for s in ACTIVE])).scalar_subquery()
+    total = select(func.coalesce(func.sum(charge), 0)).where(mine, Job.created_at >= today).scalar_subquery()
+    row = (
+        await session.execute(
+            select(
+                count if in_flight else literal(0),
+                total if seconds_today else literal(0),
+                func.extract("epoch", tomorrow - func.now()),
+            )
+        )
+    ).one()
+    return Usage(in_flight=int(row[0]), seconds_today=float(row[1]), until_tomorrow=float(row[2]))

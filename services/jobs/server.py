@@ -15,6 +15,7 @@ from services.core.tasks import create_celery, depth_keys, depths_of
 from services.jobs.dispatcher import Dispatcher, DispatchPolicy
 from services.jobs.domain import JobLimits
 from services.jobs.publisher import JobPublisher
+from services.jobs.quotas import Quota
 from services.jobs.ratelimit import CreationLimiter, RateLimit
 from services.jobs.service import JobsService
 from services.jobs.servicer import JobServicer
@@ -64,7 +65,11 @@ async def start_jobs_server(
         metadata_max_bytes=settings.jobs_metadata_max_bytes,
     )
     storage = create_storage(settings.media_root, settings.media_url_prefix)
-    servicer = JobServicer(JobsService(sessions, dispatcher, storage, limiter), limits)
+    quota = Quota(
+        max_jobs_in_flight=settings.quota_max_jobs_in_flight,
+        video_seconds_per_day=settings.quota_video_seconds_per_day,
+    )
+    servicer = JobServicer(JobsService(sessions, dispatcher, storage, limiter, quota=quota), limits)
     binding = ServiceBinding(servicer, jobs_pb2_grpc.add_JobServiceServicer_to_server, SERVICE_NAME)
     if dispatcher is not None:
         # Before the first job is taken: whatever is queued now was published to a Redis that

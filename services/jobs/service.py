@@ -29,6 +29,7 @@ from services.jobs.domain import (
     RetriesExhausted,
     StaleAttempt,
 )
+from services.jobs.quotas import Quota, enforce_quota
 from services.jobs.ratelimit import CreationLimiter
 
 log = get_logger(__name__)
@@ -66,11 +67,13 @@ class JobsService:
         dispatcher: Dispatcher | None = None,
         storage: MediaStorage | None = None,
         limiter: CreationLimiter | None = None,
+        quota: Quota | None = None,
     ) -> None:
         self._sessions = sessions
         self._dispatcher = dispatcher
         self._storage = storage
         self._limiter = limiter
+        self._quota = quota or Quota()
 
     async def create_job(self, new: NewJob, *, request_id: str | None = None) -> Created:
         """Stores a new queued job, then publishes its message (after the commit, never before).
@@ -78,10 +81,12 @@ class JobsService:
         The row is born claimed (enqueued_at set); when the publish fails the claim is released
         and the dispatcher publishes it on a later round. With an idempotency key the user used
         before, answers that job (replayed) when the request is the same, else IdempotencyConflict.
-        A user over the creation rate limit gets RateLimited and nothing is stored."""
+        A user over the creation rate limit gets RateLimited, over a quota QuotaExceeded (checked
+        in this transaction, under the user's lock), and nothing is stored."""
         if self._limiter is not None:
             await self._limiter.take(new.user_id)
         async with self._sessions.begin() as session:
+            await enforce_quota(session, new, self._quota)
             job = await repository.insert_job(session, new, claimed=self._dispatcher is not None)
             if job is None:
                 assert new.idempotency_key is not None

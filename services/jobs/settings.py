@@ -29,3 +29,7 @@ class JobsSettings(CoreSettings):
     # Jobs one user may create per minute (0: no limit), and at once after a quiet spell.
     jobs_rate_limit_per_minute: Annotated[int, Field(ge=0, le=1_000_000)] = 600
     jobs_rate_limit_burst: Annotated[int, Field(ge=1, le=100_000)] = 100
+    # Per-user quotas, checked atomically at creation (0: no limit): jobs queued or processing at
+    # once, and video-seconds (metadata.durationSeconds, 4 when absent) created per UTC day.
+    quota_max_jobs_in_flight: Annotated[int, Field(ge=0, le=1_000_000)] = 0
+    quota_video_seconds_per_day: Annotated[int, Field(ge=0, le=1_000_000_000)] = 0
