@@ -25,7 +25,7 @@ def create_engine(settings: CoreSettings, url: str) -> AsyncEngine:
         async_url(url),
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
-        pool_pre_ping=True,
+        pool_pre_ping=settings.db_pool_pre_ping,
         pool_timeout=settings.db_connect_timeout,
         connect_args={
             "timeout": settings.db_connect_timeout,
@@ -38,6 +38,12 @@ def create_engine(settings: CoreSettings, url: str) -> AsyncEngine:
 def create_sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Sessions whose objects stay readable after commit."""
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def create_read_sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions for a single read statement: autocommit, so no BEGIN and no ROLLBACK round trip
+    around it (one statement sees one snapshot either way)."""
+    return async_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
 
 
 _UNAVAILABLE_TYPES: tuple[type[BaseException], ...] = (

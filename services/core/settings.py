@@ -42,6 +42,9 @@ class CoreSettings(BaseSettings):
     db_max_overflow: Annotated[int, Field(ge=0, le=200)] = 10
     db_connect_timeout: PositiveSeconds = 5.0
     db_statement_timeout: PositiveSeconds = 30.0
+    # A round trip before every checkout; off, a dropped connection fails one call (UNAVAILABLE)
+    # and the pool is refilled.
+    db_pool_pre_ping: bool = False
 
     # Redis: unset means an embedded Redis under DATA_DIR.
     redis_url: str | None = None

@@ -40,6 +40,15 @@ def broker_url(settings: CoreSettings, redis_url: str) -> str:
     return url
 
 
+def broker_redis_url(broker: str) -> str:
+    """The redis-py URL of a kombu Redis broker URL (the inverse of broker_url for sockets)."""
+    parts = urlsplit(broker)
+    if parts.scheme == "redis+socket":
+        db = parse_qs(parts.query).get("virtual_host", ["0"])[0]
+        return f"unix://{parts.path}?db={db}"
+    return broker
+
+
 def create_celery(settings: CoreSettings, *, broker: str, name: str = "videogen") -> Celery:
     """A Celery app configured for at-least-once, priority-ordered delivery."""
     app = Celery(name, broker=broker, set_as_current=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import uvicorn
+import uvloop
 
 from services.core.embedded import resolve_redis_url
 from services.core.logging import configure_logging, get_logger
@@ -24,7 +25,8 @@ async def serve(settings: GatewaySettings) -> None:
         port=settings.api_port,
         log_config=None,
         access_log=False,
-        loop="asyncio",
+        loop="uvloop",
+        http="httptools",
         timeout_graceful_shutdown=int(settings.shutdown_grace),
         server_header=False,
     )
@@ -43,7 +45,7 @@ def main() -> None:
     """Reads settings and serves."""
     settings = load_settings(GatewaySettings)
     configure_logging(service="gateway", level=settings.log_level)
-    asyncio.run(serve(settings))
+    uvloop.run(serve(settings))
 
 
 if __name__ == "__main__":

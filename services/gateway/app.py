@@ -5,14 +5,15 @@ from __future__ import annotations
 import hmac
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import structlog
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from prometheus_client import Histogram
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -32,7 +33,6 @@ REQUEST_LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 _REQUEST_ID = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
-Next = Callable[[Request], Awaitable[Response]]
 # Probes and scrapes come every few seconds: no log line for them.
 _QUIET_PATHS = ("/health", "/metrics")
 
@@ -99,36 +99,59 @@ class ChunkedBodyLimit:
         await self._app(scope, replayed, send)
 
 
-def _add_middleware(app: FastAPI, settings: GatewaySettings) -> None:
-    api_key = settings.api_key.get_secret_value().encode()
-    production = settings.app_env == "production"
-    # Added first, so it runs inside the guard (which times and logs its 413s too).
-    app.add_middleware(ChunkedBodyLimit, max_bytes=settings.gateway_max_body_bytes)
+class Guard:
+    """Request id, body size limit, API key, the latency metric and the access log, for every
+    request: a plain ASGI middleware, so that the route runs in the request's own task."""
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next: Next) -> Response:
-        """Request id, body size limit, API key, and the latency metric, for every request."""
-        request_id = request.headers.get(REQUEST_ID_HEADER, "")
+    def __init__(self, app: ASGIApp, settings: GatewaySettings) -> None:
+        self._app = app
+        self._settings = settings
+        self._production = settings.app_env == "production"
+        self._api_key = settings.api_key.get_secret_value().encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        request_id = headers.get(REQUEST_ID_HEADER, "")
         request_id = request_id if _REQUEST_ID.fullmatch(request_id) else new_request_id()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
-        response = _refusal(request, settings, production=production, api_key=api_key) or await call_next(request)
-        route = request.scope.get("route")
-        endpoint = getattr(route, "path", "unmatched")
-        elapsed = time.perf_counter() - started
-        REQUEST_LATENCY.labels(request.method, endpoint, str(response.status_code)).observe(elapsed)
-        if not request.url.path.startswith(_QUIET_PATHS):
-            log.info(
-                "http.request",
-                method=request.method,
-                endpoint=endpoint,
-                status=response.status_code,
-                ms=round(elapsed * 1000, 2),
-            )
-        response.headers["X-Request-ID"] = request_id
-        structlog.contextvars.unbind_contextvars("request_id")
-        return response
+        status = 500
 
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message)["X-Request-ID"] = request_id
+            await send(message)
+
+        try:
+            refusal = _refusal(scope, headers, self._settings, production=self._production, api_key=self._api_key)
+            if refusal is not None:
+                await refusal(scope, receive, send_with_id)
+            else:
+                await self._app(scope, receive, send_with_id)
+        finally:
+            endpoint = getattr(scope.get("route"), "path", "unmatched")
+            elapsed = time.perf_counter() - started
+            REQUEST_LATENCY.labels(scope["method"], endpoint, str(status)).observe(elapsed)
+            if not scope["path"].startswith(_QUIET_PATHS):
+                log.info(
+                    "http.request",
+                    method=scope["method"],
+                    endpoint=endpoint,
+                    status=status,
+                    ms=round(elapsed * 1000, 2),
+                )
+            structlog.contextvars.unbind_contextvars("request_id")
+
+
+def _add_middleware(app: FastAPI, settings: GatewaySettings) -> None:
+    # Added first, so it runs inside the guard (which times and logs its 413s too).
+    app.add_middleware(ChunkedBodyLimit, max_bytes=settings.gateway_max_body_bytes)
+    app.add_middleware(Guard, settings=settings)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,
@@ -138,14 +161,16 @@ def _add_middleware(app: FastAPI, settings: GatewaySettings) -> None:
     )
 
 
-def _refusal(request: Request, settings: GatewaySettings, *, production: bool, api_key: bytes) -> Response | None:
-    length = request.headers.get("content-length", "0")
+def _refusal(
+    scope: Scope, headers: Headers, settings: GatewaySettings, *, production: bool, api_key: bytes
+) -> Response | None:
+    length = headers.get("content-length", "0")
     if not length.isdigit() or int(length) > settings.gateway_max_body_bytes:
         return JSONResponse(
             status_code=413, content={"detail": f"the body must be at most {settings.gateway_max_body_bytes} bytes"}
         )
-    if production and request.url.path.startswith("/api/"):
-        given = request.headers.get("x-api-key", "").encode()
+    if production and scope["path"].startswith("/api/"):
+        given = headers.get("x-api-key", "").encode()
         if not hmac.compare_digest(given, api_key):
             return JSONResponse(status_code=401, content={"detail": "a valid X-API-Key header is required"})
     return None

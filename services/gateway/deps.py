@@ -15,8 +15,8 @@ from services.gateway.errors import BackendError
 Reply = TypeVar("Reply")
 
 
-def get_backends(request: Request) -> Backends:
-    """The backends opened at start-up."""
+async def get_backends(request: Request) -> Backends:
+    """The backends opened at start-up (async: FastAPI runs a plain def dependency on a thread)."""
     backends: Backends = request.app.state.backends
     return backends
 

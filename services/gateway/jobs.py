@@ -33,7 +33,14 @@ _STATUS = {status: jobs_pb2.JobStatus.Value(f"JOB_STATUS_{status.name}") for sta
 CREATE_ERRORS: dict[int | str, dict[str, Any]] = {
     **ERRORS,
     409: {"model": Problem, "description": "The Idempotency-Key was used with a different request"},
-    429: {"model": RateLimitProblem, "description": "Too many jobs created by this user; see Retry-After"},
+    429: {
+        "model": RateLimitProblem,
+        "description": "Over the user's creation rate limit (`jobs_per_minute`) or a quota (`jobs_in_flight`, "
+        "`video_seconds_per_day`, see docs/quotas.md); nothing was stored. Try again after `Retry-After` seconds.",
+        "headers": {
+            "Retry-After": {"description": "Seconds to wait before trying again", "schema": {"type": "integer"}}
+        },
+    },
 }
 
 

@@ -100,7 +100,8 @@ class JobCreate(BaseModel):
         default=None,
         description=f"A JSON object of at most 16 KiB, nested at most {METADATA_MAX_DEPTH} deep. "
         "`priority`: high | low; `provider`, `model`, `durationSeconds`, `width`, `height`, `fps` "
-        "are read by the providers.",
+        "are read by the providers; `durationSeconds` (4 when absent) is also what the daily video-seconds "
+        "quota charges (docs/quotas.md).",
     )
     maxRetries: Annotated[int, Field(ge=0, le=10), JsonNumber] = 3
 
@@ -261,10 +262,43 @@ class Problem(BaseModel):
 
 
 class RateLimitProblem(Problem):
-    """A 429: which limit, and when to try again (also in the Retry-After header)."""
+    """A 429: which limit, and when to try again (also in the Retry-After header). A quota
+    (docs/quotas.md) adds its `max`, the user's `current` use, and what this job `requested`."""
 
-    limit: str
-    retryAfterSeconds: int
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "detail": "quota jobs_in_flight: 10 of 10 jobs in flight used, this job needs 1; retry after 5 s",
+                    "limit": "jobs_in_flight",
+                    "max": 10,
+                    "current": 10,
+                    "requested": 1,
+                    "retryAfterSeconds": 5,
+                },
+                {
+                    "detail": "quota video_seconds_per_day: 58 of 60 video-seconds today (UTC) used, this job "
+                    "needs 4; retry after 41234 s",
+                    "limit": "video_seconds_per_day",
+                    "max": 60,
+                    "current": 58,
+                    "requested": 4,
+                    "retryAfterSeconds": 41234,
+                },
+                {
+                    "detail": "rate limit: at most 600 jobs per minute per user (bursts of 100); retry after 1 s",
+                    "limit": "jobs_per_minute",
+                    "retryAfterSeconds": 1,
+                },
+            ]
+        }
+    )
+
+    limit: str = Field(description="`jobs_per_minute` (rate limit), `jobs_in_flight` or `video_seconds_per_day`")
+    max: float | None = Field(default=None, description="A quota's limit (jobs, or video-seconds per UTC day)")
+    current: float | None = Field(default=None, description="What the user holds against the quota now")
+    requested: float | None = Field(default=None, description="What this job would add (1 job, or its seconds)")
+    retryAfterSeconds: int = Field(description="Seconds to wait, as in Retry-After")
 
 
 def _time(stamp: Timestamp) -> datetime:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import uvloop
 
 from services.core.embedded import resolve_database_url, resolve_redis_url
 from services.core.logging import configure_logging
@@ -26,7 +26,7 @@ def main() -> None:
             settings, database_url=database_url, address=address, broker=broker, redis_url=redis_url
         )
 
-    asyncio.run(
+    uvloop.run(
         serve_until_signal(
             "jobs",
             settings,

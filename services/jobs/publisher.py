@@ -1,22 +1,38 @@
-"""Publishes generation tasks on the Celery queues, off the event loop."""
+"""Publishes generation tasks on the Celery queues from the event loop, without a thread hop.
+
+The message is the one Celery's `send_task` writes with kombu's Redis transport (protocol 2:
+Celery builds the headers and body, kombu's envelope carries them base64-encoded), pushed with
+one LPUSH by the service's asyncio Redis client. tests/jobs/test_publisher.py holds it equal to
+what `send_task` writes, and the worker consumes it in every end-to-end test.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import uuid
+from typing import Any
 
+import redis.asyncio as aioredis
 from celery import Celery
+from kombu.utils.json import dumps
 
 from services.core.logging import get_logger
 from services.core.tasks import GENERATE_VIDEO, GenerateVideo
 
 log = get_logger(__name__)
+# kombu's persistent delivery mode, and the priority that maps to the queue's own list.
+PERSISTENT = 2
+DEFAULT_PRIORITY = 0
 
 
 class JobPublisher:
     """Sends one task message per job attempt to the queue the job names."""
 
-    def __init__(self, app: Celery, *, timeout: float = 5.0) -> None:
+    def __init__(self, app: Celery, client: aioredis.Redis, *, key_prefix: str = "", timeout: float = 5.0) -> None:
         self._app = app
+        self._client = client
+        self._prefix = key_prefix
         self._timeout = timeout
 
     async def publish(self, payload: GenerateVideo, *, queue: str) -> bool:
@@ -24,22 +40,36 @@ class JobPublisher:
         try:
             # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation.
             async with asyncio.timeout(self._timeout):
-                await asyncio.to_thread(self._send, payload, queue)
+                await self._client.lpush(f"{self._prefix}{queue}", self.message(payload, queue))
         except Exception as exc:
             log.warning("job.publish_failed", job_id=payload.job_id, queue=queue, error=repr(exc))
             return False
         return True
 
-    def _send(self, payload: GenerateVideo, queue: str) -> None:
-        self._app.send_task(
-            GENERATE_VIDEO,
-            kwargs=payload.to_kwargs(),
-            queue=queue,
-            headers={"request_id": payload.request_id or ""},
-            retry=True,
-            retry_policy={"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2},
-        )
+    def message(self, payload: GenerateVideo, queue: str) -> bytes:
+        """The kombu Redis envelope of the task message, as send_task would store it."""
+        task_id = str(uuid.uuid4())
+        task = self._app.amqp.as_task_v2(task_id, GENERATE_VIDEO, kwargs=payload.to_kwargs(), ignore_result=None)
+        headers: dict[str, Any] = {**task.headers, "request_id": payload.request_id or ""}
+        envelope = {
+            "body": base64.b64encode(dumps(task.body).encode()).decode(),
+            "content-encoding": "utf-8",
+            "content-type": "application/json",
+            "headers": headers,
+            "properties": {
+                **task.properties,
+                "reply_to": self._app.thread_oid,
+                "delivery_mode": PERSISTENT,
+                "delivery_info": {"exchange": "", "routing_key": queue},
+                "priority": DEFAULT_PRIORITY,
+                "body_encoding": "base64",
+                "delivery_tag": str(uuid.uuid4()),
+            },
+        }
+        text: str = dumps(envelope)
+        return text.encode()
 
-    def close(self) -> None:
+    async def close(self) -> None:
         """Closes the broker connections."""
         self._app.close()
+        await self._client.aclose()

@@ -60,18 +60,30 @@ def _conditions(query: JobFilter) -> list[ColumnElement[bool]]:
 
 
 async def list_jobs(session: AsyncSession, query: JobFilter) -> tuple[Sequence[Job], int]:
-    """One page of jobs newest first, and how many match over all pages."""
+    """One page of jobs newest first, and how many match over all pages.
+
+    One statement (one snapshot, one round trip): the page's ids come from the filter's index
+    alone (an index-only scan however deep the page), then only those rows are read; the total
+    is its scalar subquery. An empty page asks for the total on its own."""
     conditions = _conditions(query)
-    page = (
-        select(Job)
+    counted = select(func.count()).select_from(Job).where(*conditions)
+    ids = (
+        select(Job.id, Job.created_at)
         .where(*conditions)
         .order_by(Job.created_at.desc(), Job.id.desc())
         .offset(query.skip)
         .limit(query.take)
+        .subquery("page")
     )
-    jobs = (await session.scalars(page)).all()
-    total = await session.scalar(select(func.count()).select_from(Job).where(*conditions))
-    return jobs, int(total or 0)
+    page = (
+        select(Job, counted.scalar_subquery())
+        .join(ids, Job.id == ids.c.id)
+        .order_by(ids.c.created_at.desc(), ids.c.id.desc())
+    )
+    rows = (await session.execute(page)).all()
+    if rows:
+        return [row[0] for row in rows], int(rows[0][1])
+    return [], int(await session.scalar(counted) or 0)
 
 
 async def transition(

@@ -11,7 +11,7 @@ from services.core import db, migrate
 from services.core.grpc_server import ServiceBinding, start_grpc_app, watch_dependency
 from services.core.runtime import DatabaseService
 from services.core.storage import create_storage
-from services.core.tasks import create_celery, depth_keys, depths_of
+from services.core.tasks import broker_redis_url, create_celery, depth_keys, depths_of
 from services.jobs.dispatcher import Dispatcher, DispatchPolicy
 from services.jobs.domain import JobLimits
 from services.jobs.publisher import JobPublisher
@@ -49,7 +49,11 @@ async def start_jobs_server(
     publisher = dispatcher = None
     tasks: list[asyncio.Task[None]] = []
     if broker is not None:
-        publisher = JobPublisher(create_celery(settings, broker=broker, name="videogen-jobs"))
+        publisher = JobPublisher(
+            create_celery(settings, broker=broker, name="videogen-jobs"),
+            aioredis.Redis.from_url(broker_redis_url(broker), socket_timeout=2, socket_connect_timeout=2),
+            key_prefix=settings.celery_key_prefix,
+        )
         policy = DispatchPolicy(
             interval=settings.dispatch_interval,
             batch=settings.dispatch_batch,
@@ -69,7 +73,8 @@ async def start_jobs_server(
         max_jobs_in_flight=settings.quota_max_jobs_in_flight,
         video_seconds_per_day=settings.quota_video_seconds_per_day,
     )
-    servicer = JobServicer(JobsService(sessions, dispatcher, storage, limiter, quota=quota), limits)
+    reads = db.create_read_sessions(engine)
+    servicer = JobServicer(JobsService(sessions, dispatcher, storage, limiter, quota=quota, reads=reads), limits)
     binding = ServiceBinding(servicer, jobs_pb2_grpc.add_JobServiceServicer_to_server, SERVICE_NAME)
     if dispatcher is not None:
         # Before the first job is taken: whatever is queued now was published to a Redis that

@@ -68,8 +68,11 @@ class JobsService:
         storage: MediaStorage | None = None,
         limiter: CreationLimiter | None = None,
         quota: Quota | None = None,
+        reads: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
         self._sessions = sessions
+        # Single-statement reads go without BEGIN/ROLLBACK round trips when given autocommit sessions.
+        self._reads = reads or sessions
         self._dispatcher = dispatcher
         self._storage = storage
         self._limiter = limiter
@@ -105,16 +108,15 @@ class JobsService:
 
     async def get_job(self, job_id: str) -> Job:
         """The job, or JobNotFound."""
-        async with self._sessions() as session:
+        async with self._reads() as session:
             job = await repository.get_job(session, job_id)
         if job is None:
             raise JobNotFound(job_id)
         return job
 
     async def list_jobs(self, query: JobFilter) -> tuple[Sequence[Job], int]:
-        """One page newest first and the total, read in one snapshot."""
-        async with self._sessions.begin() as session:
-            await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        """One page newest first and the total, read in one snapshot (one statement)."""
+        async with self._reads() as session:
             return await repository.list_jobs(session, query)
 
     async def cancel_job(self, job_id: str) -> Job:

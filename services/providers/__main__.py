@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
+
+import uvloop
 
 from services.core.embedded import resolve_database_url
 from services.core.logging import configure_logging
@@ -28,7 +29,7 @@ def main() -> None:
     async def start(address: str) -> DatabaseService:
         return await start_providers_server(settings, database_url=database_url, address=address, registry=registry)
 
-    asyncio.run(
+    uvloop.run(
         serve_until_signal(
             "providers",
             settings,

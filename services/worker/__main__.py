@@ -20,6 +20,7 @@ from pathlib import Path
 
 import grpc
 import redis
+import uvloop
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.metrics_core import Metric
@@ -179,7 +180,7 @@ def main() -> None:
     """Reads settings and serves."""
     settings = load_settings(WorkerSettings)
     configure_logging(service="worker", level=settings.log_level)
-    raise SystemExit(asyncio.run(serve(settings)))
+    raise SystemExit(uvloop.run(serve(settings)))
 
 
 if __name__ == "__main__":
