@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    Date,
     DateTime,
     Double,
     ForeignKey,
     Index,
     Integer,
     MetaData,
+    Numeric,
     SmallInteger,
     String,
     Text,
@@ -152,6 +155,17 @@ class WebhookDelivery(Base):
         Index("ix_webhook_deliveries_job_created", job_id, created_at, id),
         Index("ix_webhook_deliveries_state_created", state, created_at.desc(), id.desc()),
     )
+
+
+class QuotaDeletedUsage(Base):
+    """Video-seconds of a user's jobs created on `day` (UTC) and deleted since: a trigger on jobs
+    (migration 0007) keeps them, so that deleting a job gives no daily quota back."""
+
+    __tablename__ = "quota_deleted_usage"
+
+    user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    video_seconds: Mapped[Decimal] = mapped_column(Numeric, server_default="0")
 
 
 class ProviderHealth(Base):

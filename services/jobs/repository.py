@@ -12,7 +12,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.core.ids import new_cuid
-from services.core.models import Job, Metric
+from services.core.models import Job, Metric, QuotaDeletedUsage
 from services.jobs.domain import ACTIVE, JobFilter, JobStatus, NewJob
 
 
@@ -164,7 +164,12 @@ async def user_usage(
     )
     mine = Job.user_id == user_id
     count = select(func.count()).where(mine, Job.status.in_([s.value for s in ACTIVE])).scalar_subquery()
-    total = select(func.coalesce(func.sum(charge), 0)).where(mine, Job.created_at >= today).scalar_subquery()
+    created = select(func.coalesce(func.sum(charge), 0)).where(mine, Job.created_at >= today).scalar_subquery()
+    # Jobs created today and deleted since still count (kept by a trigger, migration 0007).
+    deleted = select(func.coalesce(func.sum(QuotaDeletedUsage.video_seconds), 0)).where(
+        QuotaDeletedUsage.user_id == user_id, QuotaDeletedUsage.day == func.date(func.timezone("UTC", func.now()))
+    )
+    total = created + deleted.scalar_subquery()
     row = (
         await session.execute(
             select(

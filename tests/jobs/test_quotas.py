@@ -14,7 +14,10 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from prometheus_client import REGISTRY
 from pydantic import ValidationError
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from services.core.db import async_url
 from services.gateway.errors import grpc_error_response
 from services.jobs.server import JobsServer, start_jobs_server
 from services.jobs.settings import JobsSettings
@@ -70,6 +73,17 @@ def quota_details(error: grpc.aio.AioRpcError) -> tuple[str, dict[str, str], flo
     for detail in status.details:
         detail.Unpack(quota) or detail.Unpack(info) or detail.Unpack(retry)
     return quota.violations[0].description, dict(info.metadata), retry.retry_delay.ToMilliseconds() / 1000
+
+
+async def execute(database_url: str, statement: str, **values: Any) -> list[tuple[Any, ...]]:
+    """Runs one SQL statement in its own transaction; the rows it answers, if any."""
+    engine = create_async_engine(async_url(database_url))
+    try:
+        async with engine.begin() as connection:
+            result = await connection.execute(text(statement), values)
+            return [tuple(row) for row in result] if result.returns_rows else []
+    finally:
+        await engine.dispose()
 
 
 async def total(jobs: Stub, user: str) -> int:
@@ -200,6 +214,44 @@ async def test_finished_jobs_still_count_against_the_day(start_jobs: StubFactory
     refused = await refusal(jobs.CreateJob(create_request(user_id=user, metadata={"durationSeconds": 1})))
 
     assert quota_details(refused)[0] == "video_seconds_per_day"
+
+
+async def test_deleting_jobs_gives_no_seconds_back(start_jobs: StubFactory, database_url: str) -> None:
+    jobs = await start_jobs(quota_video_seconds_per_day=10)
+    user = unique_user()
+    ids = [
+        (await jobs.CreateJob(create_request(user_id=user, metadata=metadata))).id
+        for metadata in ({}, {"durationSeconds": 5})
+    ]
+    for job_id in ids:
+        await jobs.CancelJob(jobs_pb2.CancelJobRequest(id=job_id))
+    # A row of a past day, useless by now: the next deletion of the user's jobs removes it.
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    await execute(database_url, "INSERT INTO quota_deleted_usage VALUES (:user, :day, 50)", user=user, day=yesterday)
+
+    for job_id in ids:
+        await jobs.DeleteJob(jobs_pb2.DeleteJobRequest(id=job_id))
+    refused = await refusal(jobs.CreateJob(create_request(user_id=user, metadata={"durationSeconds": 2})))
+
+    assert await total(jobs, user) == 0
+    assert quota_details(refused)[1]["current"] == "9.0"
+    kept = await execute(
+        database_url, "SELECT day, video_seconds FROM quota_deleted_usage WHERE user_id = :user", user=user
+    )
+    assert kept == [(datetime.now(UTC).date(), 9)]
+
+
+async def test_a_job_of_a_past_day_deleted_today_is_not_kept(start_jobs: StubFactory, database_url: str) -> None:
+    jobs = await start_jobs()
+    job = await jobs.CreateJob(create_request())
+    await jobs.CancelJob(jobs_pb2.CancelJobRequest(id=job.id))
+    await execute(database_url, "UPDATE jobs SET created_at = now() - interval '1 day' WHERE id = :id", id=job.id)
+
+    await jobs.DeleteJob(jobs_pb2.DeleteJobRequest(id=job.id))
+
+    assert (
+        await execute(database_url, "SELECT * FROM quota_deleted_usage WHERE user_id = :user", user=job.user_id) == []
+    )
 
 
 async def test_concurrent_creates_never_pass_the_daily_seconds(start_jobs: StubFactory) -> None:
