@@ -104,8 +104,8 @@ def jobs(channel: grpc.aio.Channel) -> JobServiceAsyncStub:
     return jobs_pb2_grpc.JobServiceStub(channel)
 
 
-# Fixtures of a running stack (jobs, providers, worker), for every test package.
-pytest_plugins = ["tests.support.stack"]
+# Fixtures of a running stack (jobs, providers, worker) and of moto's S3 server, for every test package.
+pytest_plugins = ["tests.support.stack", "tests.support.s3"]
 SLOW_TEST_SECONDS = 120
 
 

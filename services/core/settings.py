@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -12,6 +13,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 # The placeholder secrets of .env.example: fine on a laptop, refused in production.
 EXAMPLE_SECRET_KEY = "change-me-secret-key"
 EXAMPLE_API_KEY = "change-me-api-key"
+# The placeholder of the S3 secret (.env.example, and MinIO's in deploy/docker-compose.yml).
+EXAMPLE_S3_SECRET = "change-me-s3-secret"
 
 Port = Annotated[int, Field(ge=0, le=65535)]
 PositiveSeconds = Annotated[float, Field(gt=0)]
@@ -66,8 +69,24 @@ class CoreSettings(BaseSettings):
     providers_config: Path | None = None
 
     # Media storage: a local directory (DATA_DIR/media when unset), served under MEDIA_URL_PREFIX.
+    # With MEDIA_BACKEND=s3 videos live in an S3-compatible bucket (docs/storage.md) and the
+    # directory only holds videos being written.
+    media_backend: Literal["local", "s3"] = "local"
     media_dir: Path | None = None
     media_url_prefix: Annotated[str, Field(pattern=r"^/[A-Za-z0-9_./-]*/$")] = "/media/"
+    # S3: unset endpoint means AWS's own for S3_REGION; presigned URLs name S3_PUBLIC_ENDPOINT_URL
+    # (where clients reach the store) when it differs from the services' address.
+    s3_endpoint_url: str | None = None
+    s3_public_endpoint_url: str | None = None
+    s3_bucket: Annotated[str, Field(pattern=r"^([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])?$")] = ""
+    s3_region: Annotated[str, Field(pattern=r"^[a-z0-9-]{1,32}$")] = "us-east-1"
+    # Unset keys: boto3's own chain (instance role, AWS_* variables, ~/.aws).
+    s3_access_key_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{0,128}$")] = ""
+    s3_secret_access_key: SecretStr = SecretStr("")
+    s3_key_prefix: Annotated[str, Field(pattern=r"^([A-Za-z0-9_.-]+/)*$")] = ""
+    s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    s3_presign_seconds: Annotated[int, Field(ge=1, le=7 * 24 * 3600)] = 3600
+    s3_timeout: PositiveSeconds = 10.0
 
     # Security
     secret_key: SecretStr = SecretStr(EXAMPLE_SECRET_KEY)
@@ -115,15 +134,39 @@ class CoreSettings(BaseSettings):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
 
-    @field_validator("database_url", "redis_url", "celery_broker_url", mode="before")
+    @field_validator(
+        "database_url", "redis_url", "celery_broker_url", "s3_endpoint_url", "s3_public_endpoint_url", mode="before"
+    )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("s3_endpoint_url", "s3_public_endpoint_url")
+    @classmethod
+    def _http_endpoint(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError("must be an http(s) URL such as http://minio:9000")
+        return value.rstrip("/")
 
     @property
     def media_root(self) -> Path:
         """Where videos are stored on disk."""
         return self.media_dir if self.media_dir is not None else self.data_dir / "media"
+
+    @model_validator(mode="after")
+    def _s3_complete(self) -> CoreSettings:
+        if self.media_backend != "s3":
+            return self
+        if not self.s3_bucket:
+            raise ValueError("S3_BUCKET must be set when MEDIA_BACKEND=s3")
+        if bool(self.s3_access_key_id) != bool(self.s3_secret_access_key.get_secret_value()):
+            raise ValueError("S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY must be set together (or both left unset)")
+        if self.app_env == "production" and self.s3_secret_access_key.get_secret_value() == EXAMPLE_S3_SECRET:
+            raise ValueError("S3_SECRET_ACCESS_KEY must be set to a real secret when APP_ENV=production")
+        return self
 
     @model_validator(mode="after")
     def _production_secrets(self) -> CoreSettings:

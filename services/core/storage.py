@@ -7,7 +7,10 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from services.core.settings import CoreSettings
 
 _KEY = re.compile(r"[a-z0-9][a-z0-9_-]{0,127}\.(mp4|webm|mov)")
 CONTENT_TYPES = {"mp4": "video/mp4", "webm": "video/webm", "mov": "video/quicktime"}
@@ -42,8 +45,8 @@ class MediaStorage(Protocol):
         """Removes the stored video (and any partial file) of key; whether one existed."""
         ...
 
-    def path(self, key: str) -> Path:
-        """The file of a stored video, for serving it."""
+    def fresh_url(self, key: str) -> str | None:
+        """A new time-limited URL of key's video, or None when the URL stored with the job never expires."""
         ...
 
 
@@ -52,6 +55,11 @@ def check_key(key: str) -> str:
     if not _KEY.fullmatch(key):
         raise InvalidStorageKey(f"invalid storage key {key!r}")
     return key
+
+
+def content_type(key: str) -> str:
+    """The content type of a (checked) key's video, from its extension."""
+    return CONTENT_TYPES[check_key(key).rsplit(".", 1)[1]]
 
 
 class LocalMediaStorage:
@@ -75,7 +83,7 @@ class LocalMediaStorage:
             key=key,
             url=f"{self._url_prefix}{key}",
             size_bytes=target.stat().st_size,
-            content_type=CONTENT_TYPES[key.rsplit(".", 1)[1]],
+            content_type=content_type(key),
         )
 
     def delete(self, key: str) -> bool:
@@ -86,10 +94,28 @@ class LocalMediaStorage:
                 existed = True
         return existed
 
+    def fresh_url(self, key: str) -> str | None:
+        # The gateway serves the file under the URL stored with the job, for as long as it exists.
+        return None
+
     def path(self, key: str) -> Path:
+        """The file of a stored video, for serving it."""
         return self.root / check_key(key)
 
 
-def create_storage(media_root: Path, url_prefix: str) -> MediaStorage:
-    """The storage backend the settings choose."""
-    return LocalMediaStorage(media_root, url_prefix=url_prefix)
+def create_storage(media_root: Path, settings: CoreSettings) -> MediaStorage:
+    """The storage backend MEDIA_BACKEND chooses; media_root holds the videos (local) or only
+    the videos being written (s3)."""
+    if settings.media_backend == "s3":
+        # Imported here: boto3 is slow to import and only the s3 backend needs it.
+        from services.core.storage_s3 import S3MediaStorage
+
+        return S3MediaStorage.from_settings(settings, scratch=media_root)
+    return LocalMediaStorage(media_root, url_prefix=settings.media_url_prefix)
+
+
+def local_storage(media_root: Path, settings: CoreSettings) -> LocalMediaStorage | None:
+    """The directory the gateway serves videos from: none when they live in an object store."""
+    if settings.media_backend != "local":
+        return None
+    return LocalMediaStorage(media_root, url_prefix=settings.media_url_prefix)

@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.core.logging import REQUEST_ID_HEADER, get_logger, new_request_id
-from services.core.storage import create_storage
+from services.core.storage import local_storage
 from services.gateway import jobs, ops, providers
 from services.gateway.clients import open_backends
 from services.gateway.errors import BackendError, backend_error, http_error, unexpected_error
@@ -53,7 +53,8 @@ def create_app(settings: GatewaySettings, *, redis_url: str) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.storage = create_storage(settings.media_root, settings.media_url_prefix)
+    # With MEDIA_BACKEND=s3 clients fetch videos from the store itself (presigned URLs): none here.
+    app.state.storage = local_storage(settings.media_root, settings)
     for router in (jobs.router, providers.router, ops.router):
         app.include_router(router)
     app.add_exception_handler(BackendError, backend_error)

@@ -12,7 +12,7 @@ from grpc_health.v1 import health_pb2
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
-from services.core.storage import CONTENT_TYPES, InvalidStorageKey, MediaStorage
+from services.core.storage import CONTENT_TYPES, InvalidStorageKey, LocalMediaStorage
 from services.gateway.clients import Backends
 from services.gateway.deps import BackendsDep
 from services.gateway.schemas import Alive, Component, Readiness
@@ -76,8 +76,11 @@ async def metrics() -> Response:
 
 @router.get("/media/{key}", response_class=FileResponse, responses={404: {"description": "No such video"}})
 async def media(key: str, request: Request) -> FileResponse:
-    """A stored video; `Range` requests get 206 with the asked bytes."""
-    storage: MediaStorage = request.app.state.storage
+    """A stored video; `Range` requests get 206 with the asked bytes. With MEDIA_BACKEND=s3 the
+    videos are fetched from the store (the job's presigned `videoUrl`), never here: 404."""
+    storage: LocalMediaStorage | None = request.app.state.storage
+    if storage is None:
+        raise HTTPException(status_code=404, detail="no such video")
     try:
         path = storage.path(key)
     except InvalidStorageKey:

@@ -17,6 +17,7 @@ from services.jobs.domain import JobLimits
 from services.jobs.publisher import JobPublisher
 from services.jobs.quotas import Quota
 from services.jobs.ratelimit import CreationLimiter, RateLimit
+from services.jobs.retention import Retention, RetentionPolicy
 from services.jobs.service import JobsService
 from services.jobs.servicer import JobServicer
 from services.jobs.settings import JobsSettings
@@ -68,13 +69,15 @@ async def start_jobs_server(
         list_max_skip=settings.jobs_list_max_skip,
         metadata_max_bytes=settings.jobs_metadata_max_bytes,
     )
-    storage = create_storage(settings.media_root, settings.media_url_prefix)
+    storage = create_storage(settings.media_root, settings)
     quota = Quota(
         max_jobs_in_flight=settings.quota_max_jobs_in_flight,
         video_seconds_per_day=settings.quota_video_seconds_per_day,
     )
     reads = db.create_read_sessions(engine)
-    servicer = JobServicer(JobsService(sessions, dispatcher, storage, limiter, quota=quota, reads=reads), limits)
+    servicer = JobServicer(
+        JobsService(sessions, dispatcher, storage, limiter, quota=quota, reads=reads), limits, storage=storage
+    )
     binding = ServiceBinding(servicer, jobs_pb2_grpc.add_JobServiceServicer_to_server, SERVICE_NAME)
     if dispatcher is not None:
         # Before the first job is taken: whatever is queued now was published to a Redis that
@@ -94,6 +97,14 @@ async def start_jobs_server(
     )
     if dispatcher is not None:
         tasks.append(asyncio.create_task(dispatcher.run()))
+    if settings.media_retention_days > 0:
+        retention = RetentionPolicy(
+            days=settings.media_retention_days,
+            interval=settings.media_retention_interval,
+            batch=settings.media_retention_batch,
+        )
+        # Cancelled on stop: a sweep cut short rolls back and is done again later.
+        tasks.append(asyncio.create_task(Retention(sessions, storage, retention).run()))
     return DatabaseService(
         app=app,
         engine=engine,

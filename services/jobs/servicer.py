@@ -14,6 +14,7 @@ from services.core.ids import new_cuid
 from services.core.logging import current_request_id
 from services.core.models import Job
 from services.core.protocol import REPLAYED_HEADER
+from services.core.storage import InvalidStorageKey, MediaStorage
 from services.jobs import domain
 from services.jobs.domain import JobLimits, JobStatus
 from services.jobs.service import Completion, JobsService
@@ -32,9 +33,20 @@ def _timestamp(value: Any) -> Timestamp | None:
     return stamp
 
 
-def _result_to_proto(result: dict[str, Any]) -> jobs_pb2.VideoResult:
+def _video_url(result: dict[str, Any], storage: MediaStorage | None) -> str:
+    """The URL stored with the job, or a fresh one when the backend's URLs expire (S3's presigned)."""
+    stored, key = str(result.get("videoUrl", "")), result.get("storageKey")
+    if storage is None or not isinstance(key, str) or not key:
+        return stored
+    try:
+        return storage.fresh_url(key) or stored
+    except InvalidStorageKey:
+        return stored
+
+
+def _result_to_proto(result: dict[str, Any], storage: MediaStorage | None) -> jobs_pb2.VideoResult:
     return jobs_pb2.VideoResult(
-        video_url=str(result.get("videoUrl", "")),
+        video_url=_video_url(result, storage),
         content_type=str(result.get("contentType", "")),
         duration_seconds=float(result.get("durationSeconds", 0)),
         width=int(result.get("width", 0)),
@@ -45,8 +57,8 @@ def _result_to_proto(result: dict[str, Any]) -> jobs_pb2.VideoResult:
     )
 
 
-def job_to_proto(job: Job) -> jobs_pb2.Job:
-    """The protobuf form of a stored job."""
+def job_to_proto(job: Job, storage: MediaStorage | None = None) -> jobs_pb2.Job:
+    """The protobuf form of a stored job; with storage, its video URL is one a client can use now."""
     message = jobs_pb2.Job(
         id=job.id,
         user_id=job.user_id,
@@ -68,7 +80,7 @@ def job_to_proto(job: Job) -> jobs_pb2.Job:
         progress_stage=job.progress_stage,
     )
     if job.result is not None:
-        message.result.CopyFrom(_result_to_proto(job.result))
+        message.result.CopyFrom(_result_to_proto(job.result, storage))
     return message
 
 
@@ -84,9 +96,13 @@ def _status_filter(number: int) -> JobStatus | None:
 class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     """Translates JobService calls into JobsService use cases."""
 
-    def __init__(self, service: JobsService, limits: JobLimits) -> None:
+    def __init__(self, service: JobsService, limits: JobLimits, *, storage: MediaStorage | None = None) -> None:
         self._service = service
         self._limits = limits
+        self._storage = storage
+
+    def _to_proto(self, job: Job) -> jobs_pb2.Job:
+        return job_to_proto(job, self._storage)
 
     async def CreateJob(self, request: jobs_pb2.CreateJobRequest, context: Context) -> jobs_pb2.Job:
         new = domain.validate_new_job(
@@ -100,10 +116,10 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         created = await self._service.create_job(new, request_id=current_request_id())
         if created.replayed:
             await context.send_initial_metadata(((REPLAYED_HEADER, "true"),))
-        return job_to_proto(created.job)
+        return self._to_proto(created.job)
 
     async def GetJob(self, request: jobs_pb2.GetJobRequest, context: Context) -> jobs_pb2.Job:
-        return job_to_proto(await self._service.get_job(domain.checked_job_id(request.id)))
+        return self._to_proto(await self._service.get_job(domain.checked_job_id(request.id)))
 
     async def ListJobs(self, request: jobs_pb2.ListJobsRequest, context: Context) -> jobs_pb2.ListJobsResponse:
         query = domain.validate_filter(
@@ -115,25 +131,26 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         )
         jobs, total = await self._service.list_jobs(query)
         return jobs_pb2.ListJobsResponse(
-            jobs=[job_to_proto(job) for job in jobs], total=total, skip=query.skip, take=query.take
+            jobs=[self._to_proto(job) for job in jobs], total=total, skip=query.skip, take=query.take
         )
 
     async def CancelJob(self, request: jobs_pb2.CancelJobRequest, context: Context) -> jobs_pb2.Job:
-        return job_to_proto(await self._service.cancel_job(domain.checked_job_id(request.id)))
+        return self._to_proto(await self._service.cancel_job(domain.checked_job_id(request.id)))
 
     async def DeleteJob(self, request: jobs_pb2.DeleteJobRequest, context: Context) -> jobs_pb2.Job:
-        return job_to_proto(await self._service.delete_job(domain.checked_job_id(request.id)))
+        return self._to_proto(await self._service.delete_job(domain.checked_job_id(request.id)))
 
     async def StartJob(self, request: jobs_pb2.StartJobRequest, context: Context) -> jobs_pb2.Job:
         job_id = domain.checked_job_id(request.id)
         worker_id = domain.validate_label(request.worker_id, field="worker_id", max_chars=255)
-        return job_to_proto(await self._service.start_job(job_id, worker_id=worker_id, attempt=_attempt(request)))
+        return self._to_proto(await self._service.start_job(job_id, worker_id=worker_id, attempt=_attempt(request)))
 
     async def ReportProgress(self, request: jobs_pb2.ReportProgressRequest, context: Context) -> jobs_pb2.Job:
         job_id = domain.checked_job_id(request.id)
         percent, stage = domain.validate_progress(request.percent, request.stage)
         attempt = _attempt(request)
-        return job_to_proto(await self._service.report_progress(job_id, percent=percent, stage=stage, attempt=attempt))
+        job = await self._service.report_progress(job_id, percent=percent, stage=stage, attempt=attempt)
+        return self._to_proto(job)
 
     async def CompleteJob(self, request: jobs_pb2.CompleteJobRequest, context: Context) -> jobs_pb2.Job:
         job_id = domain.checked_job_id(request.id)
@@ -155,14 +172,14 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
             used_model=domain.validate_label(request.used_model, field="used_model", max_chars=128),
             generation_time_ms=_non_negative(request.generation_time_ms, "generation_time_ms"),
         )
-        return job_to_proto(await self._service.complete_job(job_id, completion, attempt=_attempt(request)))
+        return self._to_proto(await self._service.complete_job(job_id, completion, attempt=_attempt(request)))
 
     async def FailJob(self, request: jobs_pb2.FailJobRequest, context: Context) -> jobs_pb2.Job:
         job_id = domain.checked_job_id(request.id)
         error = domain.validate_error_message(request.error_message)
         provider = _optional_label(request, "used_provider", 64)
         model = _optional_label(request, "used_model", 128)
-        return job_to_proto(
+        return self._to_proto(
             await self._service.fail_job(job_id, error=error, provider=provider, model=model, attempt=_attempt(request))
         )
 
@@ -172,7 +189,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         delay = request.retry_after_seconds
         if not (math.isfinite(delay) and 0 <= delay <= domain.RETRY_AFTER_MAX_SECONDS):
             raise InvalidArgument("retry_after_seconds", f"must be between 0 and {domain.RETRY_AFTER_MAX_SECONDS}")
-        return job_to_proto(
+        return self._to_proto(
             await self._service.retry_job(job_id, error=error, retry_after=delay, attempt=_attempt(request))
         )
 

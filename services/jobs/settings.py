@@ -29,6 +29,11 @@ class JobsSettings(CoreSettings):
     # Jobs one user may create per minute (0: no limit), and at once after a quiet spell.
     jobs_rate_limit_per_minute: Annotated[int, Field(ge=0, le=1_000_000)] = 600
     jobs_rate_limit_burst: Annotated[int, Field(ge=1, le=100_000)] = 100
+    # Completed jobs older than this many days are deleted with their videos (0: kept forever),
+    # checked every MEDIA_RETENTION_INTERVAL seconds, MEDIA_RETENTION_BATCH jobs per transaction.
+    media_retention_days: Annotated[float, Field(ge=0, le=36_500)] = 0
+    media_retention_interval: Annotated[float, Field(gt=0, le=86_400)] = 3600.0
+    media_retention_batch: Annotated[int, Field(ge=1, le=10_000)] = 100
     # Per-user quotas, checked atomically at creation (0: no limit): jobs queued or processing at
     # once, and video-seconds (metadata.durationSeconds, 4 when absent) created per UTC day.
     quota_max_jobs_in_flight: Annotated[int, Field(ge=0, le=1_000_000)] = 0

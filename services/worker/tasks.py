@@ -43,7 +43,7 @@ def register_tasks(app: Celery, settings: WorkerSettings) -> None:
             providers_channel = grpc.insecure_channel(settings.providers_target)
             runners[pid] = JobRunner(
                 jobs=jobs_pb2_grpc.JobServiceStub(channel),
-                storage=create_storage(settings.media_root, settings.media_url_prefix),
+                storage=create_storage(settings.media_root, settings),
                 providers=build_providers(registry),
                 router=Router(
                     providers_pb2_grpc.ProviderServiceStub(providers_channel), timeout=settings.worker_rpc_timeout

@@ -32,7 +32,15 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "deploy" / "docker-compose.yml"
 ROOT_COMPOSE = ROOT / "compose.yaml"
 ENV_EXAMPLE = ROOT / ".env.example"
-EXPECTED_SERVICES = {"postgres", "redis", "migrate", "prometheus", *(process.name for process in PROCESSES)}
+EXPECTED_SERVICES = {
+    "postgres",
+    "redis",
+    "minio",
+    "minio-init",
+    "migrate",
+    "prometheus",
+    *(process.name for process in PROCESSES),
+}
 MEDIA = "/var/lib/videogen/media"
 
 _VARIABLE = re.compile(r"\$(?:\$|\{(?P<braced>[^}]*)\}|(?P<plain>[A-Za-z_][A-Za-z0-9_]*))")

@@ -66,12 +66,13 @@ async def start_edge(stack: Stack, gateway_port: int) -> tuple[subprocess.Popen[
 
 @pytest.fixture
 async def start_gateway(start_stack: StackFactory, redis_url: str) -> AsyncIterator[GatewayFactory]:
-    """Starts a stack and a gateway before it, with gateway settings overridden by keyword."""
+    """Starts a stack (with start_stack's stack_options) and a gateway before it, with gateway
+    settings overridden by keyword."""
     servers: list[tuple[uvicorn.Server, asyncio.Task[None], httpx.AsyncClient]] = []
     edges: list[subprocess.Popen[bytes]] = []
 
-    async def start(**overrides: Any) -> Gateway:
-        stack = await start_stack()
+    async def start(stack_options: dict[str, Any] | None = None, **overrides: Any) -> Gateway:
+        stack = await start_stack(**(stack_options or {}))
         values: dict[str, Any] = {
             "jobs_target": f"127.0.0.1:{stack.server.port}",
             "providers_target": f"127.0.0.1:{stack.providers_server.port}",

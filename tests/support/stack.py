@@ -101,7 +101,7 @@ def workdir() -> Iterator[Path]:
 
 @pytest.fixture
 async def start_stack(own_database_url: str, redis_url: str, workdir: Path) -> AsyncIterator[StackFactory]:
-    """Starts the stack with worker settings overridden by keyword."""
+    """Starts the stack with worker settings overridden by keyword (jobs settings by `jobs`)."""
     started: list[tuple[JobsServer, ServiceProcess, grpc.aio.Channel]] = []
     provider_servers: list[ProvidersServer] = []
     channels: list[grpc.aio.Channel] = []
@@ -113,9 +113,14 @@ async def start_stack(own_database_url: str, redis_url: str, workdir: Path) -> A
     prefix = f"t{uuid.uuid4().hex[:10]}-"
 
     async def start(
-        registry: dict[str, Any] | None = None, providers: dict[str, Any] | None = None, **worker_env: Any
+        registry: dict[str, Any] | None = None,
+        providers: dict[str, Any] | None = None,
+        jobs: dict[str, Any] | None = None,
+        **worker_env: Any,
     ) -> Stack:
-        settings = jobs_settings(celery_key_prefix=prefix, dispatch_interval=0.2, media_dir=workdir / "media")
+        settings = jobs_settings(
+            celery_key_prefix=prefix, dispatch_interval=0.2, media_dir=workdir / "media", **(jobs or {})
+        )
         server = await start_jobs_server(
             settings,
             database_url=own_database_url,
