@@ -1,4 +1,5 @@
-"""`make bench`: own PostgreSQL and Redis, the baselines, then `make run` under load through the edge."""
+"""`make bench`: own PostgreSQL and Redis, the baselines, then `make run` under load through the edge:
+dispatch idle and at 200 creates/s, creation, reads and lists, then lists over 1,000,000 jobs."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ from typing import Any
 
 from bench import procs
 from bench.baseline import baseline_server, insert_rate, prepare
-from bench.load import Request, create_request, run_level
+from bench.load import Request, create_request, run_level, run_paced
 from bench.report import Figures, render
+from bench.seed import HEAVY_USER, ROWS, list_path, seed
+from bench.timings import wait_and_read
 from services.topology import PORT_SETTINGS
 from tests.chaos.servers import Postgres, Redis
 from tests.chaos.system import System, process_tree, system_env
@@ -26,6 +29,14 @@ from tests.support.processes import free_port
 PG_CONNECTIONS = 4
 USERS = 1000
 MAX_REQUESTS = 200_000
+# Dispatch with the worker idle: one create every quarter second.
+IDLE_RATE = 4.0
+# The open-loop rate of the "under load" figures (issue 9: p99 create and dispatch at 200/s).
+LOADED_RATE = 200.0
+# How long the bench waits for the worker to finish the jobs of a dispatch level.
+DRAIN_TIMEOUT = 180.0
+# The deepest page the API serves (JOBS_LIST_MAX_SKIP's default).
+DEEPEST_SKIP = 100_000
 
 
 def say(text: str) -> None:
@@ -39,6 +50,15 @@ def get_request(ids: list[str]) -> Request:
 
     def build(n: int) -> tuple[str, str, dict[str, Any] | None]:
         return "GET", f"/api/v1/jobs/{ids[n % len(ids)]}", None
+
+    return build
+
+
+def fixed_get(path: str) -> Request:
+    """GET of one path, every time."""
+
+    def build(n: int) -> tuple[str, str, dict[str, Any] | None]:
+        return "GET", path, None
 
     return build
 
@@ -70,11 +90,14 @@ async def measure_baselines(figures: Figures, postgres: Postgres, redis: Redis, 
         )
 
 
-def watched_pids(system: System, postgres: Postgres, redis_pid: int) -> dict[int, str]:
+def watched_pids(system: System, postgres: Postgres | None, redis_pid: int | None) -> dict[int, str]:
     """Every process whose CPU the bench reports, by pid: the system's, its servers', its own."""
     pids = {pid: f"{role} [{procs.SERVICE_OF[role]}]" for pid, role in procs.roles(system.run.process.pid).items()}
-    pids |= dict.fromkeys(postgres_pids(postgres), "postgres")
-    return pids | {redis_pid: "redis", os.getpid(): "load generator"}
+    if postgres is not None:
+        pids |= dict.fromkeys(postgres_pids(postgres), "postgres")
+    if redis_pid is not None:
+        pids[redis_pid] = "redis"
+    return pids | {os.getpid(): "load generator"}
 
 
 async def measure_system(figures: Figures, system: System, postgres: Postgres, redis_pid: int, seconds: float) -> None:
@@ -112,6 +135,55 @@ async def measure_system(figures: Figures, system: System, postgres: Postgres, r
             ensure_alive(system)
 
 
+async def measure_dispatch(figures: Figures, system: System, database_url: str, seconds: float) -> None:
+    """Dispatch and worker overhead with the worker idle, then creation and dispatch at 200/s."""
+    edge = system.edge_url
+    say(f"dispatch, worker idle: {IDLE_RATE:.0f} creates/s for {seconds:.0f}s")
+    idle = await run_paced(edge, create_request("idle", USERS), name="create, idle", rate=IDLE_RATE, seconds=seconds)
+    figures.timings.append(await wait_and_read(database_url, "idle", idle.ids, timeout=DRAIN_TIMEOUT))
+    ensure_alive(system)
+    say(f"creation and dispatch at {LOADED_RATE:.0f} creates/s (open loop) for {seconds:.0f}s")
+    pids = {pid: name for pid, name in watched_pids(system, None, None).items() if name != "load generator"}
+    before = procs.cpu_by_role(pids)
+    loaded = await run_paced(
+        edge, create_request("paced", USERS), name=f"create at {LOADED_RATE:.0f}/s", rate=LOADED_RATE, seconds=seconds
+    )
+    figures.paced = loaded
+    say(f"waiting for the worker to finish the {len(loaded.ids)} jobs (at most {DRAIN_TIMEOUT:.0f}s)")
+    times = await wait_and_read(database_url, f"{LOADED_RATE:.0f}/s", loaded.ids, timeout=DRAIN_TIMEOUT)
+    figures.timings.append(times)
+    after = procs.cpu_by_role(pids)
+    finished = max(times.finished, 1)
+    # The whole life of a job, creation to completion, in ms of CPU by process.
+    figures.cpu_per_job = {name: 1000 * (after[name] - before.get(name, 0.0)) / finished for name in after}
+    ensure_alive(system)
+
+
+async def measure_big_lists(figures: Figures, system: System, database_url: str, seconds: float) -> None:
+    """Lists over a table of ROWS jobs: the heavy user's first and deepest page, a usual user's
+    first and last page, at concurrency 1."""
+    say(f"seeding {ROWS:,} jobs into the jobs table")
+    figures.seed_seconds = await seed(database_url)
+    queries = {
+        f"{HEAVY_USER} first page": list_path(HEAVY_USER, skip=0),
+        f"{HEAVY_USER} skip={DEEPEST_SKIP:,}": list_path(HEAVY_USER, skip=DEEPEST_SKIP),
+        "usual user first page": list_path("bench-seed-7", skip=0),
+        "usual user last page": list_path("bench-seed-7", skip=880),
+    }
+    for name, path in queries.items():
+        say(f"list over {ROWS:,} jobs: {name}, c=1, {seconds:.0f}s")
+        level = await run_level(
+            system.edge_url,
+            fixed_get(path),
+            name=name,
+            concurrency=1,
+            seconds=seconds,
+            max_requests=MAX_REQUESTS,
+        )
+        figures.big_lists.append(level)
+        ensure_alive(system)
+
+
 def ensure_alive(system: System) -> None:
     """Stops the bench when `make run` has exited: no figure of a dead system is a figure."""
     if not system.alive():
@@ -146,8 +218,14 @@ def run(seconds: float) -> Figures:
         time.sleep(2)
         figures.memory_idle = procs.memory(system.run.process.pid)
         assert redis._process is not None
-        asyncio.run(measure_system(figures, system, postgres, redis._process.pid, seconds))
-        figures.memory_after = procs.memory(system.run.process.pid)
+        asyncio.run(measure_dispatch(figures, system, postgres.url, seconds))
+        # The API's own figures: with workers on other machines the jobs created are not rendered
+        # here; the whole life of a job is the dispatch levels' "CPU per job".
+        say("pausing the worker's processes (SIGSTOP) for the API levels; continued at the end")
+        with procs.paused_worker(system.run.process.pid):
+            asyncio.run(measure_system(figures, system, postgres, redis._process.pid, seconds))
+            figures.memory_after = procs.memory(system.run.process.pid)
+            asyncio.run(measure_big_lists(figures, system, postgres.url, seconds))
     finally:
         say("stopping everything")
         if system is not None:

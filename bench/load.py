@@ -12,6 +12,8 @@ from typing import Any
 
 from bench.client import Connection
 
+# The ids of created jobs a level keeps, for reads and for dispatch times.
+MAX_IDS = 20_000
 TINY = {"durationSeconds": 1, "width": 64, "height": 64, "fps": 4}
 # A request builds its (method, path, json body) from its sequence number.
 Request = Callable[[int], tuple[str, str, dict[str, Any] | None]]
@@ -76,10 +78,53 @@ async def run_level(
     return result
 
 
-async def send(connection: Connection, request: tuple[str, str, dict[str, Any] | None], result: LevelResult) -> None:
-    """One request, its latency and answer counted in result."""
-    method, path, body = request
+async def run_paced(
+    base_url: str, request: Request, *, name: str, rate: float, seconds: float, connections: int = 64
+) -> LevelResult:
+    """An open loop: request n is due at n / rate seconds, whether or not earlier ones answered,
+    on a pool of keep-alive connections. A latency counts from when its request was due, so a
+    system that falls behind shows it (no coordinated omission)."""
+    result = LevelResult(name=name, concurrency=connections)
+    pool: asyncio.Queue[Connection] = asyncio.Queue()
+    opened = [Connection(base_url) for _ in range(connections)]
+    for connection in opened:
+        pool.put_nowait(connection)
+
+    async def one(n: int, due: float) -> None:
+        connection = await pool.get()
+        try:
+            await send(connection, request(n), result, due=due)
+        finally:
+            pool.put_nowait(connection)
+
     began = time.perf_counter()
+    sent: list[asyncio.Task[None]] = []
+    try:
+        for n in range(int(rate * seconds)):
+            due = began + n / rate
+            if (delay := due - time.perf_counter()) > 0:
+                await asyncio.sleep(delay)
+            sent.append(asyncio.create_task(one(n, due)))
+        await asyncio.gather(*sent)
+    finally:
+        for task in sent:
+            task.cancel()
+        for connection in opened:
+            await connection.close()
+    result.seconds = time.perf_counter() - began
+    return result
+
+
+async def send(
+    connection: Connection,
+    request: tuple[str, str, dict[str, Any] | None],
+    result: LevelResult,
+    *,
+    due: float | None = None,
+) -> None:
+    """One request, its latency (from due, a perf_counter time, when given) and answer counted in result."""
+    method, path, body = request
+    began = time.perf_counter() if due is None else due
     try:
         status, content = await connection.request(method, path, body)
     except (OSError, asyncio.IncompleteReadError, ValueError):
@@ -89,5 +134,5 @@ async def send(connection: Connection, request: tuple[str, str, dict[str, Any] |
     result.statuses[status] += 1
     if 200 <= status < 300:
         result.latencies.append(elapsed)
-        if method == "POST" and len(result.ids) < 5000:
+        if method == "POST" and len(result.ids) < MAX_IDS:
             result.ids.append(str(json.loads(content).get("id", "")))

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 from tests.chaos.system import process_tree, role
@@ -63,3 +66,22 @@ def cpu_by_role(pids: dict[int, str]) -> dict[str, float]:
     for pid, name in pids.items():
         found[name] = found.get(name, 0.0) + cpu_seconds(pid)
     return found
+
+
+WORKER_ROLES = ("services.worker", "celery-main", "celery-child")
+
+
+@contextlib.contextmanager
+def paused_worker(root: int) -> Iterator[list[int]]:
+    """The worker's processes stopped (SIGSTOP) for a while and continued after, whatever happens:
+    what runs meanwhile is measured as if the workers ran on other machines."""
+    pids = [pid for pid, name in roles(root).items() if name in WORKER_ROLES]
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGSTOP)
+    try:
+        yield pids
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)

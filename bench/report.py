@@ -5,11 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bench.load import LevelResult
+from bench.timings import JobTimes
 
 TARGET_CREATE = 1000.0
 TARGET_RATIO = 0.8
 TARGET_GET_P99_MS = 10.0
 TARGET_RSS_MB = 150.0
+TARGET_PACED_P99_MS = 50.0
+TARGET_DISPATCH_P50_MS = 10.0
+TARGET_LIST_P99_MS = 10.0
 
 
 @dataclass
@@ -24,6 +28,11 @@ class Figures:
     memory_after: dict[str, float] = field(default_factory=dict)
     cpu_percent: dict[str, float] = field(default_factory=dict)
     load_generator: str = ""
+    paced: LevelResult | None = None
+    timings: list[JobTimes] = field(default_factory=list)
+    cpu_per_job: dict[str, float] = field(default_factory=dict)
+    seed_seconds: float = 0.0
+    big_lists: list[LevelResult] = field(default_factory=list)
 
 
 def level_line(level: LevelResult, baseline: float, pg_rate: float) -> str:
@@ -49,6 +58,9 @@ def targets(figures: Figures, baseline: float) -> list[str]:
     create64 = next((lv for lv in figures.levels if lv.name == "create" and lv.concurrency == 64), None)
     gets = [lv for lv in figures.levels if lv.name != "create"]
     rate = create64.throughput if create64 else 0.0
+    paced = figures.paced.percentile(0.99) if figures.paced else float("nan")
+    idle = next((t for t in figures.timings if t.name == "idle"), None)
+    dispatch = JobTimes.percentile(idle.dispatch_ms, 0.50) if idle else float("nan")
     services = {name: mb for name, mb in figures.memory_after.items() if name.endswith("(total)")}
     worst = max(services.items(), key=lambda item: item[1], default=("-", 0.0))
     return [
@@ -59,9 +71,30 @@ def targets(figures: Figures, baseline: float) -> list[str]:
             f"  {verdict(lv.percentile(0.99) < TARGET_GET_P99_MS)}"
             for lv in gets
         ),
+        f"  create p99 at 200/s < {TARGET_PACED_P99_MS:.0f} ms: {paced:.1f} ms  {verdict(paced < TARGET_PACED_P99_MS)}",
+        f"  dispatch p50, worker idle < {TARGET_DISPATCH_P50_MS:.0f} ms: {dispatch:.1f} ms"
+        f"  {verdict(dispatch < TARGET_DISPATCH_P50_MS)}",
+        *(
+            f"  list over 1M jobs, {lv.name}, p99 < {TARGET_LIST_P99_MS:.0f} ms: {lv.percentile(0.99):.1f} ms"
+            f"  {verdict(lv.percentile(0.99) < TARGET_LIST_P99_MS)}"
+            for lv in figures.big_lists
+        ),
         f"  each service < {TARGET_RSS_MB:.0f} MB RSS: worst {worst[0]} {worst[1]:.1f} MB"
         f"  {verdict(worst[1] < TARGET_RSS_MB)}",
     ]
+
+
+def timing_lines(figures: Figures) -> list[str]:
+    """Dispatch latency and worker overhead of each dispatch level (the database's clock)."""
+    lines = []
+    for times in figures.timings:
+        pct = JobTimes.percentile
+        lines.append(
+            f"  {times.name:<8} jobs {times.jobs:5d} (final {times.finished:5d})"
+            f"  dispatch p50 {pct(times.dispatch_ms, 0.5):8.1f} ms  p99 {pct(times.dispatch_ms, 0.99):8.1f} ms"
+            f"  worker overhead p50 {pct(times.overhead_ms, 0.5):6.1f} ms  p99 {pct(times.overhead_ms, 0.99):6.1f} ms"
+        )
+    return lines
 
 
 def render(figures: Figures) -> str:
@@ -87,6 +120,20 @@ def render(figures: Figures) -> str:
             f"  {name:<22} idle {idle:7.1f} ({idle / TARGET_RSS_MB:4.2f}x)"
             f"  after load {after:7.1f} ({after / TARGET_RSS_MB:4.2f}x)"
         )
+    if figures.paced is not None:
+        lines += [
+            "creation at a fixed rate (open loop, latency from when each request was due):",
+            level_line(figures.paced, baseline, pg_rate),
+        ]
+    lines += [
+        "dispatch (created_at to started_at) and worker overhead (started_at to completed_at less rendering):",
+        *timing_lines(figures),
+        "CPU per job over its whole life at 200/s (creation to completion), ms by process:",
+        *(f"  {name:<30} {ms:6.2f}" for name, ms in sorted(figures.cpu_per_job.items(), key=lambda item: -item[1])),
+    ]
+    if figures.big_lists:
+        lines.append(f"lists over a table of 1,000,000 jobs (bulk-loaded in {figures.seed_seconds:.1f}s), c=1:")
+        lines += [level_line(level, baseline, pg_rate) for level in figures.big_lists]
     lines.append("CPU during creation at c=64, % of one core:")
     for name, percent in sorted(figures.cpu_percent.items(), key=lambda item: -item[1]):
         lines.append(f"  {name:<22} {percent:6.1f}")

@@ -41,8 +41,11 @@ class CoreSettings(BaseSettings):
     postgres_user: str = "postgres"
     postgres_password: SecretStr = SecretStr("")
     postgres_db: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")] = "videogen"
-    db_pool_size: Annotated[int, Field(ge=1, le=200)] = 10
-    db_max_overflow: Annotated[int, Field(ge=0, le=200)] = 10
+    # Connections kept open per process. Overflow connections are closed when handed back, so a
+    # load above the pool opens and closes a connection per query (and prepares its statements
+    # again): size the pool to the load rather than lean on overflow.
+    db_pool_size: Annotated[int, Field(ge=1, le=200)] = 20
+    db_max_overflow: Annotated[int, Field(ge=0, le=200)] = 0
     db_connect_timeout: PositiveSeconds = 5.0
     db_statement_timeout: PositiveSeconds = 30.0
     # A round trip before every checkout; off, a dropped connection fails one call (UNAVAILABLE)
