@@ -121,6 +121,10 @@ class JobServiceServicer:
 
     def CreateJob(self, request, context):
         """Creates a job in status QUEUED and enqueues it on the queue its priority names.
+        RESOURCE_EXHAUSTED, with nothing stored, over the user's creation rate limit or a
+        quota (docs/quotas.md: jobs in flight, video-seconds per UTC day); the details carry
+        RetryInfo, QuotaFailure (the limit's name) and, for a quota, ErrorInfo (reason
+        QUOTA_EXCEEDED, metadata max, current, requested). An idempotent replay is never refused.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

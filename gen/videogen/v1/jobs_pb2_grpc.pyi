@@ -44,7 +44,12 @@ class JobServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> JobServiceAsyncStub: ...
     CreateJob: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.CreateJobRequest, _jobs_pb2.Job]
-    """Creates a job in status QUEUED and enqueues it on the queue its priority names."""
+    """Creates a job in status QUEUED and enqueues it on the queue its priority names.
+    RESOURCE_EXHAUSTED, with nothing stored, over the user's creation rate limit or a
+    quota (docs/quotas.md: jobs in flight, video-seconds per UTC day); the details carry
+    RetryInfo, QuotaFailure (the limit's name) and, for a quota, ErrorInfo (reason
+    QUOTA_EXCEEDED, metadata max, current, requested). An idempotent replay is never refused.
+    """
     GetJob: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.GetJobRequest, _jobs_pb2.Job]
     """Returns one job."""
     ListJobs: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.ListJobsRequest, _jobs_pb2.ListJobsResponse]
@@ -100,7 +105,12 @@ class JobServiceAsyncStub(JobServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateJob: _aio.UnaryUnaryMultiCallable[_jobs_pb2.CreateJobRequest, _jobs_pb2.Job]  # type: ignore[assignment]
-    """Creates a job in status QUEUED and enqueues it on the queue its priority names."""
+    """Creates a job in status QUEUED and enqueues it on the queue its priority names.
+    RESOURCE_EXHAUSTED, with nothing stored, over the user's creation rate limit or a
+    quota (docs/quotas.md: jobs in flight, video-seconds per UTC day); the details carry
+    RetryInfo, QuotaFailure (the limit's name) and, for a quota, ErrorInfo (reason
+    QUOTA_EXCEEDED, metadata max, current, requested). An idempotent replay is never refused.
+    """
     GetJob: _aio.UnaryUnaryMultiCallable[_jobs_pb2.GetJobRequest, _jobs_pb2.Job]  # type: ignore[assignment]
     """Returns one job."""
     ListJobs: _aio.UnaryUnaryMultiCallable[_jobs_pb2.ListJobsRequest, _jobs_pb2.ListJobsResponse]  # type: ignore[assignment]
@@ -159,7 +169,12 @@ class JobServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _jobs_pb2.CreateJobRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_jobs_pb2.Job, _abc.Awaitable[_jobs_pb2.Job]]:
-        """Creates a job in status QUEUED and enqueues it on the queue its priority names."""
+        """Creates a job in status QUEUED and enqueues it on the queue its priority names.
+        RESOURCE_EXHAUSTED, with nothing stored, over the user's creation rate limit or a
+        quota (docs/quotas.md: jobs in flight, video-seconds per UTC day); the details carry
+        RetryInfo, QuotaFailure (the limit's name) and, for a quota, ErrorInfo (reason
+        QUOTA_EXCEEDED, metadata max, current, requested). An idempotent replay is never refused.
+        """
 
     @_abc_1.abstractmethod
     def GetJob(
