@@ -116,6 +116,8 @@ class Job(_message.Message):
     QUEUE_FIELD_NUMBER: _builtins.int
     PROGRESS_PERCENT_FIELD_NUMBER: _builtins.int
     PROGRESS_STAGE_FIELD_NUMBER: _builtins.int
+    WEBHOOK_URL_FIELD_NUMBER: _builtins.int
+    WEBHOOK_EVENTS_FIELD_NUMBER: _builtins.int
     EVENT_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """CUID of the job, 25 characters starting with "c"."""
@@ -137,6 +139,8 @@ class Job(_message.Message):
     progress_percent: _builtins.int
     """Progress of the current attempt, 0-100, and its stage ("rendering", ...)."""
     progress_stage: _builtins.str
+    webhook_url: _builtins.str
+    """Where each status change is POSTed (signed), when set; see CreateJobRequest."""
     event_id: _builtins.int
     """Version of the job: 1 when created, one more at every change a client can see
     (status, progress, result...). The event_id of WatchJob's events.
@@ -153,6 +157,10 @@ class Job(_message.Message):
     def started_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def completed_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def webhook_events(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The events POSTed to webhook_url; empty means all of them."""
+
     def __init__(
         self,
         *,
@@ -175,11 +183,13 @@ class Job(_message.Message):
         queue: _builtins.str = ...,
         progress_percent: _builtins.int = ...,
         progress_stage: _builtins.str = ...,
+        webhook_url: _builtins.str | None = ...,
+        webhook_events: _abc.Iterable[_builtins.str] | None = ...,
         event_id: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_completed_at", b"_completed_at", "_error_message", b"_error_message", "_generation_time_ms", b"_generation_time_ms", "_result", b"_result", "_started_at", b"_started_at", "_used_model", b"_used_model", "_used_provider", b"_used_provider", "completed_at", b"completed_at", "created_at", b"created_at", "error_message", b"error_message", "generation_time_ms", b"generation_time_ms", "result", b"result", "started_at", b"started_at", "updated_at", b"updated_at", "used_model", b"used_model", "used_provider", b"used_provider"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_completed_at", b"_completed_at", "_error_message", b"_error_message", "_generation_time_ms", b"_generation_time_ms", "_result", b"_result", "_started_at", b"_started_at", "_used_model", b"_used_model", "_used_provider", b"_used_provider", "_webhook_url", b"_webhook_url", "completed_at", b"completed_at", "created_at", b"created_at", "error_message", b"error_message", "generation_time_ms", b"generation_time_ms", "result", b"result", "started_at", b"started_at", "updated_at", b"updated_at", "used_model", b"used_model", "used_provider", b"used_provider", "webhook_url", b"webhook_url"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_completed_at", b"_completed_at", "_error_message", b"_error_message", "_generation_time_ms", b"_generation_time_ms", "_result", b"_result", "_started_at", b"_started_at", "_used_model", b"_used_model", "_used_provider", b"_used_provider", "completed_at", b"completed_at", "created_at", b"created_at", "error_message", b"error_message", "event_id", b"event_id", "generation_time_ms", b"generation_time_ms", "id", b"id", "max_retries", b"max_retries", "metadata_json", b"metadata_json", "progress_percent", b"progress_percent", "progress_stage", b"progress_stage", "prompt", b"prompt", "queue", b"queue", "result", b"result", "retry_count", b"retry_count", "started_at", b"started_at", "status", b"status", "updated_at", b"updated_at", "used_model", b"used_model", "used_provider", b"used_provider", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_completed_at", b"_completed_at", "_error_message", b"_error_message", "_generation_time_ms", b"_generation_time_ms", "_result", b"_result", "_started_at", b"_started_at", "_used_model", b"_used_model", "_used_provider", b"_used_provider", "_webhook_url", b"_webhook_url", "completed_at", b"completed_at", "created_at", b"created_at", "error_message", b"error_message", "event_id", b"event_id", "generation_time_ms", b"generation_time_ms", "id", b"id", "max_retries", b"max_retries", "metadata_json", b"metadata_json", "progress_percent", b"progress_percent", "progress_stage", b"progress_stage", "prompt", b"prompt", "queue", b"queue", "result", b"result", "retry_count", b"retry_count", "started_at", b"started_at", "status", b"status", "updated_at", b"updated_at", "used_model", b"used_model", "used_provider", b"used_provider", "user_id", b"user_id", "webhook_events", b"webhook_events", "webhook_url", b"webhook_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__completed_at: _TypeAlias = _typing.Literal["completed_at"]  # noqa: Y015
     _WhichOneofArgType__completed_at: _TypeAlias = _typing.Literal["_completed_at", b"_completed_at"]  # noqa: Y015
@@ -195,6 +205,8 @@ class Job(_message.Message):
     _WhichOneofArgType__used_model: _TypeAlias = _typing.Literal["_used_model", b"_used_model"]  # noqa: Y015
     _WhichOneofReturnType__used_provider: _TypeAlias = _typing.Literal["used_provider"]  # noqa: Y015
     _WhichOneofArgType__used_provider: _TypeAlias = _typing.Literal["_used_provider", b"_used_provider"]  # noqa: Y015
+    _WhichOneofReturnType__webhook_url: _TypeAlias = _typing.Literal["webhook_url"]  # noqa: Y015
+    _WhichOneofArgType__webhook_url: _TypeAlias = _typing.Literal["_webhook_url", b"_webhook_url"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__completed_at) -> _WhichOneofReturnType__completed_at | None: ...
     @_typing.overload
@@ -209,6 +221,8 @@ class Job(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__used_model) -> _WhichOneofReturnType__used_model | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__used_provider) -> _WhichOneofReturnType__used_provider | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__webhook_url) -> _WhichOneofReturnType__webhook_url | None: ...
 
 Global___Job: _TypeAlias = Job  # noqa: Y015
 
@@ -221,6 +235,8 @@ class CreateJobRequest(_message.Message):
     METADATA_JSON_FIELD_NUMBER: _builtins.int
     MAX_RETRIES_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    WEBHOOK_URL_FIELD_NUMBER: _builtins.int
+    WEBHOOK_EVENTS_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """1-128 characters of [A-Za-z0-9_.:@-]."""
     prompt: _builtins.str
@@ -237,6 +253,18 @@ class CreateJobRequest(_message.Message):
     of creating another (with response metadata "idempotent-replayed: true");
     the same key with a different request is ALREADY_EXISTS.
     """
+    webhook_url: _builtins.str
+    """Optional: an absolute http or https URL with a host, at most 2048
+    characters, without user or password. Each status change of the job is
+    POSTed to it as the job's JSON, signed (docs/webhooks.md).
+    """
+    @_builtins.property
+    def webhook_events(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Optional filter of the events POSTed, each one of "job.queued",
+        "job.processing", "job.retrying", "job.completed", "job.failed",
+        "job.cancelled"; empty means all of them. Needs webhook_url.
+        """
+
     def __init__(
         self,
         *,
@@ -245,14 +273,21 @@ class CreateJobRequest(_message.Message):
         metadata_json: _builtins.str = ...,
         max_retries: _builtins.int | None = ...,
         idempotency_key: _builtins.str = ...,
+        webhook_url: _builtins.str | None = ...,
+        webhook_events: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries", "max_retries", b"max_retries"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries", "_webhook_url", b"_webhook_url", "max_retries", b"max_retries", "webhook_url", b"webhook_url"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries", "idempotency_key", b"idempotency_key", "max_retries", b"max_retries", "metadata_json", b"metadata_json", "prompt", b"prompt", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries", "_webhook_url", b"_webhook_url", "idempotency_key", b"idempotency_key", "max_retries", b"max_retries", "metadata_json", b"metadata_json", "prompt", b"prompt", "user_id", b"user_id", "webhook_events", b"webhook_events", "webhook_url", b"webhook_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__max_retries: _TypeAlias = _typing.Literal["max_retries"]  # noqa: Y015
     _WhichOneofArgType__max_retries: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries"]  # noqa: Y015
+    _WhichOneofReturnType__webhook_url: _TypeAlias = _typing.Literal["webhook_url"]  # noqa: Y015
+    _WhichOneofArgType__webhook_url: _TypeAlias = _typing.Literal["_webhook_url", b"_webhook_url"]  # noqa: Y015
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__max_retries) -> _WhichOneofReturnType__max_retries | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__webhook_url) -> _WhichOneofReturnType__webhook_url | None: ...
 
 Global___CreateJobRequest: _TypeAlias = CreateJobRequest  # noqa: Y015
 

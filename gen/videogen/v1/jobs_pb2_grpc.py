@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from videogen.v1 import jobs_pb2 as videogen_dot_v1_dot_jobs__pb2
+from videogen.v1 import webhooks_pb2 as videogen_dot_v1_dot_webhooks__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -98,6 +99,21 @@ class JobServiceStub:
                 '/videogen.v1.JobService/RecordTelemetry',
                 request_serializer=videogen_dot_v1_dot_jobs__pb2.RecordTelemetryRequest.SerializeToString,
                 response_deserializer=videogen_dot_v1_dot_jobs__pb2.RecordTelemetryResponse.FromString,
+                _registered_method=True)
+        self.ListJobDeliveries = channel.unary_unary(
+                '/videogen.v1.JobService/ListJobDeliveries',
+                request_serializer=videogen_dot_v1_dot_webhooks__pb2.ListJobDeliveriesRequest.SerializeToString,
+                response_deserializer=videogen_dot_v1_dot_webhooks__pb2.ListDeliveriesResponse.FromString,
+                _registered_method=True)
+        self.ListDeliveries = channel.unary_unary(
+                '/videogen.v1.JobService/ListDeliveries',
+                request_serializer=videogen_dot_v1_dot_webhooks__pb2.ListDeliveriesRequest.SerializeToString,
+                response_deserializer=videogen_dot_v1_dot_webhooks__pb2.ListDeliveriesResponse.FromString,
+                _registered_method=True)
+        self.Redeliver = channel.unary_unary(
+                '/videogen.v1.JobService/Redeliver',
+                request_serializer=videogen_dot_v1_dot_webhooks__pb2.RedeliverRequest.SerializeToString,
+                response_deserializer=videogen_dot_v1_dot_webhooks__pb2.WebhookDelivery.FromString,
                 _registered_method=True)
         self.WatchJob = channel.unary_stream(
                 '/videogen.v1.JobService/WatchJob',
@@ -204,6 +220,31 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListJobDeliveries(self, request, context):
+        """Webhooks (docs/webhooks.md): the deliveries of one job, oldest first;
+        NOT_FOUND for an unknown job.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDeliveries(self, request, context):
+        """Operators: deliveries of every job newest first, by state (DEAD: the dead letters).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Redeliver(self, request, context):
+        """Operators: takes a DEAD (or DELIVERED, or PENDING) delivery back to
+        PENDING, due now, with its attempts and retry window reset; it keeps its
+        event id. FAILED_PRECONDITION while an attempt is in flight (DELIVERING),
+        NOT_FOUND for an unknown id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WatchJob(self, request, context):
         """Follows one job without polling. The stream first sends the job's current state, then
         one event per change (status, progress), and ends with OK right after sending a final
@@ -275,6 +316,21 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.RecordTelemetry,
                     request_deserializer=videogen_dot_v1_dot_jobs__pb2.RecordTelemetryRequest.FromString,
                     response_serializer=videogen_dot_v1_dot_jobs__pb2.RecordTelemetryResponse.SerializeToString,
+            ),
+            'ListJobDeliveries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListJobDeliveries,
+                    request_deserializer=videogen_dot_v1_dot_webhooks__pb2.ListJobDeliveriesRequest.FromString,
+                    response_serializer=videogen_dot_v1_dot_webhooks__pb2.ListDeliveriesResponse.SerializeToString,
+            ),
+            'ListDeliveries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeliveries,
+                    request_deserializer=videogen_dot_v1_dot_webhooks__pb2.ListDeliveriesRequest.FromString,
+                    response_serializer=videogen_dot_v1_dot_webhooks__pb2.ListDeliveriesResponse.SerializeToString,
+            ),
+            'Redeliver': grpc.unary_unary_rpc_method_handler(
+                    servicer.Redeliver,
+                    request_deserializer=videogen_dot_v1_dot_webhooks__pb2.RedeliverRequest.FromString,
+                    response_serializer=videogen_dot_v1_dot_webhooks__pb2.WebhookDelivery.SerializeToString,
             ),
             'WatchJob': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchJob,
@@ -589,6 +645,87 @@ class JobService:
             '/videogen.v1.JobService/RecordTelemetry',
             videogen_dot_v1_dot_jobs__pb2.RecordTelemetryRequest.SerializeToString,
             videogen_dot_v1_dot_jobs__pb2.RecordTelemetryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListJobDeliveries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/videogen.v1.JobService/ListJobDeliveries',
+            videogen_dot_v1_dot_webhooks__pb2.ListJobDeliveriesRequest.SerializeToString,
+            videogen_dot_v1_dot_webhooks__pb2.ListDeliveriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeliveries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/videogen.v1.JobService/ListDeliveries',
+            videogen_dot_v1_dot_webhooks__pb2.ListDeliveriesRequest.SerializeToString,
+            videogen_dot_v1_dot_webhooks__pb2.ListDeliveriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Redeliver(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/videogen.v1.JobService/Redeliver',
+            videogen_dot_v1_dot_webhooks__pb2.RedeliverRequest.SerializeToString,
+            videogen_dot_v1_dot_webhooks__pb2.WebhookDelivery.FromString,
             options,
             channel_credentials,
             insecure,

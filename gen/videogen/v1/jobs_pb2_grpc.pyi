@@ -6,6 +6,7 @@ videogen.v1 jobs.proto: see the comment on the service below."""
 from collections import abc as _abc
 from grpc import aio as _aio
 from videogen.v1 import jobs_pb2 as _jobs_pb2
+from videogen.v1 import webhooks_pb2 as _webhooks_pb2
 import abc as _abc_1
 import grpc as _grpc
 import sys
@@ -78,6 +79,18 @@ class JobServiceStub:
     """
     RecordTelemetry: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.RecordTelemetryRequest, _jobs_pb2.RecordTelemetryResponse]
     """Records telemetry points in the metrics table."""
+    ListJobDeliveries: _grpc.UnaryUnaryMultiCallable[_webhooks_pb2.ListJobDeliveriesRequest, _webhooks_pb2.ListDeliveriesResponse]
+    """Webhooks (docs/webhooks.md): the deliveries of one job, oldest first;
+    NOT_FOUND for an unknown job.
+    """
+    ListDeliveries: _grpc.UnaryUnaryMultiCallable[_webhooks_pb2.ListDeliveriesRequest, _webhooks_pb2.ListDeliveriesResponse]
+    """Operators: deliveries of every job newest first, by state (DEAD: the dead letters)."""
+    Redeliver: _grpc.UnaryUnaryMultiCallable[_webhooks_pb2.RedeliverRequest, _webhooks_pb2.WebhookDelivery]
+    """Operators: takes a DEAD (or DELIVERED, or PENDING) delivery back to
+    PENDING, due now, with its attempts and retry window reset; it keeps its
+    event id. FAILED_PRECONDITION while an attempt is in flight (DELIVERING),
+    NOT_FOUND for an unknown id.
+    """
     WatchJob: _grpc.UnaryStreamMultiCallable[_jobs_pb2.WatchJobRequest, _jobs_pb2.JobEvent]
     """Follows one job without polling. The stream first sends the job's current state, then
     one event per change (status, progress), and ends with OK right after sending a final
@@ -139,6 +152,18 @@ class JobServiceAsyncStub(JobServiceStub):
     """
     RecordTelemetry: _aio.UnaryUnaryMultiCallable[_jobs_pb2.RecordTelemetryRequest, _jobs_pb2.RecordTelemetryResponse]  # type: ignore[assignment]
     """Records telemetry points in the metrics table."""
+    ListJobDeliveries: _aio.UnaryUnaryMultiCallable[_webhooks_pb2.ListJobDeliveriesRequest, _webhooks_pb2.ListDeliveriesResponse]  # type: ignore[assignment]
+    """Webhooks (docs/webhooks.md): the deliveries of one job, oldest first;
+    NOT_FOUND for an unknown job.
+    """
+    ListDeliveries: _aio.UnaryUnaryMultiCallable[_webhooks_pb2.ListDeliveriesRequest, _webhooks_pb2.ListDeliveriesResponse]  # type: ignore[assignment]
+    """Operators: deliveries of every job newest first, by state (DEAD: the dead letters)."""
+    Redeliver: _aio.UnaryUnaryMultiCallable[_webhooks_pb2.RedeliverRequest, _webhooks_pb2.WebhookDelivery]  # type: ignore[assignment]
+    """Operators: takes a DEAD (or DELIVERED, or PENDING) delivery back to
+    PENDING, due now, with its attempts and retry window reset; it keeps its
+    event id. FAILED_PRECONDITION while an attempt is in flight (DELIVERING),
+    NOT_FOUND for an unknown id.
+    """
     WatchJob: _aio.UnaryStreamMultiCallable[_jobs_pb2.WatchJobRequest, _jobs_pb2.JobEvent]  # type: ignore[assignment]
     """Follows one job without polling. The stream first sends the job's current state, then
     one event per change (status, progress), and ends with OK right after sending a final
@@ -263,6 +288,36 @@ class JobServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_jobs_pb2.RecordTelemetryResponse, _abc.Awaitable[_jobs_pb2.RecordTelemetryResponse]]:
         """Records telemetry points in the metrics table."""
+
+    @_abc_1.abstractmethod
+    def ListJobDeliveries(
+        self,
+        request: _webhooks_pb2.ListJobDeliveriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_webhooks_pb2.ListDeliveriesResponse, _abc.Awaitable[_webhooks_pb2.ListDeliveriesResponse]]:
+        """Webhooks (docs/webhooks.md): the deliveries of one job, oldest first;
+        NOT_FOUND for an unknown job.
+        """
+
+    @_abc_1.abstractmethod
+    def ListDeliveries(
+        self,
+        request: _webhooks_pb2.ListDeliveriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_webhooks_pb2.ListDeliveriesResponse, _abc.Awaitable[_webhooks_pb2.ListDeliveriesResponse]]:
+        """Operators: deliveries of every job newest first, by state (DEAD: the dead letters)."""
+
+    @_abc_1.abstractmethod
+    def Redeliver(
+        self,
+        request: _webhooks_pb2.RedeliverRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_webhooks_pb2.WebhookDelivery, _abc.Awaitable[_webhooks_pb2.WebhookDelivery]]:
+        """Operators: takes a DEAD (or DELIVERED, or PENDING) delivery back to
+        PENDING, due now, with its attempts and retry window reset; it keeps its
+        event id. FAILED_PRECONDITION while an attempt is in flight (DELIVERING),
+        NOT_FOUND for an unknown id.
+        """
 
     @_abc_1.abstractmethod
     def WatchJob(
