@@ -100,13 +100,21 @@ def banner(settings: CoreSettings, database_url: str, redis_url: str) -> str:
         ("providers metrics", f"http://127.0.0.1:{settings.providers_metrics_port}/metrics"),
         ("worker (gRPC)", f"127.0.0.1:{settings.worker_grpc_port}  videogen.v1.WorkerService"),
         ("worker metrics", f"http://127.0.0.1:{settings.worker_metrics_port}/metrics"),
-        ("media", str(settings.media_root.resolve())),
+        ("media", _media(settings)),
         ("database", database_url),
         ("redis", redis_url),
     ]
     width = max(len(name) for name, _ in rows)
     lines = [f"  {name:<{width}}  {where}" for name, where in rows]
     return "\nVideoGen is running (Ctrl-C stops it):\n" + "\n".join(lines) + "\n\n"
+
+
+def _media(settings: CoreSettings) -> str:
+    """Where the videos go: the directory, or the bucket (never the keys)."""
+    if settings.media_backend == "s3":
+        endpoint = settings.s3_endpoint_url or f"AWS S3 ({settings.s3_region})"
+        return f"s3://{settings.s3_bucket}/{settings.s3_key_prefix}  at {endpoint}"
+    return str(settings.media_root.resolve())
 
 
 def stop_all(processes: dict[str, subprocess.Popen[bytes]], grace: float) -> int:

@@ -109,7 +109,12 @@ class JobCreate(BaseModel):
 class VideoResult(BaseModel):
     """The stored video of a completed job."""
 
-    videoUrl: str
+    videoUrl: str = Field(
+        description="Where to fetch the video. With MEDIA_BACKEND=local a path under the edge such as "
+        "/media/<id>.mp4 (Range requests work); with MEDIA_BACKEND=s3 a presigned GET URL to the object "
+        "store, signed afresh for each answer and valid for S3_PRESIGN_SECONDS: fetch the job again for "
+        "a new one once it expires (docs/storage.md)."
+    )
     contentType: str
     durationSeconds: float
     width: int

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -143,6 +144,8 @@ class Dispatcher:
         self._policy = policy
         self._broker = broker
         self._stopping = asyncio.Event()
+        # Told (after the commit) of the jobs the reaper changed, so that their watchers hear of it.
+        self.on_reaped: Callable[[Collection[str]], Awaitable[None]] | None = None
 
     async def run(self) -> None:
         """Dispatches every interval until stop(); a database outage only delays it."""
@@ -190,6 +193,8 @@ class Dispatcher:
                     _REAP, {"lease": self._policy.lease_seconds, "limit": self._policy.batch, "error": error}
                 )
             ).all()
+        if rows and self.on_reaped is not None:
+            await self.on_reaped([row.id for row in rows])
         for row in rows:
             action = "requeued_lost_worker" if row.status == "queued" else "failed_lost_worker"
             RECOVERED.labels(action).inc()

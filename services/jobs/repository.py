@@ -50,6 +50,11 @@ async def get_job(session: AsyncSession, job_id: str) -> Job | None:
     return await session.get(Job, job_id)
 
 
+async def get_jobs(session: AsyncSession, job_ids: Iterable[str]) -> Sequence[Job]:
+    """The jobs among job_ids that exist, in one query."""
+    return (await session.scalars(select(Job).where(Job.id.in_(set(job_ids))))).all()
+
+
 def _conditions(query: JobFilter) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = []
     if query.user_id is not None:

@@ -14,12 +14,13 @@ from services.core.storage import create_storage
 from services.core.tasks import broker_redis_url, create_celery, depth_keys, depths_of
 from services.jobs.dispatcher import Dispatcher, DispatchPolicy
 from services.jobs.domain import JobLimits
+from services.jobs.live import LiveEvents
 from services.jobs.publisher import JobPublisher
 from services.jobs.quotas import Quota
 from services.jobs.ratelimit import CreationLimiter, RateLimit
 from services.jobs.retention import Retention, RetentionPolicy
 from services.jobs.service import JobsService
-from services.jobs.servicer import JobServicer
+from services.jobs.servicer import JobServicer, job_to_proto
 from services.jobs.settings import JobsSettings
 from videogen.v1 import jobs_pb2, jobs_pb2_grpc
 
@@ -70,13 +71,35 @@ async def start_jobs_server(
         metadata_max_bytes=settings.jobs_metadata_max_bytes,
     )
     storage = create_storage(settings.media_root, settings)
+    live = None
+    if client is not None and redis_url is not None:
+        live = LiveEvents.open(
+            settings,
+            client=client,
+            redis_url=redis_url,
+            sessions=sessions,
+            to_proto=lambda job: job_to_proto(job, storage),
+        )
+        if dispatcher is not None:
+            dispatcher.on_reaped = live.publisher.publish_ids
     quota = Quota(
         max_jobs_in_flight=settings.quota_max_jobs_in_flight,
         video_seconds_per_day=settings.quota_video_seconds_per_day,
     )
     reads = db.create_read_sessions(engine)
     servicer = JobServicer(
-        JobsService(sessions, dispatcher, storage, limiter, quota=quota, reads=reads), limits, storage=storage
+        JobsService(
+            sessions,
+            dispatcher,
+            storage,
+            limiter,
+            changes=None if live is None else live.publisher,
+            quota=quota,
+            reads=reads,
+        ),
+        limits,
+        storage=storage,
+        watch=None if live is None else live.hub,
     )
     binding = ServiceBinding(servicer, jobs_pb2_grpc.add_JobServiceServicer_to_server, SERVICE_NAME)
     if dispatcher is not None:
@@ -97,6 +120,8 @@ async def start_jobs_server(
     )
     if dispatcher is not None:
         tasks.append(asyncio.create_task(dispatcher.run()))
+    if live is not None:
+        tasks.append(live.start())
     if settings.media_retention_days > 0:
         retention = RetentionPolicy(
             days=settings.media_retention_days,
@@ -109,10 +134,14 @@ async def start_jobs_server(
         app=app,
         engine=engine,
         tasks=tasks,
-        before_stop=[dispatcher.stop] if dispatcher is not None else [],
+        before_stop=[
+            *([dispatcher.stop] if dispatcher is not None else []),
+            *([live.stop] if live is not None else []),
+        ],
         after_stop=[
             *([publisher.close] if publisher is not None else []),
             *([limiter.close] if limiter is not None else []),
+            *([live.close] if live is not None else []),
         ],
     )
 

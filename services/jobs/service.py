@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 from sqlalchemy import ColumnElement, func
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -45,6 +45,13 @@ class Completion:
     generation_time_ms: int
 
 
+class JobChanges(Protocol):
+    """Told of every committed change of a job (services/jobs/events.py publishes it)."""
+
+    async def publish(self, job: Job) -> None:
+        """Never raises: a failure is the sink's to log."""
+
+
 @dataclass(frozen=True)
 class Created:
     """The job a create answers, and whether it was created before (an idempotent replay)."""
@@ -69,6 +76,7 @@ class JobsService:
         limiter: CreationLimiter | None = None,
         quota: Quota | None = None,
         reads: async_sessionmaker[AsyncSession] | None = None,
+        changes: JobChanges | None = None,
     ) -> None:
         self._sessions = sessions
         # Single-statement reads go without BEGIN/ROLLBACK round trips when given autocommit sessions.
@@ -76,6 +84,7 @@ class JobsService:
         self._dispatcher = dispatcher
         self._storage = storage
         self._limiter = limiter
+        self._changes = changes
         self._quota = quota or Quota()
 
     async def create_job(self, new: NewJob, *, request_id: str | None = None) -> Created:
@@ -102,6 +111,7 @@ class JobsService:
                 log.info("job.create_replayed", job_id=first.id, user_id=first.user_id)
                 return Created(first, replayed=True)
         log.info("job.created", job_id=job.id, user_id=job.user_id, queue=job.queue)
+        await self._changed(job)
         if self._dispatcher is not None:
             await self._dispatcher.publish_new(job.id, job.queue, request_id=request_id)
         return Created(job, replayed=False)
@@ -221,6 +231,7 @@ class JobsService:
             )
             if job is None:
                 await _refuse(session, job_id, "retry", attempt=attempt)
+        await self._changed(job)
         log.info("job.retrying", job_id=job_id, retry_count=job.retry_count, retry_after=retry_after, error=error)
         return job
 
@@ -232,6 +243,11 @@ class JobsService:
             if unknown:
                 raise InvalidArgument("points.job_id", f"unknown job {sorted(unknown)[0]!r}")
             return await repository.insert_metrics(session, rows)
+
+    async def _changed(self, job: Job) -> None:
+        """After the commit: live watchers learn of the change."""
+        if self._changes is not None:
+            await self._changes.publish(job)
 
     async def _move(
         self,
@@ -246,6 +262,7 @@ class JobsService:
             job = await repository.transition(session, job_id, from_statuses=from_statuses, values=values, extra=extra)
             if job is None:
                 await _refuse(session, job_id, action, attempt=attempt)
+        await self._changed(job)
         return job
 
 

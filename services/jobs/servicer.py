@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from services.core.errors import InvalidArgument
+from services.core.errors import InvalidArgument, Unavailable
 from services.core.ids import new_cuid
 from services.core.logging import current_request_id
 from services.core.models import Job
@@ -18,6 +19,7 @@ from services.core.storage import InvalidStorageKey, MediaStorage
 from services.jobs import domain
 from services.jobs.domain import JobLimits, JobStatus
 from services.jobs.service import Completion, JobsService
+from services.jobs.watch import WatchHub, watch_job
 from videogen.v1 import jobs_pb2, jobs_pb2_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -78,6 +80,7 @@ def job_to_proto(job: Job, storage: MediaStorage | None = None) -> jobs_pb2.Job:
         queue=job.queue,
         progress_percent=job.progress_percent,
         progress_stage=job.progress_stage,
+        event_id=job.event_seq,
     )
     if job.result is not None:
         message.result.CopyFrom(_result_to_proto(job.result, storage))
@@ -96,9 +99,17 @@ def _status_filter(number: int) -> JobStatus | None:
 class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     """Translates JobService calls into JobsService use cases."""
 
-    def __init__(self, service: JobsService, limits: JobLimits, *, storage: MediaStorage | None = None) -> None:
+    def __init__(
+        self,
+        service: JobsService,
+        limits: JobLimits,
+        *,
+        storage: MediaStorage | None = None,
+        watch: WatchHub | None = None,
+    ) -> None:
         self._service = service
         self._limits = limits
+        self._watch = watch
         self._storage = storage
 
     def _to_proto(self, job: Job) -> jobs_pb2.Job:
@@ -192,6 +203,18 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         return self._to_proto(
             await self._service.retry_job(job_id, error=error, retry_after=delay, attempt=_attempt(request))
         )
+
+    async def WatchJob(self, request: jobs_pb2.WatchJobRequest, context: Context) -> AsyncIterator[jobs_pb2.JobEvent]:
+        job_id = domain.checked_job_id(request.id)
+        after = _non_negative(request.after_event_id, "after_event_id") if request.HasField("after_event_id") else 0
+        if self._watch is None:
+            raise Unavailable("live events need Redis (REDIS_URL); this jobs service runs without it")
+        async for event in watch_job(self._watch, job_id, after=after, read=self._read):
+            yield event
+
+    async def _read(self, job_id: str) -> jobs_pb2.Job:
+        """One job as GetJob answers it, for WatchJob."""
+        return self._to_proto(await self._service.get_job(job_id))
 
     async def RecordTelemetry(
         self, request: jobs_pb2.RecordTelemetryRequest, context: Context

@@ -29,6 +29,12 @@ class JobsSettings(CoreSettings):
     # Jobs one user may create per minute (0: no limit), and at once after a quiet spell.
     jobs_rate_limit_per_minute: Annotated[int, Field(ge=0, le=1_000_000)] = 600
     jobs_rate_limit_burst: Annotated[int, Field(ge=1, le=100_000)] = 100
+    # WatchJob (and the gateway's SSE route): streams one process follows at most, seconds of
+    # quiet before a keep-alive, and how often the watched jobs are re-read in one query to make
+    # good a pub/sub message Redis lost.
+    jobs_watch_max_watchers: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
+    jobs_watch_keepalive_seconds: Annotated[float, Field(gt=0, le=300)] = 15.0
+    jobs_watch_resync_seconds: Annotated[float, Field(gt=0, le=3600)] = 30.0
     # Completed jobs older than this many days are deleted with their videos (0: kept forever),
     # checked every MEDIA_RETENTION_INTERVAL seconds, MEDIA_RETENTION_BATCH jobs per transaction.
     media_retention_days: Annotated[float, Field(ge=0, le=36_500)] = 0

@@ -144,6 +144,10 @@ class JobRunner:
         metadata = json.loads(job.metadata_json or "{}")
         try:
             name, video, elapsed_ms = self._generate(job, metadata, partial, payload.request_id, liveness)
+            # Storing may take a while (an upload): watchers see the stage; a refusal is a cancel.
+            liveness.update(99, "storing")
+            if not self._send(liveness, payload.request_id):
+                raise JobCancelled(job.id)
             stored = self._storage.store(partial, key)
             result = jobs_pb2.VideoResult(
                 video_url=stored.url,
