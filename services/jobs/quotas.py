@@ -4,6 +4,8 @@ Both are checked in the transaction that inserts the job, under a transaction-sc
 lock on the user: two creates of one user queue on that lock, and the second one counts after
 the first has committed (or rolled back), so two creates can never both pass the last unit.
 Other users never wait on each other (save for a hash collision, which only serializes them).
+The daily sum reads the user's jobs created today plus the seconds of those deleted since,
+which a trigger keeps (migration 0007), so deleting a job gives nothing back.
 """
 
 from __future__ import annotations
@@ -103,13 +105,28 @@ async def enforce_quota(session: AsyncSession, new: NewJob, quota: Quota) -> Non
         default_seconds=DEFAULT_VIDEO_SECONDS,
     )
     if quota.max_jobs_in_flight and usage.in_flight + 1 > quota.max_jobs_in_flight:
-        _refuse(new.user_id, "jobs_in_flight", quota.max_jobs_in_flight, usage.in_flight, 1, IN_FLIGHT_RETRY_AFTER)
+        _refuse(
+            new.user_id,
+            limit="jobs_in_flight",
+            maximum=quota.max_jobs_in_flight,
+            current=usage.in_flight,
+            requested=1,
+            retry_after=IN_FLIGHT_RETRY_AFTER,
+        )
     if quota.video_seconds_per_day and usage.seconds_today + requested > quota.video_seconds_per_day:
-        limit = quota.video_seconds_per_day
-        _refuse(new.user_id, "video_seconds_per_day", limit, usage.seconds_today, requested, usage.until_tomorrow)
+        _refuse(
+            new.user_id,
+            limit="video_seconds_per_day",
+            maximum=quota.video_seconds_per_day,
+            current=usage.seconds_today,
+            requested=requested,
+            retry_after=usage.until_tomorrow,
+        )
 
 
-def _refuse(user_id: str, limit: str, maximum: float, current: float, requested: float, retry_after: float) -> NoReturn:
+def _refuse(
+    user_id: str, *, limit: str, maximum: float, current: float, requested: float, retry_after: float
+) -> NoReturn:
     REFUSALS.labels(limit).inc()
     log.info("job.quota_refused", user_id=user_id, limit=limit, maximum=maximum, current=current)
     raise QuotaExceeded(
