@@ -61,8 +61,11 @@ class VideoResult(_message.Message):
     SIZE_BYTES_FIELD_NUMBER: _builtins.int
     STORAGE_KEY_FIELD_NUMBER: _builtins.int
     video_url: _builtins.str
-    """Where clients fetch the video: a path under the edge such as
-    "/media/<file>.mp4", or an absolute (possibly presigned) URL.
+    """Where clients fetch the video. With MEDIA_BACKEND=local, a path under the
+    edge such as "/media/<file>.mp4". With MEDIA_BACKEND=s3, a presigned GET URL
+    to the object store, signed afresh for every answer and valid for
+    S3_PRESIGN_SECONDS: ask for the job again once it expires. (The worker
+    reports "s3://<bucket>/<object>" in CompleteJob; answers never carry it.)
     """
     content_type: _builtins.str
     """MIME type of the video, "video/mp4" for the built-in provider."""
@@ -72,7 +75,10 @@ class VideoResult(_message.Message):
     fps: _builtins.float
     size_bytes: _builtins.int
     storage_key: _builtins.str
-    """Storage key of the video, for deleting it with the job."""
+    """Storage key of the video (its file name, or its object name without
+    S3_KEY_PREFIX), for presigning and for deleting it with the job or by
+    retention (MEDIA_RETENTION_DAYS).
+    """
     def __init__(
         self,
         *,
