@@ -273,3 +273,18 @@ async def test_every_answer_carries_a_fresh_url_so_an_old_expired_one_never_stic
     assert again != first
     assert (await fetch(again)).status_code == 200
     assert (await fetch(listed.jobs[0].result.video_url)).status_code == 200
+
+
+async def test_a_late_watcher_gets_the_final_state_with_a_working_url(
+    start_stack: StackFactory, s3_endpoint: str, s3_bucket: str
+) -> None:
+    stack = await start_stack(**stack_options(s3_endpoint, s3_bucket))
+    job = await create_job(stack.jobs, metadata={"provider": "local"})
+    await stack.wait_for(job.id)
+
+    events = [event async for event in stack.jobs.WatchJob(jobs_pb2.WatchJobRequest(id=job.id))]
+
+    assert [event.type for event in events] == ["job.completed"]
+    url = events[0].job.result.video_url
+    assert url.startswith(f"{s3_endpoint}/{s3_bucket}/")
+    assert (await fetch(url)).status_code == 200
