@@ -39,6 +39,27 @@ async def insert_job(session: AsyncSession, new: NewJob, *, claimed: bool) -> Jo
     return (await session.scalars(values.returning(Job))).one_or_none()
 
 
+async def insert_jobs(session: AsyncSession, news: Sequence[NewJob], *, claimed: bool) -> list[Job]:
+    """Inserts queued jobs without idempotency keys in one statement; answers them in the order
+    of news."""
+    ids = [new_cuid() for _ in news]
+    rows: list[dict[str, Any]] = [
+        {
+            "id": job_id,
+            "user_id": new.user_id,
+            "prompt": new.prompt,
+            "metadata_": new.metadata,
+            "max_retries": new.max_retries,
+            "queue": new.queue,
+            "status": JobStatus.QUEUED.value,
+            "enqueued_at": func.now() if claimed else None,
+        }
+        for job_id, new in zip(ids, news, strict=True)
+    ]
+    stored = {job.id: job for job in (await session.scalars(pg_insert(Job).values(rows).returning(Job))).all()}
+    return [stored[job_id] for job_id in ids]
+
+
 async def job_by_idempotency_key(session: AsyncSession, user_id: str, key: str) -> Job | None:
     """The user's job created with this idempotency key, if any."""
     statement = select(Job).where(Job.user_id == user_id, Job.idempotency_key == key)

@@ -12,6 +12,7 @@ from services.core.grpc_server import ServiceBinding, start_grpc_app, watch_depe
 from services.core.runtime import DatabaseService
 from services.core.storage import create_storage
 from services.core.tasks import broker_redis_url, create_celery, depth_keys, depths_of
+from services.jobs.batching import CreateBatcher
 from services.jobs.dispatcher import Dispatcher, DispatchPolicy
 from services.jobs.domain import JobLimits
 from services.jobs.live import LiveEvents
@@ -96,6 +97,7 @@ async def start_jobs_server(
             changes=None if live is None else live.publisher,
             quota=quota,
             reads=reads,
+            batcher=CreateBatcher(sessions, claimed=dispatcher is not None),
         ),
         limits,
         storage=storage,

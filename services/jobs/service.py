@@ -16,6 +16,7 @@ from services.core.logging import get_logger
 from services.core.models import Job
 from services.core.storage import InvalidStorageKey, MediaStorage
 from services.jobs import repository
+from services.jobs.batching import CreateBatcher
 from services.jobs.dispatcher import Dispatcher
 from services.jobs.domain import (
     ACTIVE,
@@ -76,11 +77,14 @@ class JobsService:
         limiter: CreationLimiter | None = None,
         quota: Quota | None = None,
         reads: async_sessionmaker[AsyncSession] | None = None,
+        batcher: CreateBatcher | None = None,
         changes: JobChanges | None = None,
     ) -> None:
         self._sessions = sessions
         # Single-statement reads go without BEGIN/ROLLBACK round trips when given autocommit sessions.
         self._reads = reads or sessions
+        # Plain creates arriving together share one INSERT (services/jobs/batching.py).
+        self._batcher = batcher
         self._dispatcher = dispatcher
         self._storage = storage
         self._limiter = limiter
@@ -97,6 +101,13 @@ class JobsService:
         in this transaction, under the user's lock), and nothing is stored."""
         if self._limiter is not None:
             await self._limiter.take(new.user_id)
+        if self._batcher is not None and self._plain(new):
+            batched = await self._batcher.insert(new)
+            log.info("job.created", job_id=batched.id, user_id=batched.user_id, queue=batched.queue)
+            await self._changed(batched)
+            if self._dispatcher is not None:
+                await self._dispatcher.publish_new(batched.id, batched.queue, request_id=request_id)
+            return Created(batched, replayed=False)
         async with self._sessions.begin() as session:
             await enforce_quota(session, new, self._quota)
             job = await repository.insert_job(session, new, claimed=self._dispatcher is not None)
@@ -115,6 +126,10 @@ class JobsService:
         if self._dispatcher is not None:
             await self._dispatcher.publish_new(job.id, job.queue, request_id=request_id)
         return Created(job, replayed=False)
+
+    def _plain(self, new: NewJob) -> bool:
+        """Whether a create can share a batch: no idempotency key or quota of its own."""
+        return new.idempotency_key is None and not self._quota.enabled
 
     async def get_job(self, job_id: str) -> Job:
         """The job, or JobNotFound."""
