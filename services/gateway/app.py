@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.core.logging import REQUEST_ID_HEADER, get_logger, new_request_id
 from services.core.storage import local_storage
-from services.gateway import jobs, ops, providers
+from services.gateway import events, jobs, ops, providers
 from services.gateway.clients import open_backends
 from services.gateway.errors import BackendError, backend_error, http_error, unexpected_error
 from services.gateway.settings import GatewaySettings
@@ -55,7 +55,7 @@ def create_app(settings: GatewaySettings, *, redis_url: str) -> FastAPI:
     app.state.settings = settings
     # With MEDIA_BACKEND=s3 clients fetch videos from the store itself (presigned URLs): none here.
     app.state.storage = local_storage(settings.media_root, settings)
-    for router in (jobs.router, providers.router, ops.router):
+    for router in (jobs.router, events.router, providers.router, ops.router):
         app.include_router(router)
     app.add_exception_handler(BackendError, backend_error)
     app.add_exception_handler(HTTPException, http_error)
@@ -120,12 +120,17 @@ class Guard:
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
         status = 500
+        streamed_at: float | None = None
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, streamed_at
             if message["type"] == "http.response.start":
                 status = message["status"]
-                MutableHeaders(scope=message)["X-Request-ID"] = request_id
+                answer = MutableHeaders(scope=message)
+                answer["X-Request-ID"] = request_id
+                if answer.get("content-type", "").startswith("text/event-stream"):
+                    # An event stream lasts as long as its job: its latency is the time to answer.
+                    streamed_at = time.perf_counter()
             await send(message)
 
         try:
@@ -136,7 +141,7 @@ class Guard:
                 await self._app(scope, receive, send_with_id)
         finally:
             endpoint = getattr(scope.get("route"), "path", "unmatched")
-            elapsed = time.perf_counter() - started
+            elapsed = (streamed_at or time.perf_counter()) - started
             REQUEST_LATENCY.labels(scope["method"], endpoint, str(status)).observe(elapsed)
             if not scope["path"].startswith(_QUIET_PATHS):
                 log.info(

@@ -40,6 +40,8 @@ JOB_EXAMPLE: dict[str, Any] = {
     "updatedAt": "2026-11-26T10:00:01.300000+00:00",
     "startedAt": "2026-11-26T10:00:00.200000+00:00",
     "completedAt": "2026-11-26T10:00:01.300000+00:00",
+    "progressPercent": 100,
+    "progressStage": "completed",
 }
 
 
@@ -144,6 +146,12 @@ class Job(BaseModel):
     updatedAt: datetime
     startedAt: datetime | None
     completedAt: datetime | None
+    progressPercent: int = Field(description="Progress of the current attempt, 0-100.")
+    progressStage: str = Field(
+        description="Stage of the current attempt: `starting`, `rendering`, `storing`, then `completed` "
+        "(a remote provider may name its own); empty while queued. "
+        "Follow it live with `GET /api/v1/jobs/{id}/events`."
+    )
 
 
 class JobList(BaseModel):
@@ -345,6 +353,8 @@ def job_from_proto(job: jobs_pb2.Job) -> Job:
         updatedAt=_time(job.updated_at),
         startedAt=_optional_time(job, "started_at"),
         completedAt=_optional_time(job, "completed_at"),
+        progressPercent=job.progress_percent,
+        progressStage=job.progress_stage,
     )
 
 

@@ -22,6 +22,7 @@ TINY = {"durationSeconds": 1, "width": 64, "height": 64, "fps": 4}
 JOB_FIELDS = {
     "id", "userId", "status", "prompt", "metadata", "result", "retryCount", "maxRetries", "usedProvider",
     "usedModel", "generationTimeMs", "errorMessage", "createdAt", "updatedAt", "startedAt", "completedAt",
+    "progressPercent", "progressStage",
 }  # fmt: skip
 
 

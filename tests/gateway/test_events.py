@@ -1,0 +1,201 @@
+"""GET /api/v1/jobs/{id}/events: Server-Sent Events of one job, through the real Envoy edge."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import redis.asyncio as aioredis
+import yaml
+
+from tests.gateway.conftest import Gateway
+from tests.support.processes import ROOT
+from videogen.v1 import jobs_pb2, jobs_pb2_grpc
+
+# Enough frames that the built-in renderer reports progress several times.
+RENDER = {"durationSeconds": 4, "width": 320, "height": 240, "fps": 24}
+
+
+@dataclass
+class Sse:
+    """One server-sent event."""
+
+    id: int
+    event: str
+    data: dict[str, Any]
+
+
+def parse(text: str) -> tuple[list[Sse], int]:
+    """The events of a whole stream, and how many keep-alive comments it held."""
+    events, comments = [], 0
+    for block in text.split("\n\n"):
+        fields: dict[str, str] = {}
+        for line in block.splitlines():
+            if line.startswith(":"):
+                comments += 1
+            elif ": " in line:
+                name, value = line.split(": ", 1)
+                fields[name] = value
+        if "data" in fields:
+            events.append(Sse(int(fields["id"]), fields["event"], json.loads(fields["data"])))
+    return events, comments
+
+
+async def follow(
+    gateway: Gateway, job_id: str, timeout: float = 60, headers: dict[str, str] | None = None
+) -> tuple[int, str, list[Sse]]:
+    """Reads the whole stream: status, content type and events."""
+    async with asyncio.timeout(timeout):
+        async with gateway.client.stream("GET", f"/api/v1/jobs/{job_id}/events", headers=headers) as answer:
+            text = (await answer.aread()).decode()
+    return answer.status_code, answer.headers.get("content-type", ""), parse(text)[0]
+
+
+async def create(gateway: Gateway, metadata: dict[str, Any]) -> dict[str, Any]:
+    body = {"userId": "sse-user", "prompt": "p", "metadata": metadata}
+    created = await gateway.client.post("/api/v1/jobs", json=body)
+    assert created.status_code == 201, created.text
+    return dict(created.json())
+
+
+async def watch_over_edge(gateway: Gateway, job_id: str) -> list[jobs_pb2.JobEvent]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.edge_port}") as channel:
+        stream = jobs_pb2_grpc.JobServiceStub(channel).WatchJob(jobs_pb2.WatchJobRequest(id=job_id))
+        return [event async for event in stream if event.type != "job.keepalive"]
+
+
+async def test_sse_and_watchjob_clients_see_queued_processing_rising_progress_completed(gateway: Gateway) -> None:
+    job = await create(gateway, RENDER)
+
+    (status, content_type, events), grpc_events = await asyncio.gather(
+        follow(gateway, job["id"]), watch_over_edge(gateway, job["id"])
+    )
+
+    assert (status, content_type.split(";")[0]) == (200, "text/event-stream")
+    for types, percents, final_status in [
+        ([e.event for e in events], [e.data["progressPercent"] for e in events], events[-1].data["status"]),
+        ([e.type for e in grpc_events], [e.job.progress_percent for e in grpc_events], grpc_events[-1].job.status),
+    ]:
+        assert types[0] in ("job.queued", "job.processing") and "job.processing" in types
+        assert types[-1] == "job.completed" and types.count("job.completed") == 1
+        assert types.count("job.progress") >= 2
+        assert percents == sorted(percents) and percents[-1] == 100
+        assert final_status in ("completed", jobs_pb2.JOB_STATUS_COMPLETED)
+    stages = [e.data["progressStage"] for e in events if e.event == "job.progress"]
+    assert "rendering" in stages and stages[-1] == "storing"
+    ids = [e.id for e in events]
+    assert ids == sorted(set(ids)) and ids[-1] == grpc_events[-1].event_id
+    assert events[-1].data == (await gateway.client.get(f"/api/v1/jobs/{job['id']}")).json()
+
+
+async def test_a_late_client_gets_the_final_state_at_once(gateway: Gateway) -> None:
+    job = await create(gateway, {"durationSeconds": 1, "width": 64, "height": 64, "fps": 4})
+    _, _, live = await follow(gateway, job["id"])
+
+    status, _, late = await follow(gateway, job["id"], timeout=5)
+
+    assert status == 200
+    assert [(e.id, e.event, e.data["status"]) for e in late] == [(live[-1].id, "job.completed", "completed")]
+
+
+async def test_last_event_id_skips_what_was_seen_and_a_seen_end_is_204(gateway: Gateway) -> None:
+    job = await create(gateway, {"durationSeconds": 1, "width": 64, "height": 64, "fps": 4})
+    _, _, seen = await follow(gateway, job["id"])
+
+    _, _, resumed = await follow(gateway, job["id"], timeout=5, headers={"Last-Event-ID": str(seen[-2].id)})
+    ended = await gateway.client.get(f"/api/v1/jobs/{job['id']}/events", headers={"Last-Event-ID": str(seen[-1].id)})
+
+    assert [(e.id, e.event) for e in resumed] == [(seen[-1].id, "job.completed")]
+    assert (ended.status_code, ended.content) == (204, b"")
+
+
+async def test_a_resumed_stream_of_a_running_job_starts_after_the_last_event(gateway: Gateway, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    job = await create(gateway, {"provider": "scripted", "script": {"gate": str(gate)}})
+    async with asyncio.timeout(30):
+        while (current := (await gateway.client.get(f"/api/v1/jobs/{job['id']}")).json())["status"] != "processing":
+            await asyncio.sleep(0.1)
+    async with gateway.client.stream("GET", f"/api/v1/jobs/{job['id']}/events") as answer:
+        lines = answer.aiter_lines()
+        async with asyncio.timeout(10):
+            while not (line := await anext(lines)).startswith("id: "):
+                pass
+        last_id = int(line.removeprefix("id: "))
+
+    gate.touch()
+    _, _, rest = await follow(gateway, job["id"], headers={"Last-Event-ID": str(last_id)})
+
+    assert current["status"] == "processing" and rest and rest[0].id > last_id
+    assert rest[-1].event == "job.completed"
+
+
+async def test_many_sse_clients_of_a_job_share_one_redis_subscription(
+    gateway: Gateway, tmp_path: Path, redis_url: str
+) -> None:
+    gate = tmp_path / "gate"
+    job = await create(gateway, {"provider": "scripted", "script": {"gate": str(gate)}})
+    streams = [gateway.client.stream("GET", f"/api/v1/jobs/{job['id']}/events") for _ in range(8)]
+    answers = [await stream.__aenter__() for stream in streams]
+    redis = aioredis.Redis.from_url(redis_url)
+    try:
+        assert all(answer.status_code == 200 for answer in answers)
+        channels = await redis.pubsub_channels(f"*jobs:events:{job['id']}")
+        assert len(channels) == 1
+        assert dict(await redis.pubsub_numsub(channels[0]))[channels[0]] == 1
+    finally:
+        gate.touch()
+        for stream in streams:
+            await stream.__aexit__(None, None, None)
+        await redis.aclose()
+
+
+async def test_unknown_ids_are_404_and_a_bad_last_event_id_is_422(gateway: Gateway) -> None:
+    job = await create(gateway, {"durationSeconds": 1, "width": 64, "height": 64, "fps": 4})
+
+    unknown = await gateway.client.get(f"/api/v1/jobs/c{'0' * 24}/events")
+    malformed = await gateway.client.get("/api/v1/jobs/not-an-id/events")
+    bad = await gateway.client.get(f"/api/v1/jobs/{job['id']}/events", headers={"Last-Event-ID": "-1"})
+
+    assert (unknown.status_code, malformed.status_code) == (404, 404)
+    assert unknown.headers["content-type"] == "application/json"
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["header", "Last-Event-ID"]
+
+
+async def test_the_openapi_document_describes_the_event_stream(gateway: Gateway) -> None:
+    document = (await gateway.client.get("/openapi.json")).json()
+
+    operation = document["paths"]["/api/v1/jobs/{job_id}/events"]["get"]
+
+    assert "text/event-stream" in operation["responses"]["200"]["content"]
+    assert {"200", "204", "404", "422", "429", "503"} <= set(operation["responses"])
+    assert any(p["name"] == "Last-Event-ID" and p["in"] == "header" for p in operation["parameters"])
+    job = document["components"]["schemas"]["Job"]["properties"]
+    assert {"progressPercent", "progressStage"} <= set(job)
+
+
+def test_the_edge_neither_times_out_nor_retries_the_live_streams() -> None:
+    config = yaml.safe_load((ROOT / "deploy" / "envoy" / "envoy.yaml").read_text())
+    manager = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    routes = manager["route_config"]["virtual_hosts"][0]["routes"]
+
+    def route_of(path: str, *, grpc_call: bool) -> dict[str, Any]:
+        for route in routes:
+            match = route["match"]
+            if grpc_call != ("grpc" in match) or "headers" in match:
+                continue
+            if match.get("path") == path or path.startswith(match.get("prefix", "\0")):
+                return dict(route["route"])
+            if "safe_regex" in match and re.fullmatch(match["safe_regex"]["regex"], path):
+                return dict(route["route"])
+        raise AssertionError(f"no route for {path}")
+
+    for path, grpc_call in [("/api/v1/jobs/cabc/events", False), ("/videogen.v1.JobService/WatchJob", True)]:
+        route = route_of(path, grpc_call=grpc_call)
+        assert (route["timeout"], "retry_policy" in route) == ("0s", False)
+        assert 30 <= int(route["idle_timeout"].removesuffix("s")) <= 600
+    assert route_of("/api/v1/jobs/cabc", grpc_call=False)["timeout"] != "0s"
