@@ -20,6 +20,10 @@ class InvalidStorageKey(ValueError):
     """A key that could escape the storage root or names no video."""
 
 
+class StorageUnavailable(OSError):
+    """The object store could not be reached, refused the request, or cannot sign URLs."""
+
+
 @dataclass(frozen=True)
 class StoredVideo:
     """Where a stored video is and how big it is."""

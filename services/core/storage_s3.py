@@ -10,7 +10,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from services.core.storage import StoredVideo, check_key, content_type
+from services.core.storage import StorageUnavailable, StoredVideo, check_key, content_type
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -20,10 +20,6 @@ if TYPE_CHECKING:
 # Videos past this size go up in parts of this size, several at once (boto3's managed transfer).
 MULTIPART_BYTES = 16 * 1024 * 1024
 _MISSING = {"404", "NoSuchKey", "NotFound"}
-
-
-class StorageUnavailable(OSError):
-    """The object store could not be reached or refused the request."""
 
 
 class S3MediaStorage:
@@ -115,12 +111,14 @@ class S3MediaStorage:
         return existed
 
     def fresh_url(self, key: str) -> str | None:
-        # Signing is local computation: no request to the store.
-        return self._presigner.generate_presigned_url(
-            "get_object",
-            Params={"Bucket": self.bucket, "Key": self.object_key(key)},
-            ExpiresIn=self._presign_seconds,
-        )
+        # Signing is local computation: no request to the store, but it needs credentials.
+        name = self.object_key(key)
+        try:
+            return self._presigner.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": name}, ExpiresIn=self._presign_seconds
+            )
+        except BotoCoreError as exc:
+            raise StorageUnavailable(f"signing a URL of {name!r} failed: {exc}") from exc
 
     def _exists(self, name: str) -> bool:
         try:

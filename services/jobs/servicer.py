@@ -15,7 +15,7 @@ from services.core.ids import new_cuid
 from services.core.logging import current_request_id
 from services.core.models import Job
 from services.core.protocol import REPLAYED_HEADER
-from services.core.storage import InvalidStorageKey, MediaStorage
+from services.core.storage import InvalidStorageKey, MediaStorage, StorageUnavailable
 from services.jobs import domain
 from services.jobs.domain import JobLimits, JobStatus
 from services.jobs.service import Completion, JobsService
@@ -44,6 +44,9 @@ def _video_url(result: dict[str, Any], storage: MediaStorage | None) -> str:
         return storage.fresh_url(key) or stored
     except InvalidStorageKey:
         return stored
+    except StorageUnavailable as exc:
+        # No answer rather than one whose video cannot be fetched.
+        raise Unavailable(f"media storage: {exc}") from exc
 
 
 def _result_to_proto(result: dict[str, Any], storage: MediaStorage | None) -> jobs_pb2.VideoResult:
@@ -183,7 +186,9 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
             used_model=domain.validate_label(request.used_model, field="used_model", max_chars=128),
             generation_time_ms=_non_negative(request.generation_time_ms, "generation_time_ms"),
         )
-        return self._to_proto(await self._service.complete_job(job_id, completion, attempt=_attempt(request)))
+        job = await self._service.complete_job(job_id, completion, attempt=_attempt(request))
+        # The worker's answer: the URL it reported, never a presigned one (signing must not fail it).
+        return job_to_proto(job)
 
     async def FailJob(self, request: jobs_pb2.FailJobRequest, context: Context) -> jobs_pb2.Job:
         job_id = domain.checked_job_id(request.id)

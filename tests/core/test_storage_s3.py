@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import grpc
 import httpx
 import pytest
 
 from services.core.settings import CoreSettings, load_settings
-from services.core.storage import InvalidStorageKey, create_storage
-from services.core.storage_s3 import S3MediaStorage, StorageUnavailable
-from tests.support.factories import create_job
+from services.core.storage import InvalidStorageKey, StorageUnavailable, create_storage
+from services.core.storage_s3 import S3MediaStorage
+from services.jobs.server import start_jobs_server
+from tests.conftest import jobs_settings, wait_serving
+from tests.support.factories import create_job, processing_job, video_result
 from tests.support.processes import free_port
 from tests.support.s3 import SECRET_ACCESS_KEY, object_keys, s3_client, s3_settings
 from tests.support.stack import StackFactory
-from videogen.v1 import jobs_pb2
+from videogen.v1 import jobs_pb2, jobs_pb2_grpc
 
 MIB = 1024 * 1024
 
@@ -35,6 +40,15 @@ def written(backend: S3MediaStorage, key: str, content: bytes) -> Path:
     partial = backend.partial_path(key)
     partial.write_bytes(content)
     return partial
+
+
+async def until_expired(url: str) -> None:
+    """Waits until a presigned URL has expired (X-Amz-Date + X-Amz-Expires, and a margin): only
+    the passing of time brings that."""
+    query = parse_qs(urlsplit(url).query)
+    signed = datetime.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    expiry = signed.timestamp() + int(query["X-Amz-Expires"][0])
+    await asyncio.sleep(max(0.0, expiry - time.time()) + 0.5)
 
 
 async def fetch(url: str) -> httpx.Response:
@@ -108,15 +122,15 @@ def test_delete_removes_the_object_and_says_whether_there_was_one(
 
 
 async def test_an_expired_presigned_url_is_refused(s3_endpoint: str, s3_bucket: str, tmp_path: Path) -> None:
-    backend = storage(s3_endpoint, s3_bucket, tmp_path, s3_presign_seconds=1)
+    backend = storage(s3_endpoint, s3_bucket, tmp_path, s3_presign_seconds=3)
     backend.store(written(backend, "brief.mp4", b"video"), "brief.mp4")
     url = backend.fresh_url("brief.mp4") or ""
 
     fresh = await fetch(url)
-    await asyncio.sleep(2.1)  # past the URL's expiry, which only the passing of time brings
+    await until_expired(url)
     expired = await fetch(url)
 
-    assert "X-Amz-Expires=1&" in url or url.endswith("X-Amz-Expires=1")
+    assert parse_qs(urlsplit(url).query)["X-Amz-Expires"] == ["3"]
     assert fresh.status_code == 200
     assert expired.status_code == 403
     assert b"Request has expired" in expired.content
@@ -145,6 +159,50 @@ def test_an_unreachable_store_fails_as_storage_unavailable(tmp_path: Path) -> No
     # An OSError, as the jobs service and the retention sweep expect of a store that is down.
     with pytest.raises(OSError, match="nowhere"):
         backend.delete("lost.mp4")
+
+
+@pytest.fixture
+def no_default_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """boto3's credential chain finds nothing: no AWS_* keys, no files, no instance metadata."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+@pytest.mark.usefixtures("no_default_credentials")
+def test_a_store_without_credentials_cannot_sign_and_says_so(s3_endpoint: str, s3_bucket: str, tmp_path: Path) -> None:
+    backend = storage(s3_endpoint, s3_bucket, tmp_path, s3_access_key_id="", s3_secret_access_key="")
+
+    with pytest.raises(StorageUnavailable, match="credentials"):
+        backend.fresh_url("abc.mp4")
+
+
+@pytest.mark.usefixtures("no_default_credentials")
+async def test_a_job_whose_url_cannot_be_signed_is_unavailable_not_a_dead_url(
+    database_url: str, s3_endpoint: str, s3_bucket: str
+) -> None:
+    unsigned = s3_settings(s3_endpoint, s3_bucket, s3_access_key_id="", s3_secret_access_key="")
+    server = await start_jobs_server(jobs_settings(**unsigned), database_url=database_url, address="127.0.0.1:0")
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            await wait_serving(channel)
+            jobs = jobs_pb2_grpc.JobServiceStub(channel)
+            job = await processing_job(jobs)
+            result = video_result(video_url=f"s3://{s3_bucket}/abc.mp4", storage_key="abc.mp4")
+            request = jobs_pb2.CompleteJobRequest(id=job.id, result=result, used_provider="local", used_model="m")
+
+            completed = await jobs.CompleteJob(request)
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await jobs.GetJob(jobs_pb2.GetJobRequest(id=job.id))
+    finally:
+        await server.stop(0)
+
+    # The worker's own answer never depends on signing.
+    assert completed.result.video_url == f"s3://{s3_bucket}/abc.mp4"
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "media storage" in (refused.value.details() or "")
 
 
 def test_keys_are_checked_before_any_request(s3_endpoint: str, s3_bucket: str, tmp_path: Path) -> None:
@@ -261,11 +319,11 @@ async def test_a_completed_jobs_presigned_url_downloads_its_video_and_deleting_t
 async def test_every_answer_carries_a_fresh_url_so_an_old_expired_one_never_sticks(
     start_stack: StackFactory, s3_endpoint: str, s3_bucket: str
 ) -> None:
-    stack = await start_stack(**stack_options(s3_endpoint, s3_bucket, s3_presign_seconds=1))
+    stack = await start_stack(**stack_options(s3_endpoint, s3_bucket, s3_presign_seconds=3))
     job = await create_job(stack.jobs, metadata={"provider": "local"})
     first = (await stack.wait_for(job.id)).result.video_url
 
-    await asyncio.sleep(2.1)  # past the first URL's expiry
+    await until_expired(first)
     again = (await stack.jobs.GetJob(jobs_pb2.GetJobRequest(id=job.id))).result.video_url
     listed = await stack.jobs.ListJobs(jobs_pb2.ListJobsRequest(user_id=job.user_id))
 
