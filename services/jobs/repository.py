@@ -39,25 +39,29 @@ async def insert_job(session: AsyncSession, new: NewJob, *, claimed: bool) -> Jo
     return (await session.scalars(values.returning(Job))).one_or_none()
 
 
+# One statement each, built once: SQLAlchemy compiles it once and renders a batch of any size
+# as one multi-row INSERT (its "insertmanyvalues"), rows answered in the order given.
+_INSERT_CLAIMED = insert(Job).values(enqueued_at=func.now()).returning(Job, sort_by_parameter_order=True)
+_INSERT_UNCLAIMED = insert(Job).returning(Job, sort_by_parameter_order=True)
+
+
 async def insert_jobs(session: AsyncSession, news: Sequence[NewJob], *, claimed: bool) -> list[Job]:
-    """Inserts queued jobs without idempotency keys in one statement; answers them in the order
+    """Inserts queued jobs without idempotency keys in one round trip; answers them in the order
     of news."""
-    ids = [new_cuid() for _ in news]
     rows: list[dict[str, Any]] = [
         {
-            "id": job_id,
+            "id": new_cuid(),
             "user_id": new.user_id,
             "prompt": new.prompt,
             "metadata_": new.metadata,
             "max_retries": new.max_retries,
             "queue": new.queue,
             "status": JobStatus.QUEUED.value,
-            "enqueued_at": func.now() if claimed else None,
         }
-        for job_id, new in zip(ids, news, strict=True)
+        for new in news
     ]
-    stored = {job.id: job for job in (await session.scalars(pg_insert(Job).values(rows).returning(Job))).all()}
-    return [stored[job_id] for job_id in ids]
+    statement = _INSERT_CLAIMED if claimed else _INSERT_UNCLAIMED
+    return list((await session.scalars(statement, rows)).all())
 
 
 async def job_by_idempotency_key(session: AsyncSession, user_id: str, key: str) -> Job | None:
