@@ -34,6 +34,18 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def pss_mb(pid: int) -> float:
+    """The proportional set size in MiB: pages shared between processes (a forked pool's
+    libraries) counted once in all, split among the sharers (0 when it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time the process has used (0 when it is gone)."""
     try:
@@ -51,12 +63,14 @@ def roles(root: int) -> dict[int, str]:
 
 
 def memory(root: int) -> dict[str, float]:
-    """RSS in MiB by role (the Celery children summed) and by service."""
+    """RSS in MiB by role (the Celery children summed) and by service; PSS by service."""
     found: dict[str, float] = {}
     for pid, name in roles(root).items():
-        found[name] = found.get(name, 0.0) + rss_mb(pid)
-        service = f"{SERVICE_OF[name]} (total)"
-        found[service] = found.get(service, 0.0) + rss_mb(pid)
+        rss, pss = rss_mb(pid), pss_mb(pid)
+        found[name] = found.get(name, 0.0) + rss
+        service = SERVICE_OF[name]
+        found[f"{service} (total)"] = found.get(f"{service} (total)", 0.0) + rss
+        found[f"{service} (PSS)"] = found.get(f"{service} (PSS)", 0.0) + pss
     return found
 
 
