@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 
 import redis.asyncio as aioredis
+from prometheus_client import Counter
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -24,6 +25,10 @@ _PROTO_STATUS = {status: jobs_pb2.JobStatus.Value(f"JOB_STATUS_{status.name}") f
 _STATUS_EVENT = {number: f"job.{status.value}" for status, number in _PROTO_STATUS.items()}
 FINAL_PROTO = frozenset(_PROTO_STATUS[status] for status in FINAL)
 KEEPALIVE = "job.keepalive"
+UNPUBLISHED = Counter(
+    "job_events_unpublished_total",
+    "Job changes whose live event Redis did not take (watchers catch up at their next resync).",
+)
 
 
 def channel_of(key_prefix: str, job_id: str) -> str:
@@ -70,6 +75,7 @@ class EventPublisher:
         try:
             await self._client.publish(channel_of(self._key_prefix, job.id), self._to_proto(job).SerializeToString())
         except (RedisError, OSError) as exc:
+            UNPUBLISHED.inc()
             log.warning("job.event_not_published", job_id=job.id, event_id=job.event_seq, error=repr(exc))
 
     async def publish_ids(self, job_ids: Collection[str]) -> None:

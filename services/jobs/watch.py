@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequ
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
+from prometheus_client import Gauge
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
@@ -30,6 +31,7 @@ QUEUE_SIZE = 64
 # How long a new watcher waits for Redis to confirm its subscription.
 SUBSCRIBE_TIMEOUT = 5.0
 _CLOSED = jobs_pb2.Job()  # put in every queue when the hub stops
+WATCHERS = Gauge("job_watchers", "WatchJob streams (SSE included) this jobs process serves now.")
 
 # The current state of the jobs among some ids (those that exist), and of one job (JobNotFound).
 Loader = Callable[[Collection[str]], Awaitable[Sequence[jobs_pb2.Job]]]
@@ -85,10 +87,12 @@ class WatchHub:
         if self._watchers >= self._policy.max_watchers:
             raise TooManyWatchers(self._policy.max_watchers)
         self._watchers += 1
+        WATCHERS.inc()
         try:
             yield
         finally:
             self._watchers -= 1
+            WATCHERS.dec()
 
     @contextlib.asynccontextmanager
     async def follow(self, job_id: str) -> AsyncIterator[asyncio.Queue[jobs_pb2.Job]]:

@@ -23,7 +23,6 @@ JOB_FIELDS = {
     "id", "userId", "status", "prompt", "metadata", "result", "retryCount", "maxRetries", "usedProvider",
     "usedModel", "generationTimeMs", "errorMessage", "createdAt", "updatedAt", "startedAt", "completedAt",
     "progressPercent", "progressStage",
-    "webhookUrl", "webhookEvents",
 }  # fmt: skip
 
 

@@ -11,10 +11,16 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import pytest
 import redis.asyncio as aioredis
+from prometheus_client import REGISTRY
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from services.core.db import async_url
+from services.core.tasks import broker_url
 from services.jobs.events import channel_of
 from services.jobs.server import JobsServer, start_jobs_server
 from tests.conftest import jobs_settings, wait_serving
+from tests.support.brokers import drop_keys
 from tests.support.factories import create_job, job_in, processing_job, video_result
 from tests.support.stack import StackFactory
 from videogen.v1 import jobs_pb2, jobs_pb2_grpc
@@ -34,24 +40,32 @@ class Live:
     server: JobsServer
     prefix: str
     redis: aioredis.Redis
+    database_url: str
 
 
 @pytest.fixture
 async def start_live(own_database_url: str, redis_url: str) -> AsyncIterator[Any]:
     started: list[tuple[JobsServer, grpc.aio.Channel, aioredis.Redis]] = []
+    prefixes: list[str] = []
 
-    async def start(**overrides: Any) -> Live:
+    async def start(*, dispatcher: bool = False, **overrides: Any) -> Live:
         prefix = f"t{uuid.uuid4().hex[:10]}-"
-        values = {"jobs_watch_keepalive_seconds": 0.3, "jobs_watch_resync_seconds": 0.3, **overrides}
+        # No periodic resync unless a test asks: events must come through pub/sub.
+        values = {"jobs_watch_keepalive_seconds": 0.3, "jobs_watch_resync_seconds": 3600, **overrides}
         settings = jobs_settings(celery_key_prefix=prefix, **values)
         server = await start_jobs_server(
-            settings, database_url=own_database_url, address="127.0.0.1:0", redis_url=redis_url
+            settings,
+            database_url=own_database_url,
+            address="127.0.0.1:0",
+            redis_url=redis_url,
+            broker=broker_url(settings, redis_url) if dispatcher else None,
         )
+        prefixes.append(prefix)
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
         await wait_serving(channel)
         client = aioredis.Redis.from_url(redis_url)
         started.append((server, channel, client))
-        return Live(jobs_pb2_grpc.JobServiceStub(channel), server, prefix, client)
+        return Live(jobs_pb2_grpc.JobServiceStub(channel), server, prefix, client, own_database_url)
 
     yield start
     for server, channel, client in started:
@@ -59,6 +73,8 @@ async def start_live(own_database_url: str, redis_url: str) -> AsyncIterator[Any
         if server.app.serving is not None:  # not stopped by the test itself
             await server.stop(0)
         await client.aclose()
+    for prefix in prefixes:
+        drop_keys(redis_url, prefix)
 
 
 @pytest.fixture
@@ -202,7 +218,8 @@ async def test_a_heartbeat_without_news_is_no_event(live: Live) -> None:
     assert (job.event_id, once.event_id, again.event_id) == (2, 3, 3)
 
 
-async def test_many_watchers_of_a_job_share_one_redis_subscription(live: Live) -> None:
+async def test_many_watchers_of_a_job_share_one_redis_subscription(start_live: Any) -> None:
+    live = await start_live(jobs_watch_resync_seconds=0.5)
     job = await processing_job(live.jobs)
     streams = [watch(live.jobs, job.id) for _ in range(20)]
     for stream in streams:
@@ -291,3 +308,49 @@ async def test_a_stopping_service_ends_open_streams_as_unavailable(live: Live) -
     with pytest.raises(grpc.aio.AioRpcError) as error:
         await collect(stream, timeout=5)
     assert error.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_a_job_the_reaper_takes_back_from_a_silent_worker_is_an_event(start_live: Any) -> None:
+    live = await start_live(dispatcher=True, job_lease_seconds=0.5, dispatch_interval=0.1)
+    job = await create_job(live.jobs, max_retries=0)
+    started = await live.jobs.StartJob(jobs_pb2.StartJobRequest(id=job.id, worker_id="silent"))
+    stream = watch(live.jobs, job.id, after=started.event_id)
+
+    events = await collect(stream, timeout=10)
+
+    assert [(e.type, e.job.status) for e in events] == [("job.failed", jobs_pb2.JOB_STATUS_FAILED)]
+    assert "no heartbeat" in events[0].job.error_message
+
+
+async def test_open_streams_are_counted_in_job_watchers(live: Live) -> None:
+    job = await create_job(live.jobs)
+    before = REGISTRY.get_sample_value("job_watchers") or 0
+    streams = [watch(live.jobs, job.id) for _ in range(3)]
+    for stream in streams:
+        await next_event(stream)
+
+    assert REGISTRY.get_sample_value("job_watchers") == before + 3
+    await live.jobs.CancelJob(jobs_pb2.CancelJobRequest(id=job.id))
+    for stream in streams:
+        await collect(stream, timeout=5)
+    assert REGISTRY.get_sample_value("job_watchers") == before
+
+
+async def test_a_change_published_while_nobody_listened_is_made_good_by_the_resync(start_live: Any) -> None:
+    live = await start_live(jobs_watch_resync_seconds=0.5)
+    job = await processing_job(live.jobs)
+    stream = watch(live.jobs, job.id)
+    assert (await next_event(stream)).type == "job.processing"
+
+    # A change whose PUBLISH never happened (a Redis blip on the publishing side): only the row changes.
+    await live.redis.publish(channel_of(live.prefix, job.id), b"not a job")  # ignored, and harmless
+    engine = create_async_engine(async_url(live.database_url))
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text("UPDATE jobs SET progress_percent = 55 WHERE id = :id"), {"id": job.id})
+    finally:
+        await engine.dispose()
+
+    event = await next_event(stream, timeout=5)
+    assert (event.type, event.job.progress_percent) == ("job.progress", 55)
+    stream.cancel()
