@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 # The placeholder secrets of .env.example: fine on a laptop, refused in production.
 EXAMPLE_SECRET_KEY = "change-me-secret-key"
 EXAMPLE_API_KEY = "change-me-api-key"
+EXAMPLE_WEBHOOK_SECRET = "change-me-webhook-secret"
 # The placeholder of the S3 secret (.env.example, and MinIO's in deploy/docker-compose.yml).
 EXAMPLE_S3_SECRET = "change-me-s3-secret"
 
@@ -94,6 +95,9 @@ class CoreSettings(BaseSettings):
     # Security
     secret_key: SecretStr = SecretStr(EXAMPLE_SECRET_KEY)
     api_key: SecretStr = SecretStr(EXAMPLE_API_KEY)
+    # The HMAC key of webhook signatures (docs/webhooks.md); the jobs service refuses the example
+    # in production. Here so that one Secret can hold it beside SECRET_KEY for every process.
+    webhook_secret: SecretStr = SecretStr(EXAMPLE_WEBHOOK_SECRET)
 
     # CORS: a comma-separated list of origins.
     cors_origins: Annotated[list[str], NoDecode] = ["http://localhost:3000"]

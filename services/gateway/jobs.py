@@ -66,6 +66,8 @@ async def create_job(
         metadata_json=json.dumps(body.metadata or {}, separators=(",", ":"), ensure_ascii=False),
         max_retries=body.maxRetries,
         idempotency_key=idempotency_key or "",
+        webhook_url=body.webhookUrl,
+        webhook_events=body.webhookEvents or [],
     )
     reply, metadata = await call_with_metadata(backends.jobs.CreateJob, request, backends=backends, service="jobs")
     if metadata.get(REPLAYED_HEADER) == "true":

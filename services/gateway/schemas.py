@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from google.protobuf.timestamp_pb2 import Timestamp
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
 
+from services.core.models import WEBHOOK_EVENTS
 from services.core.providers.registry import NAME_PATTERN
+from services.core.webhooks import URL_MAX_CHARS, events_problem, url_problem
 from videogen.v1 import jobs_pb2, providers_pb2
 
 USER_ID = r"^[A-Za-z0-9_.:@-]{1,128}$"
@@ -40,6 +42,8 @@ JOB_EXAMPLE: dict[str, Any] = {
     "updatedAt": "2026-11-26T10:00:01.300000+00:00",
     "startedAt": "2026-11-26T10:00:00.200000+00:00",
     "completedAt": "2026-11-26T10:00:01.300000+00:00",
+    "webhookUrl": "https://example.com/hooks/videogen",
+    "webhookEvents": ["job.completed", "job.failed"],
     "progressPercent": 100,
     "progressStage": "completed",
 }
@@ -79,6 +83,26 @@ class Status(StrEnum):
     CANCELLED = "cancelled"
 
 
+def _webhook_url(url: str | None) -> str | None:
+    if url is not None and (problem := url_problem(url)) is not None:
+        raise ValueError(problem)
+    return url
+
+
+def _webhook_events(events: list[str] | None, info: ValidationInfo) -> list[str] | None:
+    if not events:
+        return events
+    if (problem := events_problem(events)) is not None:
+        raise ValueError(problem)
+    if "webhookUrl" in info.data and info.data["webhookUrl"] is None:
+        raise ValueError("needs webhookUrl")
+    return events
+
+
+# services.core.models.WEBHOOK_EVENTS, spelled out for the OpenAPI document (a test holds them equal).
+WebhookEvent = Literal["job.queued", "job.processing", "job.retrying", "job.completed", "job.failed", "job.cancelled"]
+
+
 class JobCreate(BaseModel):
     """A new video generation job."""
 
@@ -106,6 +130,19 @@ class JobCreate(BaseModel):
         "quota charges (docs/quotas.md).",
     )
     maxRetries: Annotated[int, Field(ge=0, le=10), JsonNumber] = 3
+    webhookUrl: Annotated[str | None, Field(max_length=URL_MAX_CHARS), AfterValidator(_webhook_url)] = Field(
+        default=None,
+        description="Each status change of the job is POSTed here, signed (docs/webhooks.md): an absolute "
+        "http or https URL with a host, at most 2048 characters, without user or password.",
+        examples=["https://example.com/hooks/videogen"],
+    )
+    webhookEvents: Annotated[list[WebhookEvent] | None, AfterValidator(_webhook_events)] = Field(
+        default=None,
+        description="Only these events are POSTed (all when absent or empty): "
+        + ", ".join(f"`{event}`" for event in WEBHOOK_EVENTS)
+        + ". Needs `webhookUrl`.",
+        examples=[["job.completed", "job.failed"]],
+    )
 
 
 class VideoResult(BaseModel):
@@ -146,6 +183,8 @@ class Job(BaseModel):
     updatedAt: datetime
     startedAt: datetime | None
     completedAt: datetime | None
+    webhookUrl: str | None = Field(default=None, description="Where status changes are POSTed, when set.")
+    webhookEvents: list[str] = Field(default_factory=list, description="The events POSTed; empty means all.")
     progressPercent: int = Field(description="Progress of the current attempt, 0-100.")
     progressStage: str = Field(
         description="Stage of the current attempt: `starting`, `rendering`, `storing`, then `completed` "
@@ -353,6 +392,8 @@ def job_from_proto(job: jobs_pb2.Job) -> Job:
         updatedAt=_time(job.updated_at),
         startedAt=_optional_time(job, "started_at"),
         completedAt=_optional_time(job, "completed_at"),
+        webhookUrl=job.webhook_url if job.HasField("webhook_url") else None,
+        webhookEvents=list(job.webhook_events),
         progressPercent=job.progress_percent,
         progressStage=job.progress_stage,
     )

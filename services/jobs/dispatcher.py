@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.core import db
 from services.core.logging import get_logger
 from services.core.tasks import GenerateVideo
+from services.jobs.outbox import WebhookOutbox
 from services.jobs.publisher import JobPublisher
 
 log = get_logger(__name__)
@@ -140,6 +141,8 @@ class Dispatcher:
         broker: BrokerWatch | None = None,
     ) -> None:
         self._sessions = sessions
+        # Where the reaper's status changes become webhook deliveries (in its transaction), if set.
+        self.webhooks: WebhookOutbox | None = None
         self._publisher = publisher
         self._policy = policy
         self._broker = broker
@@ -193,6 +196,9 @@ class Dispatcher:
                     _REAP, {"lease": self._policy.lease_seconds, "limit": self._policy.batch, "error": error}
                 )
             ).all()
+            if self.webhooks is not None:
+                events = ((row.id, "job.retrying" if row.status == "queued" else "job.failed") for row in rows)
+                await self.webhooks.record_many(session, events)
         if rows and self.on_reaped is not None:
             await self.on_reaped([row.id for row in rows])
         for row in rows:

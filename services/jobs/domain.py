@@ -12,6 +12,7 @@ from typing import Any
 
 from services.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from services.core.queues import queue_for
+from services.core.webhooks import events_problem, url_problem
 
 USER_ID = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
 PROVIDER_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
@@ -88,13 +89,18 @@ class NewJob:
     queue: str
     # The client's Idempotency-Key (None without one).
     idempotency_key: str | None = None
+    # Where status changes are POSTed, and which events (empty: all).
+    webhook_url: str | None = None
+    webhook_events: tuple[str, ...] = ()
 
     @property
     def fingerprint(self) -> str:
         """A digest of what the request asks, to tell a replay from a different request."""
-        canonical = json.dumps(
-            [self.prompt, self.metadata, self.max_retries], sort_keys=True, separators=(",", ":"), ensure_ascii=False
-        )
+        asked: list[Any] = [self.prompt, self.metadata, self.max_retries]
+        if self.webhook_url is not None:
+            # Only then, so that the digests of jobs without a webhook stay what they were.
+            asked.append([self.webhook_url, sorted(self.webhook_events)])
+        canonical = json.dumps(asked, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -192,6 +198,8 @@ def validate_new_job(
     max_retries: int | None,
     limits: JobLimits,
     idempotency_key: str = "",
+    webhook_url: str | None = None,
+    webhook_events: list[str] | None = None,
 ) -> NewJob:
     """Checks every field of a create request, naming the first wrong one."""
     metadata = parse_json_object(metadata_json, field="metadata", max_bytes=limits.metadata_max_bytes)
@@ -208,7 +216,27 @@ def validate_new_job(
         max_retries=retries,
         queue=queue_for(metadata),
         idempotency_key=validate_idempotency_key(idempotency_key),
+        webhook_url=validate_webhook_url(webhook_url),
+        webhook_events=validate_webhook_events(webhook_events or [], webhook_url=webhook_url),
     )
+
+
+def validate_webhook_url(value: str | None) -> str | None:
+    """None for no webhook; else an absolute http(s) URL with a host, no credentials, <= 2048 chars."""
+    if value is None:
+        return None
+    if (problem := url_problem(value)) is not None:
+        raise InvalidArgument("webhook_url", problem)
+    return value
+
+
+def validate_webhook_events(values: list[str], *, webhook_url: str | None) -> tuple[str, ...]:
+    """A filter of distinct known event names; only with a webhook URL."""
+    if values and webhook_url is None:
+        raise InvalidArgument("webhook_events", "needs webhook_url")
+    if (problem := events_problem(values)) is not None:
+        raise InvalidArgument("webhook_events", problem)
+    return tuple(values)
 
 
 def validate_filter(

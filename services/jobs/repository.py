@@ -31,6 +31,8 @@ async def insert_job(session: AsyncSession, new: NewJob, *, claimed: bool) -> Jo
         enqueued_at=func.now() if claimed else None,
         idempotency_key=new.idempotency_key,
         request_fingerprint=new.fingerprint if new.idempotency_key else None,
+        webhook_url=new.webhook_url,
+        webhook_events=list(new.webhook_events),
     )
     if new.idempotency_key is not None:
         values = values.on_conflict_do_nothing(

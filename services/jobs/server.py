@@ -23,6 +23,7 @@ from services.jobs.retention import Retention, RetentionPolicy
 from services.jobs.service import JobsService
 from services.jobs.servicer import JobServicer, job_to_proto
 from services.jobs.settings import JobsSettings
+from services.jobs.webhook_setup import open_webhooks
 from videogen.v1 import jobs_pb2, jobs_pb2_grpc
 
 SERVICE_NAME = jobs_pb2.DESCRIPTOR.services_by_name["JobService"].full_name
@@ -72,6 +73,9 @@ async def start_jobs_server(
         metadata_max_bytes=settings.jobs_metadata_max_bytes,
     )
     storage = create_storage(settings.media_root, settings)
+    webhooks = open_webhooks(settings, sessions, storage)
+    if dispatcher is not None:
+        dispatcher.webhooks = webhooks.outbox  # the reaper's requeues and failures are events too
     live = None
     if client is not None and redis_url is not None:
         live = LiveEvents.open(
@@ -96,11 +100,13 @@ async def start_jobs_server(
             limiter,
             changes=None if live is None else live.publisher,
             quota=quota,
+            webhooks=webhooks.outbox,
             reads=reads,
             batcher=CreateBatcher(sessions, claimed=dispatcher is not None),
         ),
         limits,
         storage=storage,
+        deliveries=webhooks.desk,
         watch=None if live is None else live.hub,
     )
     binding = ServiceBinding(servicer, jobs_pb2_grpc.add_JobServiceServicer_to_server, SERVICE_NAME)
@@ -122,6 +128,7 @@ async def start_jobs_server(
     )
     if dispatcher is not None:
         tasks.append(asyncio.create_task(dispatcher.run()))
+    tasks.append(asyncio.create_task(webhooks.sender.run(), name="webhook-sender"))
     if live is not None:
         tasks.append(live.start())
     if settings.media_retention_days > 0:
@@ -137,6 +144,7 @@ async def start_jobs_server(
         engine=engine,
         tasks=tasks,
         before_stop=[
+            webhooks.sender.stop,
             *([dispatcher.stop] if dispatcher is not None else []),
             *([live.stop] if live is not None else []),
         ],

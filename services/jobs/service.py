@@ -30,6 +30,7 @@ from services.jobs.domain import (
     RetriesExhausted,
     StaleAttempt,
 )
+from services.jobs.outbox import WebhookOutbox
 from services.jobs.quotas import Quota, enforce_quota
 from services.jobs.ratelimit import CreationLimiter
 
@@ -79,7 +80,9 @@ class JobsService:
         reads: async_sessionmaker[AsyncSession] | None = None,
         batcher: CreateBatcher | None = None,
         changes: JobChanges | None = None,
+        webhooks: WebhookOutbox | None = None,
     ) -> None:
+        self._webhooks = webhooks
         self._sessions = sessions
         # Single-statement reads go without BEGIN/ROLLBACK round trips when given autocommit sessions.
         self._reads = reads or sessions
@@ -121,6 +124,7 @@ class JobsService:
                     raise IdempotencyConflict(new.idempotency_key)
                 log.info("job.create_replayed", job_id=first.id, user_id=first.user_id)
                 return Created(first, replayed=True)
+            await self._announce(session, job, "job.queued")
         log.info("job.created", job_id=job.id, user_id=job.user_id, queue=job.queue)
         await self._changed(job)
         if self._dispatcher is not None:
@@ -128,8 +132,8 @@ class JobsService:
         return Created(job, replayed=False)
 
     def _plain(self, new: NewJob) -> bool:
-        """Whether a create can share a batch: no idempotency key or quota of its own."""
-        return new.idempotency_key is None and not self._quota.enabled
+        """Whether a create can share a batch: no idempotency key, quota or webhook of its own."""
+        return new.idempotency_key is None and new.webhook_url is None and not self._quota.enabled
 
     async def get_job(self, job_id: str) -> Job:
         """The job, or JobNotFound."""
@@ -147,7 +151,11 @@ class JobsService:
     async def cancel_job(self, job_id: str) -> Job:
         """queued | processing -> cancelled."""
         job = await self._move(
-            job_id, "cancel", ACTIVE, {"status": JobStatus.CANCELLED.value, "completed_at": func.now()}
+            job_id,
+            "cancel",
+            ACTIVE,
+            {"status": JobStatus.CANCELLED.value, "completed_at": func.now()},
+            event="job.cancelled",
         )
         log.info("job.cancelled", job_id=job_id)
         return job
@@ -178,7 +186,9 @@ class JobsService:
             "progress_stage": "starting",
             "heartbeat_at": func.now(),
         }
-        job = await self._move(job_id, "start", {JobStatus.QUEUED}, values, extra=_on_attempt(attempt))
+        job = await self._move(
+            job_id, "start", {JobStatus.QUEUED}, values, extra=_on_attempt(attempt), event="job.processing"
+        )
         log.info("job.started", job_id=job_id, worker_id=worker_id, attempt=job.retry_count + 1)
         return job
 
@@ -203,7 +213,13 @@ class JobsService:
             "error_message": None,
         }
         job = await self._move(
-            job_id, "complete", {JobStatus.PROCESSING}, values, extra=_on_attempt(attempt), attempt=attempt
+            job_id,
+            "complete",
+            {JobStatus.PROCESSING},
+            values,
+            extra=_on_attempt(attempt),
+            attempt=attempt,
+            event="job.completed",
         )
         log.info("job.completed", job_id=job_id, provider=completion.used_provider)
         return job
@@ -218,7 +234,13 @@ class JobsService:
         if model is not None:
             values["used_model"] = model
         job = await self._move(
-            job_id, "fail", {JobStatus.PROCESSING}, values, extra=_on_attempt(attempt), attempt=attempt
+            job_id,
+            "fail",
+            {JobStatus.PROCESSING},
+            values,
+            extra=_on_attempt(attempt),
+            attempt=attempt,
+            event="job.failed",
         )
         log.info("job.failed", job_id=job_id, error=error)
         return job
@@ -246,6 +268,7 @@ class JobsService:
             )
             if job is None:
                 await _refuse(session, job_id, "retry", attempt=attempt)
+            await self._announce(session, job, "job.retrying")
         await self._changed(job)
         log.info("job.retrying", job_id=job_id, retry_count=job.retry_count, retry_after=retry_after, error=error)
         return job
@@ -258,6 +281,11 @@ class JobsService:
             if unknown:
                 raise InvalidArgument("points.job_id", f"unknown job {sorted(unknown)[0]!r}")
             return await repository.insert_metrics(session, rows)
+
+    async def _announce(self, session: AsyncSession, job: Job, event: str) -> None:
+        """In the change's transaction: the job's webhook delivery of event, if it wants one."""
+        if self._webhooks is not None:
+            await self._webhooks.record(session, job, event)
 
     async def _changed(self, job: Job) -> None:
         """After the commit: live watchers learn of the change."""
@@ -272,11 +300,14 @@ class JobsService:
         values: dict[str, Any],
         extra: Iterable[ColumnElement[bool]] = (),
         attempt: int | None = None,
+        event: str | None = None,
     ) -> Job:
         async with self._sessions.begin() as session:
             job = await repository.transition(session, job_id, from_statuses=from_statuses, values=values, extra=extra)
             if job is None:
                 await _refuse(session, job_id, action, attempt=attempt)
+            if event is not None:
+                await self._announce(session, job, event)
         await self._changed(job)
         return job
 

@@ -16,11 +16,12 @@ from services.core.logging import current_request_id
 from services.core.models import Job
 from services.core.protocol import REPLAYED_HEADER
 from services.core.storage import InvalidStorageKey, MediaStorage, StorageUnavailable
-from services.jobs import domain
+from services.jobs import domain, webhook_rpcs
 from services.jobs.domain import JobLimits, JobStatus
+from services.jobs.outbox import DeliveryDesk
 from services.jobs.service import Completion, JobsService
 from services.jobs.watch import WatchHub, watch_job
-from videogen.v1 import jobs_pb2, jobs_pb2_grpc
+from videogen.v1 import jobs_pb2, jobs_pb2_grpc, webhooks_pb2
 
 Context = grpc.aio.ServicerContext[Any, Any]
 _STATUS_TO_PROTO = {status: jobs_pb2.JobStatus.Value(f"JOB_STATUS_{status.name}") for status in JobStatus}
@@ -83,6 +84,8 @@ def job_to_proto(job: Job, storage: MediaStorage | None = None) -> jobs_pb2.Job:
         queue=job.queue,
         progress_percent=job.progress_percent,
         progress_stage=job.progress_stage,
+        webhook_url=job.webhook_url,
+        webhook_events=job.webhook_events,
         event_id=job.event_seq,
     )
     if job.result is not None:
@@ -109,7 +112,9 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         *,
         storage: MediaStorage | None = None,
         watch: WatchHub | None = None,
+        deliveries: DeliveryDesk | None = None,
     ) -> None:
+        self._deliveries = deliveries
         self._service = service
         self._limits = limits
         self._watch = watch
@@ -126,6 +131,8 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
             max_retries=request.max_retries if request.HasField("max_retries") else None,
             limits=self._limits,
             idempotency_key=request.idempotency_key,
+            webhook_url=request.webhook_url if request.HasField("webhook_url") else None,
+            webhook_events=list(request.webhook_events),
         )
         created = await self._service.create_job(new, request_id=current_request_id())
         if created.replayed:
@@ -220,6 +227,24 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     async def _read(self, job_id: str) -> jobs_pb2.Job:
         """One job as GetJob answers it, for WatchJob."""
         return self._to_proto(await self._service.get_job(job_id))
+
+    async def ListJobDeliveries(
+        self, request: webhooks_pb2.ListJobDeliveriesRequest, context: Context
+    ) -> webhooks_pb2.ListDeliveriesResponse:
+        return await webhook_rpcs.list_job_deliveries(self._desk(), request, self._limits)
+
+    async def ListDeliveries(
+        self, request: webhooks_pb2.ListDeliveriesRequest, context: Context
+    ) -> webhooks_pb2.ListDeliveriesResponse:
+        return await webhook_rpcs.list_deliveries(self._desk(), request, self._limits)
+
+    async def Redeliver(self, request: webhooks_pb2.RedeliverRequest, context: Context) -> webhooks_pb2.WebhookDelivery:
+        return await webhook_rpcs.redeliver(self._desk(), request)
+
+    def _desk(self) -> DeliveryDesk:
+        if self._deliveries is None:
+            raise Unavailable("webhook deliveries are not served by this jobs service")
+        return self._deliveries
 
     async def RecordTelemetry(
         self, request: jobs_pb2.RecordTelemetryRequest, context: Context

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from services.core.settings import CoreSettings
+from services.core.settings import EXAMPLE_WEBHOOK_SECRET, CoreSettings
 
 
 class JobsSettings(CoreSettings):
@@ -44,3 +44,22 @@ class JobsSettings(CoreSettings):
     # once, and video-seconds (metadata.durationSeconds, 4 when absent) created per UTC day.
     quota_max_jobs_in_flight: Annotated[int, Field(ge=0, le=1_000_000)] = 0
     quota_video_seconds_per_day: Annotated[int, Field(ge=0, le=1_000_000_000)] = 0
+    # Webhooks (docs/webhooks.md; WEBHOOK_SECRET is in CoreSettings): an attempt's timeout; the
+    # backoff between attempts (base doubling up to max, with jitter); how long a delivery is
+    # retried before it is dead; deliveries in flight at once; the backstop poll of due ones.
+    webhook_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
+    webhook_retry_base_seconds: Annotated[float, Field(gt=0, le=86_400)] = 30.0
+    webhook_retry_max_seconds: Annotated[float, Field(gt=0, le=86_400)] = 3600.0
+    webhook_retry_for_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 24.0
+    webhook_concurrency: Annotated[int, Field(ge=1, le=1000)] = 16
+    webhook_poll_interval: Annotated[float, Field(gt=0, le=60)] = 1.0
+
+    @model_validator(mode="after")
+    def _production_webhook_secret(self) -> JobsSettings:
+        if self.app_env == "production":
+            secret = self.webhook_secret.get_secret_value()
+            if not secret or secret == EXAMPLE_WEBHOOK_SECRET:
+                raise ValueError("WEBHOOK_SECRET must be set to a real secret when APP_ENV=production")
+        if self.webhook_retry_max_seconds < self.webhook_retry_base_seconds:
+            raise ValueError("WEBHOOK_RETRY_MAX_SECONDS must be at least WEBHOOK_RETRY_BASE_SECONDS")
+        return self

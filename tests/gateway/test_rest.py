@@ -23,6 +23,7 @@ JOB_FIELDS = {
     "id", "userId", "status", "prompt", "metadata", "result", "retryCount", "maxRetries", "usedProvider",
     "usedModel", "generationTimeMs", "errorMessage", "createdAt", "updatedAt", "startedAt", "completedAt",
     "progressPercent", "progressStage",
+    "webhookUrl", "webhookEvents",
 }  # fmt: skip
 
 

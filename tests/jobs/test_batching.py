@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -72,9 +73,10 @@ async def test_a_create_with_its_own_transaction_is_not_batched(own_database_url
     sessions = db.create_sessions(engine)
     batcher = CreateBatcher(sessions, claimed=False)
     value = "key-1"
+    own: dict[str, Any] = {field: value}
     try:
         created = await JobsService(sessions, batcher=batcher).create_job(
-            NewJob(user_id="u-1", prompt="own", metadata={}, max_retries=0, queue="default", **{field: value})
+            NewJob(user_id="u-1", prompt="own", metadata={}, max_retries=0, queue="default", **own)
         )
     finally:
         await engine.dispose()

@@ -1,0 +1,226 @@
+"""POSTs due webhook deliveries: signed, a bounded number at once, retried with backoff until dead.
+
+Deliveries live in PostgreSQL (services/jobs/deliveries.py), never only in memory. Each round
+claims due rows with FOR UPDATE SKIP LOCKED and a lease, so replicas share the work and a
+delivery whose sender died mid-attempt is attempted again once the lease ends: at least once,
+with the same Webhook-Id every time. The loop runs beside the RPCs: a slow or failing receiver
+only occupies one of WEBHOOK_CONCURRENCY slots, never a job's transition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import httpx
+from prometheus_client import Counter, Gauge, Histogram
+from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.core import db, webhooks
+from services.core.logging import get_logger
+from services.jobs import deliveries
+from services.jobs.deliveries import Claimed
+from services.jobs.outbox import WebhookOutbox
+
+log = get_logger(__name__)
+DELIVERIES = Counter(
+    "webhook_deliveries_total",
+    "Webhook delivery attempts by outcome: delivered (2xx), retried (failed, another attempt is "
+    "scheduled) or dead (failed after the retry window).",
+    ["outcome"],
+)
+DELIVERY_SECONDS = Histogram(
+    "webhook_delivery_seconds",
+    "Time of one webhook POST, answered or not.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+UNFINISHED = Gauge(
+    "webhook_deliveries_undelivered",
+    "Webhook deliveries by state (pending, delivering, dead), as the sender last counted them.",
+    ["state"],
+)
+_COUNTED_STATES = ("pending", "delivering", "dead")
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    """How deliveries are signed, timed, retried and spread (the WEBHOOK_* settings)."""
+
+    secret: SecretStr = field(repr=False)
+    timeout: float = 10.0
+    retry_base: float = 30.0
+    retry_max: float = 3600.0
+    retry_for_hours: float = 24.0
+    concurrency: int = 16
+    poll_interval: float = 1.0
+    gauge_interval: float = 15.0
+
+    @property
+    def lease(self) -> float:
+        """How long a claimed delivery is held: an attempt (bounded by timeout) and a margin for
+        recording its outcome; past it, another round attempts the delivery again."""
+        return self.timeout * 2 + 2.0
+
+
+def backoff(attempts: int, policy: DeliveryPolicy, rng: random.Random) -> float:
+    """Seconds before the next attempt after attempts failed ones: base doubling up to max, with
+    jitter between half and all of it (so that receivers coming back are not hit all at once)."""
+    delay = min(policy.retry_max, policy.retry_base * 2.0 ** min(attempts - 1, 40))
+    return delay / 2 + rng.random() * delay / 2
+
+
+def _describe(exc: Exception, url: str) -> str:
+    """Why an attempt failed, without the URL (its query may hold a receiver's token)."""
+    if isinstance(exc, TimeoutError | httpx.TimeoutException):
+        return "timed out"
+    text = str(exc).replace(url, "<url>")
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class WebhookSender:
+    """One claim round at a time, or forever with run()."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        outbox: WebhookOutbox,
+        policy: DeliveryPolicy,
+    ) -> None:
+        self._sessions = sessions
+        self._outbox = outbox
+        self._policy = policy
+        self._rng = random.Random()
+        self._stopping = asyncio.Event()
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._counted_at = 0.0
+        # httpx logs every request's full URL at INFO, and a receiver's URL may carry its token.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(policy.timeout),
+            follow_redirects=False,
+            trust_env=False,
+            limits=httpx.Limits(max_connections=policy.concurrency, max_keepalive_connections=policy.concurrency),
+        )
+
+    async def run(self) -> None:
+        """Claims due deliveries into free slots until stop(); a database outage only delays them."""
+        try:
+            while not self._stopping.is_set():
+                self._outbox.added.clear()
+                free = self._policy.concurrency - len(self._in_flight)
+                claimed = await self._claim(free) if free > 0 else []
+                for delivery in claimed:
+                    self._start(delivery)
+                await self._count()
+                if claimed and len(claimed) == free:
+                    continue  # more may be due
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._policy.poll_interval):
+                        await self._outbox.added.wait()
+        finally:
+            for task in self._in_flight:
+                task.cancel()
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
+            await self._client.aclose()
+
+    def stop(self) -> None:
+        """Ends run() after the round in progress; attempts in flight are cut (their lease ends
+        and another round attempts them again)."""
+        self._stopping.set()
+        self._outbox.added.set()
+
+    def _start(self, delivery: Claimed) -> None:
+        task = asyncio.create_task(self.deliver(delivery), name=f"webhook-{delivery.id}")
+        self._in_flight.add(task)
+
+        def finished(done: asyncio.Task[None]) -> None:
+            self._in_flight.discard(done)
+            self._outbox.added.set()  # a slot is free
+
+        task.add_done_callback(finished)
+
+    async def _claim(self, limit: int) -> list[Claimed]:
+        retry_for = self._policy.retry_for_hours * 3600
+        try:
+            async with self._sessions.begin() as session:
+                return await deliveries.claim_due(session, limit=limit, lease=self._policy.lease, retry_for=retry_for)
+        except Exception as exc:
+            if not db.is_unavailable(exc):
+                log.exception("webhook.claim_failed")
+            return []
+
+    async def deliver(self, delivery: Claimed) -> None:
+        """One attempt: POST, then record delivered, or pending again after a backoff, or dead."""
+        body = json.dumps(delivery.payload, separators=(",", ":"), ensure_ascii=False).encode()
+        timestamp = int(time.time())
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": webhooks.USER_AGENT,
+            webhooks.ID_HEADER: delivery.event_id,
+            webhooks.EVENT_HEADER: delivery.event_type,
+            webhooks.TIMESTAMP_HEADER: str(timestamp),
+            webhooks.SIGNATURE_HEADER: webhooks.signature(
+                self._policy.secret.get_secret_value().encode(), timestamp, body
+            ),
+        }
+        status: int | None = None
+        error = ""
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self._policy.timeout):
+                async with self._client.stream("POST", delivery.url, content=body, headers=headers) as response:
+                    status = response.status_code
+        except Exception as exc:
+            error = _describe(exc, delivery.url)
+        DELIVERY_SECONDS.observe(time.perf_counter() - started)
+        try:
+            await self._record(delivery, status, error)
+        except Exception as exc:
+            # The lease runs out and the delivery is attempted again: at least once.
+            log.warning("webhook.outcome_not_recorded", delivery_id=delivery.id, error=repr(exc))
+
+    async def _record(self, delivery: Claimed, status: int | None, error: str) -> None:
+        fields = {
+            "delivery_id": delivery.id,
+            "job_id": delivery.job_id,
+            "event_id": delivery.event_id,
+            "event_type": delivery.event_type,
+            "host": urlsplit(delivery.url).hostname,
+            "attempt": delivery.attempts,
+            "status_code": status,
+        }
+        if status is not None and 200 <= status < 300:
+            async with self._sessions.begin() as session:
+                held = await deliveries.mark_delivered(session, delivery, status_code=status)
+            DELIVERIES.labels("delivered").inc()
+            log.info("webhook.delivered", held=held, **fields)
+            return
+        error = error or f"HTTP {status}"
+        retry_in = None if delivery.last_chance else backoff(delivery.attempts, self._policy, self._rng)
+        async with self._sessions.begin() as session:
+            held = await deliveries.mark_failed(session, delivery, status_code=status, error=error, retry_in=retry_in)
+        outcome = "dead" if retry_in is None else "retried"
+        DELIVERIES.labels(outcome).inc()
+        log.warning(f"webhook.{outcome}", error=error, retry_in=retry_in, held=held, **fields)
+
+    async def _count(self) -> None:
+        """Refreshes the gauge of unfinished deliveries, at most every gauge_interval seconds."""
+        now = time.monotonic()
+        if now - self._counted_at < self._policy.gauge_interval:
+            return
+        self._counted_at = now
+        try:
+            async with self._sessions() as session:
+                counts = await deliveries.count_unfinished(session)
+        except Exception as exc:
+            log.warning("webhook.count_failed", error=repr(exc))
+            return
+        for state in _COUNTED_STATES:
+            UNFINISHED.labels(state).set(counts.get(state, 0))

@@ -1,0 +1,49 @@
+"""Wires webhooks into the jobs service: the outbox the use cases write to, the desk the RPCs
+read from, and the sender that POSTs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.core.models import Job
+from services.core.storage import MediaStorage
+from services.gateway.schemas import job_from_proto
+from services.jobs.outbox import DeliveryDesk, WebhookOutbox
+from services.jobs.sender import DeliveryPolicy, WebhookSender
+from services.jobs.servicer import job_to_proto
+from services.jobs.settings import JobsSettings
+
+
+@dataclass(frozen=True)
+class Webhooks:
+    """The parts of webhook delivery in one jobs service."""
+
+    outbox: WebhookOutbox
+    desk: DeliveryDesk
+    sender: WebhookSender
+
+
+def job_json(job: Job, storage: MediaStorage | None = None) -> dict[str, Any]:
+    """The job's JSON exactly as the REST API answers it (with storage, its video URL as the API
+    gives it out, presigned for S3): the body of its webhook deliveries."""
+    return job_from_proto(job_to_proto(job, storage)).model_dump(mode="json")
+
+
+def open_webhooks(
+    settings: JobsSettings, sessions: async_sessionmaker[AsyncSession], storage: MediaStorage | None = None
+) -> Webhooks:
+    """The outbox, desk and sender, with the WEBHOOK_* settings (the sender is not started)."""
+    outbox = WebhookOutbox(render=lambda job: job_json(job, storage))
+    policy = DeliveryPolicy(
+        secret=settings.webhook_secret,
+        timeout=settings.webhook_timeout_seconds,
+        retry_base=settings.webhook_retry_base_seconds,
+        retry_max=settings.webhook_retry_max_seconds,
+        retry_for_hours=settings.webhook_retry_for_hours,
+        concurrency=settings.webhook_concurrency,
+        poll_interval=settings.webhook_poll_interval,
+    )
+    return Webhooks(outbox=outbox, desk=DeliveryDesk(sessions, outbox), sender=WebhookSender(sessions, outbox, policy))

@@ -1,0 +1,396 @@
+"""Signed webhooks: durable deliveries in PostgreSQL, retries, dead letters, redelivery, restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import pytest
+from prometheus_client import REGISTRY
+from pydantic import SecretStr
+
+from services.core import webhooks
+from services.core.settings import load_settings
+from services.core.tasks import broker_url
+from services.gateway.schemas import job_from_proto
+from services.jobs.sender import DeliveryPolicy, backoff
+from services.jobs.server import JobsServer, start_jobs_server
+from services.jobs.settings import JobsSettings
+from tests.conftest import jobs_settings, wait_serving
+from tests.support.brokers import drop_keys
+from tests.support.factories import create_job, video_result
+from tests.support.processes import ServiceProcess, clean_env
+from tests.support.webhook_receiver import webhook_receiver
+from videogen.v1 import jobs_pb2, jobs_pb2_grpc, webhooks_pb2
+
+if TYPE_CHECKING:
+    from videogen.v1.jobs_pb2_grpc import JobServiceAsyncStub
+
+SECRET = "test-webhook-secret"
+# Quick retries, so that a test sees several attempts in well under a second.
+QUICK = {
+    "webhook_secret": SECRET,
+    "webhook_retry_base_seconds": 0.05,
+    "webhook_retry_max_seconds": 0.2,
+    "webhook_poll_interval": 0.1,
+    "webhook_timeout_seconds": 2.0,
+}
+
+
+@dataclass
+class Service:
+    jobs: JobServiceAsyncStub
+    server: JobsServer
+
+
+ServiceFactory = Callable[..., Awaitable[Service]]
+
+
+@pytest.fixture
+async def start_service(own_database_url: str) -> AsyncIterator[ServiceFactory]:
+    """Starts jobs services on a fresh database with the QUICK webhook settings, overridden by keyword."""
+    started: list[tuple[JobsServer, grpc.aio.Channel]] = []
+
+    async def start(**overrides: Any) -> Service:
+        settings = jobs_settings(**{**QUICK, **overrides})
+        server = await start_jobs_server(settings, database_url=own_database_url, address="127.0.0.1:0")
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
+        await wait_serving(channel)
+        started.append((server, channel))
+        return Service(jobs_pb2_grpc.JobServiceStub(channel), server)
+
+    yield start
+    for server, channel in started:
+        await channel.close(None)
+        await server.stop(0)
+
+
+async def complete(jobs: JobServiceAsyncStub, job_id: str) -> jobs_pb2.Job:
+    """Moves a queued job through processing to completed, as a worker does."""
+    await jobs.StartJob(jobs_pb2.StartJobRequest(id=job_id, worker_id="worker-1"))
+    done: jobs_pb2.Job = await jobs.CompleteJob(
+        jobs_pb2.CompleteJobRequest(id=job_id, result=video_result(), used_provider="local", used_model="m")
+    )
+    return done
+
+
+async def deliveries_of(jobs: JobServiceAsyncStub, job_id: str) -> list[webhooks_pb2.WebhookDelivery]:
+    reply = await jobs.ListJobDeliveries(webhooks_pb2.ListJobDeliveriesRequest(job_id=job_id, take=100))
+    return list(reply.deliveries)
+
+
+async def wait_deliveries(
+    jobs: JobServiceAsyncStub,
+    job_id: str,
+    done: Callable[[list[webhooks_pb2.WebhookDelivery]], bool],
+    timeout: float = 20,
+) -> list[webhooks_pb2.WebhookDelivery]:
+    async with asyncio.timeout(timeout):
+        while not done(found := await deliveries_of(jobs, job_id)):
+            await asyncio.sleep(0.05)
+    return found
+
+
+def all_delivered(found: list[webhooks_pb2.WebhookDelivery]) -> bool:
+    return bool(found) and all(d.state == webhooks_pb2.DELIVERY_STATE_DELIVERED for d in found)
+
+
+def counter(outcome: str) -> float:
+    return REGISTRY.get_sample_value("webhook_deliveries_total", {"outcome": outcome}) or 0.0
+
+
+async def test_a_receiver_failing_three_times_gets_every_event_once_in_effect(start_service: ServiceFactory) -> None:
+    service = await start_service()
+    delivered_before = counter("delivered")
+    with webhook_receiver(SECRET, fail_first=3) as receiver:
+        job = await create_job(service.jobs, webhook_url=receiver.url)
+        done = await complete(service.jobs, job.id)
+
+        found = await wait_deliveries(service.jobs, job.id, lambda f: len(f) == 3 and all_delivered(f))
+
+    assert [d.event_type for d in found] == ["job.queued", "job.processing", "job.completed"]
+    assert sum(d.attempts for d in found) == 6, "three failed attempts, then one each"
+    accepted = receiver.accepted
+    assert sorted(r.event_id for r in accepted) == sorted(d.event_id for d in found), "each event accepted once"
+    assert {r.event_id for r in receiver.received} == {d.event_id for d in found}, "a retry keeps its event id"
+    assert len(receiver.received) == 6
+    assert all(r.signed for r in receiver.received)
+    assert all(r.user_agent == webhooks.USER_AGENT for r in receiver.received)
+    completed = next(r for r in accepted if r.event_type == "job.completed")
+    assert completed.job == job_from_proto(done).model_dump(mode="json"), "the job's JSON, as REST answers it"
+    assert next(r for r in accepted if r.event_type == "job.queued").job["status"] == "queued"
+    assert counter("delivered") - delivered_before == 3
+
+
+async def test_the_event_filter_posts_only_the_named_events(start_service: ServiceFactory) -> None:
+    service = await start_service()
+    with webhook_receiver(SECRET) as receiver:
+        job = await create_job(service.jobs, webhook_url=receiver.url, webhook_events=["job.completed"])
+        await complete(service.jobs, job.id)
+
+        found = await wait_deliveries(service.jobs, job.id, all_delivered)
+
+    assert [d.event_type for d in found] == ["job.completed"]
+    assert [r.event_type for r in receiver.received] == ["job.completed"]
+    assert (job.webhook_url, list(job.webhook_events)) == (receiver.url, ["job.completed"])
+
+
+async def test_a_job_without_a_webhook_has_no_deliveries(start_service: ServiceFactory) -> None:
+    service = await start_service()
+    job = await create_job(service.jobs)
+    await complete(service.jobs, job.id)
+
+    assert await deliveries_of(service.jobs, job.id) == []
+    assert not job.HasField("webhook_url")
+
+
+async def test_cancel_and_retry_are_events_too(start_service: ServiceFactory) -> None:
+    service = await start_service()
+    with webhook_receiver(SECRET) as receiver:
+        job = await create_job(service.jobs, webhook_url=receiver.url, webhook_events=["job.retrying", "job.cancelled"])
+        await service.jobs.StartJob(jobs_pb2.StartJobRequest(id=job.id, worker_id="w"))
+        await service.jobs.RetryJob(jobs_pb2.RetryJobRequest(id=job.id, error_message="provider timed out"))
+        await service.jobs.CancelJob(jobs_pb2.CancelJobRequest(id=job.id))
+
+        found = await wait_deliveries(service.jobs, job.id, lambda f: len(f) == 2 and all_delivered(f))
+
+    assert [d.event_type for d in found] == ["job.retrying", "job.cancelled"]
+    retrying = next(r for r in receiver.accepted if r.event_type == "job.retrying").job
+    assert (retrying["status"], retrying["retryCount"], retrying["errorMessage"]) == ("queued", 1, "provider timed out")
+
+
+async def test_an_always_failing_receiver_ends_dead_and_redeliver_delivers_once_healed(
+    start_service: ServiceFactory,
+) -> None:
+    service = await start_service(webhook_retry_for_hours=0.5 / 3600)  # a half-second retry window
+    with webhook_receiver(SECRET, failing=True) as receiver:
+        job = await create_job(service.jobs, webhook_url=receiver.url, webhook_events=["job.queued"])
+        [dead] = await wait_deliveries(
+            service.jobs, job.id, lambda f: len(f) == 1 and f[0].state == webhooks_pb2.DELIVERY_STATE_DEAD
+        )
+        assert dead.attempts >= 2 and dead.last_status_code == 500 and dead.last_error == "HTTP 500"
+        letters = await service.jobs.ListDeliveries(
+            webhooks_pb2.ListDeliveriesRequest(state=webhooks_pb2.DELIVERY_STATE_DEAD)
+        )
+        assert [d.id for d in letters.deliveries] == [dead.id] and letters.total == 1
+        attempts_while_failing = len(receiver.received)
+        await asyncio.sleep(0.5)
+        assert len(receiver.received) == attempts_while_failing, "a dead delivery is not attempted again"
+
+        receiver.failing = False
+        again = await service.jobs.Redeliver(webhooks_pb2.RedeliverRequest(id=dead.id))
+        assert (again.state, again.attempts, again.event_id) == (webhooks_pb2.DELIVERY_STATE_PENDING, 0, dead.event_id)
+        [delivered] = await wait_deliveries(service.jobs, job.id, all_delivered)
+        await asyncio.sleep(0.3)
+
+    assert len(receiver.accepted) == 1, "delivered once"
+    assert receiver.accepted[0].event_id == dead.event_id
+    assert delivered.attempts == 1 and delivered.HasField("delivered_at")
+    letters = await service.jobs.ListDeliveries(
+        webhooks_pb2.ListDeliveriesRequest(state=webhooks_pb2.DELIVERY_STATE_DEAD)
+    )
+    assert letters.total == 0
+
+
+async def test_a_slow_receiver_does_not_slow_job_processing(start_service: ServiceFactory) -> None:
+    service = await start_service(webhook_concurrency=1, webhook_timeout_seconds=5)
+    with webhook_receiver(SECRET, delay=2.0) as receiver:
+        started = time.monotonic()
+        created = [await create_job(service.jobs, webhook_url=receiver.url) for _ in range(3)]
+        for job in created:
+            await complete(service.jobs, job.id)
+        elapsed = time.monotonic() - started
+        held = await asyncio.to_thread(receiver.holding.wait, 5)
+
+    assert held, "the receiver was holding a delivery meanwhile"
+    assert elapsed < 1.5, f"9 transitions took {elapsed:.2f}s beside a receiver that takes 2 s per POST"
+
+
+async def test_the_reaper_announces_the_jobs_it_takes_back(own_database_url: str, redis_url: str) -> None:
+    prefix = f"w{uuid.uuid4().hex[:10]}-"
+    settings = jobs_settings(**QUICK, celery_key_prefix=prefix, dispatch_interval=0.1, job_lease_seconds=0.5)
+    server = await start_jobs_server(
+        settings,
+        database_url=own_database_url,
+        address="127.0.0.1:0",
+        broker=broker_url(settings, redis_url),
+        redis_url=redis_url,
+    )
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            jobs = jobs_pb2_grpc.JobServiceStub(channel)
+            with webhook_receiver(SECRET) as receiver:
+                job = await create_job(jobs, webhook_url=receiver.url, webhook_events=["job.retrying"], max_retries=1)
+                await jobs.StartJob(jobs_pb2.StartJobRequest(id=job.id, worker_id="silent-worker"))
+                [found] = await wait_deliveries(jobs, job.id, all_delivered)
+    finally:
+        await server.stop(0)
+        drop_keys(redis_url, prefix)
+
+    assert found.event_type == "job.retrying"
+    assert receiver.accepted[0].job["retryCount"] == 1
+
+
+async def test_a_jobs_service_restart_in_the_middle_loses_no_delivery(
+    own_database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    prefix = f"w{uuid.uuid4().hex[:10]}-"
+    env = clean_env(
+        DATABASE_URL=own_database_url,
+        REDIS_URL=redis_url,
+        CELERY_KEY_PREFIX=prefix,
+        MIGRATE_ON_START="false",
+        JOBS_GRPC_PORT="0",
+        JOBS_METRICS_PORT="0",
+        GRPC_BIND_HOST="127.0.0.1",
+        WEBHOOK_SECRET=SECRET,
+        WEBHOOK_CONCURRENCY="1",
+        WEBHOOK_TIMEOUT_SECONDS="1",
+        WEBHOOK_RETRY_BASE_SECONDS="0.05",
+        WEBHOOK_RETRY_MAX_SECONDS="0.2",
+        WEBHOOK_POLL_INTERVAL="0.1",
+    )
+    with webhook_receiver(SECRET, delay=0.5) as receiver:
+        first = ServiceProcess("services.jobs", env, cwd=tmp_path)
+        try:
+            port = first.wait_event("jobs.serving")["grpc_port"]
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                await wait_serving(channel)
+                jobs = jobs_pb2_grpc.JobServiceStub(channel)
+                created = [await create_job(jobs, webhook_url=receiver.url) for _ in range(3)]
+                # A POST is in flight (one slot: the other two wait) when the process dies.
+                assert await asyncio.to_thread(receiver.holding.wait, 10)
+        finally:
+            first.process.kill()
+            first.process.wait()
+        assert len(receiver.accepted) < 3, "the crash came before every delivery was done"
+
+        second = ServiceProcess("services.jobs", env, cwd=tmp_path)
+        try:
+            port = second.wait_event("jobs.serving")["grpc_port"]
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                jobs = jobs_pb2_grpc.JobServiceStub(channel)
+                found = [(await wait_deliveries(jobs, job.id, all_delivered, timeout=30))[0] for job in created]
+        finally:
+            assert second.stop() == 0, second.output()
+            drop_keys(redis_url, prefix)
+
+    assert {r.event_id for r in receiver.accepted} == {d.event_id for d in found}, "every event arrived"
+    assert all(r.signed for r in receiver.received)
+    assert "rcv-secret-token" not in first.output() + second.output(), "a receiver's URL token never reaches a log"
+    assert SECRET not in first.output() + second.output()
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"webhook_url": "ftp://example.com/hook"}, "webhook_url"),
+        ({"webhook_url": "/relative/hook"}, "webhook_url"),
+        ({"webhook_url": "https://"}, "webhook_url"),
+        ({"webhook_url": "https://user:pass@example.com/hook"}, "webhook_url"),
+        ({"webhook_url": "https://example.com/a b"}, "webhook_url"),
+        ({"webhook_url": "https://example.com:99999/hook"}, "webhook_url"),
+        ({"webhook_url": "https://example.com/" + "a" * 2048}, "webhook_url"),
+        ({"webhook_url": ""}, "webhook_url"),
+        ({"webhook_url": "https://example.com/hook", "webhook_events": ["job.exploded"]}, "webhook_events"),
+        ({"webhook_url": "https://example.com/hook", "webhook_events": ["job.failed", "job.failed"]}, "webhook_events"),
+        ({"webhook_events": ["job.failed"]}, "webhook_events"),
+    ],
+)
+async def test_a_bad_webhook_is_invalid_argument_naming_the_field(
+    jobs: JobServiceAsyncStub, fields: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await create_job(jobs, **fields)
+
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (caught.value.details() or "").startswith(f"{field}:")
+
+
+async def test_the_webhook_is_part_of_the_idempotency_fingerprint(jobs: JobServiceAsyncStub) -> None:
+    user, key = f"user-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    first = await create_job(jobs, user_id=user, idempotency_key=key, webhook_url="https://example.com/a")
+    again = await create_job(jobs, user_id=user, idempotency_key=key, webhook_url="https://example.com/a")
+
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await create_job(jobs, user_id=user, idempotency_key=key, webhook_url="https://example.com/b")
+
+    assert again.id == first.id
+    assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
+
+
+@pytest.mark.parametrize(
+    ("call", "code"),
+    [
+        (
+            lambda j: j.ListJobDeliveries(webhooks_pb2.ListJobDeliveriesRequest(job_id="cnotthere0000000000000000")),
+            "NOT_FOUND",
+        ),
+        (lambda j: j.ListJobDeliveries(webhooks_pb2.ListJobDeliveriesRequest(job_id="../x")), "NOT_FOUND"),
+        (lambda j: j.Redeliver(webhooks_pb2.RedeliverRequest(id="cnotthere0000000000000000")), "NOT_FOUND"),
+        (lambda j: j.Redeliver(webhooks_pb2.RedeliverRequest(id="")), "NOT_FOUND"),
+        (lambda j: j.ListDeliveries(webhooks_pb2.ListDeliveriesRequest(take=101)), "INVALID_ARGUMENT"),
+        (lambda j: j.ListDeliveries(webhooks_pb2.ListDeliveriesRequest(skip=-1)), "INVALID_ARGUMENT"),
+        (
+            lambda j: j.ListDeliveries(
+                webhooks_pb2.ListDeliveriesRequest(state=webhooks_pb2.DeliveryState.ValueType(9))
+            ),
+            "INVALID_ARGUMENT",
+        ),
+    ],
+)
+async def test_bad_delivery_requests_are_refused(jobs: JobServiceAsyncStub, call: Any, code: str) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call(jobs)
+
+    assert caught.value.code().name == code
+
+
+def test_a_signature_verifies_only_its_body_and_a_fresh_timestamp() -> None:
+    secret, body, now = b"k", b'{"id":"c1"}', time.time()
+    header = webhooks.signature(secret, int(now), body)
+
+    assert header.startswith("v1=") and len(header) == 3 + 64
+    assert webhooks.verify(secret, timestamp=str(int(now)), body=body, header=header, now=now)
+    assert not webhooks.verify(secret, timestamp=str(int(now)), body=body + b" ", header=header, now=now)
+    assert not webhooks.verify(b"other", timestamp=str(int(now)), body=body, header=header, now=now)
+    assert not webhooks.verify(secret, timestamp=str(int(now)), body=body, header=header, now=now + 301)
+    assert not webhooks.verify(secret, timestamp="soon", body=body, header=header, now=now)
+
+
+def test_backoff_doubles_up_to_the_maximum_with_jitter() -> None:
+    policy = DeliveryPolicy(secret=SecretStr("s3cret-value"), retry_base=30, retry_max=3600)
+    rng = random.Random(7)
+
+    delays = [backoff(attempt, policy, rng) for attempt in range(1, 12)]
+
+    assert 15 <= delays[0] <= 30 and 30 <= delays[1] <= 60 and 60 <= delays[2] <= 120
+    assert all(1800 <= delay <= 3600 for delay in delays[7:])
+
+
+def test_the_default_schedule_retries_for_at_least_a_day() -> None:
+    settings = JobsSettings(_env_file=None)
+
+    assert settings.webhook_retry_for_hours >= 24
+    assert "s3cret-value" not in repr(DeliveryPolicy(secret=SecretStr("s3cret-value")))
+    assert settings.webhook_secret.get_secret_value() not in repr(settings)
+
+
+def test_production_refuses_the_example_webhook_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APP_ENV", "production")
+    monkeypatch.setenv("SECRET_KEY", "a-real-secret-key")
+    monkeypatch.setenv("API_KEY", "a-real-api-key")
+    monkeypatch.delenv("WEBHOOK_SECRET", raising=False)
+
+    with pytest.raises(SystemExit):
+        load_settings(JobsSettings)
+
+    monkeypatch.setenv("WEBHOOK_SECRET", "a-real-webhook-secret")
+    assert load_settings(JobsSettings).webhook_secret.get_secret_value() == "a-real-webhook-secret"
