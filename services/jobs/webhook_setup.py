@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.core.errors import Unavailable
 from services.core.models import Job
 from services.core.storage import MediaStorage
 from services.gateway.schemas import job_from_proto
@@ -29,7 +30,12 @@ class Webhooks:
 def job_json(job: Job, storage: MediaStorage | None = None) -> dict[str, Any]:
     """The job's JSON exactly as the REST API answers it (with storage, its video URL as the API
     gives it out, presigned for S3): the body of its webhook deliveries."""
-    return job_from_proto(job_to_proto(job, storage)).model_dump(mode="json")
+    try:
+        message = job_to_proto(job, storage)
+    except Unavailable:
+        # A URL that cannot be signed now must not hold up the job's change: the stored one goes.
+        message = job_to_proto(job)
+    return job_from_proto(message).model_dump(mode="json")
 
 
 def open_webhooks(
