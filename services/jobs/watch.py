@@ -139,6 +139,9 @@ class WatchHub:
                 log.exception("watch.reader_failed", retry_in=delay)
             finally:
                 self._pubsub = None
+                # The new connection subscribes anew: only the watched channels, none confirmed yet.
+                watched = {channel_of(self._key_prefix, job_id) for job_id in self._queues}
+                self._confirmed = {name: event for name, event in self._confirmed.items() if name in watched}
                 for event in self._confirmed.values():
                     event.clear()
                 with contextlib.suppress(Exception):
