@@ -96,8 +96,8 @@ class JobServiceStub:
     one event per change (status, progress), and ends with OK right after sending a final
     state (COMPLETED, FAILED or CANCELLED); a job already final is sent at once and the stream
     ends. While nothing changes, a "job.keepalive" event (no job) comes every
-    JOBS_WATCH_KEEPALIVE_SECONDS. NOT_FOUND for an unknown id, INVALID_ARGUMENT for a bad one,
-    RESOURCE_EXHAUSTED when the service follows JOBS_WATCH_MAX_WATCHERS streams already, and
+    JOBS_WATCH_KEEPALIVE_SECONDS. NOT_FOUND for an unknown id (or one no job can have, as
+    GetJob), INVALID_ARGUMENT for a negative after_event_id, RESOURCE_EXHAUSTED when the service follows JOBS_WATCH_MAX_WATCHERS streams already, and
     UNAVAILABLE when live events cannot be had (Redis down) or the service is stopping:
     reconnect with after_event_id set to the last event_id received.
     """
@@ -169,8 +169,8 @@ class JobServiceAsyncStub(JobServiceStub):
     one event per change (status, progress), and ends with OK right after sending a final
     state (COMPLETED, FAILED or CANCELLED); a job already final is sent at once and the stream
     ends. While nothing changes, a "job.keepalive" event (no job) comes every
-    JOBS_WATCH_KEEPALIVE_SECONDS. NOT_FOUND for an unknown id, INVALID_ARGUMENT for a bad one,
-    RESOURCE_EXHAUSTED when the service follows JOBS_WATCH_MAX_WATCHERS streams already, and
+    JOBS_WATCH_KEEPALIVE_SECONDS. NOT_FOUND for an unknown id (or one no job can have, as
+    GetJob), INVALID_ARGUMENT for a negative after_event_id, RESOURCE_EXHAUSTED when the service follows JOBS_WATCH_MAX_WATCHERS streams already, and
     UNAVAILABLE when live events cannot be had (Redis down) or the service is stopping:
     reconnect with after_event_id set to the last event_id received.
     """
@@ -329,8 +329,8 @@ class JobServiceServicer(metaclass=_abc_1.ABCMeta):
         one event per change (status, progress), and ends with OK right after sending a final
         state (COMPLETED, FAILED or CANCELLED); a job already final is sent at once and the stream
         ends. While nothing changes, a "job.keepalive" event (no job) comes every
-        JOBS_WATCH_KEEPALIVE_SECONDS. NOT_FOUND for an unknown id, INVALID_ARGUMENT for a bad one,
-        RESOURCE_EXHAUSTED when the service follows JOBS_WATCH_MAX_WATCHERS streams already, and
+        JOBS_WATCH_KEEPALIVE_SECONDS. NOT_FOUND for an unknown id (or one no job can have, as
+        GetJob), INVALID_ARGUMENT for a negative after_event_id, RESOURCE_EXHAUSTED when the service follows JOBS_WATCH_MAX_WATCHERS streams already, and
         UNAVAILABLE when live events cannot be had (Redis down) or the service is stopping:
         reconnect with after_event_id set to the last event_id received.
         """
