@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 import redis.asyncio as aioredis
 import yaml
+from prometheus_client import REGISTRY
 
 from tests.gateway.conftest import Gateway
 from tests.support.processes import ROOT
@@ -69,19 +70,37 @@ async def watch_over_edge(gateway: Gateway, job_id: str) -> list[jobs_pb2.JobEve
         return [event async for event in stream if event.type != "job.keepalive"]
 
 
-async def test_sse_and_watchjob_clients_see_queued_processing_rising_progress_completed(gateway: Gateway) -> None:
-    job = await create(gateway, RENDER)
+async def occupy_the_worker(gateway: Gateway, gate: Path) -> None:
+    """Both worker slots hold a job until gate exists, so that the next job stays queued."""
+    blockers = [await create(gateway, {"provider": "scripted", "script": {"gate": str(gate)}}) for _ in range(2)]
+    async with asyncio.timeout(30):
+        for blocker in blockers:
+            while (await gateway.client.get(f"/api/v1/jobs/{blocker['id']}")).json()["status"] != "processing":
+                await asyncio.sleep(0.05)
 
-    (status, content_type, events), grpc_events = await asyncio.gather(
-        follow(gateway, job["id"]), watch_over_edge(gateway, job["id"])
-    )
+
+async def test_sse_and_watchjob_clients_see_queued_processing_rising_progress_completed(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    await occupy_the_worker(gateway, gate)
+    job = await create(gateway, RENDER)
+    watchers = REGISTRY.get_sample_value("job_watchers") or 0
+    sse = asyncio.create_task(follow(gateway, job["id"]))
+    over_grpc = asyncio.create_task(watch_over_edge(gateway, job["id"]))
+    async with asyncio.timeout(10):  # both clients follow the queued job (the jobs service runs in this process)
+        while REGISTRY.get_sample_value("job_watchers") != watchers + 2:
+            await asyncio.sleep(0.02)
+
+    gate.touch()
+    (status, content_type, events), grpc_events = await sse, await over_grpc
 
     assert (status, content_type.split(";")[0]) == (200, "text/event-stream")
     for types, percents, final_status in [
         ([e.event for e in events], [e.data["progressPercent"] for e in events], events[-1].data["status"]),
         ([e.type for e in grpc_events], [e.job.progress_percent for e in grpc_events], grpc_events[-1].job.status),
     ]:
-        assert types[0] in ("job.queued", "job.processing") and "job.processing" in types
+        assert types[:2] == ["job.queued", "job.processing"]
         assert types[-1] == "job.completed" and types.count("job.completed") == 1
         assert types.count("job.progress") >= 2
         assert percents == sorted(percents) and percents[-1] == 100

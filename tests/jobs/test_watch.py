@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -114,16 +115,23 @@ async def numsub(live: Live, job_id: str) -> int:
     return int(dict(await live.redis.pubsub_numsub(channel))[channel.encode()])
 
 
-async def test_a_watcher_sees_queued_processing_rising_progress_then_completed(start_stack: StackFactory) -> None:
-    stack = await start_stack()
+async def test_a_watcher_sees_queued_processing_rising_progress_then_completed(
+    start_stack: StackFactory, tmp_path: Path
+) -> None:
+    stack = await start_stack(worker_concurrency=1)
+    gate = tmp_path / "gate"
+    blocker = await create_job(stack.jobs, metadata={"provider": "scripted", "script": {"gate": str(gate)}})
+    await stack.wait_for(blocker.id, lambda j: j.status == jobs_pb2.JOB_STATUS_PROCESSING)
     job = await create_job(stack.jobs, metadata=RENDER)
     stream = watch(stack.jobs, job.id)
+    assert (await next_event(stream)).type == "job.queued"  # the only slot is busy
 
+    gate.touch()
     events = await collect(stream)
 
     assert await stream.code() == grpc.StatusCode.OK
     types = [e.type for e in events]
-    assert types[0] in ("job.queued", "job.processing")
+    assert types[0] == "job.processing"
     assert types[-1] == "job.completed" and types.count("job.completed") == 1
     assert "job.processing" in types
     ids = [e.event_id for e in events]
