@@ -41,6 +41,8 @@ DELIVERY_SECONDS = Histogram(
     "Time of one webhook POST, answered or not.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+for _outcome in ("delivered", "retried", "dead"):
+    DELIVERIES.labels(_outcome)  # exported at 0 from the start: the first death is an increase
 UNFINISHED = Gauge(
     "webhook_deliveries_undelivered",
     "Webhook deliveries by state (pending, delivering, dead), as the sender last counted them.",

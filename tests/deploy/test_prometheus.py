@@ -180,8 +180,11 @@ def test_an_unchanged_copy_of_the_rules_passes_their_unit_tests(tmp_path: Path) 
          "VideoGenJobFailureRatioHigh"),
         ("max by (provider) (provider_health_status)", "max by (instance) (provider_health_status)",
          "VideoGenProviderUnhealthy"),
+        ('webhook_deliveries_total{outcome="dead"}[1h])) > 0', 'webhook_deliveries_total{outcome="dead"}[1h])) > 1',
+         "VideoGenWebhookDeliveriesDead"),
     ],
-    ids=["failure-ratio", "minimum-jobs", "p99", "for", "queue-metric", "completion-metric", "provider-label"],
+    ids=["failure-ratio", "minimum-jobs", "p99", "for", "queue-metric", "completion-metric", "provider-label",
+         "webhook-dead"],
 )  # fmt: skip
 def test_a_changed_threshold_or_metric_fails_the_unit_tests(
     tmp_path: Path, original: str, mutant: str, failing: str
