@@ -67,12 +67,12 @@ async def test_every_caller_of_a_failed_batch_gets_the_failure() -> None:
     assert batcher.statements == 0
 
 
-@pytest.mark.parametrize("field", ["idempotency_key"])
+@pytest.mark.parametrize("field", ["idempotency_key", "webhook_url"])
 async def test_a_create_with_its_own_transaction_is_not_batched(own_database_url: str, field: str) -> None:
     engine = db.create_engine(CoreSettings(), own_database_url)
     sessions = db.create_sessions(engine)
     batcher = CreateBatcher(sessions, claimed=False)
-    value = "key-1"
+    value = "key-1" if field == "idempotency_key" else "https://example.com/hook"
     own: dict[str, Any] = {field: value}
     try:
         created = await JobsService(sessions, batcher=batcher).create_job(
