@@ -173,6 +173,22 @@ async def test_many_sse_clients_of_a_job_share_one_redis_subscription(
         await redis.aclose()
 
 
+async def test_a_client_that_goes_away_frees_its_watcher(gateway: Gateway, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    job = await create(gateway, {"provider": "scripted", "script": {"gate": str(gate)}})
+    before = REGISTRY.get_sample_value("job_watchers") or 0
+    try:
+        async with gateway.client.stream("GET", f"/api/v1/jobs/{job['id']}/events") as answer:
+            assert answer.status_code == 200
+            assert REGISTRY.get_sample_value("job_watchers") == before + 1
+
+        async with asyncio.timeout(10):  # the edge, the gateway and WatchJob let go in turn
+            while REGISTRY.get_sample_value("job_watchers") != before:
+                await asyncio.sleep(0.05)
+    finally:
+        gate.touch()
+
+
 async def test_unknown_ids_are_404_and_a_bad_last_event_id_is_422(gateway: Gateway) -> None:
     job = await create(gateway, {"durationSeconds": 1, "width": 64, "height": 64, "fps": 4})
 
