@@ -30,6 +30,27 @@ _EXAMPLE = (
     ": keep-alive\n\n"
     'id: 7\nevent: job.completed\ndata: {"id":"cm…","status":"completed","result":{"videoUrl":…},…}\n\n'
 )
+EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9]+$", "description": "The event id: the job's version"},
+        "event": {
+            "type": "string",
+            "enum": [
+                "job.queued",
+                "job.processing",
+                "job.progress",
+                "job.retrying",
+                "job.completed",
+                "job.failed",
+                "job.cancelled",
+            ],
+        },
+        "data": {"type": "string", "contentMediaType": "application/json", "description": "The job, as GET answers it"},
+        "retry": {"type": "integer", "minimum": 0},
+    },
+}
 RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The job's events as Server-Sent Events: `id` is the event id (the job's version), "
@@ -37,7 +58,8 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
         "`job.failed`, `job.cancelled`) and `data` the job exactly as `GET /api/v1/jobs/{id}` answers it. "
         "The first event is the current state; the stream ends after a final state. Comment lines "
         "(`: keep-alive`) come while nothing changes.",
-        "content": {EVENT_STREAM: {"schema": {"type": "string"}, "example": _EXAMPLE}},
+        # The schema of one event (as OpenAPI 3.2's itemSchema describes a stream's items).
+        "content": {EVENT_STREAM: {"schema": EVENT_SCHEMA, "example": _EXAMPLE}},
     },
     204: {"description": "Nothing newer than `Last-Event-ID` will ever come: the job had ended (stop reconnecting)"},
     404: {"model": Problem},
