@@ -104,7 +104,16 @@ async def measure_system(figures: Figures, system: System, postgres: Postgres, r
     """Creation at 1, 16 and 64; reads and lists at 1 and 64; CPU per process at creation c=64."""
     edge = system.edge_url
     await run_level(edge, create_request("warm-up", USERS), name="warm-up", concurrency=16, seconds=2, max_requests=500)
-    ids: list[str] = []
+    say(f"creation at {LOADED_RATE:.0f} creates/s (open loop), worker paused, {seconds:.0f}s")
+    figures.paced_api = await run_paced(
+        edge,
+        create_request("paced-api", USERS),
+        name=f"create at {LOADED_RATE:.0f}/s",
+        rate=LOADED_RATE,
+        seconds=seconds,
+    )
+    ensure_alive(system)
+    ids: list[str] = list(figures.paced_api.ids)
     for concurrency in (1, 16, 64):
         say(f"create through the edge, c={concurrency}, {seconds:.0f}s")
         if concurrency == 64:

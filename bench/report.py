@@ -29,6 +29,7 @@ class Figures:
     cpu_percent: dict[str, float] = field(default_factory=dict)
     load_generator: str = ""
     paced: LevelResult | None = None
+    paced_api: LevelResult | None = None
     timings: list[JobTimes] = field(default_factory=list)
     cpu_per_job: dict[str, float] = field(default_factory=dict)
     seed_seconds: float = 0.0
@@ -59,6 +60,7 @@ def targets(figures: Figures, baseline: float) -> list[str]:
     gets = [lv for lv in figures.levels if lv.name != "create"]
     rate = create64.throughput if create64 else 0.0
     paced = figures.paced.percentile(0.99) if figures.paced else float("nan")
+    paced_api = figures.paced_api.percentile(0.99) if figures.paced_api else float("nan")
     idle = next((t for t in figures.timings if t.name == "idle"), None)
     dispatch = JobTimes.percentile(idle.dispatch_ms, 0.50) if idle else float("nan")
     services = {name: mb for name, mb in figures.memory_after.items() if name.endswith("(total)")}
@@ -73,7 +75,10 @@ def targets(figures: Figures, baseline: float) -> list[str]:
             f"  {verdict(lv.percentile(0.99) < TARGET_GET_P99_MS)}"
             for lv in gets
         ),
-        f"  create p99 at 200/s < {TARGET_PACED_P99_MS:.0f} ms: {paced:.1f} ms  {verdict(paced < TARGET_PACED_P99_MS)}",
+        f"  create p99 at 200/s < {TARGET_PACED_P99_MS:.0f} ms, worker paused: {paced_api:.1f} ms"
+        f"  {verdict(paced_api < TARGET_PACED_P99_MS)}",
+        f"  create p99 at 200/s < {TARGET_PACED_P99_MS:.0f} ms, worker rendering on the same cores: {paced:.1f} ms"
+        f"  {verdict(paced < TARGET_PACED_P99_MS)}",
         f"  dispatch p50, worker idle < {TARGET_DISPATCH_P50_MS:.0f} ms: {dispatch:.1f} ms"
         f"  {verdict(dispatch < TARGET_DISPATCH_P50_MS)}",
         *(
@@ -124,9 +129,12 @@ def render(figures: Figures) -> str:
             f"  {name:<22} idle {idle:7.1f} ({idle / TARGET_RSS_MB:4.2f}x)"
             f"  after load {after:7.1f} ({after / TARGET_RSS_MB:4.2f}x)"
         )
-    if figures.paced is not None:
+    if figures.paced is not None and figures.paced_api is not None:
         lines += [
             "creation at a fixed rate (open loop, latency from when each request was due):",
+            "  worker paused (workers on other machines):",
+            level_line(figures.paced_api, baseline, pg_rate),
+            "  worker rendering every job on the same two cores:",
             level_line(figures.paced, baseline, pg_rate),
         ]
     lines += [
