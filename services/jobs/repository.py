@@ -132,7 +132,8 @@ async def transition(
         .where(Job.id == job_id, Job.status.in_([s.value for s in from_statuses]), *extra)
         .values(updated_at=func.now(), **values)
         .returning(Job)
-        .execution_options(populate_existing=True)
+        # RETURNING gives the row as stored: no evaluation of the WHERE over the session's objects.
+        .execution_options(populate_existing=True, synchronize_session=False)
     )
     return (await session.scalars(statement)).one_or_none()
 
