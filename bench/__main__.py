@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import procs
-from bench.baseline import baseline_server, insert_rate, prepare
+from bench.baseline import baseline_server, handoff_latencies, insert_rate, prepare
 from bench.load import Request, create_request, run_level, run_paced
 from bench.report import Figures, render
 from bench.seed import HEAVY_USER, ROWS, list_path, seed
@@ -81,6 +81,8 @@ async def measure_baselines(figures: Figures, postgres: Postgres, redis: Redis, 
     say(f"baseline (a): PostgreSQL inserts, {PG_CONNECTIONS} connections, {seconds:.0f}s")
     figures.pg_connections = PG_CONNECTIONS
     figures.pg_insert_rate = await insert_rate(postgres.url, connections=PG_CONNECTIONS, seconds=seconds)
+    say("baseline (c): the broker's hand-off, LPUSH to a waiting BRPOP, 200 messages")
+    figures.handoff_ms = await handoff_latencies(redis.url)
     with baseline_server(database_url=postgres.url, redis_url=redis.url, workdir=root) as url:
         say(f"baseline (b): FastAPI endpoint at {url}, c=64, {seconds:.0f}s")
         request = create_request("baseline", USERS)

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
+import redis.asyncio as aioredis
 
 from bench.baseline_app import INSERT, QUEUE, TABLE
 from tests.support.processes import ROOT, clean_env, free_port
@@ -67,6 +68,30 @@ async def insert_rate(database_url: str, *, connections: int, seconds: float) ->
     return inserted / (time.monotonic() - began)
 
 
+async def handoff_latencies(redis_url: str, *, messages: int = 200) -> list[float]:
+    """Baseline (c): the broker's own hand-off, in ms. One client LPUSHes a message of a Celery
+    message's size while another waits on BRPOP, as a worker does; the time from the push to the
+    pop, message after message on an idle Redis."""
+    pusher, popper = aioredis.Redis.from_url(redis_url), aioredis.Redis.from_url(redis_url)
+    key = f"bench-handoff-{uuid.uuid4().hex}"
+    payload = b"x" * 1500
+    latencies: list[float] = []
+    try:
+        await popper.ping()
+        for _ in range(messages):
+            popped = asyncio.ensure_future(popper.brpop([key], timeout=5))
+            await asyncio.sleep(0.002)  # the popper is blocked in BRPOP before the push
+            began = time.perf_counter()
+            await pusher.lpush(key, payload)
+            await popped
+            latencies.append(1000 * (time.perf_counter() - began))
+    finally:
+        await pusher.delete(key)
+        await pusher.aclose()
+        await popper.aclose()
+    return latencies
+
+
 @contextlib.contextmanager
 def baseline_server(*, database_url: str, redis_url: str, workdir: Path) -> Iterator[str]:
     """The baseline app under uvicorn (uvloop when installed) on a free port; its base URL."""
@@ -103,4 +128,4 @@ def wait_listening(url: str, process: subprocess.Popen[bytes], timeout: float = 
     raise TimeoutError("the baseline server did not answer")
 
 
-__all__ = ["QUEUE", "baseline_server", "insert_rate", "prepare"]
+__all__ = ["QUEUE", "baseline_server", "handoff_latencies", "insert_rate", "prepare"]

@@ -19,7 +19,8 @@ import asyncpg
 TIMES = """
 SELECT status,
        extract(epoch FROM started_at - created_at) * 1000 AS dispatch_ms,
-       extract(epoch FROM completed_at - started_at) * 1000 - generation_time_ms AS overhead_ms
+       extract(epoch FROM completed_at - started_at) * 1000 - generation_time_ms AS overhead_ms,
+       generation_time_ms AS render_ms
 FROM jobs WHERE id = ANY($1::text[])
 """
 FINAL = ("completed", "failed", "cancelled")
@@ -33,6 +34,7 @@ class JobTimes:
     jobs: int = 0
     dispatch_ms: list[float] = field(default_factory=list)
     overhead_ms: list[float] = field(default_factory=list)
+    render_ms: list[float] = field(default_factory=list)
     finished: int = 0
 
     @staticmethod
@@ -59,7 +61,7 @@ async def wait_and_read(database_url: str, name: str, ids: list[str], *, timeout
         await connection.close()
     times = JobTimes(name=name, jobs=len(ids), finished=done)
     times.dispatch_ms = [float(row["dispatch_ms"]) for row in rows if row["dispatch_ms"] is not None]
-    times.overhead_ms = [
-        float(row["overhead_ms"]) for row in rows if row["status"] == "completed" and row["overhead_ms"] is not None
-    ]
+    completed = [row for row in rows if row["status"] == "completed" and row["overhead_ms"] is not None]
+    times.overhead_ms = [float(row["overhead_ms"]) for row in completed]
+    times.render_ms = [float(row["render_ms"]) for row in completed]
     return times
