@@ -117,6 +117,8 @@ async def test_provider_error_is_retried_max_retries_times_with_backoff_then_fai
     ceilings = [0.3, 0.6, 0.6]  # base * 2**n, capped at the maximum
     assert all(ceiling / 2 <= delay <= ceiling for delay, ceiling in zip(delays, ceilings, strict=True))
     assert elapsed >= sum(delays)
+    # The worker logs an attempt's end after FailJob answered: wait for the line, do not race it.
+    await stack.event("job.attempt_finished", 10, job_id=job.id, outcome="failed")
     assert len(stack.worker.events("job.attempt_finished", job_id=job.id)) == 4
 
 
