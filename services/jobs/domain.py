@@ -239,18 +239,32 @@ def validate_webhook_events(values: list[str], *, webhook_url: str | None) -> tu
     return tuple(values)
 
 
+@dataclass(frozen=True)
+class Page:
+    """A validated page request."""
+
+    skip: int
+    take: int
+
+
+def validate_page(skip: int, take: int | None, *, max_skip: int) -> Page:
+    """0 <= skip <= max_skip and 1 <= take <= 100 (20 when absent)."""
+    if not 0 <= skip <= max_skip:
+        raise InvalidArgument("skip", f"must be between 0 and {max_skip}")
+    page = TAKE_DEFAULT if take is None else take
+    if not 1 <= page <= TAKE_MAX:
+        raise InvalidArgument("take", f"must be between 1 and {TAKE_MAX}")
+    return Page(skip=skip, take=page)
+
+
 def validate_filter(
     *, user_id: str | None, status: JobStatus | None, skip: int, take: int | None, limits: JobLimits
 ) -> JobFilter:
     """Checks a list query: user id shape, 0 <= skip <= the limit, 1 <= take <= 100."""
     if user_id is not None:
         validate_user_id(user_id)
-    if not 0 <= skip <= limits.list_max_skip:
-        raise InvalidArgument("skip", f"must be between 0 and {limits.list_max_skip}")
-    page = TAKE_DEFAULT if take is None else take
-    if not 1 <= page <= TAKE_MAX:
-        raise InvalidArgument("take", f"must be between 1 and {TAKE_MAX}")
-    return JobFilter(user_id=user_id, status=status, skip=skip, take=page)
+    page = validate_page(skip, take, max_skip=limits.list_max_skip)
+    return JobFilter(user_id=user_id, status=status, skip=page.skip, take=page.take)
 
 
 def checked_job_id(value: str) -> str:

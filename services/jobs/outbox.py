@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import event, select
@@ -16,7 +15,7 @@ from services.core.ids import CUID_PATTERN
 from services.core.logging import get_logger
 from services.core.models import DELIVERY_STATES, Job, WebhookDelivery
 from services.jobs import deliveries, repository
-from services.jobs.domain import TAKE_DEFAULT, TAKE_MAX, JobNotFound
+from services.jobs.domain import JobNotFound, Page
 
 log = get_logger(__name__)
 # The job's JSON as the REST API answers it (the body of every delivery of the event).
@@ -36,14 +35,6 @@ class DeliveryInFlight(FailedPrecondition):
 
     def __init__(self, delivery_id: str) -> None:
         super().__init__(f"cannot redeliver {delivery_id!r}: an attempt is in flight")
-
-
-@dataclass(frozen=True)
-class Page:
-    """A validated page request."""
-
-    skip: int
-    take: int
 
 
 class WebhookOutbox:
@@ -75,16 +66,6 @@ class WebhookOutbox:
         if not sync.info.get(_WAKE_HOOKED):
             sync.info[_WAKE_HOOKED] = True
             event.listen(sync, "after_commit", lambda _session: self.added.set(), once=True)
-
-
-def validate_page(skip: int, take: int | None, *, max_skip: int) -> Page:
-    """0 <= skip <= max_skip and 1 <= take <= 100 (20 when absent)."""
-    if not 0 <= skip <= max_skip:
-        raise InvalidArgument("skip", f"must be between 0 and {max_skip}")
-    page = TAKE_DEFAULT if take is None else take
-    if not 1 <= page <= TAKE_MAX:
-        raise InvalidArgument("take", f"must be between 1 and {TAKE_MAX}")
-    return Page(skip=skip, take=page)
 
 
 def validate_state(value: str | None) -> str | None:

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.core.errors import InvalidArgument, Unavailable
 from services.core.ids import new_cuid
@@ -17,6 +16,7 @@ from services.core.models import Job
 from services.core.protocol import REPLAYED_HEADER
 from services.core.storage import InvalidStorageKey, MediaStorage, StorageUnavailable
 from services.jobs import domain, webhook_rpcs
+from services.jobs.convert import enum_filter, timestamp
 from services.jobs.domain import JobLimits, JobStatus
 from services.jobs.outbox import DeliveryDesk
 from services.jobs.service import Completion, JobsService
@@ -25,15 +25,7 @@ from videogen.v1 import jobs_pb2, jobs_pb2_grpc, webhooks_pb2
 
 Context = grpc.aio.ServicerContext[Any, Any]
 _STATUS_TO_PROTO = {status: jobs_pb2.JobStatus.Value(f"JOB_STATUS_{status.name}") for status in JobStatus}
-_STATUS_FROM_PROTO = {number: status for status, number in _STATUS_TO_PROTO.items()}
-
-
-def _timestamp(value: Any) -> Timestamp | None:
-    if value is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
+_STATUS_FROM_PROTO: dict[int, JobStatus] = {number: status for status, number in _STATUS_TO_PROTO.items()}
 
 
 def _video_url(result: dict[str, Any], storage: MediaStorage | None) -> str:
@@ -77,10 +69,10 @@ def job_to_proto(job: Job, storage: MediaStorage | None = None) -> jobs_pb2.Job:
         used_model=job.used_model,
         generation_time_ms=job.generation_time_ms,
         error_message=job.error_message,
-        created_at=_timestamp(job.created_at),
-        updated_at=_timestamp(job.updated_at),
-        started_at=_timestamp(job.started_at),
-        completed_at=_timestamp(job.completed_at),
+        created_at=timestamp(job.created_at),
+        updated_at=timestamp(job.updated_at),
+        started_at=timestamp(job.started_at),
+        completed_at=timestamp(job.completed_at),
         queue=job.queue,
         progress_percent=job.progress_percent,
         progress_stage=job.progress_stage,
@@ -91,15 +83,6 @@ def job_to_proto(job: Job, storage: MediaStorage | None = None) -> jobs_pb2.Job:
     if job.result is not None:
         message.result.CopyFrom(_result_to_proto(job.result, storage))
     return message
-
-
-def _status_filter(number: int) -> JobStatus | None:
-    if number == jobs_pb2.JOB_STATUS_UNSPECIFIED:
-        return None
-    status = _STATUS_FROM_PROTO.get(jobs_pb2.JobStatus.ValueType(number))
-    if status is None:
-        raise InvalidArgument("status", f"unknown status {number}")
-    return status
 
 
 class JobServicer(jobs_pb2_grpc.JobServiceServicer):
@@ -145,7 +128,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     async def ListJobs(self, request: jobs_pb2.ListJobsRequest, context: Context) -> jobs_pb2.ListJobsResponse:
         query = domain.validate_filter(
             user_id=request.user_id if request.HasField("user_id") else None,
-            status=_status_filter(request.status),
+            status=enum_filter(request.status, _STATUS_FROM_PROTO, field="status", noun="status"),
             skip=request.skip,
             take=request.take if request.HasField("take") else None,
             limits=self._limits,
