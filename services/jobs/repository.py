@@ -16,23 +16,30 @@ from services.core.models import Job, Metric, QuotaDeletedUsage
 from services.jobs.domain import ACTIVE, JobFilter, JobStatus, NewJob
 
 
+def _queued_row(new: NewJob) -> dict[str, Any]:
+    """The columns of a new queued job that every insert sets."""
+    return {
+        "id": new_cuid(),
+        "user_id": new.user_id,
+        "prompt": new.prompt,
+        "metadata_": new.metadata,
+        "max_retries": new.max_retries,
+        "queue": new.queue,
+        "status": JobStatus.QUEUED.value,
+        "webhook_url": new.webhook_url,
+        "webhook_events": list(new.webhook_events),
+    }
+
+
 async def insert_job(session: AsyncSession, new: NewJob, *, claimed: bool) -> Job | None:
     """Inserts a queued job and answers it as stored, in one round trip; a claimed job's
     message is being published by the caller (enqueued_at set). None when the user already
     has a job with the same idempotency key (after that job's transaction has committed)."""
     values = pg_insert(Job).values(
-        id=new_cuid(),
-        user_id=new.user_id,
-        prompt=new.prompt,
-        metadata_=new.metadata,
-        max_retries=new.max_retries,
-        queue=new.queue,
-        status=JobStatus.QUEUED.value,
+        **_queued_row(new),
         enqueued_at=func.now() if claimed else None,
         idempotency_key=new.idempotency_key,
         request_fingerprint=new.fingerprint if new.idempotency_key else None,
-        webhook_url=new.webhook_url,
-        webhook_events=list(new.webhook_events),
     )
     if new.idempotency_key is not None:
         values = values.on_conflict_do_nothing(
@@ -50,20 +57,8 @@ _INSERT_UNCLAIMED = insert(Job).returning(Job, sort_by_parameter_order=True)
 async def insert_jobs(session: AsyncSession, news: Sequence[NewJob], *, claimed: bool) -> list[Job]:
     """Inserts queued jobs without idempotency keys in one round trip; answers them in the order
     of news."""
-    rows: list[dict[str, Any]] = [
-        {
-            "id": new_cuid(),
-            "user_id": new.user_id,
-            "prompt": new.prompt,
-            "metadata_": new.metadata,
-            "max_retries": new.max_retries,
-            "queue": new.queue,
-            "status": JobStatus.QUEUED.value,
-        }
-        for new in news
-    ]
     statement = _INSERT_CLAIMED if claimed else _INSERT_UNCLAIMED
-    return list((await session.scalars(statement, rows)).all())
+    return list((await session.scalars(statement, [_queued_row(new) for new in news])).all())
 
 
 async def job_by_idempotency_key(session: AsyncSession, user_id: str, key: str) -> Job | None:

@@ -105,12 +105,7 @@ class JobsService:
         if self._limiter is not None:
             await self._limiter.take(new.user_id)
         if self._batcher is not None and self._plain(new):
-            batched = await self._batcher.insert(new)
-            log.info("job.created", job_id=batched.id, user_id=batched.user_id, queue=batched.queue)
-            await self._changed(batched)
-            if self._dispatcher is not None:
-                await self._dispatcher.publish_new(batched.id, batched.queue, request_id=request_id)
-            return Created(batched, replayed=False)
+            return await self._created(await self._batcher.insert(new), request_id)
         async with self._sessions.begin() as session:
             await enforce_quota(session, new, self._quota)
             job = await repository.insert_job(session, new, claimed=self._dispatcher is not None)
@@ -125,6 +120,10 @@ class JobsService:
                 log.info("job.create_replayed", job_id=first.id, user_id=first.user_id)
                 return Created(first, replayed=True)
             await self._announce(session, job, "job.queued")
+        return await self._created(job, request_id)
+
+    async def _created(self, job: Job, request_id: str | None) -> Created:
+        """After a new job's commit: watchers learn of it and its message is published."""
         log.info("job.created", job_id=job.id, user_id=job.user_id, queue=job.queue)
         await self._changed(job)
         if self._dispatcher is not None:
