@@ -23,27 +23,26 @@ SERVICE_OF = {
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def rss_mb(pid: int) -> float:
-    """The resident set of a process in MiB (0 when it is gone)."""
+def _mib(path: str, field: str) -> float:
+    """A "Field:  N kB" line of a /proc file, in MiB (0 when the process is gone)."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(field):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
     return 0.0
+
+
+def rss_mb(pid: int) -> float:
+    """The resident set of a process in MiB (0 when it is gone)."""
+    return _mib(f"/proc/{pid}/status", "VmRSS:")
 
 
 def pss_mb(pid: int) -> float:
     """The proportional set size in MiB: pages shared between processes (a forked pool's
     libraries) counted once in all, split among the sharers (0 when it is gone)."""
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
+    return _mib(f"/proc/{pid}/smaps_rollup", "Pss:")
 
 
 def cpu_seconds(pid: int) -> float:
