@@ -24,7 +24,6 @@ lets exactly one copy start the attempt.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Protocol
@@ -33,8 +32,8 @@ from prometheus_client import Counter
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core import db
 from services.core.logging import get_logger
+from services.core.periodic import every
 from services.core.tasks import GenerateVideo
 from services.jobs.outbox import WebhookOutbox
 from services.jobs.publisher import JobPublisher
@@ -152,15 +151,7 @@ class Dispatcher:
 
     async def run(self) -> None:
         """Dispatches every interval until stop(); a database outage only delays it."""
-        while not self._stopping.is_set():
-            try:
-                await self.dispatch_once()
-            except Exception as exc:
-                if not db.is_unavailable(exc):
-                    log.exception("dispatch.failed")
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._policy.interval):
-                    await self._stopping.wait()
+        await every(self._policy.interval, self._stopping, self.dispatch_once, log=log, failed="dispatch.failed")
 
     def stop(self) -> None:
         """Ends run() after the round in progress."""

@@ -12,15 +12,14 @@ one round.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass
 
 from prometheus_client import Counter
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core import db
 from services.core.logging import get_logger
+from services.core.periodic import every
 from services.core.storage import InvalidStorageKey, MediaStorage
 
 log = get_logger(__name__)
@@ -61,17 +60,12 @@ class Retention:
 
     async def run(self) -> None:
         """Sweeps every interval until stop(); a database outage only delays it."""
-        while not self._stopping.is_set():
-            try:
-                # A full batch deleted means more may be due: sweep again at once.
-                while await self.sweep_once() == self._policy.batch and not self._stopping.is_set():
-                    pass
-            except Exception as exc:
-                if not db.is_unavailable(exc):
-                    log.exception("retention.failed")
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._policy.interval):
-                    await self._stopping.wait()
+        await every(self._policy.interval, self._stopping, self._sweep_due, log=log, failed="retention.failed")
+
+    async def _sweep_due(self) -> None:
+        # A full batch deleted means more may be due: sweep again at once.
+        while await self.sweep_once() == self._policy.batch and not self._stopping.is_set():
+            pass
 
     def stop(self) -> None:
         """Ends run() after the sweep in progress."""
