@@ -14,6 +14,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.core import migrate
+from services.core.tasks import broker_url
 from services.jobs.server import JobsServer, start_jobs_server
 from services.jobs.settings import JobsSettings
 from tests.support import brokers, databases
@@ -65,6 +66,17 @@ def jobs_settings(**overrides: Any) -> JobsSettings:
     }
     values.update(overrides)
     return JobsSettings(_env_file=None, **values)
+
+
+async def start_brokered_jobs(settings: JobsSettings, *, database_url: str, redis_url: str) -> JobsServer:
+    """A jobs service on a free port that publishes on Redis's Celery queues (its dispatcher runs)."""
+    return await start_jobs_server(
+        settings,
+        database_url=database_url,
+        address="127.0.0.1:0",
+        broker=broker_url(settings, redis_url),
+        redis_url=redis_url,
+    )
 
 
 async def wait_serving(channel: grpc.aio.Channel, service: str = "", timeout: float = 10) -> None:

@@ -11,9 +11,8 @@ from typing import TYPE_CHECKING
 import grpc
 import pytest
 
-from services.core.tasks import broker_url
-from services.jobs.server import JobsServer, start_jobs_server
-from tests.conftest import jobs_settings
+from services.jobs.server import JobsServer
+from tests.conftest import jobs_settings, start_brokered_jobs
 from tests.jobs.test_dispatch import Broker
 from tests.support.brokers import drop_keys
 from tests.support.factories import create_job
@@ -43,13 +42,7 @@ async def recovering(own_database_url: str, redis_url: str) -> AsyncIterator[Rec
         job_lease_seconds=LEASE,
         orphan_sweep_after_seconds=ORPHAN_AFTER,
     )
-    server = await start_jobs_server(
-        settings,
-        database_url=own_database_url,
-        address="127.0.0.1:0",
-        broker=broker_url(settings, redis_url),
-        redis_url=redis_url,
-    )
+    server = await start_brokered_jobs(settings, database_url=own_database_url, redis_url=redis_url)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         yield Recovering(jobs_pb2_grpc.JobServiceStub(channel), Broker(redis_url, prefix), server)
     await server.stop(0)

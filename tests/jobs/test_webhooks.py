@@ -18,12 +18,11 @@ from pydantic import SecretStr
 
 from services.core import webhooks
 from services.core.settings import load_settings
-from services.core.tasks import broker_url
 from services.gateway.schemas import job_from_proto
 from services.jobs.sender import DeliveryPolicy, backoff
 from services.jobs.server import JobsServer, start_jobs_server
 from services.jobs.settings import JobsSettings
-from tests.conftest import jobs_settings, wait_serving
+from tests.conftest import jobs_settings, start_brokered_jobs, wait_serving
 from tests.support.brokers import drop_keys
 from tests.support.factories import create_job, video_result
 from tests.support.processes import ServiceProcess, clean_env
@@ -229,13 +228,7 @@ async def test_a_slow_receiver_does_not_slow_job_processing(start_service: Servi
 async def test_the_reaper_announces_the_jobs_it_takes_back(own_database_url: str, redis_url: str) -> None:
     prefix = f"w{uuid.uuid4().hex[:10]}-"
     settings = jobs_settings(**QUICK, celery_key_prefix=prefix, dispatch_interval=0.1, job_lease_seconds=0.5)
-    server = await start_jobs_server(
-        settings,
-        database_url=own_database_url,
-        address="127.0.0.1:0",
-        broker=broker_url(settings, redis_url),
-        redis_url=redis_url,
-    )
+    server = await start_brokered_jobs(settings, database_url=own_database_url, redis_url=redis_url)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             jobs = jobs_pb2_grpc.JobServiceStub(channel)

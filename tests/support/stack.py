@@ -16,11 +16,10 @@ import grpc
 import pytest
 
 from services.core.providers.registry import load_registry
-from services.core.tasks import broker_url
-from services.jobs.server import JobsServer, start_jobs_server
+from services.jobs.server import JobsServer
 from services.providers.server import ProvidersServer, start_providers_server
 from services.providers.settings import ProvidersSettings
-from tests.conftest import jobs_settings, wait_serving
+from tests.conftest import jobs_settings, start_brokered_jobs, wait_serving
 from tests.support.brokers import drop_keys
 from tests.support.processes import ROOT, ServiceProcess, clean_env
 from videogen.v1 import jobs_pb2, jobs_pb2_grpc, providers_pb2_grpc
@@ -121,13 +120,7 @@ async def start_stack(own_database_url: str, redis_url: str, workdir: Path) -> A
         settings = jobs_settings(
             celery_key_prefix=prefix, dispatch_interval=0.2, media_dir=workdir / "media", **(jobs or {})
         )
-        server = await start_jobs_server(
-            settings,
-            database_url=own_database_url,
-            address="127.0.0.1:0",
-            broker=broker_url(settings, redis_url),
-            redis_url=redis_url,
-        )
+        server = await start_brokered_jobs(settings, database_url=own_database_url, redis_url=redis_url)
         config = workdir / "providers.json"
         config.write_text(json.dumps(registry or DEFAULT_REGISTRY))
         providers_server = await start_providers_server(
