@@ -48,6 +48,9 @@ def configure_logging(*, service: str, level: str) -> None:
     # Libraries that narrate every step at INFO: keep their warnings only.
     for noisy in ("pgserver", "alembic.runtime.migration"):
         logging.getLogger(noisy).setLevel(logging.WARNING if level != "DEBUG" else logging.DEBUG)
+    # httpx logs every request's full URL at INFO, and a URL may carry a token (a webhook
+    # receiver's, a provider's): never, whatever the level.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def get_logger(name: str) -> FilteringBoundLogger:

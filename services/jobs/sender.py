@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import random
 import time
 from dataclasses import dataclass, field
@@ -102,8 +101,6 @@ class WebhookSender:
         self._stopping = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
         self._counted_at = 0.0
-        # httpx logs every request's full URL at INFO, and a receiver's URL may carry its token.
-        logging.getLogger("httpx").setLevel(logging.WARNING)
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(policy.timeout),
             follow_redirects=False,
