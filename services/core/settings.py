@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, ClassVar, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from services.core.secrets import secret_problem
+
 # The placeholder secrets of .env.example: fine on a laptop, refused in production.
 EXAMPLE_SECRET_KEY = "change-me-secret-key"
 EXAMPLE_API_KEY = "change-me-api-key"
-EXAMPLE_WEBHOOK_SECRET = "change-me-webhook-secret"
 # The placeholder of the S3 secret (.env.example, and MinIO's in deploy/docker-compose.yml).
 EXAMPLE_S3_SECRET = "change-me-s3-secret"
 
@@ -25,6 +26,9 @@ class CoreSettings(BaseSettings):
     """Every variable of the seed README plus the addresses of the services."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", validate_default=True)
+    # Whether this process checks API keys, so that production refuses to start without a real
+    # API_KEY; the gateway and the worker never read it (their Deployments do not get it).
+    REQUIRES_API_KEY: ClassVar[bool] = True
 
     # Application
     app_name: str = "videogen"
@@ -92,12 +96,11 @@ class CoreSettings(BaseSettings):
     s3_presign_seconds: Annotated[int, Field(ge=1, le=7 * 24 * 3600)] = 3600
     s3_timeout: PositiveSeconds = 10.0
 
-    # Security
+    # Security (docs/security.md). SECRET_KEY: every process; the keys of media URLs, webhook
+    # signatures and the service credential are derived from it. API_KEY: the admin key, checked
+    # by the services that answer clients (jobs, providers); see REQUIRES_API_KEY.
     secret_key: SecretStr = SecretStr(EXAMPLE_SECRET_KEY)
     api_key: SecretStr = SecretStr(EXAMPLE_API_KEY)
-    # The HMAC key of webhook signatures (docs/webhooks.md); the jobs service refuses the example
-    # in production. Here so that one Secret can hold it beside SECRET_KEY for every process.
-    webhook_secret: SecretStr = SecretStr(EXAMPLE_WEBHOOK_SECRET)
 
     # CORS: a comma-separated list of origins.
     cors_origins: Annotated[list[str], NoDecode] = ["http://localhost:3000"]
@@ -179,13 +182,15 @@ class CoreSettings(BaseSettings):
     def _production_secrets(self) -> CoreSettings:
         if self.app_env != "production":
             return self
-        for name, value, example in (
-            ("SECRET_KEY", self.secret_key, EXAMPLE_SECRET_KEY),
-            ("API_KEY", self.api_key, EXAMPLE_API_KEY),
-        ):
-            secret = value.get_secret_value()
-            if not secret or secret == example:
-                raise ValueError(f"{name} must be set to a real secret when APP_ENV=production")
+        required = [("SECRET_KEY", self.secret_key)]
+        if self.REQUIRES_API_KEY:
+            required.append(("API_KEY", self.api_key))
+        for name, value in required:
+            problem = secret_problem(value.get_secret_value(), examples=(EXAMPLE_SECRET_KEY, EXAMPLE_API_KEY))
+            if problem is not None:
+                raise ValueError(f"{name} {problem} when APP_ENV=production")
+        if self.REQUIRES_API_KEY and self.api_key.get_secret_value() == self.secret_key.get_secret_value():
+            raise ValueError("API_KEY must differ from SECRET_KEY")
         return self
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 from pydantic import Field
 
@@ -11,6 +11,9 @@ from services.core.settings import CoreSettings
 
 class GatewaySettings(CoreSettings):
     """CoreSettings plus the gateway's deadlines."""
+
+    # It never checks API keys: the services it calls do.
+    REQUIRES_API_KEY: ClassVar[bool] = False
 
     # Deadline of every gRPC call the gateway makes.
     gateway_rpc_timeout: Annotated[float, Field(gt=0, le=600)] = 10.0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 from pydantic import Field
 
@@ -11,6 +11,9 @@ from services.core.settings import CoreSettings
 
 class WorkerSettings(CoreSettings):
     """CoreSettings plus what the worker alone needs."""
+
+    # It never checks API keys: the services it calls do.
+    REQUIRES_API_KEY: ClassVar[bool] = False
 
     worker_concurrency: Annotated[int, Field(ge=1, le=64)] = 2
     worker_name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = "worker"

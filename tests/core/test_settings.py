@@ -5,6 +5,12 @@ from __future__ import annotations
 import pytest
 
 from services.core.settings import CoreSettings, load_settings
+from services.gateway.settings import GatewaySettings
+from services.jobs.settings import JobsSettings
+from services.worker.settings import WorkerSettings
+
+REAL_SECRET_KEY = "5c0d3f8a9b1e4c7d2a6f0e9b8c7d6a5f"
+REAL_API_KEY = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
 
 
 def test_defaults_match_the_contract_ports(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -41,15 +47,62 @@ def test_log_level_is_case_insensitive(monkeypatch: pytest.MonkeyPatch) -> None:
     assert CoreSettings(_env_file=None).log_level == "DEBUG"
 
 
-def test_production_accepts_real_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_production_starts_with_only_the_two_seed_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("APP_ENV", "production")
-    monkeypatch.setenv("SECRET_KEY", "s3cr3t-value")
-    monkeypatch.setenv("API_KEY", "k3y-value")
+    monkeypatch.setenv("SECRET_KEY", REAL_SECRET_KEY)
+    monkeypatch.setenv("API_KEY", REAL_API_KEY)
+    monkeypatch.delenv("WEBHOOK_SECRET", raising=False)
 
-    settings = CoreSettings(_env_file=None)
+    settings = load_settings(JobsSettings)
 
-    assert settings.api_key.get_secret_value() == "k3y-value"
-    assert "k3y-value" not in repr(settings)
+    assert settings.api_key.get_secret_value() == REAL_API_KEY
+    assert REAL_API_KEY not in repr(settings) and REAL_SECRET_KEY not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("API_KEY", "short-key"),
+        ("API_KEY", "change-me-api-key"),
+        ("SECRET_KEY", "change-me-secret-key"),
+        ("SECRET_KEY", "REPLACE_ME_REPLACE_ME_REPLACE_ME_REPLACE_ME"),
+        ("API_KEY", ""),
+        ("WEBHOOK_SECRET", "changeme"),
+    ],
+)
+def test_production_refuses_a_weak_secret_with_exit_2_naming_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], variable: str, value: str
+) -> None:
+    monkeypatch.setenv("APP_ENV", "production")
+    monkeypatch.setenv("SECRET_KEY", REAL_SECRET_KEY)
+    monkeypatch.setenv("API_KEY", REAL_API_KEY)
+    monkeypatch.setenv(variable, value)
+
+    with pytest.raises(SystemExit) as exited:
+        load_settings(JobsSettings)
+
+    assert exited.value.code == 2
+    assert variable in capsys.readouterr().err
+
+
+def test_production_refuses_the_api_key_equal_to_the_secret_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APP_ENV", "production")
+    monkeypatch.setenv("SECRET_KEY", REAL_SECRET_KEY)
+    monkeypatch.setenv("API_KEY", REAL_SECRET_KEY)
+
+    with pytest.raises(SystemExit):
+        load_settings(CoreSettings)
+
+
+def test_the_gateway_and_the_worker_need_no_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APP_ENV", "production")
+    monkeypatch.setenv("SECRET_KEY", REAL_SECRET_KEY)
+    monkeypatch.delenv("API_KEY", raising=False)
+
+    assert load_settings(GatewaySettings).app_env == "production"
+    assert load_settings(WorkerSettings).app_env == "production"
+    with pytest.raises(SystemExit):
+        load_settings(JobsSettings)
 
 
 def test_load_settings_exits_with_the_variable_named(

@@ -208,12 +208,16 @@ async def test_docs_describe_every_endpoint_with_examples(gateway: Gateway) -> N
 
 
 async def test_production_needs_the_api_key(start_gateway: GatewayFactory) -> None:
-    gateway = await start_gateway(app_env="production", secret_key="s3cret-value", api_key="the-right-key")
+    gateway = await start_gateway(
+        app_env="production", secret_key="5c0d3f8a9b1e4c7d2a6f0e9b8c7d6a5f", api_key="the-right-key-0a1b2c3d4e5f67890"
+    )
     client = gateway.client
 
     assert (await client.get("/api/v1/jobs")).status_code == 401
     assert (await client.get("/api/v1/jobs", headers={"X-API-Key": "wrong"})).status_code == 401
-    assert (await client.get("/api/v1/jobs", headers={"X-API-Key": "the-right-key"})).status_code == 200
+    assert (
+        await client.get("/api/v1/jobs", headers={"X-API-Key": "the-right-key-0a1b2c3d4e5f67890"})
+    ).status_code == 200
     assert (await client.get("/health")).status_code == 200
     assert (await client.get("/metrics")).status_code == 200
 

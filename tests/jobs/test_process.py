@@ -114,9 +114,10 @@ def test_bad_setting_stops_start_up_naming_the_variable(workdir: Path, variable:
     ("secrets", "named"),
     [
         ({}, "SECRET_KEY"),
-        ({"SECRET_KEY": "change-me-secret-key", "API_KEY": "a-real-key"}, "SECRET_KEY"),
-        ({"SECRET_KEY": "a-real-secret"}, "API_KEY"),
-        ({"SECRET_KEY": "a-real-secret", "API_KEY": ""}, "API_KEY"),
+        ({"SECRET_KEY": "change-me-secret-key", "API_KEY": "a1b2c3d4e5f60718293a4b5c6d7e8f90"}, "SECRET_KEY"),
+        ({"SECRET_KEY": "5c0d3f8a9b1e4c7d2a6f0e9b8c7d6a5f"}, "API_KEY"),
+        ({"SECRET_KEY": "5c0d3f8a9b1e4c7d2a6f0e9b8c7d6a5f", "API_KEY": ""}, "API_KEY"),
+        ({"SECRET_KEY": "5c0d3f8a9b1e4c7d2a6f0e9b8c7d6a5f", "API_KEY": "short-key"}, "API_KEY"),
     ],
 )
 def test_production_refuses_unset_or_example_secrets(workdir: Path, secrets: dict[str, str], named: str) -> None:
