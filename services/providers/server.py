@@ -44,9 +44,12 @@ async def probe_forever(service: ProvidersService, *, interval: float, timeout: 
 
 
 async def start_providers_server(
-    settings: ProvidersSettings, *, database_url: str, address: str, registry: RegistryConfig
+    settings: ProvidersSettings, *, database_url: str, address: str, registry: RegistryConfig, probing: bool = True
 ) -> ProvidersServer:
-    """Starts ProviderService on address; it reports SERVING while the database answers."""
+    """Starts ProviderService on address; it reports SERVING while the database answers.
+
+    Without probing, health changes only by reported outcomes and TestProvider: what a test
+    of those rules needs, since a probe round could undo the state it sets up."""
     engine = db.create_engine(settings, database_url)
     policy = HealthPolicy(
         unhealthy_after=settings.provider_unhealthy_after,
@@ -71,8 +74,13 @@ async def start_providers_server(
                 name="database",
             )
         ),
-        asyncio.create_task(
-            probe_forever(service, interval=settings.provider_probe_interval, timeout=settings.provider_probe_timeout)
-        ),
     ]
+    if probing:
+        tasks.append(
+            asyncio.create_task(
+                probe_forever(
+                    service, interval=settings.provider_probe_interval, timeout=settings.provider_probe_timeout
+                )
+            )
+        )
     return ProvidersServer(app=app, engine=engine, tasks=tasks, service=service)
