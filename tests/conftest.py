@@ -18,10 +18,12 @@ from services.core.tasks import broker_url
 from services.jobs.server import JobsServer, start_jobs_server
 from services.jobs.settings import JobsSettings
 from tests.support import brokers, databases
-from videogen.v1 import jobs_pb2_grpc
+from tests.support.internal import internal_channel
+from videogen.v1 import jobs_pb2_grpc, lifecycle_pb2_grpc
 
 if TYPE_CHECKING:
     from videogen.v1.jobs_pb2_grpc import JobServiceAsyncStub
+    from videogen.v1.lifecycle_pb2_grpc import JobLifecycleServiceAsyncStub
 
 
 @pytest.fixture(scope="session")
@@ -114,6 +116,13 @@ async def channel(jobs_server: JobsServer) -> AsyncIterator[grpc.aio.Channel]:
 def jobs(channel: grpc.aio.Channel) -> JobServiceAsyncStub:
     """A JobService client."""
     return jobs_pb2_grpc.JobServiceStub(channel)
+
+
+@pytest.fixture
+async def lifecycle(jobs_server: JobsServer) -> AsyncIterator[JobLifecycleServiceAsyncStub]:
+    """A JobLifecycleService client with the service credential, as the worker's."""
+    async with internal_channel(f"127.0.0.1:{jobs_server.port}") as chan:
+        yield lifecycle_pb2_grpc.JobLifecycleServiceStub(chan)
 
 
 # Fixtures of a running stack (jobs, providers, worker) and of moto's S3 server, for every test package.

@@ -56,7 +56,8 @@ def test_the_edge_follows_the_contract() -> None:
     ports = {name: c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
              ["port_value"] for name, c in clusters.items()}  # fmt: skip
     assert ports == {"envoy_admin": 9901, "gateway": 8080, "jobs": 50051, "providers": 50052}
-    by_prefix = {r["match"].get("prefix") or r["match"].get("path"): r["route"]["cluster"] for r in routes}
+    routed = [r for r in routes if "route" in r]
+    by_prefix = {r["match"].get("prefix") or r["match"].get("path"): r["route"]["cluster"] for r in routed}
     assert by_prefix["/videogen.v1.JobService/"] == "jobs"
     assert by_prefix["/videogen.v1.ProviderService/"] == "providers"
     assert by_prefix["/"] == "gateway"
@@ -64,6 +65,12 @@ def test_the_edge_follows_the_contract() -> None:
         "route"]["retry_policy"]["retry_on"]  # fmt: skip
     for name, service in (("jobs", "videogen.v1.JobService"), ("providers", "videogen.v1.ProviderService")):
         assert clusters[name]["health_checks"][0]["grpc_health_check"]["service_name"] == service
+    # Reflection goes to the jobs service; every other gRPC path is answered UNIMPLEMENTED by Envoy.
+    assert by_prefix["/grpc.reflection.v1alpha.ServerReflection/"] == "jobs"
+    [refused] = [r for r in routes if "direct_response" in r]
+    assert refused["match"] == {"prefix": "/", "grpc": {}}
+    assert {"key": "grpc-status", "value": "12"} in [h["header"] for h in refused["response_headers_to_add"]]
+    assert routes.index(refused) < routes.index(next(r for r in routed if r["match"].get("prefix") == "/"))
 
 
 def test_the_metrics_listener_serves_prometheus_stats_and_readiness_and_nothing_else(tmp_path: Path) -> None:

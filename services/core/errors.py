@@ -62,3 +62,15 @@ class ResourceExhausted(DomainError):
         self.retry_after = retry_after
         # Numbers about the limit (a quota's max, current and requested), for the client.
         self.details = dict(details or {})
+
+
+class Unauthenticated(DomainError):
+    """The call carries no credential, or one nobody issued."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(DomainError):
+    """The caller's key may not do this."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED

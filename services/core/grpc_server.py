@@ -9,10 +9,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+from google.protobuf import descriptor_pb2, descriptor_pool
+from google.protobuf.descriptor import FileDescriptor, ServiceDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
 from grpc_reflection.v1alpha import reflection
 
+from services.core.auth import CallGuard
 from services.core.interceptors import ServiceInterceptor
 from services.core.logging import get_logger
 
@@ -27,11 +30,20 @@ LIVENESS = "liveness"
 
 @dataclass(frozen=True)
 class ServiceBinding:
-    """A servicer, the generated function that registers it, and its full service name."""
+    """A servicer, the generated function that registers it, and its service's descriptor.
+
+    An internal service (the workers' side of the system) takes the service credential only,
+    and reflection never describes it."""
 
     servicer: Any
     register: Callable[[Any, grpc.aio.Server], None]
-    name: str
+    descriptor: ServiceDescriptor
+    internal: bool = False
+
+    @property
+    def name(self) -> str:
+        """The full service name, "videogen.v1.JobService"."""
+        return self.descriptor.full_name
 
 
 @dataclass
@@ -62,22 +74,36 @@ class GrpcApp:
         await self.server.stop(grace)
 
 
-async def start_grpc_app(bindings: Sequence[ServiceBinding], *, address: str, max_message_bytes: int) -> GrpcApp:
+async def start_grpc_app(
+    bindings: Sequence[ServiceBinding],
+    *,
+    address: str,
+    max_message_bytes: int,
+    guard: CallGuard,
+    describe: Sequence[ServiceDescriptor] = (),
+) -> GrpcApp:
     """Builds and starts a server on address ("host:0" picks a free port); NOT_SERVING until told,
-    except for the LIVENESS name, which is SERVING until shutdown."""
+    except for the LIVENESS name, which is SERVING until shutdown.
+
+    Every call passes the guard. Reflection describes the public services, plus `describe`
+    (services served elsewhere, for the edge's reflection), never an internal one."""
     options = [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.so_reuseport", 0),
     ]
-    server = grpc.aio.server(interceptors=[ServiceInterceptor()], options=options)
+    server = grpc.aio.server(interceptors=[ServiceInterceptor(guard)], options=options)
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     for binding in bindings:
         binding.register(binding.servicer, server)
     names = tuple(binding.name for binding in bindings)
+    described = [b.descriptor for b in bindings if not b.internal] + list(describe)
+    described.append(health_pb2.DESCRIPTOR.services_by_name["Health"])
     reflection.enable_server_reflection(
-        (*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
+        (*dict.fromkeys(d.full_name for d in described), reflection.SERVICE_NAME),
+        server,
+        pool=public_pool([d.file for d in described]),
     )
     port = server.add_insecure_port(address)
     if port == 0:
@@ -87,6 +113,27 @@ async def start_grpc_app(bindings: Sequence[ServiceBinding], *, address: str, ma
     await app.set_serving(False)
     await health.set(LIVENESS, SERVING)
     return app
+
+
+def public_pool(files: Sequence[FileDescriptor]) -> descriptor_pool.DescriptorPool:
+    """A descriptor pool of these files and what they import, and nothing else: reflection
+    answers from it, so that no internal service or message can be found through it."""
+    pool = descriptor_pool.DescriptorPool()
+    added: set[str] = set()
+
+    def add(file: FileDescriptor) -> None:
+        if file.name in added:
+            return
+        for dependency in file.dependencies:
+            add(dependency)
+        proto = descriptor_pb2.FileDescriptorProto()
+        file.CopyToProto(proto)
+        pool.Add(proto)
+        added.add(file.name)
+
+    for file in files:
+        add(file)
+    return pool
 
 
 async def watch_dependency(app: GrpcApp, check: Callable[[], Awaitable[bool]], *, interval: float, name: str) -> None:

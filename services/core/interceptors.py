@@ -6,6 +6,7 @@ import inspect
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import grpc
@@ -15,6 +16,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from services.core import db
+from services.core.auth import CallGuard
 from services.core.errors import DomainError, InvalidArgument, ResourceExhausted
 from services.core.logging import REQUEST_ID_HEADER, get_logger, new_request_id
 from services.core.metrics import GRPC_HANDLED, GRPC_LATENCY, GRPC_STARTED
@@ -92,7 +94,11 @@ def _malformed_error(request: Malformed) -> InvalidArgument:
 
 
 class ServiceInterceptor(_Interceptor):
-    """Binds the caller's request id, counts and times each RPC, and maps its errors."""
+    """Admits each call (its credential, through the guard), binds the caller's request id and
+    principal, counts and times each RPC, and maps its errors."""
+
+    def __init__(self, guard: CallGuard) -> None:
+        self._guard = guard
 
     async def intercept_service(  # type: ignore[override]
         self, continuation: Continuation, details: grpc.HandlerCallDetails
@@ -101,17 +107,23 @@ class ServiceInterceptor(_Interceptor):
         if handler is None:
             return None
         service, _, method = details.method.lstrip("/").rpartition("/")
-        request_id = _request_id(details)
+        call = _CallSite(self._guard, service, method, _request_id(details))
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary, service, method, request_id),
+                _wrap_unary(handler.unary_unary, call),
                 request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler.unary_stream, service, method, request_id),
+                _wrap_stream(handler.unary_stream, call),
                 request_deserializer=_tolerant(handler.request_deserializer),
+                response_serializer=handler.response_serializer,
+            )
+        if handler.stream_stream is not None:
+            return grpc.stream_stream_rpc_method_handler(
+                _wrap_bidi(handler.stream_stream, call),
+                request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         return handler
@@ -124,15 +136,30 @@ def _request_id(details: grpc.HandlerCallDetails) -> str:
     return new_request_id()
 
 
-class _Call:
-    """The bookkeeping of one RPC: context binding, metrics and error mapping."""
+@dataclass(frozen=True)
+class _CallSite:
+    """What every call of one method shares: its names, the guard, the caller's request id."""
 
-    def __init__(self, service: str, method: str, request_id: str) -> None:
-        self.service, self.method = service, method
-        structlog.contextvars.bind_contextvars(request_id=request_id, rpc=method)
-        GRPC_STARTED.labels(service, method).inc()
+    guard: CallGuard
+    service: str
+    method: str
+    request_id: str
+
+
+class _Call:
+    """The bookkeeping of one RPC: admission, context binding, metrics and error mapping."""
+
+    def __init__(self, site: _CallSite) -> None:
+        self.site = site
+        self.service, self.method = site.service, site.method
+        structlog.contextvars.bind_contextvars(request_id=site.request_id, rpc=site.method)
+        GRPC_STARTED.labels(site.service, site.method).inc()
         self.started = time.perf_counter()
         self.code = grpc.StatusCode.OK
+
+    async def admit(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        """Checks the call's credential and binds its principal (Unauthenticated otherwise)."""
+        await self.site.guard.admit(self.service, context.invocation_metadata())
 
     async def fail(self, exc: BaseException, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         if isinstance(exc, grpc.aio.AbortError):
@@ -150,12 +177,11 @@ class _Call:
         GRPC_LATENCY.labels(self.service, self.method).observe(time.perf_counter() - self.started)
 
 
-def _wrap_unary(
-    inner: Callable[[Any, Any], Awaitable[Any]], service: str, method: str, request_id: str
-) -> Callable[[Any, Any], Awaitable[Any]]:
+def _wrap_unary(inner: Callable[[Any, Any], Awaitable[Any]], site: _CallSite) -> Callable[[Any, Any], Awaitable[Any]]:
     async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        call = _Call(service, method, request_id)
+        call = _Call(site)
         try:
+            await call.admit(context)
             if isinstance(request, Malformed):
                 raise _malformed_error(request)
             return await inner(request, context)
@@ -167,16 +193,15 @@ def _wrap_unary(
     return unary
 
 
-def _wrap_stream(
-    inner: Callable[[Any, Any], Any], service: str, method: str, request_id: str
-) -> Callable[[Any, Any], Any]:
+def _wrap_stream(inner: Callable[[Any, Any], Any], site: _CallSite) -> Callable[[Any, Any], Any]:
     if not inspect.isasyncgenfunction(inner):
         # A handler that writes with context.write() (grpc.health.v1 Watch) is a coroutine.
-        return _wrap_unary(inner, service, method, request_id)
+        return _wrap_unary(inner, site)
 
     async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-        call = _Call(service, method, request_id)
+        call = _Call(site)
         try:
+            await call.admit(context)
             if isinstance(request, Malformed):
                 raise _malformed_error(request)
             async for response in inner(request, context):
@@ -187,3 +212,22 @@ def _wrap_stream(
             call.finish()
 
     return stream
+
+
+def _wrap_bidi(inner: Callable[[Any, Any], Any], site: _CallSite) -> Callable[[Any, Any], Any]:
+    """A stream-stream handler (server reflection) behind the same admission and metrics."""
+    if not inspect.isasyncgenfunction(inner):
+        return _wrap_unary(inner, site)
+
+    async def bidi(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        call = _Call(site)
+        try:
+            await call.admit(context)
+            async for response in inner(requests, context):
+                yield response
+        except Exception as exc:
+            await call.fail(exc, context)
+        finally:
+            call.finish()
+
+    return bidi

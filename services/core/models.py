@@ -168,6 +168,23 @@ class QuotaDeletedUsage(Base):
     video_seconds: Mapped[Decimal] = mapped_column(Numeric, server_default="0")
 
 
+class ApiKey(Base):
+    """A per-user API key (docs/security.md): only its SHA-256 is kept, never the key."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_cuid)
+    user_id: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(128))
+    # Hex SHA-256 of the whole key: keys are 256 random bits, so a plain hash is enough.
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The key's first characters, to tell keys apart in lists.
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (Index("ix_api_keys_user_created", user_id, created_at.desc(), id.desc()),)
+
+
 class ProviderHealth(Base):
     """Health and cost of one video generation provider (the seed's Provider Health table)."""
 

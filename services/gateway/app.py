@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import re
 import time
 from collections.abc import AsyncIterator
@@ -20,8 +19,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.core.logging import REQUEST_ID_HEADER, get_logger, new_request_id
 from services.core.storage import local_storage
-from services.gateway import events, jobs, ops, providers, webhooks
+from services.gateway import events, jobs, keys, ops, providers, webhooks
 from services.gateway.clients import open_backends
+from services.gateway.deps import PRESENTED_KEY
 from services.gateway.errors import BackendError, backend_error, http_error, unexpected_error
 from services.gateway.settings import GatewaySettings
 
@@ -55,7 +55,7 @@ def create_app(settings: GatewaySettings, *, redis_url: str) -> FastAPI:
     app.state.settings = settings
     # With MEDIA_BACKEND=s3 clients fetch videos from the store itself (presigned URLs): none here.
     app.state.storage = local_storage(settings.media_root, settings)
-    for router in (jobs.router, events.router, webhooks.router, providers.router, ops.router):
+    for router in (jobs.router, events.router, webhooks.router, keys.router, providers.router, ops.router):
         app.include_router(router)
     app.add_exception_handler(BackendError, backend_error)
     app.add_exception_handler(HTTPException, http_error)
@@ -101,14 +101,16 @@ class ChunkedBodyLimit:
 
 
 class Guard:
-    """Request id, body size limit, API key, the latency metric and the access log, for every
-    request: a plain ASGI middleware, so that the route runs in the request's own task."""
+    """Request id, body size limit, the API key's presence, the latency metric and the access log,
+    for every request: a plain ASGI middleware, so that the route runs in the request's own task.
+
+    The key itself is checked by the service each route calls (it travels as x-api-key): one
+    set of rules for REST and gRPC. In production a request to /api/ without one is refused here."""
 
     def __init__(self, app: ASGIApp, settings: GatewaySettings) -> None:
         self._app = app
         self._settings = settings
         self._production = settings.app_env == "production"
-        self._api_key = settings.api_key.get_secret_value().encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -118,6 +120,7 @@ class Guard:
         request_id = headers.get(REQUEST_ID_HEADER, "")
         request_id = request_id if _REQUEST_ID.fullmatch(request_id) else new_request_id()
         structlog.contextvars.bind_contextvars(request_id=request_id)
+        PRESENTED_KEY.set(headers.get("x-api-key") or None)
         started = time.perf_counter()
         status = 500
         streamed_at: float | None = None
@@ -134,7 +137,7 @@ class Guard:
             await send(message)
 
         try:
-            refusal = _refusal(scope, headers, self._settings, production=self._production, api_key=self._api_key)
+            refusal = _refusal(scope, headers, self._settings, production=self._production)
             if refusal is not None:
                 await refusal(scope, receive, send_with_id)
             else:
@@ -167,16 +170,12 @@ def _add_middleware(app: FastAPI, settings: GatewaySettings) -> None:
     )
 
 
-def _refusal(
-    scope: Scope, headers: Headers, settings: GatewaySettings, *, production: bool, api_key: bytes
-) -> Response | None:
+def _refusal(scope: Scope, headers: Headers, settings: GatewaySettings, *, production: bool) -> Response | None:
     length = headers.get("content-length", "0")
     if not length.isdigit() or int(length) > settings.gateway_max_body_bytes:
         return JSONResponse(
             status_code=413, content={"detail": f"the body must be at most {settings.gateway_max_body_bytes} bytes"}
         )
-    if production and scope["path"].startswith("/api/"):
-        given = headers.get("x-api-key", "").encode()
-        if not hmac.compare_digest(given, api_key):
-            return JSONResponse(status_code=401, content={"detail": "a valid X-API-Key header is required"})
+    if production and scope["path"].startswith("/api/") and not headers.get("x-api-key"):
+        return JSONResponse(status_code=401, content={"detail": "a valid X-API-Key header is required"})
     return None

@@ -1,4 +1,4 @@
-"""Errors to HTTP answers, in one place: 422, 404, 409, 429, 503; never a stack trace."""
+"""Errors to HTTP answers, in one place: 401, 403, 422, 404, 409, 429, 503; never a stack trace."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ log = get_logger(__name__)
 # The numbers a quota's 429 carries besides the limit's name.
 QUOTA_NUMBERS = ("max", "current", "requested")
 _STATUS = {
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
     grpc.StatusCode.INVALID_ARGUMENT: 422,
     grpc.StatusCode.OUT_OF_RANGE: 422,
     grpc.StatusCode.NOT_FOUND: 404,

@@ -11,8 +11,8 @@ from fastapi import APIRouter, Header, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import StreamingResponse
 
-from services.core.logging import REQUEST_ID_HEADER, current_request_id, get_logger
-from services.gateway.deps import BackendsDep
+from services.core.logging import get_logger
+from services.gateway.deps import BackendsDep, call_metadata
 from services.gateway.errors import BackendError
 from services.gateway.schemas import Problem, RateLimitProblem, job_from_proto
 from videogen.v1 import jobs_pb2
@@ -92,8 +92,7 @@ async def job_events(
     request = jobs_pb2.WatchJobRequest(id=job_id)
     if last_event_id is not None:
         request.after_event_id = int(last_event_id)
-    request_id = current_request_id()
-    call = backends.jobs.WatchJob(request, metadata=((REQUEST_ID_HEADER, request_id),) if request_id else ())
+    call = backends.jobs.WatchJob(request, metadata=call_metadata())
     try:
         # The first event (or the refusal) before any byte is sent: errors keep their status.
         first = await call.read()

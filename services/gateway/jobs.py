@@ -61,7 +61,7 @@ async def create_job(
 ) -> Job:
     """Queues the job on the queue `metadata.priority` names (high, low, or default)."""
     request = jobs_pb2.CreateJobRequest(
-        user_id=body.userId,
+        user_id=body.userId or "",
         prompt=body.prompt,
         metadata_json=json.dumps(body.metadata or {}, separators=(",", ":"), ensure_ascii=False),
         max_retries=body.maxRetries,

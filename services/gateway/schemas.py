@@ -120,7 +120,14 @@ class JobCreate(BaseModel):
         },
     )
 
-    userId: Annotated[str, Field(pattern=USER_ID, description="1-128 characters of [A-Za-z0-9_.:@-]")]
+    userId: Annotated[
+        str | None,
+        Field(
+            pattern=USER_ID,
+            description="1-128 characters of [A-Za-z0-9_.:@-]. With a per-user key it may be omitted (the key's "
+            "user) and must otherwise be the key's user (403); with the admin key it is required.",
+        ),
+    ] = None
     prompt: Annotated[str, Field(min_length=1, max_length=4000, description="1-4000 characters, not blank")]
     metadata: Annotated[dict[str, Any] | None, AfterValidator(_shallow)] = Field(
         default=None,

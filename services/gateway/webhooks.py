@@ -9,10 +9,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from google.protobuf.timestamp_pb2 import Timestamp
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.gateway.bodies import StrictJsonRoute
 from services.gateway.deps import BackendsDep, call
+from services.gateway.keys import AUTH_ERRORS
 from services.gateway.schemas import Problem
 from videogen.v1 import webhooks_pb2
 
@@ -142,6 +143,32 @@ async def list_deliveries(
     if state is not None:
         request.state = _STATE[state]
     return _list(await call(backends.jobs.ListDeliveries, request, backends=backends, service="jobs"))
+
+
+class WebhookSecret(BaseModel):
+    """The Standard Webhooks secrets that sign deliveries."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"key": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "keys": ["whsec_MfKQ…"]}]}
+    )
+
+    key: str = Field(description="The current secret: verify deliveries with it (`standardwebhooks.Webhook(key)`)")
+    keys: list[str] = Field(description="Every secret that signs now, the current first (two during a rotation)")
+
+
+@router.get(
+    "/api/v1/webhooks/secret",
+    response_model=WebhookSecret,
+    responses={**AUTH_ERRORS, 503: {"model": Problem}},
+    summary="The secret that signs webhook deliveries (admin)",
+)
+async def webhook_secret(backends: BackendsDep) -> WebhookSecret:
+    """Give it to your receivers so that they can verify each delivery (docs/webhooks.md). Derived from
+    SECRET_KEY unless WEBHOOK_SECRET is set."""
+    reply = await call(
+        backends.jobs.GetWebhookSecret, webhooks_pb2.GetWebhookSecretRequest(), backends=backends, service="jobs"
+    )
+    return WebhookSecret(key=reply.key, keys=list(reply.keys))
 
 
 @router.post(

@@ -17,6 +17,8 @@ from services.core.webhooks import events_problem, url_problem
 USER_ID = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
 PROVIDER_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 JOB_ID = re.compile(r"[a-z0-9]{1,32}")
+# A stored video: the job's id, its attempt when not the first, and a video extension.
+STORAGE_KEY = re.compile(r"(?P<job>[a-z0-9]{1,32})(?:-(?P<attempt>[1-9][0-9]?))?\.(?:mp4|webm|mov)")
 # Deeper JSON cannot be answered by the REST gateway (its serializer recurses); it is refused.
 JSON_MAX_DEPTH = 64
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
@@ -299,8 +301,23 @@ def validate_finite(value: float, field: str) -> float:
     return value
 
 
+def validate_storage_key(key: str, *, job_id: str, attempt: int | None) -> str:
+    """The key of a job's video names that job, and the attempt when one is given: "<job id>.mp4"
+    for the first attempt, "<job id>-<n>.mp4" for attempt n. A worker cannot complete a job with
+    another job's file (nor a stale attempt with its successor's)."""
+    match = STORAGE_KEY.fullmatch(key)
+    if match is None or match["job"] != job_id:
+        raise InvalidArgument("result.storage_key", "must name the job's own video (<job id>[-<attempt>].<ext>)")
+    named = int(match["attempt"] or 0)
+    if attempt is not None and named != attempt:
+        raise InvalidArgument("result.storage_key", f"must be the video of attempt {attempt}, not {named}")
+    return key
+
+
 def validate_video_result(
     *,
+    job_id: str,
+    attempt: int | None,
     video_url: str,
     content_type: str,
     duration_seconds: float,
@@ -323,8 +340,9 @@ def validate_video_result(
             raise InvalidArgument(f"result.{field}", "must be positive")
     if size_bytes < 0:
         raise InvalidArgument("result.size_bytes", "must not be negative")
-    if len(storage_key) > 1024:
-        raise InvalidArgument("result.storage_key", "must be at most 1024 characters")
+    validate_storage_key(storage_key, job_id=job_id, attempt=attempt)
+    if not video_url.endswith(f"/{storage_key}"):
+        raise InvalidArgument("result.video_url", "must be the URL of result.storage_key")
     return {
         "videoUrl": video_url,
         "contentType": content_type,
@@ -341,4 +359,11 @@ def validate_label(value: str, *, field: str, max_chars: int) -> str:
     """1-max_chars printable characters (a worker id, a provider or model name)."""
     if not value or len(value) > max_chars or not value.isprintable():
         raise InvalidArgument(field, f"must be 1-{max_chars} printable characters")
+    return value
+
+
+def non_negative(value: int, field: str) -> int:
+    """value, unless it is negative."""
+    if value < 0:
+        raise InvalidArgument(field, "must not be negative")
     return value

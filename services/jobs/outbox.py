@@ -89,11 +89,18 @@ class DeliveryDesk:
         self._sessions = sessions
         self._outbox = outbox
 
-    async def for_job(self, job_id: str, page: Page) -> tuple[Sequence[WebhookDelivery], int]:
-        """A job's deliveries, oldest first; JobNotFound for an unknown job."""
+    async def for_job(
+        self, job_id: str, page: Page, *, owner: str | None = None
+    ) -> tuple[Sequence[WebhookDelivery], int]:
+        """A job's deliveries, oldest first; JobNotFound for an unknown job (or, with owner, one of
+        another user)."""
         async with self._sessions.begin() as session:
+            if owner is not None:
+                job = await repository.get_job(session, job_id)
+                if job is None or job.user_id != owner:
+                    raise JobNotFound(job_id)
             found, total = await deliveries.list_for_job(session, job_id, skip=page.skip, take=page.take)
-            if not total and await repository.get_job(session, job_id) is None:
+            if not total and owner is None and await repository.get_job(session, job_id) is None:
                 raise JobNotFound(job_id)
         return found, total
 

@@ -133,11 +133,13 @@ async def transition(
     return (await session.scalars(statement)).one_or_none()
 
 
-async def delete_job(session: AsyncSession, job_id: str, *, statuses: Iterable[JobStatus]) -> Job | None:
+async def delete_job(
+    session: AsyncSession, job_id: str, *, statuses: Iterable[JobStatus], extra: Iterable[ColumnElement[bool]] = ()
+) -> Job | None:
     """Deletes the job while it is in one of statuses and answers it as it was."""
     statement = (
         delete(Job)
-        .where(Job.id == job_id, Job.status.in_([s.value for s in statuses]))
+        .where(Job.id == job_id, Job.status.in_([s.value for s in statuses]), *extra)
         .returning(Job)
         .execution_options(populate_existing=True)
     )

@@ -8,13 +8,16 @@ import uuid
 import redis.asyncio as aioredis
 
 from services.core import db, migrate
+from services.core.auth import Authenticator, CallGuard, StoredUserKeys
 from services.core.grpc_server import ServiceBinding, start_grpc_app, watch_dependency
 from services.core.runtime import DatabaseService
 from services.core.storage import create_storage
 from services.core.tasks import broker_redis_url, create_celery, depth_keys, depths_of
+from services.jobs.apikeys import ApiKeys
 from services.jobs.batching import CreateBatcher
 from services.jobs.dispatcher import Dispatcher, DispatchPolicy
 from services.jobs.domain import JobLimits
+from services.jobs.lifecycle import JobLifecycleServicer
 from services.jobs.live import LiveEvents
 from services.jobs.publisher import JobPublisher
 from services.jobs.quotas import Quota
@@ -24,9 +27,11 @@ from services.jobs.service import JobsService
 from services.jobs.servicer import JobServicer, job_to_proto
 from services.jobs.settings import JobsSettings
 from services.jobs.webhook_setup import open_webhooks
-from videogen.v1 import jobs_pb2, jobs_pb2_grpc
+from videogen.v1 import jobs_pb2, jobs_pb2_grpc, lifecycle_pb2, lifecycle_pb2_grpc, providers_pb2
 
-SERVICE_NAME = jobs_pb2.DESCRIPTOR.services_by_name["JobService"].full_name
+SERVICE = jobs_pb2.DESCRIPTOR.services_by_name["JobService"]
+LIFECYCLE_SERVICE = lifecycle_pb2.DESCRIPTOR.services_by_name["JobLifecycleService"]
+SERVICE_NAME = SERVICE.full_name
 # A running jobs service.
 JobsServer = DatabaseService
 
@@ -92,29 +97,56 @@ async def start_jobs_server(
         video_seconds_per_day=settings.quota_video_seconds_per_day,
     )
     reads = db.create_read_sessions(engine)
+    service = JobsService(
+        sessions,
+        dispatcher,
+        storage,
+        limiter,
+        changes=None if live is None else live.publisher,
+        quota=quota,
+        webhooks=webhooks.outbox,
+        reads=reads,
+        batcher=CreateBatcher(sessions, claimed=dispatcher is not None),
+    )
     servicer = JobServicer(
-        JobsService(
-            sessions,
-            dispatcher,
-            storage,
-            limiter,
-            changes=None if live is None else live.publisher,
-            quota=quota,
-            webhooks=webhooks.outbox,
-            reads=reads,
-            batcher=CreateBatcher(sessions, claimed=dispatcher is not None),
-        ),
+        service,
         limits,
+        keys=ApiKeys(sessions),
+        webhook_secrets=webhooks.secrets,
         storage=storage,
         deliveries=webhooks.desk,
         watch=None if live is None else live.hub,
     )
-    binding = ServiceBinding(servicer, jobs_pb2_grpc.add_JobServiceServicer_to_server, SERVICE_NAME)
+    bindings = [
+        ServiceBinding(servicer, jobs_pb2_grpc.add_JobServiceServicer_to_server, SERVICE),
+        ServiceBinding(
+            JobLifecycleServicer(service),
+            lifecycle_pb2_grpc.add_JobLifecycleServiceServicer_to_server,
+            LIFECYCLE_SERVICE,
+            internal=True,
+        ),
+    ]
+    guard = CallGuard(
+        secret_key=settings.secret_key.get_secret_value(),
+        internal=frozenset({LIFECYCLE_SERVICE.full_name}),
+        authenticator=Authenticator(
+            admin_key=settings.api_key.get_secret_value(),
+            user_keys=StoredUserKeys(reads),
+            required=settings.app_env == "production",
+        ),
+    )
     if dispatcher is not None:
         # Before the first job is taken: whatever is queued now was published to a Redis that
         # may have lost it while this service was down.
         await dispatcher.check_broker(timeout=settings.health_check_interval)
-    app = await start_grpc_app([binding], address=address, max_message_bytes=settings.grpc_max_message_bytes)
+    app = await start_grpc_app(
+        bindings,
+        address=address,
+        max_message_bytes=settings.grpc_max_message_bytes,
+        guard=guard,
+        # Reflection through the edge is served here: it describes the whole public API.
+        describe=[providers_pb2.DESCRIPTOR.services_by_name["ProviderService"]],
+    )
     timeout = min(settings.db_connect_timeout, settings.health_check_interval * 2)
     tasks.append(
         asyncio.create_task(

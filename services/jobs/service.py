@@ -67,6 +67,16 @@ def _on_attempt(attempt: int | None) -> list[ColumnElement[bool]]:
     return [] if attempt is None else [Job.retry_count == attempt]
 
 
+def _owned_by(owner: str | None) -> list[ColumnElement[bool]]:
+    """The condition that limits a caller to its user's jobs (none for the admin)."""
+    return [] if owner is None else [Job.user_id == owner]
+
+
+def _visible(job: Job | None, owner: str | None) -> bool:
+    """Whether the caller may see the job: another user's job is as good as unknown."""
+    return job is not None and (owner is None or job.user_id == owner)
+
+
 class JobsService:
     """Creates, reads and moves jobs; the state machine holds in the database."""
 
@@ -134,11 +144,11 @@ class JobsService:
         """Whether a create can share a batch: no idempotency key, quota or webhook of its own."""
         return new.idempotency_key is None and new.webhook_url is None and not self._quota.enabled
 
-    async def get_job(self, job_id: str) -> Job:
-        """The job, or JobNotFound."""
+    async def get_job(self, job_id: str, *, owner: str | None = None) -> Job:
+        """The job, or JobNotFound (also when owner is set and the job is another user's)."""
         async with self._reads() as session:
             job = await repository.get_job(session, job_id)
-        if job is None:
+        if job is None or not _visible(job, owner):
             raise JobNotFound(job_id)
         return job
 
@@ -147,24 +157,27 @@ class JobsService:
         async with self._reads() as session:
             return await repository.list_jobs(session, query)
 
-    async def cancel_job(self, job_id: str) -> Job:
-        """queued | processing -> cancelled."""
+    async def cancel_job(self, job_id: str, *, owner: str | None = None) -> Job:
+        """queued | processing -> cancelled (only the owner's job when owner is set)."""
         job = await self._move(
             job_id,
             "cancel",
             ACTIVE,
             {"status": JobStatus.CANCELLED.value, "completed_at": func.now()},
+            extra=_owned_by(owner),
             event="job.cancelled",
+            owner=owner,
         )
         log.info("job.cancelled", job_id=job_id)
         return job
 
-    async def delete_job(self, job_id: str) -> Job:
-        """Deletes a job in a final state with its stored video, and answers it as it was."""
+    async def delete_job(self, job_id: str, *, owner: str | None = None) -> Job:
+        """Deletes a job in a final state with its stored video, and answers it as it was (only
+        the owner's job when owner is set)."""
         async with self._sessions.begin() as session:
-            job = await repository.delete_job(session, job_id, statuses=FINAL)
+            job = await repository.delete_job(session, job_id, statuses=FINAL, extra=_owned_by(owner))
             if job is None:
-                await _refuse(session, job_id, "delete")
+                await _refuse(session, job_id, "delete", owner=owner)
         key = (job.result or {}).get("storageKey")
         if self._storage is not None and isinstance(key, str) and key:
             try:
@@ -300,21 +313,24 @@ class JobsService:
         extra: Iterable[ColumnElement[bool]] = (),
         attempt: int | None = None,
         event: str | None = None,
+        owner: str | None = None,
     ) -> Job:
         async with self._sessions.begin() as session:
             job = await repository.transition(session, job_id, from_statuses=from_statuses, values=values, extra=extra)
             if job is None:
-                await _refuse(session, job_id, action, attempt=attempt)
+                await _refuse(session, job_id, action, attempt=attempt, owner=owner)
             if event is not None:
                 await self._announce(session, job, event)
         await self._changed(job)
         return job
 
 
-async def _refuse(session: AsyncSession, job_id: str, action: str, *, attempt: int | None = None) -> NoReturn:
+async def _refuse(
+    session: AsyncSession, job_id: str, action: str, *, attempt: int | None = None, owner: str | None = None
+) -> NoReturn:
     """Raises why a conditional change of the job matched no row."""
     job = await repository.get_job(session, job_id)
-    if job is None:
+    if job is None or not _visible(job, owner):
         raise JobNotFound(job_id)
     if attempt is not None and action != "start" and job.retry_count != attempt:
         raise StaleAttempt(job_id, attempt, job.retry_count)

@@ -3,25 +3,25 @@
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import grpc
 
-from services.core.errors import InvalidArgument, Unavailable
-from services.core.ids import new_cuid
+from services.core.auth import acting_user, owner_scope, require_admin
+from services.core.errors import PermissionDenied, Unavailable
 from services.core.logging import current_request_id
 from services.core.models import Job
 from services.core.protocol import REPLAYED_HEADER
 from services.core.storage import InvalidStorageKey, MediaStorage, StorageUnavailable
-from services.jobs import domain, webhook_rpcs
+from services.jobs import domain, key_rpcs, webhook_rpcs
+from services.jobs.apikeys import ApiKeys
 from services.jobs.convert import enum_filter, timestamp
 from services.jobs.domain import JobLimits, JobStatus
 from services.jobs.outbox import DeliveryDesk
-from services.jobs.service import Completion, JobsService
+from services.jobs.service import JobsService
 from services.jobs.watch import WatchHub, watch_job
-from videogen.v1 import jobs_pb2, jobs_pb2_grpc, webhooks_pb2
+from videogen.v1 import jobs_pb2, jobs_pb2_grpc, keys_pb2, webhooks_pb2
 
 Context = grpc.aio.ServicerContext[Any, Any]
 _STATUS_TO_PROTO = {status: jobs_pb2.JobStatus.Value(f"JOB_STATUS_{status.name}") for status in JobStatus}
@@ -86,13 +86,16 @@ def job_to_proto(job: Job, storage: MediaStorage | None = None) -> jobs_pb2.Job:
 
 
 class JobServicer(jobs_pb2_grpc.JobServiceServicer):
-    """Translates JobService calls into JobsService use cases."""
+    """Translates JobService calls into JobsService use cases, within what the caller's key may
+    see (services/core/auth.py: a user key acts for its user only)."""
 
     def __init__(
         self,
         service: JobsService,
         limits: JobLimits,
         *,
+        keys: ApiKeys,
+        webhook_secrets: Sequence[str],
         storage: MediaStorage | None = None,
         watch: WatchHub | None = None,
         deliveries: DeliveryDesk | None = None,
@@ -100,6 +103,8 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         self._deliveries = deliveries
         self._service = service
         self._limits = limits
+        self._keys = keys
+        self._webhook_secrets = tuple(webhook_secrets)
         self._watch = watch
         self._storage = storage
 
@@ -108,7 +113,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
 
     async def CreateJob(self, request: jobs_pb2.CreateJobRequest, context: Context) -> jobs_pb2.Job:
         new = domain.validate_new_job(
-            user_id=request.user_id,
+            user_id=acting_user(request.user_id),
             prompt=request.prompt,
             metadata_json=request.metadata_json,
             max_retries=request.max_retries if request.HasField("max_retries") else None,
@@ -123,11 +128,18 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         return self._to_proto(created.job)
 
     async def GetJob(self, request: jobs_pb2.GetJobRequest, context: Context) -> jobs_pb2.Job:
-        return self._to_proto(await self._service.get_job(domain.checked_job_id(request.id)))
+        job_id = domain.checked_job_id(request.id)
+        return self._to_proto(await self._service.get_job(job_id, owner=owner_scope()))
 
     async def ListJobs(self, request: jobs_pb2.ListJobsRequest, context: Context) -> jobs_pb2.ListJobsResponse:
+        user_id = request.user_id if request.HasField("user_id") else None
+        owner = owner_scope()
+        if owner is not None:
+            if user_id is not None and user_id != owner:
+                raise PermissionDenied(f"user_id: this key lists its own user's jobs, not {user_id!r}'s")
+            user_id = owner
         query = domain.validate_filter(
-            user_id=request.user_id if request.HasField("user_id") else None,
+            user_id=user_id,
             status=enum_filter(request.status, _STATUS_FROM_PROTO, field="status", noun="status"),
             skip=request.skip,
             take=request.take if request.HasField("take") else None,
@@ -139,143 +151,63 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         )
 
     async def CancelJob(self, request: jobs_pb2.CancelJobRequest, context: Context) -> jobs_pb2.Job:
-        return self._to_proto(await self._service.cancel_job(domain.checked_job_id(request.id)))
+        job_id = domain.checked_job_id(request.id)
+        return self._to_proto(await self._service.cancel_job(job_id, owner=owner_scope()))
 
     async def DeleteJob(self, request: jobs_pb2.DeleteJobRequest, context: Context) -> jobs_pb2.Job:
-        return self._to_proto(await self._service.delete_job(domain.checked_job_id(request.id)))
-
-    async def StartJob(self, request: jobs_pb2.StartJobRequest, context: Context) -> jobs_pb2.Job:
         job_id = domain.checked_job_id(request.id)
-        worker_id = domain.validate_label(request.worker_id, field="worker_id", max_chars=255)
-        return self._to_proto(await self._service.start_job(job_id, worker_id=worker_id, attempt=_attempt(request)))
-
-    async def ReportProgress(self, request: jobs_pb2.ReportProgressRequest, context: Context) -> jobs_pb2.Job:
-        job_id = domain.checked_job_id(request.id)
-        percent, stage = domain.validate_progress(request.percent, request.stage)
-        attempt = _attempt(request)
-        job = await self._service.report_progress(job_id, percent=percent, stage=stage, attempt=attempt)
-        return self._to_proto(job)
-
-    async def CompleteJob(self, request: jobs_pb2.CompleteJobRequest, context: Context) -> jobs_pb2.Job:
-        job_id = domain.checked_job_id(request.id)
-        if not request.HasField("result"):
-            raise InvalidArgument("result", "is required")
-        r = request.result
-        completion = Completion(
-            result=domain.validate_video_result(
-                video_url=r.video_url,
-                content_type=r.content_type,
-                duration_seconds=r.duration_seconds,
-                width=r.width,
-                height=r.height,
-                fps=r.fps,
-                size_bytes=r.size_bytes,
-                storage_key=r.storage_key,
-            ),
-            used_provider=domain.validate_label(request.used_provider, field="used_provider", max_chars=64),
-            used_model=domain.validate_label(request.used_model, field="used_model", max_chars=128),
-            generation_time_ms=_non_negative(request.generation_time_ms, "generation_time_ms"),
-        )
-        job = await self._service.complete_job(job_id, completion, attempt=_attempt(request))
-        # The worker's answer: the URL it reported, never a presigned one (signing must not fail it).
-        return job_to_proto(job)
-
-    async def FailJob(self, request: jobs_pb2.FailJobRequest, context: Context) -> jobs_pb2.Job:
-        job_id = domain.checked_job_id(request.id)
-        error = domain.validate_error_message(request.error_message)
-        provider = _optional_label(request, "used_provider", 64)
-        model = _optional_label(request, "used_model", 128)
-        return self._to_proto(
-            await self._service.fail_job(job_id, error=error, provider=provider, model=model, attempt=_attempt(request))
-        )
-
-    async def RetryJob(self, request: jobs_pb2.RetryJobRequest, context: Context) -> jobs_pb2.Job:
-        job_id = domain.checked_job_id(request.id)
-        error = domain.validate_error_message(request.error_message)
-        delay = request.retry_after_seconds
-        if not (math.isfinite(delay) and 0 <= delay <= domain.RETRY_AFTER_MAX_SECONDS):
-            raise InvalidArgument("retry_after_seconds", f"must be between 0 and {domain.RETRY_AFTER_MAX_SECONDS}")
-        return self._to_proto(
-            await self._service.retry_job(job_id, error=error, retry_after=delay, attempt=_attempt(request))
-        )
+        return self._to_proto(await self._service.delete_job(job_id, owner=owner_scope()))
 
     async def WatchJob(self, request: jobs_pb2.WatchJobRequest, context: Context) -> AsyncIterator[jobs_pb2.JobEvent]:
         job_id = domain.checked_job_id(request.id)
-        after = _non_negative(request.after_event_id, "after_event_id") if request.HasField("after_event_id") else 0
+        after = (
+            domain.non_negative(request.after_event_id, "after_event_id") if request.HasField("after_event_id") else 0
+        )
         if self._watch is None:
             raise Unavailable("live events need Redis (REDIS_URL); this jobs service runs without it")
-        async for event in watch_job(self._watch, job_id, after=after, read=self._read):
-            yield event
+        owner = owner_scope()
 
-    async def _read(self, job_id: str) -> jobs_pb2.Job:
-        """One job as GetJob answers it, for WatchJob."""
-        return self._to_proto(await self._service.get_job(job_id))
+        async def read(job_id: str) -> jobs_pb2.Job:
+            """One job as GetJob answers it to this caller."""
+            return self._to_proto(await self._service.get_job(job_id, owner=owner))
+
+        async for event in watch_job(self._watch, job_id, after=after, read=read):
+            yield event
 
     async def ListJobDeliveries(
         self, request: webhooks_pb2.ListJobDeliveriesRequest, context: Context
     ) -> webhooks_pb2.ListDeliveriesResponse:
-        return await webhook_rpcs.list_job_deliveries(self._desk(), request, self._limits)
+        return await webhook_rpcs.list_job_deliveries(self._desk(), request, self._limits, owner=owner_scope())
 
     async def ListDeliveries(
         self, request: webhooks_pb2.ListDeliveriesRequest, context: Context
     ) -> webhooks_pb2.ListDeliveriesResponse:
+        require_admin("listing every job's deliveries")
         return await webhook_rpcs.list_deliveries(self._desk(), request, self._limits)
 
     async def Redeliver(self, request: webhooks_pb2.RedeliverRequest, context: Context) -> webhooks_pb2.WebhookDelivery:
+        require_admin("redelivering")
         return await webhook_rpcs.redeliver(self._desk(), request)
+
+    async def GetWebhookSecret(
+        self, request: webhooks_pb2.GetWebhookSecretRequest, context: Context
+    ) -> webhooks_pb2.WebhookSecret:
+        require_admin("reading the webhook secret")
+        return webhooks_pb2.WebhookSecret(key=self._webhook_secrets[0], keys=self._webhook_secrets)
+
+    async def CreateApiKey(self, request: keys_pb2.CreateApiKeyRequest, context: Context) -> keys_pb2.ApiKey:
+        require_admin("managing API keys")
+        return await key_rpcs.create(self._keys, request)
+
+    async def ListApiKeys(self, request: keys_pb2.ListApiKeysRequest, context: Context) -> keys_pb2.ListApiKeysResponse:
+        require_admin("managing API keys")
+        return await key_rpcs.list_keys(self._keys, request, self._limits)
+
+    async def DeleteApiKey(self, request: keys_pb2.DeleteApiKeyRequest, context: Context) -> keys_pb2.ApiKey:
+        require_admin("managing API keys")
+        return await key_rpcs.delete(self._keys, request)
 
     def _desk(self) -> DeliveryDesk:
         if self._deliveries is None:
             raise Unavailable("webhook deliveries are not served by this jobs service")
         return self._deliveries
-
-    async def RecordTelemetry(
-        self, request: jobs_pb2.RecordTelemetryRequest, context: Context
-    ) -> jobs_pb2.RecordTelemetryResponse:
-        if not 1 <= len(request.points) <= domain.TELEMETRY_MAX_POINTS:
-            raise InvalidArgument("points", f"must hold 1-{domain.TELEMETRY_MAX_POINTS} points")
-        rows = [_telemetry_row(index, point) for index, point in enumerate(request.points)]
-        return jobs_pb2.RecordTelemetryResponse(recorded=await self._service.record_telemetry(rows))
-
-
-_Attempted = (
-    jobs_pb2.StartJobRequest
-    | jobs_pb2.ReportProgressRequest
-    | jobs_pb2.CompleteJobRequest
-    | jobs_pb2.FailJobRequest
-    | jobs_pb2.RetryJobRequest
-)
-
-
-def _attempt(request: _Attempted) -> int | None:
-    """The attempt a worker names, when it names one."""
-    return _non_negative(request.attempt, "attempt") if request.HasField("attempt") else None
-
-
-def _non_negative(value: int, field: str) -> int:
-    if value < 0:
-        raise InvalidArgument(field, "must not be negative")
-    return value
-
-
-def _optional_label(request: jobs_pb2.FailJobRequest, field: str, max_chars: int) -> str | None:
-    if not request.HasField(field):  # type: ignore[arg-type]
-        return None
-    return domain.validate_label(getattr(request, field), field=field, max_chars=max_chars)
-
-
-def _telemetry_row(index: int, point: jobs_pb2.TelemetryPoint) -> dict[str, Any]:
-    prefix = f"points[{index}]"
-    if point.component not in domain.TELEMETRY_COMPONENTS:
-        raise InvalidArgument(f"{prefix}.component", f"must be one of {sorted(domain.TELEMETRY_COMPONENTS)}")
-    job_id = point.job_id if point.HasField("job_id") else None
-    if job_id is not None and not domain.JOB_ID.fullmatch(job_id):
-        raise InvalidArgument(f"{prefix}.job_id", "is not a job id")
-    return {
-        "id": new_cuid(),
-        "component": point.component,
-        "metric": domain.validate_label(point.metric, field=f"{prefix}.metric", max_chars=128),
-        "value": domain.validate_finite(point.value, f"{prefix}.value"),
-        "tags": domain.parse_json_object(point.tags_json, field=f"{prefix}.tags_json", max_bytes=4096),
-        "job_id": job_id,
-    }

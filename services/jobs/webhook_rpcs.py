@@ -44,14 +44,14 @@ def _page(found: Sequence[WebhookDelivery], total: int, skip: int, take: int) ->
 
 
 async def list_job_deliveries(
-    desk: DeliveryDesk, request: webhooks_pb2.ListJobDeliveriesRequest, limits: JobLimits
+    desk: DeliveryDesk, request: webhooks_pb2.ListJobDeliveriesRequest, limits: JobLimits, *, owner: str | None
 ) -> webhooks_pb2.ListDeliveriesResponse:
-    """ListJobDeliveries: one job's deliveries, oldest first."""
+    """ListJobDeliveries: one job's deliveries, oldest first (only of the owner's jobs, when set)."""
     job_id = domain.checked_job_id(request.job_id)
     page = validate_page(
         request.skip, request.take if request.HasField("take") else None, max_skip=limits.list_max_skip
     )
-    found, total = await desk.for_job(job_id, page)
+    found, total = await desk.for_job(job_id, page, owner=owner)
     return _page(found, total, page.skip, page.take)
 
 

@@ -3,6 +3,7 @@ read from, and the sender that POSTs."""
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,8 @@ class Webhooks:
     outbox: WebhookOutbox
     desk: DeliveryDesk
     sender: WebhookSender
+    # The Standard Webhooks secrets (whsec_...) that sign deliveries, current first.
+    secrets: tuple[str, ...]
 
 
 def job_json(job: Job, storage: MediaStorage | None = None) -> dict[str, Any]:
@@ -45,6 +48,7 @@ def open_webhooks(
 ) -> Webhooks:
     """The outbox, desk and sender, with the WEBHOOK_* settings (the sender is not started)."""
     outbox = WebhookOutbox(render=lambda job: job_json(job, storage))
+    derived = "whsec_" + base64.b64encode(derive(settings.secret_key.get_secret_value(), WEBHOOK_SIGNING)).decode()
     policy = DeliveryPolicy(
         secret=settings.webhook_secret
         or SecretStr(urlsafe(derive(settings.secret_key.get_secret_value(), WEBHOOK_SIGNING))),
@@ -55,4 +59,9 @@ def open_webhooks(
         concurrency=settings.webhook_concurrency,
         poll_interval=settings.webhook_poll_interval,
     )
-    return Webhooks(outbox=outbox, desk=DeliveryDesk(sessions, outbox), sender=WebhookSender(sessions, outbox, policy))
+    return Webhooks(
+        outbox=outbox,
+        desk=DeliveryDesk(sessions, outbox),
+        sender=WebhookSender(sessions, outbox, policy),
+        secrets=(derived,),
+    )

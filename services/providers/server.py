@@ -7,18 +7,21 @@ import contextlib
 from dataclasses import dataclass
 
 from services.core import db, migrate
+from services.core.auth import Authenticator, CallGuard, StoredUserKeys
 from services.core.grpc_server import ServiceBinding, start_grpc_app, watch_dependency
 from services.core.logging import get_logger
 from services.core.providers.registry import RegistryConfig, build_providers
 from services.core.runtime import DatabaseService
 from services.providers.health import HealthPolicy
 from services.providers.service import ProvidersService
-from services.providers.servicer import ProviderServicer
+from services.providers.servicer import ProviderRoutingServicer, ProviderServicer
 from services.providers.settings import ProvidersSettings
-from videogen.v1 import providers_pb2, providers_pb2_grpc
+from videogen.v1 import providers_pb2, providers_pb2_grpc, routing_pb2, routing_pb2_grpc
 
 log = get_logger(__name__)
-SERVICE_NAME = providers_pb2.DESCRIPTOR.services_by_name["ProviderService"].full_name
+SERVICE = providers_pb2.DESCRIPTOR.services_by_name["ProviderService"]
+ROUTING_SERVICE = routing_pb2.DESCRIPTOR.services_by_name["ProviderRoutingService"]
+SERVICE_NAME = SERVICE.full_name
 
 
 @dataclass
@@ -57,13 +60,31 @@ async def start_providers_server(
         cooldown_seconds=settings.provider_cooldown_seconds,
         alpha=settings.provider_latency_alpha,
     )
-    service = ProvidersService(db.create_sessions(engine), registry, build_providers(registry), policy)
+    sessions = db.create_sessions(engine)
+    service = ProvidersService(sessions, registry, build_providers(registry), policy)
     with contextlib.suppress(Exception):
         await service.register()
-    binding = ServiceBinding(
-        ProviderServicer(service), providers_pb2_grpc.add_ProviderServiceServicer_to_server, SERVICE_NAME
+    bindings = [
+        ServiceBinding(ProviderServicer(service), providers_pb2_grpc.add_ProviderServiceServicer_to_server, SERVICE),
+        ServiceBinding(
+            ProviderRoutingServicer(service),
+            routing_pb2_grpc.add_ProviderRoutingServiceServicer_to_server,
+            ROUTING_SERVICE,
+            internal=True,
+        ),
+    ]
+    guard = CallGuard(
+        secret_key=settings.secret_key.get_secret_value(),
+        internal=frozenset({ROUTING_SERVICE.full_name}),
+        authenticator=Authenticator(
+            admin_key=settings.api_key.get_secret_value(),
+            user_keys=StoredUserKeys(sessions),
+            required=settings.app_env == "production",
+        ),
     )
-    app = await start_grpc_app([binding], address=address, max_message_bytes=settings.grpc_max_message_bytes)
+    app = await start_grpc_app(
+        bindings, address=address, max_message_bytes=settings.grpc_max_message_bytes, guard=guard
+    )
     timeout = min(settings.db_connect_timeout, settings.health_check_interval * 2)
     tasks = [
         asyncio.create_task(

@@ -1,4 +1,5 @@
-"""ProviderService over gRPC: protobuf in, use cases, protobuf out."""
+"""ProviderService and the internal ProviderRoutingService over gRPC: protobuf in, use cases,
+protobuf out."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from typing import Any
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from services.core.auth import require_admin
 from services.core.errors import InvalidArgument
 from services.core.providers.registry import NAME_PATTERN
 from services.providers.health import Health, HealthState, Outcome
 from services.providers.service import ProvidersService
-from videogen.v1 import providers_pb2, providers_pb2_grpc
+from videogen.v1 import providers_pb2, providers_pb2_grpc, routing_pb2, routing_pb2_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
 _HEALTH = {
@@ -39,7 +41,7 @@ def _timestamp(state: HealthState) -> Timestamp | None:
 
 
 class ProviderServicer(providers_pb2_grpc.ProviderServiceServicer):
-    """Translates ProviderService calls into ProvidersService use cases."""
+    """Translates ProviderService calls into ProvidersService use cases (testing is the admin's)."""
 
     def __init__(self, service: ProvidersService) -> None:
         self._service = service
@@ -67,6 +69,7 @@ class ProviderServicer(providers_pb2_grpc.ProviderServiceServicer):
     async def TestProvider(
         self, request: providers_pb2.TestProviderRequest, context: Context
     ) -> providers_pb2.TestProviderResponse:
+        require_admin("testing a provider")
         name = _name(request.provider, "provider")
         timeout = request.timeout_seconds if request.HasField("timeout_seconds") else TIMEOUT_DEFAULT
         if not (math.isfinite(timeout) and 1 <= timeout <= TIMEOUT_MAX):
@@ -81,9 +84,16 @@ class ProviderServicer(providers_pb2_grpc.ProviderServiceServicer):
             error=result.error,
         )
 
+
+class ProviderRoutingServicer(routing_pb2_grpc.ProviderRoutingServiceServicer):
+    """Translates the workers' routing calls into ProvidersService use cases (internal)."""
+
+    def __init__(self, service: ProvidersService) -> None:
+        self._service = service
+
     async def SelectProvider(
-        self, request: providers_pb2.SelectProviderRequest, context: Context
-    ) -> providers_pb2.SelectProviderResponse:
+        self, request: routing_pb2.SelectProviderRequest, context: Context
+    ) -> routing_pb2.SelectProviderResponse:
         requested = (
             _name(request.requested_provider, "requested_provider") if request.HasField("requested_provider") else None
         )
@@ -92,7 +102,7 @@ class ProviderServicer(providers_pb2_grpc.ProviderServiceServicer):
             raise InvalidArgument("requested_model", "must be at most 128 characters")
         exclude = {_name(name, "exclude") for name in request.exclude}
         config = await self._service.select(requested=requested, model=model, exclude=exclude)
-        return providers_pb2.SelectProviderResponse(
+        return routing_pb2.SelectProviderResponse(
             provider=config.name,
             kind=config.kind,
             model=model or config.model,
@@ -101,8 +111,8 @@ class ProviderServicer(providers_pb2_grpc.ProviderServiceServicer):
         )
 
     async def ReportOutcome(
-        self, request: providers_pb2.ReportOutcomeRequest, context: Context
-    ) -> providers_pb2.ReportOutcomeResponse:
+        self, request: routing_pb2.ReportOutcomeRequest, context: Context
+    ) -> routing_pb2.ReportOutcomeResponse:
         name = _name(request.provider, "provider")
         if not (math.isfinite(request.latency_ms) and request.latency_ms >= 0):
             raise InvalidArgument("latency_ms", "must be a non-negative number")
@@ -113,4 +123,4 @@ class ProviderServicer(providers_pb2_grpc.ProviderServiceServicer):
             rate_limited=request.rate_limited,
         )
         state = await self._service.report(name, outcome)
-        return providers_pb2.ReportOutcomeResponse(status=_HEALTH[state.status])
+        return routing_pb2.ReportOutcomeResponse(status=_HEALTH[state.status])

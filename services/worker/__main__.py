@@ -27,6 +27,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from services.core.auth import CallGuard
 from services.core.embedded import resolve_redis_url
 from services.core.grpc_server import ServiceBinding, start_grpc_app, wait_for_stop_signal, watch_dependency
 from services.core.logging import configure_logging, get_logger
@@ -40,7 +41,7 @@ from services.worker.stats import QueueDepthCollector, gather_stats
 from videogen.v1 import worker_pb2, worker_pb2_grpc
 
 log = get_logger("services.worker")
-SERVICE_NAME = worker_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name
+SERVICE = worker_pb2.DESCRIPTOR.services_by_name["WorkerService"]
 JOBS_SERVICE = "videogen.v1.JobService"
 
 
@@ -130,11 +131,17 @@ async def serve(settings: WorkerSettings) -> int:
         registry=metrics_registry(metrics_dir, client, settings),
     )
     stats = WorkerServicer(lambda: gather_stats(celery, client, settings, timeout=settings.worker_stats_timeout))
-    binding = ServiceBinding(stats, worker_pb2_grpc.add_WorkerServiceServicer_to_server, SERVICE_NAME)
+    binding = ServiceBinding(stats, worker_pb2_grpc.add_WorkerServiceServicer_to_server, SERVICE, internal=True)
     app = await start_grpc_app(
         [binding],
         address=f"{settings.grpc_bind_host}:{settings.worker_grpc_port}",
         max_message_bytes=settings.grpc_max_message_bytes,
+        # Internal: its stats are the operators'; the worker checks no API keys.
+        guard=CallGuard(
+            secret_key=settings.secret_key.get_secret_value(),
+            internal=frozenset({SERVICE.full_name}),
+            authenticator=None,
+        ),
     )
     async with grpc.aio.insecure_channel(settings.jobs_target) as jobs_channel:
         jobs_health = health_pb2_grpc.HealthStub(jobs_channel)

@@ -8,7 +8,7 @@ import grpc
 
 from services.core.logging import get_logger
 from services.core.providers.base import ProviderError
-from videogen.v1 import providers_pb2, providers_pb2_grpc
+from videogen.v1 import routing_pb2, routing_pb2_grpc
 
 log = get_logger(__name__)
 
@@ -37,19 +37,27 @@ class Choice:
 class Router:
     """A ProviderService client with the worker's error semantics."""
 
-    def __init__(self, stub: providers_pb2_grpc.ProviderServiceStub, *, timeout: float) -> None:
+    def __init__(
+        self,
+        stub: routing_pb2_grpc.ProviderRoutingServiceStub,
+        *,
+        timeout: float,
+        credentials: tuple[tuple[str, str], ...],
+    ) -> None:
         self._stub = stub
         self._timeout = timeout
+        # The service credential (services/core/auth.py), sent with every call.
+        self._credentials = credentials
 
     def select(self, job_id: str, *, requested: str | None, model: str, exclude: list[str]) -> Choice:
         """The provider to try next; Unroutable or RoutingUnavailable when there is none."""
-        request = providers_pb2.SelectProviderRequest(job_id=job_id, exclude=exclude)
+        request = routing_pb2.SelectProviderRequest(job_id=job_id, exclude=exclude)
         if requested:
             request.requested_provider = requested
         if model:
             request.requested_model = model
         try:
-            reply = self._stub.SelectProvider(request, timeout=self._timeout)
+            reply = self._stub.SelectProvider(request, timeout=self._timeout, metadata=self._credentials)
         except grpc.RpcError as exc:
             code, details = exc.code(), exc.details() or ""
             if code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
@@ -63,7 +71,7 @@ class Router:
 
     def report(self, provider: str, *, error: ProviderError | None, latency_ms: float) -> None:
         """Tells ProviderService how a real call went; never fails the job."""
-        request = providers_pb2.ReportOutcomeRequest(
+        request = routing_pb2.ReportOutcomeRequest(
             provider=provider,
             success=error is None,
             latency_ms=max(0.0, latency_ms),
@@ -71,6 +79,6 @@ class Router:
             rate_limited=bool(error and error.rate_limited),
         )
         try:
-            self._stub.ReportOutcome(request, timeout=self._timeout)
+            self._stub.ReportOutcome(request, timeout=self._timeout, metadata=self._credentials)
         except grpc.RpcError as exc:
             log.warning("provider.outcome_unreported", provider=provider, error=exc.code().name)

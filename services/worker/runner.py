@@ -29,7 +29,7 @@ from services.core.storage import MediaStorage
 from services.core.tasks import GenerateVideo
 from services.worker import metrics
 from services.worker.routing import Router, RoutingUnavailable, Unroutable
-from videogen.v1 import jobs_pb2, jobs_pb2_grpc
+from videogen.v1 import jobs_pb2, lifecycle_pb2, lifecycle_pb2_grpc
 
 log = get_logger(__name__)
 _SKIP = (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND)
@@ -69,7 +69,8 @@ class JobRunner:
     def __init__(
         self,
         *,
-        jobs: jobs_pb2_grpc.JobServiceStub,
+        jobs: lifecycle_pb2_grpc.JobLifecycleServiceStub,
+        credentials: tuple[tuple[str, str], ...],
         storage: MediaStorage,
         providers: dict[str, VideoProvider],
         router: Router,
@@ -79,6 +80,8 @@ class JobRunner:
         heartbeat_interval: float = 10.0,
     ) -> None:
         self._jobs = jobs
+        # The service credential (services/core/auth.py), sent with every call.
+        self._credentials = credentials
         self._storage = storage
         self._providers = providers
         self._router = router
@@ -122,11 +125,11 @@ class JobRunner:
         return outcome
 
     def _call(self, method: str, request: Any, request_id: str | None) -> Any:
-        metadata = (("x-request-id", request_id),) if request_id else ()
+        metadata = self._credentials + ((("x-request-id", request_id),) if request_id else ())
         return getattr(self._jobs, method)(request, timeout=self._timeout, metadata=metadata)
 
     def _start(self, payload: GenerateVideo, worker_id: str) -> jobs_pb2.Job | None:
-        request = jobs_pb2.StartJobRequest(id=payload.job_id, worker_id=worker_id, attempt=payload.attempt)
+        request = lifecycle_pb2.StartJobRequest(id=payload.job_id, worker_id=worker_id, attempt=payload.attempt)
         try:
             job: jobs_pb2.Job = self._call("StartJob", request, payload.request_id)
         except grpc.RpcError as exc:
@@ -159,7 +162,7 @@ class JobRunner:
                 size_bytes=stored.size_bytes,
                 storage_key=stored.key,
             )
-            request = jobs_pb2.CompleteJobRequest(
+            request = lifecycle_pb2.CompleteJobRequest(
                 id=job.id,
                 result=result,
                 used_provider=name,
@@ -216,7 +219,7 @@ class JobRunner:
             self._router.report(choice.provider, error=None, latency_ms=elapsed_ms)
             return choice.provider, video, elapsed_ms
 
-    def _complete(self, request: jobs_pb2.CompleteJobRequest, key: str, request_id: str | None) -> str:
+    def _complete(self, request: lifecycle_pb2.CompleteJobRequest, key: str, request_id: str | None) -> str:
         try:
             self._call("CompleteJob", request, request_id)
         except grpc.RpcError as exc:
@@ -228,7 +231,7 @@ class JobRunner:
         return "completed"
 
     def _fail(self, job: jobs_pb2.Job, payload: GenerateVideo, error: str, *, provider: str) -> str:
-        request = jobs_pb2.FailJobRequest(id=job.id, error_message=error, attempt=payload.attempt)
+        request = lifecycle_pb2.FailJobRequest(id=job.id, error_message=error, attempt=payload.attempt)
         if provider:
             request.used_provider = provider[:64]
         try:
@@ -243,7 +246,7 @@ class JobRunner:
         if job.retry_count >= job.max_retries:
             return self._fail(job, payload, error, provider=provider)
         delay = self._policy.delay(job.retry_count)
-        request = jobs_pb2.RetryJobRequest(
+        request = lifecycle_pb2.RetryJobRequest(
             id=job.id, error_message=error, retry_after_seconds=delay, attempt=payload.attempt
         )
         try:
@@ -273,7 +276,7 @@ class JobRunner:
     def _send(self, liveness: _Liveness, request_id: str | None) -> bool:
         """One ReportProgress of the attempt (its heartbeat too); False once the job is not ours."""
         percent, stage = liveness.mark_sent()
-        request = jobs_pb2.ReportProgressRequest(
+        request = lifecycle_pb2.ReportProgressRequest(
             id=liveness.job_id, percent=percent, stage=stage, attempt=liveness.attempt
         )
         try:

@@ -9,13 +9,14 @@ import grpc
 import structlog
 from celery import Celery, Task
 
+from services.core.auth import service_metadata
 from services.core.providers.registry import build_providers, load_registry
 from services.core.storage import create_storage
 from services.core.tasks import GENERATE_VIDEO, GenerateVideo
 from services.worker.routing import Router
 from services.worker.runner import JobRunner, JobsUnavailable, RetryPolicy
 from services.worker.settings import WorkerSettings
-from videogen.v1 import jobs_pb2_grpc, providers_pb2_grpc
+from videogen.v1 import lifecycle_pb2_grpc, routing_pb2_grpc
 
 # While the jobs service is unreachable a message waits this long between tries, at most.
 UNAVAILABLE_BACKOFF_MAX = 30.0
@@ -41,12 +42,16 @@ def register_tasks(app: Celery, settings: WorkerSettings) -> None:
         if pid not in runners:
             channel = grpc.insecure_channel(settings.jobs_target)
             providers_channel = grpc.insecure_channel(settings.providers_target)
+            credentials = service_metadata(settings.secret_key.get_secret_value())
             runners[pid] = JobRunner(
-                jobs=jobs_pb2_grpc.JobServiceStub(channel),
+                jobs=lifecycle_pb2_grpc.JobLifecycleServiceStub(channel),
+                credentials=credentials,
                 storage=create_storage(settings.media_root, settings),
                 providers=build_providers(registry),
                 router=Router(
-                    providers_pb2_grpc.ProviderServiceStub(providers_channel), timeout=settings.worker_rpc_timeout
+                    routing_pb2_grpc.ProviderRoutingServiceStub(providers_channel),
+                    timeout=settings.worker_rpc_timeout,
+                    credentials=credentials,
                 ),
                 policy=retry_policy(settings),
                 progress_interval=settings.worker_progress_interval,

@@ -27,13 +27,30 @@ def test_generated_code_is_not_stale(tmp_path: Path) -> None:
 
 
 def test_every_service_of_the_contract_is_defined() -> None:
-    from videogen.v1 import jobs_pb2, providers_pb2, worker_pb2
+    from videogen.v1 import jobs_pb2, lifecycle_pb2, providers_pb2, routing_pb2, worker_pb2
 
     assert set(jobs_pb2.DESCRIPTOR.services_by_name["JobService"].methods_by_name) >= {
-        "CreateJob", "GetJob", "ListJobs", "CancelJob", "DeleteJob", "StartJob",
-        "ReportProgress", "CompleteJob", "FailJob", "RetryJob", "RecordTelemetry",
+        "CreateJob", "GetJob", "ListJobs", "CancelJob", "DeleteJob", "WatchJob", "ListJobDeliveries",
+        "ListDeliveries", "Redeliver", "GetWebhookSecret", "CreateApiKey", "ListApiKeys", "DeleteApiKey",
     }  # fmt: skip
-    assert set(providers_pb2.DESCRIPTOR.services_by_name["ProviderService"].methods_by_name) >= {
-        "GetProvidersStatus", "TestProvider", "SelectProvider", "ReportOutcome",
+    assert set(lifecycle_pb2.DESCRIPTOR.services_by_name["JobLifecycleService"].methods_by_name) == {
+        "StartJob", "ReportProgress", "CompleteJob", "FailJob", "RetryJob", "RecordTelemetry",
+    }  # fmt: skip
+    assert set(providers_pb2.DESCRIPTOR.services_by_name["ProviderService"].methods_by_name) == {
+        "GetProvidersStatus", "TestProvider",
+    }  # fmt: skip
+    assert set(routing_pb2.DESCRIPTOR.services_by_name["ProviderRoutingService"].methods_by_name) == {
+        "SelectProvider", "ReportOutcome",
     }  # fmt: skip
     assert "GetWorkerStats" in worker_pb2.DESCRIPTOR.services_by_name["WorkerService"].methods_by_name
+
+
+def test_no_worker_rpc_is_left_on_a_public_service() -> None:
+    from videogen.v1 import jobs_pb2, providers_pb2
+
+    public = {
+        *jobs_pb2.DESCRIPTOR.services_by_name["JobService"].methods_by_name,
+        *providers_pb2.DESCRIPTOR.services_by_name["ProviderService"].methods_by_name,
+    }
+    worker_rpcs = {"StartJob", "ReportProgress", "CompleteJob", "FailJob", "RetryJob", "RecordTelemetry"}
+    assert public.isdisjoint(worker_rpcs | {"SelectProvider", "ReportOutcome"})

@@ -19,10 +19,11 @@ from services.core.storage_s3 import S3MediaStorage
 from services.jobs.server import start_jobs_server
 from tests.conftest import jobs_settings, wait_serving
 from tests.support.factories import create_job, processing_job, video_result
+from tests.support.internal import jobs_clients
 from tests.support.processes import free_port
 from tests.support.s3 import SECRET_ACCESS_KEY, object_keys, s3_client, s3_settings
 from tests.support.stack import StackFactory
-from videogen.v1 import jobs_pb2, jobs_pb2_grpc
+from videogen.v1 import jobs_pb2, lifecycle_pb2
 
 MIB = 1024 * 1024
 
@@ -186,21 +187,24 @@ async def test_a_job_whose_url_cannot_be_signed_is_unavailable_not_a_dead_url(
     unsigned = s3_settings(s3_endpoint, s3_bucket, s3_access_key_id="", s3_secret_access_key="")
     server = await start_jobs_server(jobs_settings(**unsigned), database_url=database_url, address="127.0.0.1:0")
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        async with (
+            grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+            jobs_clients(server.port) as clients,
+        ):
             await wait_serving(channel)
-            jobs = jobs_pb2_grpc.JobServiceStub(channel)
-            job = await processing_job(jobs)
-            result = video_result(video_url=f"s3://{s3_bucket}/abc.mp4", storage_key="abc.mp4")
-            request = jobs_pb2.CompleteJobRequest(id=job.id, result=result, used_provider="local", used_model="m")
+            jobs, lifecycle = clients.jobs, clients.lifecycle
+            job = await processing_job(jobs, lifecycle)
+            result = video_result(job.id, video_url=f"s3://{s3_bucket}/{job.id}.mp4")
+            request = lifecycle_pb2.CompleteJobRequest(id=job.id, result=result, used_provider="local", used_model="m")
 
-            completed = await jobs.CompleteJob(request)
+            completed = await lifecycle.CompleteJob(request)
             with pytest.raises(grpc.aio.AioRpcError) as refused:
                 await jobs.GetJob(jobs_pb2.GetJobRequest(id=job.id))
     finally:
         await server.stop(0)
 
     # The worker's own answer never depends on signing.
-    assert completed.result.video_url == f"s3://{s3_bucket}/abc.mp4"
+    assert completed.result.video_url == f"s3://{s3_bucket}/{job.id}.mp4"
     assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
     assert "media storage" in (refused.value.details() or "")
 

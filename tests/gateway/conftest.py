@@ -30,6 +30,18 @@ class Gateway:
 
 
 GatewayFactory = Callable[..., Awaitable[Gateway]]
+# Real-looking production secrets (services refuse short or placeholder ones).
+ADMIN_KEY = "a1b2c3d4e5f60718293a4b5c6d7e8f90-admin"
+SECRET_KEY = "5c0d3f8a9b1e4c7d2a6f0e9b8c7d6a5f-secret"
+
+
+def production(**gateway: Any) -> dict[str, Any]:
+    """start_gateway's keywords for a whole system in production: every service with the same
+    SECRET_KEY, the jobs and providers services with API_KEY, the worker with its credential."""
+    secrets = {"app_env": "production", "secret_key": SECRET_KEY}
+    keyed = {**secrets, "api_key": ADMIN_KEY}
+    stack = {"jobs": keyed, "providers": keyed, **secrets}
+    return {"stack_options": stack, **secrets, **gateway}
 
 
 async def start_edge(stack: Stack, gateway_port: int) -> tuple[subprocess.Popen[bytes], int]:

@@ -15,7 +15,7 @@ import pytest
 from services.gateway.schemas import job_from_proto
 from services.jobs.server import start_jobs_server
 from tests.conftest import jobs_settings
-from tests.gateway.conftest import Gateway, GatewayFactory
+from tests.gateway.conftest import ADMIN_KEY, Gateway, GatewayFactory, production
 from videogen.v1 import jobs_pb2, jobs_pb2_grpc
 
 TINY = {"durationSeconds": 1, "width": 64, "height": 64, "fps": 4}
@@ -208,16 +208,12 @@ async def test_docs_describe_every_endpoint_with_examples(gateway: Gateway) -> N
 
 
 async def test_production_needs_the_api_key(start_gateway: GatewayFactory) -> None:
-    gateway = await start_gateway(
-        app_env="production", secret_key="5c0d3f8a9b1e4c7d2a6f0e9b8c7d6a5f", api_key="the-right-key-0a1b2c3d4e5f67890"
-    )
+    gateway = await start_gateway(**production())
     client = gateway.client
 
     assert (await client.get("/api/v1/jobs")).status_code == 401
     assert (await client.get("/api/v1/jobs", headers={"X-API-Key": "wrong"})).status_code == 401
-    assert (
-        await client.get("/api/v1/jobs", headers={"X-API-Key": "the-right-key-0a1b2c3d4e5f67890"})
-    ).status_code == 200
+    assert (await client.get("/api/v1/jobs", headers={"X-API-Key": ADMIN_KEY})).status_code == 200
     assert (await client.get("/health")).status_code == 200
     assert (await client.get("/metrics")).status_code == 200
 

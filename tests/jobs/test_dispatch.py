@@ -19,11 +19,12 @@ from services.jobs.server import JobsServer, start_jobs_server
 from tests.conftest import jobs_settings
 from tests.support.brokers import drop_keys
 from tests.support.factories import create_job
+from tests.support.internal import JobsClients, jobs_clients
 from tests.support.tcp_proxy import TcpProxy
-from videogen.v1 import jobs_pb2, jobs_pb2_grpc
+from videogen.v1 import jobs_pb2, jobs_pb2_grpc, lifecycle_pb2
 
 if TYPE_CHECKING:
-    from videogen.v1.jobs_pb2_grpc import JobServiceAsyncStub
+    pass
 
 
 class Broker:
@@ -54,19 +55,20 @@ async def start(database_url: str, broker: str, prefix: str, **settings: Any) ->
 
 
 @pytest.fixture
-async def stack(own_database_url: str, redis_url: str) -> AsyncIterator[tuple[JobServiceAsyncStub, Broker, JobsServer]]:
+async def stack(own_database_url: str, redis_url: str) -> AsyncIterator[tuple[JobsClients, Broker, JobsServer]]:
     prefix = f"d{uuid.uuid4().hex[:10]}-"
     server = await start(own_database_url, broker_url(jobs_settings(), redis_url), prefix, priority_aging_seconds=3600)
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-        yield jobs_pb2_grpc.JobServiceStub(channel), Broker(redis_url, prefix), server
+    async with jobs_clients(server.port) as clients:
+        yield clients, Broker(redis_url, prefix), server
     await server.stop(0)
     drop_keys(redis_url, prefix)
 
 
 async def test_create_publishes_one_message_on_the_queue_of_its_priority(
-    stack: tuple[JobServiceAsyncStub, Broker, JobsServer],
+    stack: tuple[JobsClients, Broker, JobsServer],
 ) -> None:
-    jobs, broker, _ = stack
+    clients, broker, _ = stack
+    jobs = clients.jobs
 
     job = await create_job(jobs, metadata={"priority": "high"})
 
@@ -77,14 +79,15 @@ async def test_create_publishes_one_message_on_the_queue_of_its_priority(
 
 
 async def test_retry_is_published_only_after_its_backoff_for_the_next_attempt(
-    stack: tuple[JobServiceAsyncStub, Broker, JobsServer],
+    stack: tuple[JobsClients, Broker, JobsServer],
 ) -> None:
-    jobs, broker, _ = stack
+    clients, broker, _ = stack
+    jobs, lifecycle = clients.jobs, clients.lifecycle
     job = await create_job(jobs)
     broker.client.delete(f"{broker.prefix}default")
-    await jobs.StartJob(jobs_pb2.StartJobRequest(id=job.id, worker_id="w", attempt=0))
+    await lifecycle.StartJob(lifecycle_pb2.StartJobRequest(id=job.id, worker_id="w", attempt=0))
 
-    await jobs.RetryJob(jobs_pb2.RetryJobRequest(id=job.id, error_message="flaky", retry_after_seconds=1.0))
+    await lifecycle.RetryJob(lifecycle_pb2.RetryJobRequest(id=job.id, error_message="flaky", retry_after_seconds=1.0))
     await asyncio.sleep(0.5)
     assert broker.depth("default") == 0
 
@@ -93,18 +96,19 @@ async def test_retry_is_published_only_after_its_backoff_for_the_next_attempt(
 
 
 async def test_a_message_for_an_older_attempt_never_starts_the_job(
-    stack: tuple[JobServiceAsyncStub, Broker, JobsServer],
+    stack: tuple[JobsClients, Broker, JobsServer],
 ) -> None:
-    jobs, _, _ = stack
+    clients, _, _ = stack
+    jobs, lifecycle = clients.jobs, clients.lifecycle
     job = await create_job(jobs)
-    await jobs.StartJob(jobs_pb2.StartJobRequest(id=job.id, worker_id="w", attempt=0))
-    await jobs.RetryJob(jobs_pb2.RetryJobRequest(id=job.id, error_message="flaky"))
+    await lifecycle.StartJob(lifecycle_pb2.StartJobRequest(id=job.id, worker_id="w", attempt=0))
+    await lifecycle.RetryJob(lifecycle_pb2.RetryJobRequest(id=job.id, error_message="flaky"))
 
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await jobs.StartJob(jobs_pb2.StartJobRequest(id=job.id, worker_id="w", attempt=0))
+        await lifecycle.StartJob(lifecycle_pb2.StartJobRequest(id=job.id, worker_id="w", attempt=0))
 
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    started = await jobs.StartJob(jobs_pb2.StartJobRequest(id=job.id, worker_id="w", attempt=1))
+    started = await lifecycle.StartJob(lifecycle_pb2.StartJobRequest(id=job.id, worker_id="w", attempt=1))
     assert started.status == jobs_pb2.JOB_STATUS_PROCESSING
 
 

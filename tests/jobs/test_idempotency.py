@@ -10,10 +10,11 @@ import grpc
 import pytest
 
 from tests.support.factories import create_request, unique_user, video_result
-from videogen.v1 import jobs_pb2
+from videogen.v1 import jobs_pb2, lifecycle_pb2
 
 if TYPE_CHECKING:
     from videogen.v1.jobs_pb2_grpc import JobServiceAsyncStub as Stub
+    from videogen.v1.lifecycle_pb2_grpc import JobLifecycleServiceAsyncStub
 
 
 async def create_with_metadata(jobs: Stub, request: jobs_pb2.CreateJobRequest) -> tuple[jobs_pb2.Job, bool]:
@@ -75,22 +76,22 @@ async def test_a_malformed_key_is_invalid_argument(jobs: Stub, key: str) -> None
     assert str(caught.value.details()).startswith("idempotency_key:")
 
 
-async def test_a_worker_on_an_old_attempt_is_fenced_off(jobs: Stub) -> None:
+async def test_a_worker_on_an_old_attempt_is_fenced_off(jobs: Stub, lifecycle: JobLifecycleServiceAsyncStub) -> None:
     job = await jobs.CreateJob(create_request(max_retries=2))
-    await jobs.StartJob(jobs_pb2.StartJobRequest(id=job.id, worker_id="w-old", attempt=0))
+    await lifecycle.StartJob(lifecycle_pb2.StartJobRequest(id=job.id, worker_id="w-old", attempt=0))
     # The job is handed to another attempt (as the reaper does when w-old stops answering).
-    await jobs.RetryJob(jobs_pb2.RetryJobRequest(id=job.id, error_message="worker lost", attempt=0))
-    await jobs.StartJob(jobs_pb2.StartJobRequest(id=job.id, worker_id="w-new", attempt=1))
+    await lifecycle.RetryJob(lifecycle_pb2.RetryJobRequest(id=job.id, error_message="worker lost", attempt=0))
+    await lifecycle.StartJob(lifecycle_pb2.StartJobRequest(id=job.id, worker_id="w-new", attempt=1))
 
     stale: list[Awaitable[Any]] = [
-        jobs.ReportProgress(jobs_pb2.ReportProgressRequest(id=job.id, percent=90, stage="x", attempt=0)),
-        jobs.CompleteJob(
-            jobs_pb2.CompleteJobRequest(
-                id=job.id, result=video_result(), used_provider="local", used_model="m", attempt=0
+        lifecycle.ReportProgress(lifecycle_pb2.ReportProgressRequest(id=job.id, percent=90, stage="x", attempt=0)),
+        lifecycle.CompleteJob(
+            lifecycle_pb2.CompleteJobRequest(
+                id=job.id, result=video_result(job.id), used_provider="local", used_model="m", attempt=0
             )
         ),
-        jobs.FailJob(jobs_pb2.FailJobRequest(id=job.id, error_message="old", attempt=0)),
-        jobs.RetryJob(jobs_pb2.RetryJobRequest(id=job.id, error_message="old", attempt=0)),
+        lifecycle.FailJob(lifecycle_pb2.FailJobRequest(id=job.id, error_message="old", attempt=0)),
+        lifecycle.RetryJob(lifecycle_pb2.RetryJobRequest(id=job.id, error_message="old", attempt=0)),
     ]
     for call in stale:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
@@ -98,14 +99,16 @@ async def test_a_worker_on_an_old_attempt_is_fenced_off(jobs: Stub) -> None:
         assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert "is on attempt 2, not 1" in str(caught.value.details())
 
-    current = await jobs.CompleteJob(
-        jobs_pb2.CompleteJobRequest(id=job.id, result=video_result(), used_provider="local", used_model="m", attempt=1)
+    current = await lifecycle.CompleteJob(
+        lifecycle_pb2.CompleteJobRequest(
+            id=job.id, result=video_result(job.id, 1), used_provider="local", used_model="m", attempt=1
+        )
     )
     assert current.status == jobs_pb2.JOB_STATUS_COMPLETED
     with pytest.raises(grpc.aio.AioRpcError) as twice:
-        await jobs.CompleteJob(
-            jobs_pb2.CompleteJobRequest(
-                id=job.id, result=video_result(), used_provider="local", used_model="m", attempt=1
+        await lifecycle.CompleteJob(
+            lifecycle_pb2.CompleteJobRequest(
+                id=job.id, result=video_result(job.id, 1), used_provider="local", used_model="m", attempt=1
             )
         )
     assert twice.value.code() == grpc.StatusCode.FAILED_PRECONDITION

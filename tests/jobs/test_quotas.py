@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -23,7 +24,8 @@ from services.jobs.server import JobsServer, start_jobs_server
 from services.jobs.settings import JobsSettings
 from tests.conftest import jobs_settings
 from tests.support.factories import create_request, unique_user, video_result
-from videogen.v1 import jobs_pb2, jobs_pb2_grpc
+from tests.support.internal import JobsClients, jobs_clients
+from videogen.v1 import jobs_pb2, lifecycle_pb2
 
 if TYPE_CHECKING:
     from videogen.v1.jobs_pb2_grpc import JobServiceAsyncStub as Stub
@@ -32,22 +34,32 @@ StubFactory = Callable[..., Awaitable["Stub"]]
 
 
 @pytest.fixture
-async def start_jobs(database_url: str) -> AsyncIterator[StubFactory]:
+async def start_clients(database_url: str) -> AsyncIterator[Callable[..., Awaitable[JobsClients]]]:
     """Starts jobs services with the given settings; no Redis, so no creation rate limit."""
     servers: list[JobsServer] = []
-    channels: list[grpc.aio.Channel] = []
+    async with contextlib.AsyncExitStack() as clients:
 
-    async def start(**overrides: Any) -> Stub:
-        server = await start_jobs_server(jobs_settings(**overrides), database_url=database_url, address="127.0.0.1:0")
-        servers.append(server)
-        channels.append(grpc.aio.insecure_channel(f"127.0.0.1:{server.port}"))
-        return jobs_pb2_grpc.JobServiceStub(channels[-1])
+        async def start(**overrides: Any) -> JobsClients:
+            # Fifty creates of one user queue on its lock, each holding a pooled connection: a
+            # pool wait of the tests' usual 1 s fails some of them on a loaded machine.
+            settings = jobs_settings(**{"db_connect_timeout": 10.0, **overrides})
+            server = await start_jobs_server(settings, database_url=database_url, address="127.0.0.1:0")
+            servers.append(server)
+            return await clients.enter_async_context(jobs_clients(server.port))
 
-    yield start
-    for channel in channels:
-        await channel.close(None)
+        yield start
     for server in servers:
         await server.stop(0)
+
+
+@pytest.fixture
+def start_jobs(start_clients: Callable[..., Awaitable[JobsClients]]) -> StubFactory:
+    """As start_clients, answering the JobService client alone."""
+
+    async def start(**overrides: Any) -> Stub:
+        return (await start_clients(**overrides)).jobs
+
+    return start
 
 
 async def outcomes(calls: list[Awaitable[jobs_pb2.Job]]) -> tuple[list[jobs_pb2.Job], list[grpc.aio.AioRpcError]]:
@@ -130,18 +142,23 @@ async def test_over_quota_is_429_naming_the_limit_with_retry_after(start_jobs: S
     }
 
 
-async def test_once_a_job_finishes_the_next_create_passes(start_jobs: StubFactory) -> None:
-    jobs = await start_jobs(quota_max_jobs_in_flight=2)
+async def test_once_a_job_finishes_the_next_create_passes(
+    start_clients: Callable[..., Awaitable[JobsClients]],
+) -> None:
+    clients = await start_clients(quota_max_jobs_in_flight=2)
+    jobs, lifecycle = clients.jobs, clients.lifecycle
     user = unique_user()
     first = await jobs.CreateJob(create_request(user_id=user))
     second = await jobs.CreateJob(create_request(user_id=user))
     await refusal(jobs.CreateJob(create_request(user_id=user)))
 
     # Processing still counts; completed does not.
-    await jobs.StartJob(jobs_pb2.StartJobRequest(id=first.id, worker_id="w1"))
+    await lifecycle.StartJob(lifecycle_pb2.StartJobRequest(id=first.id, worker_id="w1"))
     await refusal(jobs.CreateJob(create_request(user_id=user)))
-    await jobs.CompleteJob(
-        jobs_pb2.CompleteJobRequest(id=first.id, result=video_result(), used_provider="local", used_model="m")
+    await lifecycle.CompleteJob(
+        lifecycle_pb2.CompleteJobRequest(
+            id=first.id, result=video_result(first.id), used_provider="local", used_model="m"
+        )
     )
     third = await jobs.CreateJob(create_request(user_id=user))
     await refusal(jobs.CreateJob(create_request(user_id=user)))

@@ -16,10 +16,12 @@ from tests.conftest import jobs_settings, start_brokered_jobs
 from tests.jobs.test_dispatch import Broker
 from tests.support.brokers import drop_keys
 from tests.support.factories import create_job
-from videogen.v1 import jobs_pb2, jobs_pb2_grpc
+from tests.support.internal import jobs_clients
+from videogen.v1 import jobs_pb2, lifecycle_pb2
 
 if TYPE_CHECKING:
     from videogen.v1.jobs_pb2_grpc import JobServiceAsyncStub
+    from videogen.v1.lifecycle_pb2_grpc import JobLifecycleServiceAsyncStub
 
 LEASE = 1.5
 ORPHAN_AFTER = 1.0
@@ -28,6 +30,7 @@ ORPHAN_AFTER = 1.0
 @dataclass
 class Recovering:
     jobs: JobServiceAsyncStub
+    lifecycle: JobLifecycleServiceAsyncStub
     broker: Broker
     server: JobsServer
 
@@ -43,8 +46,8 @@ async def recovering(own_database_url: str, redis_url: str) -> AsyncIterator[Rec
         orphan_sweep_after_seconds=ORPHAN_AFTER,
     )
     server = await start_brokered_jobs(settings, database_url=own_database_url, redis_url=redis_url)
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-        yield Recovering(jobs_pb2_grpc.JobServiceStub(channel), Broker(redis_url, prefix), server)
+    async with jobs_clients(server.port) as clients:
+        yield Recovering(clients.jobs, clients.lifecycle, Broker(redis_url, prefix), server)
     await server.stop(0)
     drop_keys(redis_url, prefix)
 
@@ -102,8 +105,9 @@ async def test_a_job_whose_worker_went_silent_is_queued_again_for_its_next_attem
     recovering: Recovering,
 ) -> None:
     jobs, broker = recovering.jobs, recovering.broker
+    lifecycle = recovering.lifecycle
     job = await create_job(jobs, max_retries=1)
-    await jobs.StartJob(jobs_pb2.StartJobRequest(id=job.id, worker_id="dies", attempt=0))
+    await lifecycle.StartJob(lifecycle_pb2.StartJobRequest(id=job.id, worker_id="dies", attempt=0))
     broker.client.delete(f"{broker.prefix}default")
 
     requeued = await wait_job(jobs, job.id, lambda j: j.status == jobs_pb2.JOB_STATUS_QUEUED, timeout=LEASE + 5)
@@ -114,22 +118,25 @@ async def test_a_job_whose_worker_went_silent_is_queued_again_for_its_next_attem
     assert broker.messages("default")[0] == {"job_id": job.id, "attempt": 1, "request_id": None}
     # The worker that went silent is fenced off; the next attempt's worker is not.
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await jobs.ReportProgress(jobs_pb2.ReportProgressRequest(id=job.id, percent=50, stage="x", attempt=0))
+        await lifecycle.ReportProgress(lifecycle_pb2.ReportProgressRequest(id=job.id, percent=50, stage="x", attempt=0))
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
     # Its last attempt goes silent too: no retry is left, so it fails.
-    await jobs.StartJob(jobs_pb2.StartJobRequest(id=job.id, worker_id="dies-too", attempt=1))
+    await lifecycle.StartJob(lifecycle_pb2.StartJobRequest(id=job.id, worker_id="dies-too", attempt=1))
     failed = await wait_job(jobs, job.id, lambda j: j.status == jobs_pb2.JOB_STATUS_FAILED, timeout=LEASE + 5)
     assert failed.retry_count == 1 and failed.HasField("completed_at")
 
 
 async def test_heartbeats_keep_a_long_attempt_alive(recovering: Recovering) -> None:
     jobs = recovering.jobs
+    lifecycle = recovering.lifecycle
     job = await create_job(jobs)
-    await jobs.StartJob(jobs_pb2.StartJobRequest(id=job.id, worker_id="alive", attempt=0))
+    await lifecycle.StartJob(lifecycle_pb2.StartJobRequest(id=job.id, worker_id="alive", attempt=0))
 
     for _ in range(int(LEASE * 3 / 0.5)):
-        await jobs.ReportProgress(jobs_pb2.ReportProgressRequest(id=job.id, percent=10, stage="render", attempt=0))
+        await lifecycle.ReportProgress(
+            lifecycle_pb2.ReportProgressRequest(id=job.id, percent=10, stage="render", attempt=0)
+        )
         await asyncio.sleep(0.5)
 
     still = await jobs.GetJob(jobs_pb2.GetJobRequest(id=job.id))

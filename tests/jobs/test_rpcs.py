@@ -11,10 +11,11 @@ import pytest
 from services.core.ids import is_cuid
 from tests.support import databases
 from tests.support.factories import create_job, job_in, processing_job, unique_user, video_result
-from videogen.v1 import jobs_pb2
+from videogen.v1 import jobs_pb2, lifecycle_pb2
 
 if TYPE_CHECKING:
     from videogen.v1.jobs_pb2_grpc import JobServiceAsyncStub as Stub
+    from videogen.v1.lifecycle_pb2_grpc import JobLifecycleServiceAsyncStub
 
 
 async def test_create_job_answers_a_queued_job_with_every_field(jobs: Stub) -> None:
@@ -71,10 +72,12 @@ async def test_get_unknown_job_is_not_found(jobs: Stub, job_id: str) -> None:
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-async def test_list_jobs_filters_by_user_and_status_newest_first(jobs: Stub) -> None:
+async def test_list_jobs_filters_by_user_and_status_newest_first(
+    jobs: Stub, lifecycle: JobLifecycleServiceAsyncStub
+) -> None:
     user = unique_user()
     first = await create_job(jobs, user_id=user)
-    second = await job_in(jobs, "processing", user_id=user)
+    second = await job_in(jobs, lifecycle, "processing", user_id=user)
     third = await create_job(jobs, user_id=user)
     await create_job(jobs)  # another user's
 
@@ -106,55 +109,63 @@ async def test_cancel_queued_job(jobs: Stub) -> None:
     assert cancelled.HasField("completed_at")
 
 
-async def test_delete_final_job_removes_it(jobs: Stub) -> None:
-    job = await job_in(jobs, "completed")
+async def test_delete_final_job_removes_it(jobs: Stub, lifecycle: JobLifecycleServiceAsyncStub) -> None:
+    job = await job_in(jobs, lifecycle, "completed")
 
     deleted = await jobs.DeleteJob(jobs_pb2.DeleteJobRequest(id=job.id))
 
     assert deleted.id == job.id
-    assert deleted.result.storage_key == "abc.mp4"
+    assert deleted.result.storage_key == f"{job.id}.mp4"
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await jobs.GetJob(jobs_pb2.GetJobRequest(id=job.id))
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-async def test_start_job_records_the_worker_and_time(jobs: Stub) -> None:
+async def test_start_job_records_the_worker_and_time(jobs: Stub, lifecycle: JobLifecycleServiceAsyncStub) -> None:
     job = await create_job(jobs)
 
-    started = await jobs.StartJob(jobs_pb2.StartJobRequest(id=job.id, worker_id="celery@host-1"))
+    started = await lifecycle.StartJob(lifecycle_pb2.StartJobRequest(id=job.id, worker_id="celery@host-1"))
 
     assert started.status == jobs_pb2.JOB_STATUS_PROCESSING
     assert started.HasField("started_at")
     assert started.progress_stage == "starting"
 
 
-async def test_report_progress_updates_percent_and_stage(jobs: Stub) -> None:
-    job = await processing_job(jobs)
+async def test_report_progress_updates_percent_and_stage(jobs: Stub, lifecycle: JobLifecycleServiceAsyncStub) -> None:
+    job = await processing_job(jobs, lifecycle)
 
-    reported = await jobs.ReportProgress(jobs_pb2.ReportProgressRequest(id=job.id, percent=40, stage="rendering"))
+    reported = await lifecycle.ReportProgress(
+        lifecycle_pb2.ReportProgressRequest(id=job.id, percent=40, stage="rendering")
+    )
 
     assert (reported.progress_percent, reported.progress_stage) == (40, "rendering")
     assert reported.status == jobs_pb2.JOB_STATUS_PROCESSING
 
 
-async def test_complete_job_stores_result_and_provider(jobs: Stub) -> None:
-    job = await processing_job(jobs)
+async def test_complete_job_stores_result_and_provider(jobs: Stub, lifecycle: JobLifecycleServiceAsyncStub) -> None:
+    job = await processing_job(jobs, lifecycle)
 
-    completed = await jobs.CompleteJob(
-        jobs_pb2.CompleteJobRequest(
-            id=job.id, result=video_result(), used_provider="local", used_model="lavfi-v1", generation_time_ms=1234
+    completed = await lifecycle.CompleteJob(
+        lifecycle_pb2.CompleteJobRequest(
+            id=job.id,
+            result=video_result(job.id),
+            used_provider="local",
+            used_model="lavfi-v1",
+            generation_time_ms=1234,
         )
     )
 
     assert completed.status == jobs_pb2.JOB_STATUS_COMPLETED
-    assert completed.result == video_result()
+    assert completed.result == video_result(job.id)
     assert (completed.used_provider, completed.used_model, completed.generation_time_ms) == ("local", "lavfi-v1", 1234)
     assert completed.progress_percent == 100
     assert completed.HasField("completed_at")
 
 
-async def test_completed_result_is_stored_in_the_contract_shape(jobs: Stub, database_url: str) -> None:
-    job = await job_in(jobs, "completed")
+async def test_completed_result_is_stored_in_the_contract_shape(
+    jobs: Stub, database_url: str, lifecycle: JobLifecycleServiceAsyncStub
+) -> None:
+    job = await job_in(jobs, lifecycle, "completed")
 
     connection = await databases.connect(database_url)
     try:
@@ -163,22 +174,22 @@ async def test_completed_result_is_stored_in_the_contract_shape(jobs: Stub, data
         await connection.close()
 
     assert stored == {
-        "videoUrl": "/media/abc.mp4",
+        "videoUrl": f"/media/{job.id}.mp4",
         "contentType": "video/mp4",
         "durationSeconds": 2.0,
         "width": 320,
         "height": 240,
         "fps": 24.0,
         "sizeBytes": 12345,
-        "storageKey": "abc.mp4",
+        "storageKey": f"{job.id}.mp4",
     }
 
 
-async def test_fail_job_keeps_the_error(jobs: Stub) -> None:
-    job = await processing_job(jobs)
+async def test_fail_job_keeps_the_error(jobs: Stub, lifecycle: JobLifecycleServiceAsyncStub) -> None:
+    job = await processing_job(jobs, lifecycle)
 
-    failed = await jobs.FailJob(
-        jobs_pb2.FailJobRequest(id=job.id, error_message="provider exploded", used_provider="x")
+    failed = await lifecycle.FailJob(
+        lifecycle_pb2.FailJobRequest(id=job.id, error_message="provider exploded", used_provider="x")
     )
 
     assert failed.status == jobs_pb2.JOB_STATUS_FAILED
@@ -187,10 +198,10 @@ async def test_fail_job_keeps_the_error(jobs: Stub) -> None:
     assert failed.HasField("completed_at")
 
 
-async def test_retry_job_requeues_and_counts(jobs: Stub) -> None:
-    job = await processing_job(jobs, max_retries=2)
+async def test_retry_job_requeues_and_counts(jobs: Stub, lifecycle: JobLifecycleServiceAsyncStub) -> None:
+    job = await processing_job(jobs, lifecycle, max_retries=2)
 
-    retried = await jobs.RetryJob(jobs_pb2.RetryJobRequest(id=job.id, error_message="timeout"))
+    retried = await lifecycle.RetryJob(lifecycle_pb2.RetryJobRequest(id=job.id, error_message="timeout"))
 
     assert retried.status == jobs_pb2.JOB_STATUS_QUEUED
     assert retried.retry_count == 1
@@ -198,13 +209,13 @@ async def test_retry_job_requeues_and_counts(jobs: Stub) -> None:
     assert retried.progress_percent == 0
 
 
-async def test_retry_beyond_max_retries_is_refused(jobs: Stub) -> None:
-    job = await processing_job(jobs, max_retries=1)
-    await jobs.RetryJob(jobs_pb2.RetryJobRequest(id=job.id, error_message="first"))
-    await jobs.StartJob(jobs_pb2.StartJobRequest(id=job.id, worker_id="w"))
+async def test_retry_beyond_max_retries_is_refused(jobs: Stub, lifecycle: JobLifecycleServiceAsyncStub) -> None:
+    job = await processing_job(jobs, lifecycle, max_retries=1)
+    await lifecycle.RetryJob(lifecycle_pb2.RetryJobRequest(id=job.id, error_message="first"))
+    await lifecycle.StartJob(lifecycle_pb2.StartJobRequest(id=job.id, worker_id="w"))
 
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await jobs.RetryJob(jobs_pb2.RetryJobRequest(id=job.id, error_message="second"))
+        await lifecycle.RetryJob(lifecycle_pb2.RetryJobRequest(id=job.id, error_message="second"))
 
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "retries" in (caught.value.details() or "")
@@ -212,16 +223,18 @@ async def test_retry_beyond_max_retries_is_refused(jobs: Stub) -> None:
     assert (current.status, current.retry_count) == (jobs_pb2.JOB_STATUS_PROCESSING, 1)
 
 
-async def test_record_telemetry_stores_points(jobs: Stub, database_url: str) -> None:
+async def test_record_telemetry_stores_points(
+    jobs: Stub, database_url: str, lifecycle: JobLifecycleServiceAsyncStub
+) -> None:
     job = await create_job(jobs)
     points = [
-        jobs_pb2.TelemetryPoint(
+        lifecycle_pb2.TelemetryPoint(
             component="worker", metric="render_ms", value=12.5, tags_json='{"k": 1}', job_id=job.id
         ),
-        jobs_pb2.TelemetryPoint(component="api", metric="requests", value=1),
+        lifecycle_pb2.TelemetryPoint(component="api", metric="requests", value=1),
     ]
 
-    reply = await jobs.RecordTelemetry(jobs_pb2.RecordTelemetryRequest(points=points))
+    reply = await lifecycle.RecordTelemetry(lifecycle_pb2.RecordTelemetryRequest(points=points))
 
     assert reply.recorded == 2
     connection = await databases.connect(database_url)
@@ -239,14 +252,16 @@ async def test_record_telemetry_stores_points(jobs: Stub, database_url: str) -> 
     )
 
 
-async def test_telemetry_naming_an_unknown_job_records_nothing(jobs: Stub) -> None:
+async def test_telemetry_naming_an_unknown_job_records_nothing(
+    jobs: Stub, lifecycle: JobLifecycleServiceAsyncStub
+) -> None:
     points = [
-        jobs_pb2.TelemetryPoint(component="api", metric="ok", value=1),
-        jobs_pb2.TelemetryPoint(component="api", metric="bad", value=1, job_id="cnotthereatall0000000000a"),
+        lifecycle_pb2.TelemetryPoint(component="api", metric="ok", value=1),
+        lifecycle_pb2.TelemetryPoint(component="api", metric="bad", value=1, job_id="cnotthereatall0000000000a"),
     ]
 
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await jobs.RecordTelemetry(jobs_pb2.RecordTelemetryRequest(points=points))
+        await lifecycle.RecordTelemetry(lifecycle_pb2.RecordTelemetryRequest(points=points))
 
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert (caught.value.details() or "").startswith("points.job_id")

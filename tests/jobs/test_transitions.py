@@ -12,24 +12,25 @@ import pytest
 
 from tests.support import databases
 from tests.support.factories import create_job, job_in, video_result
-from videogen.v1 import jobs_pb2
+from videogen.v1 import jobs_pb2, lifecycle_pb2
 
 if TYPE_CHECKING:
     from videogen.v1.jobs_pb2_grpc import JobServiceAsyncStub as Stub
-Action = Callable[["Stub", str], Awaitable[Any]]
+    from videogen.v1.lifecycle_pb2_grpc import JobLifecycleServiceAsyncStub
+Action = Callable[["Stub", "JobLifecycleServiceAsyncStub", str], Awaitable[Any]]
 
 ACTIONS: dict[str, Action] = {
-    "start": lambda s, i: s.StartJob(jobs_pb2.StartJobRequest(id=i, worker_id="w-2")),
-    "progress": lambda s, i: s.ReportProgress(jobs_pb2.ReportProgressRequest(id=i, percent=50, stage="render")),
-    "complete": lambda s, i: s.CompleteJob(
-        jobs_pb2.CompleteJobRequest(
-            id=i, result=video_result(), used_provider="local", used_model="m", generation_time_ms=5
+    "start": lambda s, w, i: w.StartJob(lifecycle_pb2.StartJobRequest(id=i, worker_id="w-2")),
+    "progress": lambda s, w, i: w.ReportProgress(lifecycle_pb2.ReportProgressRequest(id=i, percent=50, stage="render")),
+    "complete": lambda s, w, i: w.CompleteJob(
+        lifecycle_pb2.CompleteJobRequest(
+            id=i, result=video_result(i), used_provider="local", used_model="m", generation_time_ms=5
         )
     ),
-    "fail": lambda s, i: s.FailJob(jobs_pb2.FailJobRequest(id=i, error_message="broken")),
-    "retry": lambda s, i: s.RetryJob(jobs_pb2.RetryJobRequest(id=i, error_message="again")),
-    "cancel": lambda s, i: s.CancelJob(jobs_pb2.CancelJobRequest(id=i)),
-    "delete": lambda s, i: s.DeleteJob(jobs_pb2.DeleteJobRequest(id=i)),
+    "fail": lambda s, w, i: w.FailJob(lifecycle_pb2.FailJobRequest(id=i, error_message="broken")),
+    "retry": lambda s, w, i: w.RetryJob(lifecycle_pb2.RetryJobRequest(id=i, error_message="again")),
+    "cancel": lambda s, w, i: s.CancelJob(jobs_pb2.CancelJobRequest(id=i)),
+    "delete": lambda s, w, i: s.DeleteJob(jobs_pb2.DeleteJobRequest(id=i)),
 }
 STATUSES = ("queued", "processing", "completed", "failed", "cancelled")
 # (from, action) -> status after; every pair not listed is illegal.
@@ -49,10 +50,12 @@ ILLEGAL = [(status, action) for status in STATUSES for action in ACTIONS if (sta
 
 
 @pytest.mark.parametrize(("status", "action"), sorted(LEGAL))
-async def test_legal_transition_moves_the_job(jobs: Stub, status: str, action: str) -> None:
-    job = await job_in(jobs, status)
+async def test_legal_transition_moves_the_job(
+    jobs: Stub, status: str, action: str, lifecycle: JobLifecycleServiceAsyncStub
+) -> None:
+    job = await job_in(jobs, lifecycle, status)
 
-    answer = await ACTIONS[action](jobs, job.id)
+    answer = await ACTIONS[action](jobs, lifecycle, job.id)
 
     expected = LEGAL[(status, action)]
     if expected == "deleted":
@@ -62,11 +65,13 @@ async def test_legal_transition_moves_the_job(jobs: Stub, status: str, action: s
 
 
 @pytest.mark.parametrize(("status", "action"), ILLEGAL)
-async def test_illegal_transition_is_refused_and_changes_nothing(jobs: Stub, status: str, action: str) -> None:
-    job = await job_in(jobs, status)
+async def test_illegal_transition_is_refused_and_changes_nothing(
+    jobs: Stub, status: str, action: str, lifecycle: JobLifecycleServiceAsyncStub
+) -> None:
+    job = await job_in(jobs, lifecycle, status)
 
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await ACTIONS[action](jobs, job.id)
+        await ACTIONS[action](jobs, lifecycle, job.id)
 
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert status in (caught.value.details() or "")
@@ -74,18 +79,20 @@ async def test_illegal_transition_is_refused_and_changes_nothing(jobs: Stub, sta
 
 
 @pytest.mark.parametrize("action", sorted(ACTIONS))
-async def test_transition_of_unknown_job_is_not_found(jobs: Stub, action: str) -> None:
+async def test_transition_of_unknown_job_is_not_found(
+    jobs: Stub, lifecycle: JobLifecycleServiceAsyncStub, action: str
+) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await ACTIONS[action](jobs, "cnotthereatall0000000000a")
+        await ACTIONS[action](jobs, lifecycle, "cnotthereatall0000000000a")
 
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 @pytest.mark.parametrize(("old", "new"), [("completed", "queued"), ("failed", "processing"), ("queued", "completed")])
 async def test_database_refuses_an_illegal_update_from_any_client(
-    jobs: Stub, database_url: str, old: str, new: str
+    jobs: Stub, database_url: str, old: str, new: str, lifecycle: JobLifecycleServiceAsyncStub
 ) -> None:
-    job = await job_in(jobs, old)
+    job = await job_in(jobs, lifecycle, old)
     connection = await databases.connect(database_url)
     try:
         with pytest.raises(asyncpg.CheckViolationError, match="illegal job transition"):
@@ -94,12 +101,14 @@ async def test_database_refuses_an_illegal_update_from_any_client(
         await connection.close()
 
 
-async def test_two_concurrent_starts_of_one_job_have_exactly_one_winner(jobs: Stub) -> None:
+async def test_two_concurrent_starts_of_one_job_have_exactly_one_winner(
+    jobs: Stub, lifecycle: JobLifecycleServiceAsyncStub
+) -> None:
     for _ in range(20):
         job = await create_job(jobs)
 
         outcomes = await asyncio.gather(
-            *(jobs.StartJob(jobs_pb2.StartJobRequest(id=job.id, worker_id=f"w-{n}")) for n in range(2)),
+            *(lifecycle.StartJob(lifecycle_pb2.StartJobRequest(id=job.id, worker_id=f"w-{n}")) for n in range(2)),
             return_exceptions=True,
         )
 
@@ -111,23 +120,29 @@ async def test_two_concurrent_starts_of_one_job_have_exactly_one_winner(jobs: St
         assert stored.status == jobs_pb2.JOB_STATUS_PROCESSING
 
 
-async def test_many_concurrent_starts_have_exactly_one_winner(jobs: Stub) -> None:
+async def test_many_concurrent_starts_have_exactly_one_winner(
+    jobs: Stub, lifecycle: JobLifecycleServiceAsyncStub
+) -> None:
     job = await create_job(jobs)
 
     outcomes = await asyncio.gather(
-        *(jobs.StartJob(jobs_pb2.StartJobRequest(id=job.id, worker_id=f"w-{n}")) for n in range(16)),
+        *(lifecycle.StartJob(lifecycle_pb2.StartJobRequest(id=job.id, worker_id=f"w-{n}")) for n in range(16)),
         return_exceptions=True,
     )
 
     assert sum(isinstance(o, jobs_pb2.Job) for o in outcomes) == 1
 
 
-async def test_completion_racing_cancellation_has_one_outcome(jobs: Stub) -> None:
+async def test_completion_racing_cancellation_has_one_outcome(
+    jobs: Stub, lifecycle: JobLifecycleServiceAsyncStub
+) -> None:
     for _ in range(10):
-        job = await job_in(jobs, "processing")
+        job = await job_in(jobs, lifecycle, "processing")
 
         complete, cancel = await asyncio.gather(
-            ACTIONS["complete"](jobs, job.id), ACTIONS["cancel"](jobs, job.id), return_exceptions=True
+            ACTIONS["complete"](jobs, lifecycle, job.id),
+            ACTIONS["cancel"](jobs, lifecycle, job.id),
+            return_exceptions=True,
         )
 
         final = await jobs.GetJob(jobs_pb2.GetJobRequest(id=job.id))

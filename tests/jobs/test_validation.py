@@ -11,10 +11,11 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from tests.support.factories import create_job, create_request, processing_job, unique_user
-from videogen.v1 import jobs_pb2
+from videogen.v1 import jobs_pb2, lifecycle_pb2
 
 if TYPE_CHECKING:
     from videogen.v1.jobs_pb2_grpc import JobServiceAsyncStub as Stub
+    from videogen.v1.lifecycle_pb2_grpc import JobLifecycleServiceAsyncStub
 
 
 async def assert_invalid(call: Any, field: str) -> None:
@@ -144,18 +145,20 @@ async def test_list_take_bounds_are_accepted(jobs: Stub) -> None:
 @pytest.mark.parametrize(
     ("percent", "stage", "field"), [(-1, "x", "percent"), (101, "x", "percent"), (5, "s" * 65, "stage")]
 )
-async def test_bad_progress_is_refused(jobs: Stub, percent: int, stage: str, field: str) -> None:
-    job = await processing_job(jobs)
+async def test_bad_progress_is_refused(
+    jobs: Stub, percent: int, stage: str, field: str, lifecycle: JobLifecycleServiceAsyncStub
+) -> None:
+    job = await processing_job(jobs, lifecycle)
 
     await assert_invalid(
-        jobs.ReportProgress(jobs_pb2.ReportProgressRequest(id=job.id, percent=percent, stage=stage)), field
+        lifecycle.ReportProgress(lifecycle_pb2.ReportProgressRequest(id=job.id, percent=percent, stage=stage)), field
     )
 
 
-async def test_start_without_worker_id_is_refused(jobs: Stub) -> None:
+async def test_start_without_worker_id_is_refused(jobs: Stub, lifecycle: JobLifecycleServiceAsyncStub) -> None:
     job = await create_job(jobs)
 
-    await assert_invalid(jobs.StartJob(jobs_pb2.StartJobRequest(id=job.id)), "worker_id")
+    await assert_invalid(lifecycle.StartJob(lifecycle_pb2.StartJobRequest(id=job.id)), "worker_id")
 
 
 @pytest.mark.parametrize(
@@ -170,34 +173,42 @@ async def test_start_without_worker_id_is_refused(jobs: Stub) -> None:
         ({"size_bytes": -1}, "result.size_bytes"),
     ],
 )
-async def test_bad_video_result_is_refused(jobs: Stub, result_fields: dict[str, Any], field: str) -> None:
-    job = await processing_job(jobs)
+async def test_bad_video_result_is_refused(
+    jobs: Stub, result_fields: dict[str, Any], field: str, lifecycle: JobLifecycleServiceAsyncStub
+) -> None:
+    job = await processing_job(jobs, lifecycle)
     result = jobs_pb2.VideoResult(
         video_url="/media/a.mp4", content_type="video/mp4", duration_seconds=1, width=2, height=2, fps=1, size_bytes=1
     )
     for name, value in result_fields.items():
         setattr(result, name, value)
-    request = jobs_pb2.CompleteJobRequest(
+    request = lifecycle_pb2.CompleteJobRequest(
         id=job.id, result=result, used_provider="local", used_model="m", generation_time_ms=1
     )
 
-    await assert_invalid(jobs.CompleteJob(request), field)
+    await assert_invalid(lifecycle.CompleteJob(request), field)
 
 
-async def test_complete_without_result_is_refused(jobs: Stub) -> None:
-    job = await processing_job(jobs)
+async def test_complete_without_result_is_refused(jobs: Stub, lifecycle: JobLifecycleServiceAsyncStub) -> None:
+    job = await processing_job(jobs, lifecycle)
 
     await assert_invalid(
-        jobs.CompleteJob(jobs_pb2.CompleteJobRequest(id=job.id, used_provider="p", used_model="m")), "result"
+        lifecycle.CompleteJob(lifecycle_pb2.CompleteJobRequest(id=job.id, used_provider="p", used_model="m")), "result"
     )
 
 
 @pytest.mark.parametrize("message", ["", "   ", "nul\x00"])
-async def test_fail_and_retry_need_an_error_message(jobs: Stub, message: str) -> None:
-    job = await processing_job(jobs)
+async def test_fail_and_retry_need_an_error_message(
+    jobs: Stub, message: str, lifecycle: JobLifecycleServiceAsyncStub
+) -> None:
+    job = await processing_job(jobs, lifecycle)
 
-    await assert_invalid(jobs.FailJob(jobs_pb2.FailJobRequest(id=job.id, error_message=message)), "error_message")
-    await assert_invalid(jobs.RetryJob(jobs_pb2.RetryJobRequest(id=job.id, error_message=message)), "error_message")
+    await assert_invalid(
+        lifecycle.FailJob(lifecycle_pb2.FailJobRequest(id=job.id, error_message=message)), "error_message"
+    )
+    await assert_invalid(
+        lifecycle.RetryJob(lifecycle_pb2.RetryJobRequest(id=job.id, error_message=message)), "error_message"
+    )
 
 
 @pytest.mark.parametrize(
@@ -210,14 +221,16 @@ async def test_fail_and_retry_need_an_error_message(jobs: Stub, message: str) ->
         ({"component": "api", "metric": "m", "job_id": "NOT AN ID"}, "points[0].job_id"),
     ],
 )
-async def test_bad_telemetry_point_is_refused(jobs: Stub, point: dict[str, Any], field: str) -> None:
-    request = jobs_pb2.RecordTelemetryRequest(points=[jobs_pb2.TelemetryPoint(**point)])
+async def test_bad_telemetry_point_is_refused(
+    jobs: Stub, point: dict[str, Any], field: str, lifecycle: JobLifecycleServiceAsyncStub
+) -> None:
+    request = lifecycle_pb2.RecordTelemetryRequest(points=[lifecycle_pb2.TelemetryPoint(**point)])
 
-    await assert_invalid(jobs.RecordTelemetry(request), field)
+    await assert_invalid(lifecycle.RecordTelemetry(request), field)
 
 
 @pytest.mark.parametrize("count", [0, 501])
-async def test_telemetry_batch_size_is_bounded(jobs: Stub, count: int) -> None:
-    points = [jobs_pb2.TelemetryPoint(component="api", metric="m", value=1)] * count
+async def test_telemetry_batch_size_is_bounded(jobs: Stub, count: int, lifecycle: JobLifecycleServiceAsyncStub) -> None:
+    points = [lifecycle_pb2.TelemetryPoint(component="api", metric="m", value=1)] * count
 
-    await assert_invalid(jobs.RecordTelemetry(jobs_pb2.RecordTelemetryRequest(points=points)), "points")
+    await assert_invalid(lifecycle.RecordTelemetry(lifecycle_pb2.RecordTelemetryRequest(points=points)), "points")

@@ -23,11 +23,13 @@ from services.jobs.server import JobsServer, start_jobs_server
 from tests.conftest import jobs_settings, wait_serving
 from tests.support.brokers import drop_keys
 from tests.support.factories import create_job, job_in, processing_job, video_result
+from tests.support.internal import internal_channel
 from tests.support.stack import StackFactory
-from videogen.v1 import jobs_pb2, jobs_pb2_grpc
+from videogen.v1 import jobs_pb2, jobs_pb2_grpc, lifecycle_pb2, lifecycle_pb2_grpc
 
 if TYPE_CHECKING:
     from videogen.v1.jobs_pb2_grpc import JobServiceAsyncStub
+    from videogen.v1.lifecycle_pb2_grpc import JobLifecycleServiceAsyncStub
 
 # Enough frames that the built-in renderer reports progress several times.
 RENDER = {"durationSeconds": 4, "width": 320, "height": 240, "fps": 24}
@@ -38,6 +40,7 @@ class Live:
     """A jobs service with Redis (no dispatcher: the tests move jobs themselves)."""
 
     jobs: JobServiceAsyncStub
+    lifecycle: JobLifecycleServiceAsyncStub
     server: JobsServer
     prefix: str
     redis: aioredis.Redis
@@ -48,6 +51,7 @@ class Live:
 async def start_live(own_database_url: str, redis_url: str) -> AsyncIterator[Any]:
     started: list[tuple[JobsServer, grpc.aio.Channel, aioredis.Redis]] = []
     prefixes: list[str] = []
+    internal: list[grpc.aio.Channel] = []
 
     async def start(*, dispatcher: bool = False, **overrides: Any) -> Live:
         prefix = f"t{uuid.uuid4().hex[:10]}-"
@@ -66,9 +70,13 @@ async def start_live(own_database_url: str, redis_url: str) -> AsyncIterator[Any
         await wait_serving(channel)
         client = aioredis.Redis.from_url(redis_url)
         started.append((server, channel, client))
-        return Live(jobs_pb2_grpc.JobServiceStub(channel), server, prefix, client, own_database_url)
+        internal.append(internal_channel(f"127.0.0.1:{server.port}"))
+        lifecycle = lifecycle_pb2_grpc.JobLifecycleServiceStub(internal[-1])
+        return Live(jobs_pb2_grpc.JobServiceStub(channel), lifecycle, server, prefix, client, own_database_url)
 
     yield start
+    for worker_channel in internal:
+        await worker_channel.close(None)
     for server, channel, client in started:
         await channel.close(None)
         if server.app.serving is not None:  # not stopped by the test itself
@@ -151,7 +159,7 @@ async def test_a_watcher_of_a_finished_job_gets_the_final_state_at_once(live: Li
         ("failed", jobs_pb2.JOB_STATUS_FAILED),
         ("cancelled", jobs_pb2.JOB_STATUS_CANCELLED),
     ]:
-        job = await job_in(live.jobs, status)
+        job = await job_in(live.jobs, live.lifecycle, status)
 
         events = await collect(watch(live.jobs, job.id), timeout=2)
 
@@ -159,16 +167,20 @@ async def test_a_watcher_of_a_finished_job_gets_the_final_state_at_once(live: Li
 
 
 async def test_resuming_with_the_last_event_id_skips_what_was_seen(live: Live) -> None:
-    job = await processing_job(live.jobs)
-    seen = await live.jobs.ReportProgress(jobs_pb2.ReportProgressRequest(id=job.id, percent=10, stage="rendering"))
-    newer = await live.jobs.ReportProgress(jobs_pb2.ReportProgressRequest(id=job.id, percent=20, stage="rendering"))
+    job = await processing_job(live.jobs, live.lifecycle)
+    seen = await live.lifecycle.ReportProgress(
+        lifecycle_pb2.ReportProgressRequest(id=job.id, percent=10, stage="rendering")
+    )
+    newer = await live.lifecycle.ReportProgress(
+        lifecycle_pb2.ReportProgressRequest(id=job.id, percent=20, stage="rendering")
+    )
 
     behind = watch(live.jobs, job.id, after=seen.event_id)
     first = await next_event(behind)
     assert (first.event_id, first.job.progress_percent) == (newer.event_id, 20)
 
     caught_up = watch(live.jobs, job.id, after=newer.event_id)
-    await live.jobs.ReportProgress(jobs_pb2.ReportProgressRequest(id=job.id, percent=30, stage="rendering"))
+    await live.lifecycle.ReportProgress(lifecycle_pb2.ReportProgressRequest(id=job.id, percent=30, stage="rendering"))
     first = await next_event(caught_up)
     assert (first.event_id, first.type, first.job.progress_percent) == (newer.event_id + 1, "job.processing", 30)
     behind.cancel()
@@ -176,7 +188,7 @@ async def test_resuming_with_the_last_event_id_skips_what_was_seen(live: Live) -
 
 
 async def test_resuming_a_finished_job_at_its_final_event_ends_at_once(live: Live) -> None:
-    job = await job_in(live.jobs, "completed")
+    job = await job_in(live.jobs, live.lifecycle, "completed")
 
     assert await collect(watch(live.jobs, job.id, after=job.event_id), timeout=2) == []
 
@@ -191,16 +203,16 @@ async def test_an_event_id_the_job_never_had_is_ignored(live: Live) -> None:
 
 
 async def test_the_stream_follows_a_retry_and_ends_with_the_final_state(live: Live) -> None:
-    job = await processing_job(live.jobs, max_retries=1)
+    job = await processing_job(live.jobs, live.lifecycle, max_retries=1)
     stream = watch(live.jobs, job.id)
     assert (await next_event(stream)).type == "job.processing"
 
-    await live.jobs.RetryJob(jobs_pb2.RetryJobRequest(id=job.id, error_message="flaky"))
+    await live.lifecycle.RetryJob(lifecycle_pb2.RetryJobRequest(id=job.id, error_message="flaky"))
     retrying = await next_event(stream)
     assert (retrying.type, retrying.job.retry_count) == ("job.retrying", 1)
-    await live.jobs.StartJob(jobs_pb2.StartJobRequest(id=job.id, worker_id="w2"))
+    await live.lifecycle.StartJob(lifecycle_pb2.StartJobRequest(id=job.id, worker_id="w2"))
     assert (await next_event(stream)).type == "job.processing"
-    await live.jobs.FailJob(jobs_pb2.FailJobRequest(id=job.id, error_message="broken"))
+    await live.lifecycle.FailJob(lifecycle_pb2.FailJobRequest(id=job.id, error_message="broken"))
 
     rest = await collect(stream, timeout=5)
     assert [(e.type, e.job.error_message) for e in rest] == [("job.failed", "broken")]
@@ -218,28 +230,32 @@ async def test_a_cancel_ends_the_stream(live: Live) -> None:
 
 
 async def test_a_heartbeat_without_news_is_no_event(live: Live) -> None:
-    job = await processing_job(live.jobs)
-    once = await live.jobs.ReportProgress(jobs_pb2.ReportProgressRequest(id=job.id, percent=50, stage="rendering"))
+    job = await processing_job(live.jobs, live.lifecycle)
+    once = await live.lifecycle.ReportProgress(
+        lifecycle_pb2.ReportProgressRequest(id=job.id, percent=50, stage="rendering")
+    )
 
-    again = await live.jobs.ReportProgress(jobs_pb2.ReportProgressRequest(id=job.id, percent=50, stage="rendering"))
+    again = await live.lifecycle.ReportProgress(
+        lifecycle_pb2.ReportProgressRequest(id=job.id, percent=50, stage="rendering")
+    )
 
     assert (job.event_id, once.event_id, again.event_id) == (2, 3, 3)
 
 
 async def test_many_watchers_of_a_job_share_one_redis_subscription(start_live: Any) -> None:
     live = await start_live(jobs_watch_resync_seconds=0.5)
-    job = await processing_job(live.jobs)
+    job = await processing_job(live.jobs, live.lifecycle)
     streams = [watch(live.jobs, job.id) for _ in range(20)]
     for stream in streams:
         assert (await next_event(stream)).type == "job.processing"
 
     assert await numsub(live, job.id) == 1
-    await live.jobs.ReportProgress(jobs_pb2.ReportProgressRequest(id=job.id, percent=40, stage="rendering"))
+    await live.lifecycle.ReportProgress(lifecycle_pb2.ReportProgressRequest(id=job.id, percent=40, stage="rendering"))
     for stream in streams:
         assert (await next_event(stream)).job.progress_percent == 40
-    await live.jobs.CompleteJob(
-        jobs_pb2.CompleteJobRequest(
-            id=job.id, result=video_result(), used_provider="local", used_model="m", generation_time_ms=1
+    await live.lifecycle.CompleteJob(
+        lifecycle_pb2.CompleteJobRequest(
+            id=job.id, result=video_result(job.id), used_provider="local", used_model="m", generation_time_ms=1
         )
     )
     for stream in streams:
@@ -262,7 +278,7 @@ async def test_a_quiet_stream_gets_keepalives(live: Live) -> None:
 
 
 async def test_an_event_published_while_the_subscription_was_lost_still_arrives(live: Live) -> None:
-    job = await processing_job(live.jobs)
+    job = await processing_job(live.jobs, live.lifecycle)
     stream = watch(live.jobs, job.id)
     assert (await next_event(stream)).type == "job.processing"
 
@@ -271,7 +287,7 @@ async def test_an_event_published_while_the_subscription_was_lost_still_arrives(
         if client["name"] == f"{live.prefix}videogen-jobs-watch":
             killed += await live.redis.client_kill_filter(_id=client["id"])
     assert killed == 1
-    await live.jobs.ReportProgress(jobs_pb2.ReportProgressRequest(id=job.id, percent=70, stage="rendering"))
+    await live.lifecycle.ReportProgress(lifecycle_pb2.ReportProgressRequest(id=job.id, percent=70, stage="rendering"))
 
     assert (await next_event(stream, timeout=10)).job.progress_percent == 70
     stream.cancel()
@@ -321,7 +337,7 @@ async def test_a_stopping_service_ends_open_streams_as_unavailable(live: Live) -
 async def test_a_job_the_reaper_takes_back_from_a_silent_worker_is_an_event(start_live: Any) -> None:
     live = await start_live(dispatcher=True, job_lease_seconds=0.5, dispatch_interval=0.1)
     job = await create_job(live.jobs, max_retries=0)
-    started = await live.jobs.StartJob(jobs_pb2.StartJobRequest(id=job.id, worker_id="silent"))
+    started = await live.lifecycle.StartJob(lifecycle_pb2.StartJobRequest(id=job.id, worker_id="silent"))
     stream = watch(live.jobs, job.id, after=started.event_id)
 
     events = await collect(stream, timeout=10)
@@ -346,7 +362,7 @@ async def test_open_streams_are_counted_in_job_watchers(live: Live) -> None:
 
 async def test_a_change_published_while_nobody_listened_is_made_good_by_the_resync(start_live: Any) -> None:
     live = await start_live(jobs_watch_resync_seconds=0.5)
-    job = await processing_job(live.jobs)
+    job = await processing_job(live.jobs, live.lifecycle)
     stream = watch(live.jobs, job.id)
     assert (await next_event(stream)).type == "job.processing"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 import uuid
@@ -24,12 +25,14 @@ from services.jobs.settings import JobsSettings
 from tests.conftest import jobs_settings, start_brokered_jobs, wait_serving
 from tests.support.brokers import drop_keys
 from tests.support.factories import create_job, video_result
+from tests.support.internal import jobs_clients
 from tests.support.processes import ServiceProcess, clean_env
 from tests.support.webhook_receiver import webhook_receiver
-from videogen.v1 import jobs_pb2, jobs_pb2_grpc, webhooks_pb2
+from videogen.v1 import jobs_pb2, jobs_pb2_grpc, lifecycle_pb2, webhooks_pb2
 
 if TYPE_CHECKING:
     from videogen.v1.jobs_pb2_grpc import JobServiceAsyncStub
+    from videogen.v1.lifecycle_pb2_grpc import JobLifecycleServiceAsyncStub
 
 SECRET = "test-webhook-secret"
 # Quick retries, so that a test sees several attempts in well under a second.
@@ -45,6 +48,7 @@ QUICK = {
 @dataclass
 class Service:
     jobs: JobServiceAsyncStub
+    lifecycle: JobLifecycleServiceAsyncStub
     server: JobsServer
 
 
@@ -54,27 +58,28 @@ ServiceFactory = Callable[..., Awaitable[Service]]
 @pytest.fixture
 async def start_service(own_database_url: str) -> AsyncIterator[ServiceFactory]:
     """Starts jobs services on a fresh database with the QUICK webhook settings, overridden by keyword."""
-    started: list[tuple[JobsServer, grpc.aio.Channel]] = []
+    started: list[JobsServer] = []
+    async with contextlib.AsyncExitStack() as opened:
 
-    async def start(**overrides: Any) -> Service:
-        settings = jobs_settings(**{**QUICK, **overrides})
-        server = await start_jobs_server(settings, database_url=own_database_url, address="127.0.0.1:0")
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
-        await wait_serving(channel)
-        started.append((server, channel))
-        return Service(jobs_pb2_grpc.JobServiceStub(channel), server)
+        async def start(**overrides: Any) -> Service:
+            settings = jobs_settings(**{**QUICK, **overrides})
+            server = await start_jobs_server(settings, database_url=own_database_url, address="127.0.0.1:0")
+            started.append(server)
+            clients = await opened.enter_async_context(jobs_clients(server.port))
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+                await wait_serving(channel)
+            return Service(clients.jobs, clients.lifecycle, server)
 
-    yield start
-    for server, channel in started:
-        await channel.close(None)
+        yield start
+    for server in started:
         await server.stop(0)
 
 
-async def complete(jobs: JobServiceAsyncStub, job_id: str) -> jobs_pb2.Job:
+async def complete(lifecycle: JobLifecycleServiceAsyncStub, job_id: str) -> jobs_pb2.Job:
     """Moves a queued job through processing to completed, as a worker does."""
-    await jobs.StartJob(jobs_pb2.StartJobRequest(id=job_id, worker_id="worker-1"))
-    done: jobs_pb2.Job = await jobs.CompleteJob(
-        jobs_pb2.CompleteJobRequest(id=job_id, result=video_result(), used_provider="local", used_model="m")
+    await lifecycle.StartJob(lifecycle_pb2.StartJobRequest(id=job_id, worker_id="worker-1"))
+    done: jobs_pb2.Job = await lifecycle.CompleteJob(
+        lifecycle_pb2.CompleteJobRequest(id=job_id, result=video_result(job_id), used_provider="local", used_model="m")
     )
     return done
 
@@ -109,7 +114,7 @@ async def test_a_receiver_failing_three_times_gets_every_event_once_in_effect(st
     delivered_before = counter("delivered")
     with webhook_receiver(SECRET, fail_first=3) as receiver:
         job = await create_job(service.jobs, webhook_url=receiver.url)
-        done = await complete(service.jobs, job.id)
+        done = await complete(service.lifecycle, job.id)
 
         found = await wait_deliveries(service.jobs, job.id, lambda f: len(f) == 3 and all_delivered(f))
 
@@ -143,7 +148,7 @@ async def test_the_event_filter_posts_only_the_named_events(start_service: Servi
     service = await start_service()
     with webhook_receiver(SECRET) as receiver:
         job = await create_job(service.jobs, webhook_url=receiver.url, webhook_events=["job.completed"])
-        await complete(service.jobs, job.id)
+        await complete(service.lifecycle, job.id)
 
         found = await wait_deliveries(service.jobs, job.id, all_delivered)
 
@@ -155,7 +160,7 @@ async def test_the_event_filter_posts_only_the_named_events(start_service: Servi
 async def test_a_job_without_a_webhook_has_no_deliveries(start_service: ServiceFactory) -> None:
     service = await start_service()
     job = await create_job(service.jobs)
-    await complete(service.jobs, job.id)
+    await complete(service.lifecycle, job.id)
 
     assert await deliveries_of(service.jobs, job.id) == []
     assert not job.HasField("webhook_url")
@@ -165,8 +170,8 @@ async def test_cancel_and_retry_are_events_too(start_service: ServiceFactory) ->
     service = await start_service()
     with webhook_receiver(SECRET) as receiver:
         job = await create_job(service.jobs, webhook_url=receiver.url, webhook_events=["job.retrying", "job.cancelled"])
-        await service.jobs.StartJob(jobs_pb2.StartJobRequest(id=job.id, worker_id="w"))
-        await service.jobs.RetryJob(jobs_pb2.RetryJobRequest(id=job.id, error_message="provider timed out"))
+        await service.lifecycle.StartJob(lifecycle_pb2.StartJobRequest(id=job.id, worker_id="w"))
+        await service.lifecycle.RetryJob(lifecycle_pb2.RetryJobRequest(id=job.id, error_message="provider timed out"))
         await service.jobs.CancelJob(jobs_pb2.CancelJobRequest(id=job.id))
 
         found = await wait_deliveries(service.jobs, job.id, lambda f: len(f) == 2 and all_delivered(f))
@@ -215,7 +220,7 @@ async def test_a_slow_receiver_does_not_slow_job_processing(start_service: Servi
         started = time.monotonic()
         created = [await create_job(service.jobs, webhook_url=receiver.url) for _ in range(3)]
         for job in created:
-            await complete(service.jobs, job.id)
+            await complete(service.lifecycle, job.id)
         elapsed = time.monotonic() - started
         held = await asyncio.to_thread(receiver.holding.wait, 5)
 
@@ -229,11 +234,11 @@ async def test_the_reaper_announces_the_jobs_it_takes_back(own_database_url: str
     settings = jobs_settings(**QUICK, celery_key_prefix=prefix, dispatch_interval=0.1, job_lease_seconds=0.5)
     server = await start_brokered_jobs(settings, database_url=own_database_url, redis_url=redis_url)
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            jobs = jobs_pb2_grpc.JobServiceStub(channel)
+        async with jobs_clients(server.port) as clients:
+            jobs = clients.jobs
             with webhook_receiver(SECRET) as receiver:
                 job = await create_job(jobs, webhook_url=receiver.url, webhook_events=["job.retrying"], max_retries=1)
-                await jobs.StartJob(jobs_pb2.StartJobRequest(id=job.id, worker_id="silent-worker"))
+                await clients.lifecycle.StartJob(lifecycle_pb2.StartJobRequest(id=job.id, worker_id="silent-worker"))
                 [found] = await wait_deliveries(jobs, job.id, all_delivered)
     finally:
         await server.stop(0)

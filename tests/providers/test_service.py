@@ -15,11 +15,13 @@ from services.core.metrics import start_metrics_server
 from services.core.providers.registry import RegistryConfig
 from services.providers.server import ProvidersServer, start_providers_server
 from tests.support.fake_openai import FakeOpenAI
+from tests.support.internal import internal_channel
 from tests.support.stack import providers_settings
-from videogen.v1 import providers_pb2, providers_pb2_grpc
+from videogen.v1 import providers_pb2, providers_pb2_grpc, routing_pb2, routing_pb2_grpc
 
 if TYPE_CHECKING:
     from videogen.v1.providers_pb2_grpc import ProviderServiceAsyncStub
+    from videogen.v1.routing_pb2_grpc import ProviderRoutingServiceAsyncStub
 
 KEY = "sk-live-9b8c7d6e5f4a3b2c1d0e"
 HEALTHY, UNHEALTHY = providers_pb2.PROVIDER_HEALTH_HEALTHY, providers_pb2.PROVIDER_HEALTH_UNHEALTHY
@@ -62,6 +64,13 @@ async def providers(
 
 
 Stack = tuple["ProviderServiceAsyncStub", ProvidersServer]
+
+
+@pytest.fixture
+async def routing(providers: Stack) -> AsyncIterator[ProviderRoutingServiceAsyncStub]:
+    """The workers' ProviderRoutingService of the same server, with the service credential."""
+    async with internal_channel(f"127.0.0.1:{providers[1].port}") as channel:
+        yield routing_pb2_grpc.ProviderRoutingServiceStub(channel)
 
 
 async def test_status_lists_every_configured_provider(providers: Stack) -> None:
@@ -125,13 +134,12 @@ async def test_bad_test_requests_are_invalid(providers: Stack, request_fields: d
     assert (caught.value.details() or "").startswith(field)
 
 
-async def test_selection_follows_model_cost_and_health(providers: Stack) -> None:
-    stub, _ = providers
+async def test_selection_follows_model_cost_and_health(routing: ProviderRoutingServiceAsyncStub) -> None:
 
-    any_model = await stub.SelectProvider(providers_pb2.SelectProviderRequest(job_id="j"))
-    sora = await stub.SelectProvider(providers_pb2.SelectProviderRequest(job_id="j", requested_model="sora-2"))
-    sora_next = await stub.SelectProvider(
-        providers_pb2.SelectProviderRequest(job_id="j", requested_model="sora-2", exclude=["slow"])
+    any_model = await routing.SelectProvider(routing_pb2.SelectProviderRequest(job_id="j"))
+    sora = await routing.SelectProvider(routing_pb2.SelectProviderRequest(job_id="j", requested_model="sora-2"))
+    sora_next = await routing.SelectProvider(
+        routing_pb2.SelectProviderRequest(job_id="j", requested_model="sora-2", exclude=["slow"])
     )
 
     assert (any_model.provider, any_model.model) == ("local", "local-pyav-h264-v1")
@@ -139,27 +147,30 @@ async def test_selection_follows_model_cost_and_health(providers: Stack) -> None
     assert sora_next.provider == "fast"
 
 
-async def test_a_named_provider_is_unknown_or_refused_when_its_circuit_is_open(providers: Stack) -> None:
-    stub, _ = providers
+async def test_a_named_provider_is_unknown_or_refused_when_its_circuit_is_open(
+    routing: ProviderRoutingServiceAsyncStub,
+) -> None:
     for _ in range(2):
-        await stub.ReportOutcome(providers_pb2.ReportOutcomeRequest(provider="fast", success=False, error="HTTP 500"))
+        await routing.ReportOutcome(routing_pb2.ReportOutcomeRequest(provider="fast", success=False, error="HTTP 500"))
 
     with pytest.raises(grpc.aio.AioRpcError) as unknown:
-        await stub.SelectProvider(providers_pb2.SelectProviderRequest(job_id="j", requested_provider="ghost"))
+        await routing.SelectProvider(routing_pb2.SelectProviderRequest(job_id="j", requested_provider="ghost"))
     with pytest.raises(grpc.aio.AioRpcError) as refused:
-        await stub.SelectProvider(providers_pb2.SelectProviderRequest(job_id="j", requested_provider="fast"))
+        await routing.SelectProvider(routing_pb2.SelectProviderRequest(job_id="j", requested_provider="fast"))
 
     assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "unhealthy" in (refused.value.details() or "")
 
 
-async def test_rate_limited_outcomes_do_not_count_as_failures(providers: Stack) -> None:
+async def test_rate_limited_outcomes_do_not_count_as_failures(
+    providers: Stack, routing: ProviderRoutingServiceAsyncStub
+) -> None:
     stub, _ = providers
 
     for _ in range(5):
-        reply = await stub.ReportOutcome(
-            providers_pb2.ReportOutcomeRequest(provider="fast", success=False, rate_limited=True, error="429")
+        reply = await routing.ReportOutcome(
+            routing_pb2.ReportOutcomeRequest(provider="fast", success=False, rate_limited=True, error="429")
         )
 
     assert reply.status == HEALTHY

@@ -6,10 +6,11 @@ import json
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from videogen.v1 import jobs_pb2
+from videogen.v1 import jobs_pb2, lifecycle_pb2
 
 if TYPE_CHECKING:
     from videogen.v1.jobs_pb2_grpc import JobServiceAsyncStub
+    from videogen.v1.lifecycle_pb2_grpc import JobLifecycleServiceAsyncStub
 
 
 def unique_user() -> str:
@@ -33,30 +34,35 @@ async def create_job(jobs: JobServiceAsyncStub, **fields: Any) -> jobs_pb2.Job:
     return job
 
 
-def video_result(**fields: Any) -> jobs_pb2.VideoResult:
-    """A plausible stored video."""
+def video_result(job_id: str, attempt: int = 0, **fields: Any) -> jobs_pb2.VideoResult:
+    """A plausible stored video of the job's attempt, named as the worker names it."""
+    key = f"{job_id}.mp4" if attempt == 0 else f"{job_id}-{attempt}.mp4"
     values: dict[str, Any] = {
-        "video_url": "/media/abc.mp4",
+        "video_url": f"/media/{key}",
         "content_type": "video/mp4",
         "duration_seconds": 2.0,
         "width": 320,
         "height": 240,
         "fps": 24.0,
         "size_bytes": 12345,
-        "storage_key": "abc.mp4",
+        "storage_key": key,
     }
     values.update(fields)
     return jobs_pb2.VideoResult(**values)
 
 
-async def processing_job(jobs: JobServiceAsyncStub, **fields: Any) -> jobs_pb2.Job:
+async def processing_job(
+    jobs: JobServiceAsyncStub, lifecycle: JobLifecycleServiceAsyncStub, **fields: Any
+) -> jobs_pb2.Job:
     """A job a worker has started."""
     job = await create_job(jobs, **fields)
-    started: jobs_pb2.Job = await jobs.StartJob(jobs_pb2.StartJobRequest(id=job.id, worker_id="worker-1"))
+    started: jobs_pb2.Job = await lifecycle.StartJob(lifecycle_pb2.StartJobRequest(id=job.id, worker_id="worker-1"))
     return started
 
 
-async def job_in(jobs: JobServiceAsyncStub, status: str, **fields: Any) -> jobs_pb2.Job:
+async def job_in(
+    jobs: JobServiceAsyncStub, lifecycle: JobLifecycleServiceAsyncStub, status: str, **fields: Any
+) -> jobs_pb2.Job:
     """A job brought to status through the legal transitions."""
     job = await create_job(jobs, **fields)
     if status == "queued":
@@ -64,13 +70,13 @@ async def job_in(jobs: JobServiceAsyncStub, status: str, **fields: Any) -> jobs_
     if status == "cancelled":
         cancelled: jobs_pb2.Job = await jobs.CancelJob(jobs_pb2.CancelJobRequest(id=job.id))
         return cancelled
-    job = await jobs.StartJob(jobs_pb2.StartJobRequest(id=job.id, worker_id="worker-1"))
+    job = await lifecycle.StartJob(lifecycle_pb2.StartJobRequest(id=job.id, worker_id="worker-1"))
     if status == "completed":
-        job = await jobs.CompleteJob(
-            jobs_pb2.CompleteJobRequest(
-                id=job.id, result=video_result(), used_provider="local", used_model="m1", generation_time_ms=10
+        job = await lifecycle.CompleteJob(
+            lifecycle_pb2.CompleteJobRequest(
+                id=job.id, result=video_result(job.id), used_provider="local", used_model="m1", generation_time_ms=10
             )
         )
     elif status == "failed":
-        job = await jobs.FailJob(jobs_pb2.FailJobRequest(id=job.id, error_message="boom"))
+        job = await lifecycle.FailJob(lifecycle_pb2.FailJobRequest(id=job.id, error_message="boom"))
     return job

@@ -13,9 +13,11 @@ from typing import Any
 
 import av
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.support.factories import create_job, unique_user
+from tests.support.internal import internal_channel
 from tests.support.stack import FINAL, StackFactory
 from videogen.v1 import jobs_pb2, worker_pb2, worker_pb2_grpc
 
@@ -159,12 +161,16 @@ async def test_worker_health_stats_and_metrics(start_stack: StackFactory) -> Non
     job = await create_job(stack.jobs, metadata={"durationSeconds": 1, "width": 64, "height": 64, "fps": 4})
     assert (await stack.wait_for(job.id)).status == COMPLETED
 
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{stack.worker_port}") as channel:
+    async with internal_channel(f"127.0.0.1:{stack.worker_port}") as channel:
         health = health_pb2_grpc.HealthStub(channel)
         for service in ("", "videogen.v1.WorkerService"):
             reply = await health.Check(health_pb2.HealthCheckRequest(service=service))
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
         stats = await worker_pb2_grpc.WorkerServiceStub(channel).GetWorkerStats(worker_pb2.GetWorkerStatsRequest())
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{stack.worker_port}") as plain:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await worker_pb2_grpc.WorkerServiceStub(plain).GetWorkerStats(worker_pb2.GetWorkerStatsRequest())
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED  # internal: the service credential only
     assert {q.queue for q in stats.queues} == {"high_priority", "default", "low_priority"}
     assert [(w.concurrency, w.active) for w in stats.workers] == [(2, 0)]
 

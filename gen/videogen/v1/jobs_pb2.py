@@ -23,10 +23,11 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from videogen.v1 import keys_pb2 as videogen_dot_v1_dot_keys__pb2
 from videogen.v1 import webhooks_pb2 as videogen_dot_v1_dot_webhooks__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16videogen/v1/jobs.proto\x12\x0bvideogen.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1avideogen/v1/webhooks.proto\"\xa5\x01\n\x0bVideoResult\x12\x11\n\tvideo_url\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x18\n\x10\x64uration_seconds\x18\x03 \x01(\x01\x12\r\n\x05width\x18\x04 \x01(\x05\x12\x0e\n\x06height\x18\x05 \x01(\x05\x12\x0b\n\x03\x66ps\x18\x06 \x01(\x01\x12\x12\n\nsize_bytes\x18\x07 \x01(\x03\x12\x13\n\x0bstorage_key\x18\x08 \x01(\t\"\x92\x06\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12&\n\x06status\x18\x03 \x01(\x0e\x32\x16.videogen.v1.JobStatus\x12\x0e\n\x06prompt\x18\x04 \x01(\t\x12\x15\n\rmetadata_json\x18\x05 \x01(\t\x12-\n\x06result\x18\x06 \x01(\x0b\x32\x18.videogen.v1.VideoResultH\x00\x88\x01\x01\x12\x13\n\x0bretry_count\x18\x07 \x01(\x05\x12\x13\n\x0bmax_retries\x18\x08 \x01(\x05\x12\x1a\n\rused_provider\x18\t \x01(\tH\x01\x88\x01\x01\x12\x17\n\nused_model\x18\n \x01(\tH\x02\x88\x01\x01\x12\x1f\n\x12generation_time_ms\x18\x0b \x01(\x03H\x03\x88\x01\x01\x12\x1a\n\rerror_message\x18\x0c \x01(\tH\x04\x88\x01\x01\x12.\n\ncreated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\nstarted_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x05\x88\x01\x01\x12\x35\n\x0c\x63ompleted_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x06\x88\x01\x01\x12\r\n\x05queue\x18\x11 \x01(\t\x12\x18\n\x10progress_percent\x18\x12 \x01(\x05\x12\x16\n\x0eprogress_stage\x18\x13 \x01(\t\x12\x18\n\x0bwebhook_url\x18\x14 \x01(\tH\x07\x88\x01\x01\x12\x16\n\x0ewebhook_events\x18\x15 \x03(\t\x12\x10\n\x08\x65vent_id\x18\x16 \x01(\x03\x42\t\n\x07_resultB\x10\n\x0e_used_providerB\r\n\x0b_used_modelB\x15\n\x13_generation_time_msB\x10\n\x0e_error_messageB\r\n\x0b_started_atB\x0f\n\r_completed_atB\x0e\n\x0c_webhook_url\"\xcf\x01\n\x10\x43reateJobRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x15\n\rmetadata_json\x18\x03 \x01(\t\x12\x18\n\x0bmax_retries\x18\x04 \x01(\x05H\x00\x88\x01\x01\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\t\x12\x18\n\x0bwebhook_url\x18\x06 \x01(\tH\x01\x88\x01\x01\x12\x16\n\x0ewebhook_events\x18\x07 \x03(\tB\x0e\n\x0c_max_retriesB\x0e\n\x0c_webhook_url\"\x1b\n\rGetJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x85\x01\n\x0fListJobsRequest\x12\x14\n\x07user_id\x18\x01 \x01(\tH\x00\x88\x01\x01\x12&\n\x06status\x18\x02 \x01(\x0e\x32\x16.videogen.v1.JobStatus\x12\x0c\n\x04skip\x18\x03 \x01(\x05\x12\x11\n\x04take\x18\x04 \x01(\x05H\x01\x88\x01\x01\x42\n\n\x08_user_idB\x07\n\x05_take\"]\n\x10ListJobsResponse\x12\x1e\n\x04jobs\x18\x01 \x03(\x0b\x32\x10.videogen.v1.Job\x12\r\n\x05total\x18\x02 \x01(\x03\x12\x0c\n\x04skip\x18\x03 \x01(\x05\x12\x0c\n\x04take\x18\x04 \x01(\x05\"\x1e\n\x10\x43\x61ncelJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x1e\n\x10\x44\x65leteJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"R\n\x0fStartJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x14\n\x07\x61ttempt\x18\x03 \x01(\x05H\x00\x88\x01\x01\x42\n\n\x08_attempt\"e\n\x15ReportProgressRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07percent\x18\x02 \x01(\x05\x12\r\n\x05stage\x18\x03 \x01(\t\x12\x14\n\x07\x61ttempt\x18\x04 \x01(\x05H\x00\x88\x01\x01\x42\n\n\x08_attempt\"\xb3\x01\n\x12\x43ompleteJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12(\n\x06result\x18\x02 \x01(\x0b\x32\x18.videogen.v1.VideoResult\x12\x15\n\rused_provider\x18\x03 \x01(\t\x12\x12\n\nused_model\x18\x04 \x01(\t\x12\x1a\n\x12generation_time_ms\x18\x05 \x01(\x03\x12\x14\n\x07\x61ttempt\x18\x06 \x01(\x05H\x00\x88\x01\x01\x42\n\n\x08_attempt\"\xab\x01\n\x0e\x46\x61ilJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x15\n\rerror_message\x18\x02 \x01(\t\x12\x1a\n\rused_provider\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x17\n\nused_model\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x14\n\x07\x61ttempt\x18\x05 \x01(\x05H\x02\x88\x01\x01\x42\x10\n\x0e_used_providerB\r\n\x0b_used_modelB\n\n\x08_attempt\"s\n\x0fRetryJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x15\n\rerror_message\x18\x02 \x01(\t\x12\x1b\n\x13retry_after_seconds\x18\x03 \x01(\x01\x12\x14\n\x07\x61ttempt\x18\x04 \x01(\x05H\x00\x88\x01\x01\x42\n\n\x08_attempt\"u\n\x0eTelemetryPoint\x12\x11\n\tcomponent\x18\x01 \x01(\t\x12\x0e\n\x06metric\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\x01\x12\x11\n\ttags_json\x18\x04 \x01(\t\x12\x13\n\x06job_id\x18\x05 \x01(\tH\x00\x88\x01\x01\x42\t\n\x07_job_id\"E\n\x16RecordTelemetryRequest\x12+\n\x06points\x18\x01 \x03(\x0b\x32\x1b.videogen.v1.TelemetryPoint\"+\n\x17RecordTelemetryResponse\x12\x10\n\x08recorded\x18\x01 \x01(\x05\"M\n\x0fWatchJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x1b\n\x0e\x61\x66ter_event_id\x18\x02 \x01(\x03H\x00\x88\x01\x01\x42\x11\n\x0f_after_event_id\"I\n\x08JobEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\x03\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x1d\n\x03job\x18\x03 \x01(\x0b\x32\x10.videogen.v1.Job*\xa4\x01\n\tJobStatus\x12\x1a\n\x16JOB_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11JOB_STATUS_QUEUED\x10\x01\x12\x19\n\x15JOB_STATUS_PROCESSING\x10\x02\x12\x18\n\x14JOB_STATUS_COMPLETED\x10\x03\x12\x15\n\x11JOB_STATUS_FAILED\x10\x04\x12\x18\n\x14JOB_STATUS_CANCELLED\x10\x05\x32\xaa\x08\n\nJobService\x12<\n\tCreateJob\x12\x1d.videogen.v1.CreateJobRequest\x1a\x10.videogen.v1.Job\x12\x36\n\x06GetJob\x12\x1a.videogen.v1.GetJobRequest\x1a\x10.videogen.v1.Job\x12G\n\x08ListJobs\x12\x1c.videogen.v1.ListJobsRequest\x1a\x1d.videogen.v1.ListJobsResponse\x12<\n\tCancelJob\x12\x1d.videogen.v1.CancelJobRequest\x1a\x10.videogen.v1.Job\x12<\n\tDeleteJob\x12\x1d.videogen.v1.DeleteJobRequest\x1a\x10.videogen.v1.Job\x12:\n\x08StartJob\x12\x1c.videogen.v1.StartJobRequest\x1a\x10.videogen.v1.Job\x12\x46\n\x0eReportProgress\x12\".videogen.v1.ReportProgressRequest\x1a\x10.videogen.v1.Job\x12@\n\x0b\x43ompleteJob\x12\x1f.videogen.v1.CompleteJobRequest\x1a\x10.videogen.v1.Job\x12\x38\n\x07\x46\x61ilJob\x12\x1b.videogen.v1.FailJobRequest\x1a\x10.videogen.v1.Job\x12:\n\x08RetryJob\x12\x1c.videogen.v1.RetryJobRequest\x1a\x10.videogen.v1.Job\x12\\\n\x0fRecordTelemetry\x12#.videogen.v1.RecordTelemetryRequest\x1a$.videogen.v1.RecordTelemetryResponse\x12_\n\x11ListJobDeliveries\x12%.videogen.v1.ListJobDeliveriesRequest\x1a#.videogen.v1.ListDeliveriesResponse\x12Y\n\x0eListDeliveries\x12\".videogen.v1.ListDeliveriesRequest\x1a#.videogen.v1.ListDeliveriesResponse\x12H\n\tRedeliver\x12\x1d.videogen.v1.RedeliverRequest\x1a\x1c.videogen.v1.WebhookDelivery\x12\x41\n\x08WatchJob\x12\x1c.videogen.v1.WatchJobRequest\x1a\x15.videogen.v1.JobEvent0\x01\x42*\n\x0eio.videogen.v1P\x01Z\x16videogen/v1;videogenv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16videogen/v1/jobs.proto\x12\x0bvideogen.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16videogen/v1/keys.proto\x1a\x1avideogen/v1/webhooks.proto\"\xa5\x01\n\x0bVideoResult\x12\x11\n\tvideo_url\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x18\n\x10\x64uration_seconds\x18\x03 \x01(\x01\x12\r\n\x05width\x18\x04 \x01(\x05\x12\x0e\n\x06height\x18\x05 \x01(\x05\x12\x0b\n\x03\x66ps\x18\x06 \x01(\x01\x12\x12\n\nsize_bytes\x18\x07 \x01(\x03\x12\x13\n\x0bstorage_key\x18\x08 \x01(\t\"\x92\x06\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12&\n\x06status\x18\x03 \x01(\x0e\x32\x16.videogen.v1.JobStatus\x12\x0e\n\x06prompt\x18\x04 \x01(\t\x12\x15\n\rmetadata_json\x18\x05 \x01(\t\x12-\n\x06result\x18\x06 \x01(\x0b\x32\x18.videogen.v1.VideoResultH\x00\x88\x01\x01\x12\x13\n\x0bretry_count\x18\x07 \x01(\x05\x12\x13\n\x0bmax_retries\x18\x08 \x01(\x05\x12\x1a\n\rused_provider\x18\t \x01(\tH\x01\x88\x01\x01\x12\x17\n\nused_model\x18\n \x01(\tH\x02\x88\x01\x01\x12\x1f\n\x12generation_time_ms\x18\x0b \x01(\x03H\x03\x88\x01\x01\x12\x1a\n\rerror_message\x18\x0c \x01(\tH\x04\x88\x01\x01\x12.\n\ncreated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\nstarted_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x05\x88\x01\x01\x12\x35\n\x0c\x63ompleted_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x06\x88\x01\x01\x12\r\n\x05queue\x18\x11 \x01(\t\x12\x18\n\x10progress_percent\x18\x12 \x01(\x05\x12\x16\n\x0eprogress_stage\x18\x13 \x01(\t\x12\x18\n\x0bwebhook_url\x18\x14 \x01(\tH\x07\x88\x01\x01\x12\x16\n\x0ewebhook_events\x18\x15 \x03(\t\x12\x10\n\x08\x65vent_id\x18\x16 \x01(\x03\x42\t\n\x07_resultB\x10\n\x0e_used_providerB\r\n\x0b_used_modelB\x15\n\x13_generation_time_msB\x10\n\x0e_error_messageB\r\n\x0b_started_atB\x0f\n\r_completed_atB\x0e\n\x0c_webhook_url\"\xcf\x01\n\x10\x43reateJobRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x15\n\rmetadata_json\x18\x03 \x01(\t\x12\x18\n\x0bmax_retries\x18\x04 \x01(\x05H\x00\x88\x01\x01\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\t\x12\x18\n\x0bwebhook_url\x18\x06 \x01(\tH\x01\x88\x01\x01\x12\x16\n\x0ewebhook_events\x18\x07 \x03(\tB\x0e\n\x0c_max_retriesB\x0e\n\x0c_webhook_url\"\x1b\n\rGetJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x85\x01\n\x0fListJobsRequest\x12\x14\n\x07user_id\x18\x01 \x01(\tH\x00\x88\x01\x01\x12&\n\x06status\x18\x02 \x01(\x0e\x32\x16.videogen.v1.JobStatus\x12\x0c\n\x04skip\x18\x03 \x01(\x05\x12\x11\n\x04take\x18\x04 \x01(\x05H\x01\x88\x01\x01\x42\n\n\x08_user_idB\x07\n\x05_take\"]\n\x10ListJobsResponse\x12\x1e\n\x04jobs\x18\x01 \x03(\x0b\x32\x10.videogen.v1.Job\x12\r\n\x05total\x18\x02 \x01(\x03\x12\x0c\n\x04skip\x18\x03 \x01(\x05\x12\x0c\n\x04take\x18\x04 \x01(\x05\"\x1e\n\x10\x43\x61ncelJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x1e\n\x10\x44\x65leteJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"M\n\x0fWatchJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x1b\n\x0e\x61\x66ter_event_id\x18\x02 \x01(\x03H\x00\x88\x01\x01\x42\x11\n\x0f_after_event_id\"I\n\x08JobEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\x03\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x1d\n\x03job\x18\x03 \x01(\x0b\x32\x10.videogen.v1.Job*\xa4\x01\n\tJobStatus\x12\x1a\n\x16JOB_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11JOB_STATUS_QUEUED\x10\x01\x12\x19\n\x15JOB_STATUS_PROCESSING\x10\x02\x12\x18\n\x14JOB_STATUS_COMPLETED\x10\x03\x12\x15\n\x11JOB_STATUS_FAILED\x10\x04\x12\x18\n\x14JOB_STATUS_CANCELLED\x10\x05\x32\xc6\x07\n\nJobService\x12<\n\tCreateJob\x12\x1d.videogen.v1.CreateJobRequest\x1a\x10.videogen.v1.Job\x12\x36\n\x06GetJob\x12\x1a.videogen.v1.GetJobRequest\x1a\x10.videogen.v1.Job\x12G\n\x08ListJobs\x12\x1c.videogen.v1.ListJobsRequest\x1a\x1d.videogen.v1.ListJobsResponse\x12<\n\tCancelJob\x12\x1d.videogen.v1.CancelJobRequest\x1a\x10.videogen.v1.Job\x12<\n\tDeleteJob\x12\x1d.videogen.v1.DeleteJobRequest\x1a\x10.videogen.v1.Job\x12_\n\x11ListJobDeliveries\x12%.videogen.v1.ListJobDeliveriesRequest\x1a#.videogen.v1.ListDeliveriesResponse\x12Y\n\x0eListDeliveries\x12\".videogen.v1.ListDeliveriesRequest\x1a#.videogen.v1.ListDeliveriesResponse\x12H\n\tRedeliver\x12\x1d.videogen.v1.RedeliverRequest\x1a\x1c.videogen.v1.WebhookDelivery\x12T\n\x10GetWebhookSecret\x12$.videogen.v1.GetWebhookSecretRequest\x1a\x1a.videogen.v1.WebhookSecret\x12\x45\n\x0c\x43reateApiKey\x12 .videogen.v1.CreateApiKeyRequest\x1a\x13.videogen.v1.ApiKey\x12P\n\x0bListApiKeys\x12\x1f.videogen.v1.ListApiKeysRequest\x1a .videogen.v1.ListApiKeysResponse\x12\x45\n\x0c\x44\x65leteApiKey\x12 .videogen.v1.DeleteApiKeyRequest\x1a\x13.videogen.v1.ApiKey\x12\x41\n\x08WatchJob\x12\x1c.videogen.v1.WatchJobRequest\x1a\x15.videogen.v1.JobEvent0\x01\x42*\n\x0eio.videogen.v1P\x01Z\x16videogen/v1;videogenv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,44 +35,28 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'videogen.v1.jobs_pb2', _glo
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\016io.videogen.v1P\001Z\026videogen/v1;videogenv1'
-  _globals['_JOBSTATUS']._serialized_start=2641
-  _globals['_JOBSTATUS']._serialized_end=2805
-  _globals['_VIDEORESULT']._serialized_start=101
-  _globals['_VIDEORESULT']._serialized_end=266
-  _globals['_JOB']._serialized_start=269
-  _globals['_JOB']._serialized_end=1055
-  _globals['_CREATEJOBREQUEST']._serialized_start=1058
-  _globals['_CREATEJOBREQUEST']._serialized_end=1265
-  _globals['_GETJOBREQUEST']._serialized_start=1267
-  _globals['_GETJOBREQUEST']._serialized_end=1294
-  _globals['_LISTJOBSREQUEST']._serialized_start=1297
-  _globals['_LISTJOBSREQUEST']._serialized_end=1430
-  _globals['_LISTJOBSRESPONSE']._serialized_start=1432
-  _globals['_LISTJOBSRESPONSE']._serialized_end=1525
-  _globals['_CANCELJOBREQUEST']._serialized_start=1527
-  _globals['_CANCELJOBREQUEST']._serialized_end=1557
-  _globals['_DELETEJOBREQUEST']._serialized_start=1559
-  _globals['_DELETEJOBREQUEST']._serialized_end=1589
-  _globals['_STARTJOBREQUEST']._serialized_start=1591
-  _globals['_STARTJOBREQUEST']._serialized_end=1673
-  _globals['_REPORTPROGRESSREQUEST']._serialized_start=1675
-  _globals['_REPORTPROGRESSREQUEST']._serialized_end=1776
-  _globals['_COMPLETEJOBREQUEST']._serialized_start=1779
-  _globals['_COMPLETEJOBREQUEST']._serialized_end=1958
-  _globals['_FAILJOBREQUEST']._serialized_start=1961
-  _globals['_FAILJOBREQUEST']._serialized_end=2132
-  _globals['_RETRYJOBREQUEST']._serialized_start=2134
-  _globals['_RETRYJOBREQUEST']._serialized_end=2249
-  _globals['_TELEMETRYPOINT']._serialized_start=2251
-  _globals['_TELEMETRYPOINT']._serialized_end=2368
-  _globals['_RECORDTELEMETRYREQUEST']._serialized_start=2370
-  _globals['_RECORDTELEMETRYREQUEST']._serialized_end=2439
-  _globals['_RECORDTELEMETRYRESPONSE']._serialized_start=2441
-  _globals['_RECORDTELEMETRYRESPONSE']._serialized_end=2484
-  _globals['_WATCHJOBREQUEST']._serialized_start=2486
-  _globals['_WATCHJOBREQUEST']._serialized_end=2563
-  _globals['_JOBEVENT']._serialized_start=2565
-  _globals['_JOBEVENT']._serialized_end=2638
-  _globals['_JOBSERVICE']._serialized_start=2808
-  _globals['_JOBSERVICE']._serialized_end=3874
+  _globals['_JOBSTATUS']._serialized_start=1770
+  _globals['_JOBSTATUS']._serialized_end=1934
+  _globals['_VIDEORESULT']._serialized_start=125
+  _globals['_VIDEORESULT']._serialized_end=290
+  _globals['_JOB']._serialized_start=293
+  _globals['_JOB']._serialized_end=1079
+  _globals['_CREATEJOBREQUEST']._serialized_start=1082
+  _globals['_CREATEJOBREQUEST']._serialized_end=1289
+  _globals['_GETJOBREQUEST']._serialized_start=1291
+  _globals['_GETJOBREQUEST']._serialized_end=1318
+  _globals['_LISTJOBSREQUEST']._serialized_start=1321
+  _globals['_LISTJOBSREQUEST']._serialized_end=1454
+  _globals['_LISTJOBSRESPONSE']._serialized_start=1456
+  _globals['_LISTJOBSRESPONSE']._serialized_end=1549
+  _globals['_CANCELJOBREQUEST']._serialized_start=1551
+  _globals['_CANCELJOBREQUEST']._serialized_end=1581
+  _globals['_DELETEJOBREQUEST']._serialized_start=1583
+  _globals['_DELETEJOBREQUEST']._serialized_end=1613
+  _globals['_WATCHJOBREQUEST']._serialized_start=1615
+  _globals['_WATCHJOBREQUEST']._serialized_end=1692
+  _globals['_JOBEVENT']._serialized_start=1694
+  _globals['_JOBEVENT']._serialized_end=1767
+  _globals['_JOBSERVICE']._serialized_start=1937
+  _globals['_JOBSERVICE']._serialized_end=2903
 # @@protoc_insertion_point(module_scope)

@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from videogen.v1 import jobs_pb2 as videogen_dot_v1_dot_jobs__pb2
+from videogen.v1 import keys_pb2 as videogen_dot_v1_dot_keys__pb2
 from videogen.v1 import webhooks_pb2 as videogen_dot_v1_dot_webhooks__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -27,16 +28,22 @@ if _version_not_supported:
 
 
 class JobServiceStub:
-    """JobService: the single owner of video generation jobs and their telemetry.
+    """JobService: the single owner of video generation jobs; what clients call.
 
-    Clients create, read, list, cancel and delete jobs; workers move a job
-    through its life with the worker-facing transitions. Every transition is
-    atomic: of two workers starting or completing the same job, exactly one wins
-    and the other gets FAILED_PRECONDITION.
+    Clients create, read, list, follow, cancel and delete jobs; workers move a job
+    through its life with the internal JobLifecycleService (lifecycle.proto).
+
+    Keys (docs/security.md): a call carries metadata "x-api-key" with the admin key
+    (API_KEY) or a per-user key. In production a call without a valid key is
+    UNAUTHENTICATED; in development no key means the admin, and a user key
+    presented is honoured. A user key acts for its user only: its creates default
+    to (and must name) its user, another user's job is NOT_FOUND, its lists show
+    only its user, and the admin-only calls (marked below) are PERMISSION_DENIED.
 
     Status codes: bad input INVALID_ARGUMENT (the message starts with the field
     name and the details carry a google.rpc.BadRequest), unknown id NOT_FOUND,
-    an illegal transition FAILED_PRECONDITION, the database down UNAVAILABLE.
+    an illegal transition FAILED_PRECONDITION, the database down UNAVAILABLE,
+    no or an unknown key UNAUTHENTICATED, a key that may not PERMISSION_DENIED.
     """
 
     def __init__(self, channel):
@@ -70,36 +77,6 @@ class JobServiceStub:
                 request_serializer=videogen_dot_v1_dot_jobs__pb2.DeleteJobRequest.SerializeToString,
                 response_deserializer=videogen_dot_v1_dot_jobs__pb2.Job.FromString,
                 _registered_method=True)
-        self.StartJob = channel.unary_unary(
-                '/videogen.v1.JobService/StartJob',
-                request_serializer=videogen_dot_v1_dot_jobs__pb2.StartJobRequest.SerializeToString,
-                response_deserializer=videogen_dot_v1_dot_jobs__pb2.Job.FromString,
-                _registered_method=True)
-        self.ReportProgress = channel.unary_unary(
-                '/videogen.v1.JobService/ReportProgress',
-                request_serializer=videogen_dot_v1_dot_jobs__pb2.ReportProgressRequest.SerializeToString,
-                response_deserializer=videogen_dot_v1_dot_jobs__pb2.Job.FromString,
-                _registered_method=True)
-        self.CompleteJob = channel.unary_unary(
-                '/videogen.v1.JobService/CompleteJob',
-                request_serializer=videogen_dot_v1_dot_jobs__pb2.CompleteJobRequest.SerializeToString,
-                response_deserializer=videogen_dot_v1_dot_jobs__pb2.Job.FromString,
-                _registered_method=True)
-        self.FailJob = channel.unary_unary(
-                '/videogen.v1.JobService/FailJob',
-                request_serializer=videogen_dot_v1_dot_jobs__pb2.FailJobRequest.SerializeToString,
-                response_deserializer=videogen_dot_v1_dot_jobs__pb2.Job.FromString,
-                _registered_method=True)
-        self.RetryJob = channel.unary_unary(
-                '/videogen.v1.JobService/RetryJob',
-                request_serializer=videogen_dot_v1_dot_jobs__pb2.RetryJobRequest.SerializeToString,
-                response_deserializer=videogen_dot_v1_dot_jobs__pb2.Job.FromString,
-                _registered_method=True)
-        self.RecordTelemetry = channel.unary_unary(
-                '/videogen.v1.JobService/RecordTelemetry',
-                request_serializer=videogen_dot_v1_dot_jobs__pb2.RecordTelemetryRequest.SerializeToString,
-                response_deserializer=videogen_dot_v1_dot_jobs__pb2.RecordTelemetryResponse.FromString,
-                _registered_method=True)
         self.ListJobDeliveries = channel.unary_unary(
                 '/videogen.v1.JobService/ListJobDeliveries',
                 request_serializer=videogen_dot_v1_dot_webhooks__pb2.ListJobDeliveriesRequest.SerializeToString,
@@ -115,6 +92,26 @@ class JobServiceStub:
                 request_serializer=videogen_dot_v1_dot_webhooks__pb2.RedeliverRequest.SerializeToString,
                 response_deserializer=videogen_dot_v1_dot_webhooks__pb2.WebhookDelivery.FromString,
                 _registered_method=True)
+        self.GetWebhookSecret = channel.unary_unary(
+                '/videogen.v1.JobService/GetWebhookSecret',
+                request_serializer=videogen_dot_v1_dot_webhooks__pb2.GetWebhookSecretRequest.SerializeToString,
+                response_deserializer=videogen_dot_v1_dot_webhooks__pb2.WebhookSecret.FromString,
+                _registered_method=True)
+        self.CreateApiKey = channel.unary_unary(
+                '/videogen.v1.JobService/CreateApiKey',
+                request_serializer=videogen_dot_v1_dot_keys__pb2.CreateApiKeyRequest.SerializeToString,
+                response_deserializer=videogen_dot_v1_dot_keys__pb2.ApiKey.FromString,
+                _registered_method=True)
+        self.ListApiKeys = channel.unary_unary(
+                '/videogen.v1.JobService/ListApiKeys',
+                request_serializer=videogen_dot_v1_dot_keys__pb2.ListApiKeysRequest.SerializeToString,
+                response_deserializer=videogen_dot_v1_dot_keys__pb2.ListApiKeysResponse.FromString,
+                _registered_method=True)
+        self.DeleteApiKey = channel.unary_unary(
+                '/videogen.v1.JobService/DeleteApiKey',
+                request_serializer=videogen_dot_v1_dot_keys__pb2.DeleteApiKeyRequest.SerializeToString,
+                response_deserializer=videogen_dot_v1_dot_keys__pb2.ApiKey.FromString,
+                _registered_method=True)
         self.WatchJob = channel.unary_stream(
                 '/videogen.v1.JobService/WatchJob',
                 request_serializer=videogen_dot_v1_dot_jobs__pb2.WatchJobRequest.SerializeToString,
@@ -123,16 +120,22 @@ class JobServiceStub:
 
 
 class JobServiceServicer:
-    """JobService: the single owner of video generation jobs and their telemetry.
+    """JobService: the single owner of video generation jobs; what clients call.
 
-    Clients create, read, list, cancel and delete jobs; workers move a job
-    through its life with the worker-facing transitions. Every transition is
-    atomic: of two workers starting or completing the same job, exactly one wins
-    and the other gets FAILED_PRECONDITION.
+    Clients create, read, list, follow, cancel and delete jobs; workers move a job
+    through its life with the internal JobLifecycleService (lifecycle.proto).
+
+    Keys (docs/security.md): a call carries metadata "x-api-key" with the admin key
+    (API_KEY) or a per-user key. In production a call without a valid key is
+    UNAUTHENTICATED; in development no key means the admin, and a user key
+    presented is honoured. A user key acts for its user only: its creates default
+    to (and must name) its user, another user's job is NOT_FOUND, its lists show
+    only its user, and the admin-only calls (marked below) are PERMISSION_DENIED.
 
     Status codes: bad input INVALID_ARGUMENT (the message starts with the field
     name and the details carry a google.rpc.BadRequest), unknown id NOT_FOUND,
-    an illegal transition FAILED_PRECONDITION, the database down UNAVAILABLE.
+    an illegal transition FAILED_PRECONDITION, the database down UNAVAILABLE,
+    no or an unknown key UNAUTHENTICATED, a key that may not PERMISSION_DENIED.
     """
 
     def CreateJob(self, request, context):
@@ -175,51 +178,6 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def StartJob(self, request, context):
-        """Worker: QUEUED -> PROCESSING. FAILED_PRECONDITION when the job was cancelled
-        or another worker took it, so the caller skips it.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def ReportProgress(self, request, context):
-        """Worker: records progress of a PROCESSING job. FAILED_PRECONDITION once the
-        job left PROCESSING (cancelled, for instance): the worker stops its work.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def CompleteJob(self, request, context):
-        """Worker: PROCESSING -> COMPLETED with the stored video.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def FailJob(self, request, context):
-        """Worker: PROCESSING -> FAILED with an error message.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def RetryJob(self, request, context):
-        """Worker: PROCESSING -> QUEUED for another attempt, counting retry_count.
-        FAILED_PRECONDITION when retry_count already reached max_retries.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def RecordTelemetry(self, request, context):
-        """Records telemetry points in the metrics table.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
     def ListJobDeliveries(self, request, context):
         """Webhooks (docs/webhooks.md): the deliveries of one job, oldest first;
         NOT_FOUND for an unknown job.
@@ -229,17 +187,46 @@ class JobServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListDeliveries(self, request, context):
-        """Operators: deliveries of every job newest first, by state (DEAD: the dead letters).
+        """Admin: deliveries of every job newest first, by state (DEAD: the dead letters).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Redeliver(self, request, context):
-        """Operators: takes a DEAD (or DELIVERED, or PENDING) delivery back to
+        """Admin: takes a DEAD (or DELIVERED, or PENDING) delivery back to
         PENDING, due now, with its attempts and retry window reset; it keeps its
         event id. FAILED_PRECONDITION while an attempt is in flight (DELIVERING),
         NOT_FOUND for an unknown id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetWebhookSecret(self, request, context):
+        """Admin: the secrets that sign webhook deliveries (whsec_...), to give to receivers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateApiKey(self, request, context):
+        """Admin: a new key acting for user_id; its secret is in this answer only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListApiKeys(self, request, context):
+        """Admin: keys newest first, without their secrets.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteApiKey(self, request, context):
+        """Admin: deletes a key and answers it as it was; it stops working within 5 seconds on
+        every replica. NOT_FOUND for an unknown id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -287,36 +274,6 @@ def add_JobServiceServicer_to_server(servicer, server):
                     request_deserializer=videogen_dot_v1_dot_jobs__pb2.DeleteJobRequest.FromString,
                     response_serializer=videogen_dot_v1_dot_jobs__pb2.Job.SerializeToString,
             ),
-            'StartJob': grpc.unary_unary_rpc_method_handler(
-                    servicer.StartJob,
-                    request_deserializer=videogen_dot_v1_dot_jobs__pb2.StartJobRequest.FromString,
-                    response_serializer=videogen_dot_v1_dot_jobs__pb2.Job.SerializeToString,
-            ),
-            'ReportProgress': grpc.unary_unary_rpc_method_handler(
-                    servicer.ReportProgress,
-                    request_deserializer=videogen_dot_v1_dot_jobs__pb2.ReportProgressRequest.FromString,
-                    response_serializer=videogen_dot_v1_dot_jobs__pb2.Job.SerializeToString,
-            ),
-            'CompleteJob': grpc.unary_unary_rpc_method_handler(
-                    servicer.CompleteJob,
-                    request_deserializer=videogen_dot_v1_dot_jobs__pb2.CompleteJobRequest.FromString,
-                    response_serializer=videogen_dot_v1_dot_jobs__pb2.Job.SerializeToString,
-            ),
-            'FailJob': grpc.unary_unary_rpc_method_handler(
-                    servicer.FailJob,
-                    request_deserializer=videogen_dot_v1_dot_jobs__pb2.FailJobRequest.FromString,
-                    response_serializer=videogen_dot_v1_dot_jobs__pb2.Job.SerializeToString,
-            ),
-            'RetryJob': grpc.unary_unary_rpc_method_handler(
-                    servicer.RetryJob,
-                    request_deserializer=videogen_dot_v1_dot_jobs__pb2.RetryJobRequest.FromString,
-                    response_serializer=videogen_dot_v1_dot_jobs__pb2.Job.SerializeToString,
-            ),
-            'RecordTelemetry': grpc.unary_unary_rpc_method_handler(
-                    servicer.RecordTelemetry,
-                    request_deserializer=videogen_dot_v1_dot_jobs__pb2.RecordTelemetryRequest.FromString,
-                    response_serializer=videogen_dot_v1_dot_jobs__pb2.RecordTelemetryResponse.SerializeToString,
-            ),
             'ListJobDeliveries': grpc.unary_unary_rpc_method_handler(
                     servicer.ListJobDeliveries,
                     request_deserializer=videogen_dot_v1_dot_webhooks__pb2.ListJobDeliveriesRequest.FromString,
@@ -332,6 +289,26 @@ def add_JobServiceServicer_to_server(servicer, server):
                     request_deserializer=videogen_dot_v1_dot_webhooks__pb2.RedeliverRequest.FromString,
                     response_serializer=videogen_dot_v1_dot_webhooks__pb2.WebhookDelivery.SerializeToString,
             ),
+            'GetWebhookSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWebhookSecret,
+                    request_deserializer=videogen_dot_v1_dot_webhooks__pb2.GetWebhookSecretRequest.FromString,
+                    response_serializer=videogen_dot_v1_dot_webhooks__pb2.WebhookSecret.SerializeToString,
+            ),
+            'CreateApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateApiKey,
+                    request_deserializer=videogen_dot_v1_dot_keys__pb2.CreateApiKeyRequest.FromString,
+                    response_serializer=videogen_dot_v1_dot_keys__pb2.ApiKey.SerializeToString,
+            ),
+            'ListApiKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListApiKeys,
+                    request_deserializer=videogen_dot_v1_dot_keys__pb2.ListApiKeysRequest.FromString,
+                    response_serializer=videogen_dot_v1_dot_keys__pb2.ListApiKeysResponse.SerializeToString,
+            ),
+            'DeleteApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteApiKey,
+                    request_deserializer=videogen_dot_v1_dot_keys__pb2.DeleteApiKeyRequest.FromString,
+                    response_serializer=videogen_dot_v1_dot_keys__pb2.ApiKey.SerializeToString,
+            ),
             'WatchJob': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchJob,
                     request_deserializer=videogen_dot_v1_dot_jobs__pb2.WatchJobRequest.FromString,
@@ -346,16 +323,22 @@ def add_JobServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class JobService:
-    """JobService: the single owner of video generation jobs and their telemetry.
+    """JobService: the single owner of video generation jobs; what clients call.
 
-    Clients create, read, list, cancel and delete jobs; workers move a job
-    through its life with the worker-facing transitions. Every transition is
-    atomic: of two workers starting or completing the same job, exactly one wins
-    and the other gets FAILED_PRECONDITION.
+    Clients create, read, list, follow, cancel and delete jobs; workers move a job
+    through its life with the internal JobLifecycleService (lifecycle.proto).
+
+    Keys (docs/security.md): a call carries metadata "x-api-key" with the admin key
+    (API_KEY) or a per-user key. In production a call without a valid key is
+    UNAUTHENTICATED; in development no key means the admin, and a user key
+    presented is honoured. A user key acts for its user only: its creates default
+    to (and must name) its user, another user's job is NOT_FOUND, its lists show
+    only its user, and the admin-only calls (marked below) are PERMISSION_DENIED.
 
     Status codes: bad input INVALID_ARGUMENT (the message starts with the field
     name and the details carry a google.rpc.BadRequest), unknown id NOT_FOUND,
-    an illegal transition FAILED_PRECONDITION, the database down UNAVAILABLE.
+    an illegal transition FAILED_PRECONDITION, the database down UNAVAILABLE,
+    no or an unknown key UNAUTHENTICATED, a key that may not PERMISSION_DENIED.
     """
 
     @staticmethod
@@ -494,168 +477,6 @@ class JobService:
             _registered_method=True)
 
     @staticmethod
-    def StartJob(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/videogen.v1.JobService/StartJob',
-            videogen_dot_v1_dot_jobs__pb2.StartJobRequest.SerializeToString,
-            videogen_dot_v1_dot_jobs__pb2.Job.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def ReportProgress(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/videogen.v1.JobService/ReportProgress',
-            videogen_dot_v1_dot_jobs__pb2.ReportProgressRequest.SerializeToString,
-            videogen_dot_v1_dot_jobs__pb2.Job.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def CompleteJob(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/videogen.v1.JobService/CompleteJob',
-            videogen_dot_v1_dot_jobs__pb2.CompleteJobRequest.SerializeToString,
-            videogen_dot_v1_dot_jobs__pb2.Job.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def FailJob(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/videogen.v1.JobService/FailJob',
-            videogen_dot_v1_dot_jobs__pb2.FailJobRequest.SerializeToString,
-            videogen_dot_v1_dot_jobs__pb2.Job.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def RetryJob(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/videogen.v1.JobService/RetryJob',
-            videogen_dot_v1_dot_jobs__pb2.RetryJobRequest.SerializeToString,
-            videogen_dot_v1_dot_jobs__pb2.Job.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def RecordTelemetry(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/videogen.v1.JobService/RecordTelemetry',
-            videogen_dot_v1_dot_jobs__pb2.RecordTelemetryRequest.SerializeToString,
-            videogen_dot_v1_dot_jobs__pb2.RecordTelemetryResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
     def ListJobDeliveries(request,
             target,
             options=(),
@@ -726,6 +547,114 @@ class JobService:
             '/videogen.v1.JobService/Redeliver',
             videogen_dot_v1_dot_webhooks__pb2.RedeliverRequest.SerializeToString,
             videogen_dot_v1_dot_webhooks__pb2.WebhookDelivery.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWebhookSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/videogen.v1.JobService/GetWebhookSecret',
+            videogen_dot_v1_dot_webhooks__pb2.GetWebhookSecretRequest.SerializeToString,
+            videogen_dot_v1_dot_webhooks__pb2.WebhookSecret.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/videogen.v1.JobService/CreateApiKey',
+            videogen_dot_v1_dot_keys__pb2.CreateApiKeyRequest.SerializeToString,
+            videogen_dot_v1_dot_keys__pb2.ApiKey.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListApiKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/videogen.v1.JobService/ListApiKeys',
+            videogen_dot_v1_dot_keys__pb2.ListApiKeysRequest.SerializeToString,
+            videogen_dot_v1_dot_keys__pb2.ListApiKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/videogen.v1.JobService/DeleteApiKey',
+            videogen_dot_v1_dot_keys__pb2.DeleteApiKeyRequest.SerializeToString,
+            videogen_dot_v1_dot_keys__pb2.ApiKey.FromString,
             options,
             channel_credentials,
             insecure,

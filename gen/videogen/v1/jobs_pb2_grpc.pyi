@@ -6,6 +6,7 @@ videogen.v1 jobs.proto: see the comment on the service below."""
 from collections import abc as _abc
 from grpc import aio as _aio
 from videogen.v1 import jobs_pb2 as _jobs_pb2
+from videogen.v1 import keys_pb2 as _keys_pb2
 from videogen.v1 import webhooks_pb2 as _webhooks_pb2
 import abc as _abc_1
 import grpc as _grpc
@@ -28,16 +29,22 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class JobServiceStub:
-    """JobService: the single owner of video generation jobs and their telemetry.
+    """JobService: the single owner of video generation jobs; what clients call.
 
-    Clients create, read, list, cancel and delete jobs; workers move a job
-    through its life with the worker-facing transitions. Every transition is
-    atomic: of two workers starting or completing the same job, exactly one wins
-    and the other gets FAILED_PRECONDITION.
+    Clients create, read, list, follow, cancel and delete jobs; workers move a job
+    through its life with the internal JobLifecycleService (lifecycle.proto).
+
+    Keys (docs/security.md): a call carries metadata "x-api-key" with the admin key
+    (API_KEY) or a per-user key. In production a call without a valid key is
+    UNAUTHENTICATED; in development no key means the admin, and a user key
+    presented is honoured. A user key acts for its user only: its creates default
+    to (and must name) its user, another user's job is NOT_FOUND, its lists show
+    only its user, and the admin-only calls (marked below) are PERMISSION_DENIED.
 
     Status codes: bad input INVALID_ARGUMENT (the message starts with the field
     name and the details carry a google.rpc.BadRequest), unknown id NOT_FOUND,
-    an illegal transition FAILED_PRECONDITION, the database down UNAVAILABLE.
+    an illegal transition FAILED_PRECONDITION, the database down UNAVAILABLE,
+    no or an unknown key UNAUTHENTICATED, a key that may not PERMISSION_DENIED.
     """
 
     @_typing.overload
@@ -61,35 +68,27 @@ class JobServiceStub:
     """Deletes a job in a final state and answers it as it was; FAILED_PRECONDITION
     for a job that is still QUEUED or PROCESSING (cancel it first).
     """
-    StartJob: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.StartJobRequest, _jobs_pb2.Job]
-    """Worker: QUEUED -> PROCESSING. FAILED_PRECONDITION when the job was cancelled
-    or another worker took it, so the caller skips it.
-    """
-    ReportProgress: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.ReportProgressRequest, _jobs_pb2.Job]
-    """Worker: records progress of a PROCESSING job. FAILED_PRECONDITION once the
-    job left PROCESSING (cancelled, for instance): the worker stops its work.
-    """
-    CompleteJob: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.CompleteJobRequest, _jobs_pb2.Job]
-    """Worker: PROCESSING -> COMPLETED with the stored video."""
-    FailJob: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.FailJobRequest, _jobs_pb2.Job]
-    """Worker: PROCESSING -> FAILED with an error message."""
-    RetryJob: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.RetryJobRequest, _jobs_pb2.Job]
-    """Worker: PROCESSING -> QUEUED for another attempt, counting retry_count.
-    FAILED_PRECONDITION when retry_count already reached max_retries.
-    """
-    RecordTelemetry: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.RecordTelemetryRequest, _jobs_pb2.RecordTelemetryResponse]
-    """Records telemetry points in the metrics table."""
     ListJobDeliveries: _grpc.UnaryUnaryMultiCallable[_webhooks_pb2.ListJobDeliveriesRequest, _webhooks_pb2.ListDeliveriesResponse]
     """Webhooks (docs/webhooks.md): the deliveries of one job, oldest first;
     NOT_FOUND for an unknown job.
     """
     ListDeliveries: _grpc.UnaryUnaryMultiCallable[_webhooks_pb2.ListDeliveriesRequest, _webhooks_pb2.ListDeliveriesResponse]
-    """Operators: deliveries of every job newest first, by state (DEAD: the dead letters)."""
+    """Admin: deliveries of every job newest first, by state (DEAD: the dead letters)."""
     Redeliver: _grpc.UnaryUnaryMultiCallable[_webhooks_pb2.RedeliverRequest, _webhooks_pb2.WebhookDelivery]
-    """Operators: takes a DEAD (or DELIVERED, or PENDING) delivery back to
+    """Admin: takes a DEAD (or DELIVERED, or PENDING) delivery back to
     PENDING, due now, with its attempts and retry window reset; it keeps its
     event id. FAILED_PRECONDITION while an attempt is in flight (DELIVERING),
     NOT_FOUND for an unknown id.
+    """
+    GetWebhookSecret: _grpc.UnaryUnaryMultiCallable[_webhooks_pb2.GetWebhookSecretRequest, _webhooks_pb2.WebhookSecret]
+    """Admin: the secrets that sign webhook deliveries (whsec_...), to give to receivers."""
+    CreateApiKey: _grpc.UnaryUnaryMultiCallable[_keys_pb2.CreateApiKeyRequest, _keys_pb2.ApiKey]
+    """Admin: a new key acting for user_id; its secret is in this answer only."""
+    ListApiKeys: _grpc.UnaryUnaryMultiCallable[_keys_pb2.ListApiKeysRequest, _keys_pb2.ListApiKeysResponse]
+    """Admin: keys newest first, without their secrets."""
+    DeleteApiKey: _grpc.UnaryUnaryMultiCallable[_keys_pb2.DeleteApiKeyRequest, _keys_pb2.ApiKey]
+    """Admin: deletes a key and answers it as it was; it stops working within 5 seconds on
+    every replica. NOT_FOUND for an unknown id.
     """
     WatchJob: _grpc.UnaryStreamMultiCallable[_jobs_pb2.WatchJobRequest, _jobs_pb2.JobEvent]
     """Follows one job without polling. The stream first sends the job's current state, then
@@ -104,16 +103,22 @@ class JobServiceStub:
 
 @_typing.type_check_only
 class JobServiceAsyncStub(JobServiceStub):
-    """JobService: the single owner of video generation jobs and their telemetry.
+    """JobService: the single owner of video generation jobs; what clients call.
 
-    Clients create, read, list, cancel and delete jobs; workers move a job
-    through its life with the worker-facing transitions. Every transition is
-    atomic: of two workers starting or completing the same job, exactly one wins
-    and the other gets FAILED_PRECONDITION.
+    Clients create, read, list, follow, cancel and delete jobs; workers move a job
+    through its life with the internal JobLifecycleService (lifecycle.proto).
+
+    Keys (docs/security.md): a call carries metadata "x-api-key" with the admin key
+    (API_KEY) or a per-user key. In production a call without a valid key is
+    UNAUTHENTICATED; in development no key means the admin, and a user key
+    presented is honoured. A user key acts for its user only: its creates default
+    to (and must name) its user, another user's job is NOT_FOUND, its lists show
+    only its user, and the admin-only calls (marked below) are PERMISSION_DENIED.
 
     Status codes: bad input INVALID_ARGUMENT (the message starts with the field
     name and the details carry a google.rpc.BadRequest), unknown id NOT_FOUND,
-    an illegal transition FAILED_PRECONDITION, the database down UNAVAILABLE.
+    an illegal transition FAILED_PRECONDITION, the database down UNAVAILABLE,
+    no or an unknown key UNAUTHENTICATED, a key that may not PERMISSION_DENIED.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -134,35 +139,27 @@ class JobServiceAsyncStub(JobServiceStub):
     """Deletes a job in a final state and answers it as it was; FAILED_PRECONDITION
     for a job that is still QUEUED or PROCESSING (cancel it first).
     """
-    StartJob: _aio.UnaryUnaryMultiCallable[_jobs_pb2.StartJobRequest, _jobs_pb2.Job]  # type: ignore[assignment]
-    """Worker: QUEUED -> PROCESSING. FAILED_PRECONDITION when the job was cancelled
-    or another worker took it, so the caller skips it.
-    """
-    ReportProgress: _aio.UnaryUnaryMultiCallable[_jobs_pb2.ReportProgressRequest, _jobs_pb2.Job]  # type: ignore[assignment]
-    """Worker: records progress of a PROCESSING job. FAILED_PRECONDITION once the
-    job left PROCESSING (cancelled, for instance): the worker stops its work.
-    """
-    CompleteJob: _aio.UnaryUnaryMultiCallable[_jobs_pb2.CompleteJobRequest, _jobs_pb2.Job]  # type: ignore[assignment]
-    """Worker: PROCESSING -> COMPLETED with the stored video."""
-    FailJob: _aio.UnaryUnaryMultiCallable[_jobs_pb2.FailJobRequest, _jobs_pb2.Job]  # type: ignore[assignment]
-    """Worker: PROCESSING -> FAILED with an error message."""
-    RetryJob: _aio.UnaryUnaryMultiCallable[_jobs_pb2.RetryJobRequest, _jobs_pb2.Job]  # type: ignore[assignment]
-    """Worker: PROCESSING -> QUEUED for another attempt, counting retry_count.
-    FAILED_PRECONDITION when retry_count already reached max_retries.
-    """
-    RecordTelemetry: _aio.UnaryUnaryMultiCallable[_jobs_pb2.RecordTelemetryRequest, _jobs_pb2.RecordTelemetryResponse]  # type: ignore[assignment]
-    """Records telemetry points in the metrics table."""
     ListJobDeliveries: _aio.UnaryUnaryMultiCallable[_webhooks_pb2.ListJobDeliveriesRequest, _webhooks_pb2.ListDeliveriesResponse]  # type: ignore[assignment]
     """Webhooks (docs/webhooks.md): the deliveries of one job, oldest first;
     NOT_FOUND for an unknown job.
     """
     ListDeliveries: _aio.UnaryUnaryMultiCallable[_webhooks_pb2.ListDeliveriesRequest, _webhooks_pb2.ListDeliveriesResponse]  # type: ignore[assignment]
-    """Operators: deliveries of every job newest first, by state (DEAD: the dead letters)."""
+    """Admin: deliveries of every job newest first, by state (DEAD: the dead letters)."""
     Redeliver: _aio.UnaryUnaryMultiCallable[_webhooks_pb2.RedeliverRequest, _webhooks_pb2.WebhookDelivery]  # type: ignore[assignment]
-    """Operators: takes a DEAD (or DELIVERED, or PENDING) delivery back to
+    """Admin: takes a DEAD (or DELIVERED, or PENDING) delivery back to
     PENDING, due now, with its attempts and retry window reset; it keeps its
     event id. FAILED_PRECONDITION while an attempt is in flight (DELIVERING),
     NOT_FOUND for an unknown id.
+    """
+    GetWebhookSecret: _aio.UnaryUnaryMultiCallable[_webhooks_pb2.GetWebhookSecretRequest, _webhooks_pb2.WebhookSecret]  # type: ignore[assignment]
+    """Admin: the secrets that sign webhook deliveries (whsec_...), to give to receivers."""
+    CreateApiKey: _aio.UnaryUnaryMultiCallable[_keys_pb2.CreateApiKeyRequest, _keys_pb2.ApiKey]  # type: ignore[assignment]
+    """Admin: a new key acting for user_id; its secret is in this answer only."""
+    ListApiKeys: _aio.UnaryUnaryMultiCallable[_keys_pb2.ListApiKeysRequest, _keys_pb2.ListApiKeysResponse]  # type: ignore[assignment]
+    """Admin: keys newest first, without their secrets."""
+    DeleteApiKey: _aio.UnaryUnaryMultiCallable[_keys_pb2.DeleteApiKeyRequest, _keys_pb2.ApiKey]  # type: ignore[assignment]
+    """Admin: deletes a key and answers it as it was; it stops working within 5 seconds on
+    every replica. NOT_FOUND for an unknown id.
     """
     WatchJob: _aio.UnaryStreamMultiCallable[_jobs_pb2.WatchJobRequest, _jobs_pb2.JobEvent]  # type: ignore[assignment]
     """Follows one job without polling. The stream first sends the job's current state, then
@@ -176,16 +173,22 @@ class JobServiceAsyncStub(JobServiceStub):
     """
 
 class JobServiceServicer(metaclass=_abc_1.ABCMeta):
-    """JobService: the single owner of video generation jobs and their telemetry.
+    """JobService: the single owner of video generation jobs; what clients call.
 
-    Clients create, read, list, cancel and delete jobs; workers move a job
-    through its life with the worker-facing transitions. Every transition is
-    atomic: of two workers starting or completing the same job, exactly one wins
-    and the other gets FAILED_PRECONDITION.
+    Clients create, read, list, follow, cancel and delete jobs; workers move a job
+    through its life with the internal JobLifecycleService (lifecycle.proto).
+
+    Keys (docs/security.md): a call carries metadata "x-api-key" with the admin key
+    (API_KEY) or a per-user key. In production a call without a valid key is
+    UNAUTHENTICATED; in development no key means the admin, and a user key
+    presented is honoured. A user key acts for its user only: its creates default
+    to (and must name) its user, another user's job is NOT_FOUND, its lists show
+    only its user, and the admin-only calls (marked below) are PERMISSION_DENIED.
 
     Status codes: bad input INVALID_ARGUMENT (the message starts with the field
     name and the details carry a google.rpc.BadRequest), unknown id NOT_FOUND,
-    an illegal transition FAILED_PRECONDITION, the database down UNAVAILABLE.
+    an illegal transition FAILED_PRECONDITION, the database down UNAVAILABLE,
+    no or an unknown key UNAUTHENTICATED, a key that may not PERMISSION_DENIED.
     """
 
     @_abc_1.abstractmethod
@@ -236,60 +239,6 @@ class JobServiceServicer(metaclass=_abc_1.ABCMeta):
         """
 
     @_abc_1.abstractmethod
-    def StartJob(
-        self,
-        request: _jobs_pb2.StartJobRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_jobs_pb2.Job, _abc.Awaitable[_jobs_pb2.Job]]:
-        """Worker: QUEUED -> PROCESSING. FAILED_PRECONDITION when the job was cancelled
-        or another worker took it, so the caller skips it.
-        """
-
-    @_abc_1.abstractmethod
-    def ReportProgress(
-        self,
-        request: _jobs_pb2.ReportProgressRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_jobs_pb2.Job, _abc.Awaitable[_jobs_pb2.Job]]:
-        """Worker: records progress of a PROCESSING job. FAILED_PRECONDITION once the
-        job left PROCESSING (cancelled, for instance): the worker stops its work.
-        """
-
-    @_abc_1.abstractmethod
-    def CompleteJob(
-        self,
-        request: _jobs_pb2.CompleteJobRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_jobs_pb2.Job, _abc.Awaitable[_jobs_pb2.Job]]:
-        """Worker: PROCESSING -> COMPLETED with the stored video."""
-
-    @_abc_1.abstractmethod
-    def FailJob(
-        self,
-        request: _jobs_pb2.FailJobRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_jobs_pb2.Job, _abc.Awaitable[_jobs_pb2.Job]]:
-        """Worker: PROCESSING -> FAILED with an error message."""
-
-    @_abc_1.abstractmethod
-    def RetryJob(
-        self,
-        request: _jobs_pb2.RetryJobRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_jobs_pb2.Job, _abc.Awaitable[_jobs_pb2.Job]]:
-        """Worker: PROCESSING -> QUEUED for another attempt, counting retry_count.
-        FAILED_PRECONDITION when retry_count already reached max_retries.
-        """
-
-    @_abc_1.abstractmethod
-    def RecordTelemetry(
-        self,
-        request: _jobs_pb2.RecordTelemetryRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_jobs_pb2.RecordTelemetryResponse, _abc.Awaitable[_jobs_pb2.RecordTelemetryResponse]]:
-        """Records telemetry points in the metrics table."""
-
-    @_abc_1.abstractmethod
     def ListJobDeliveries(
         self,
         request: _webhooks_pb2.ListJobDeliveriesRequest,
@@ -305,7 +254,7 @@ class JobServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _webhooks_pb2.ListDeliveriesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_webhooks_pb2.ListDeliveriesResponse, _abc.Awaitable[_webhooks_pb2.ListDeliveriesResponse]]:
-        """Operators: deliveries of every job newest first, by state (DEAD: the dead letters)."""
+        """Admin: deliveries of every job newest first, by state (DEAD: the dead letters)."""
 
     @_abc_1.abstractmethod
     def Redeliver(
@@ -313,10 +262,44 @@ class JobServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _webhooks_pb2.RedeliverRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_webhooks_pb2.WebhookDelivery, _abc.Awaitable[_webhooks_pb2.WebhookDelivery]]:
-        """Operators: takes a DEAD (or DELIVERED, or PENDING) delivery back to
+        """Admin: takes a DEAD (or DELIVERED, or PENDING) delivery back to
         PENDING, due now, with its attempts and retry window reset; it keeps its
         event id. FAILED_PRECONDITION while an attempt is in flight (DELIVERING),
         NOT_FOUND for an unknown id.
+        """
+
+    @_abc_1.abstractmethod
+    def GetWebhookSecret(
+        self,
+        request: _webhooks_pb2.GetWebhookSecretRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_webhooks_pb2.WebhookSecret, _abc.Awaitable[_webhooks_pb2.WebhookSecret]]:
+        """Admin: the secrets that sign webhook deliveries (whsec_...), to give to receivers."""
+
+    @_abc_1.abstractmethod
+    def CreateApiKey(
+        self,
+        request: _keys_pb2.CreateApiKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_keys_pb2.ApiKey, _abc.Awaitable[_keys_pb2.ApiKey]]:
+        """Admin: a new key acting for user_id; its secret is in this answer only."""
+
+    @_abc_1.abstractmethod
+    def ListApiKeys(
+        self,
+        request: _keys_pb2.ListApiKeysRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_keys_pb2.ListApiKeysResponse, _abc.Awaitable[_keys_pb2.ListApiKeysResponse]]:
+        """Admin: keys newest first, without their secrets."""
+
+    @_abc_1.abstractmethod
+    def DeleteApiKey(
+        self,
+        request: _keys_pb2.DeleteApiKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_keys_pb2.ApiKey, _abc.Awaitable[_keys_pb2.ApiKey]]:
+        """Admin: deletes a key and answers it as it was; it stops working within 5 seconds on
+        every replica. NOT_FOUND for an unknown id.
         """
 
     @_abc_1.abstractmethod

@@ -26,8 +26,10 @@ if _version_not_supported:
 
 
 class ProviderServiceStub:
-    """ProviderService: the registry of video generation providers, their health,
-    and the routing of jobs to them.
+    """ProviderService: the registry of video generation providers and their health; what
+    clients call. Keys as JobService's (jobs.proto): any valid key reads the status, only
+    the admin key tests a provider (PERMISSION_DENIED otherwise). The workers route jobs
+    through the internal ProviderRoutingService (routing.proto).
     """
 
     def __init__(self, channel):
@@ -46,21 +48,13 @@ class ProviderServiceStub:
                 request_serializer=videogen_dot_v1_dot_providers__pb2.TestProviderRequest.SerializeToString,
                 response_deserializer=videogen_dot_v1_dot_providers__pb2.TestProviderResponse.FromString,
                 _registered_method=True)
-        self.SelectProvider = channel.unary_unary(
-                '/videogen.v1.ProviderService/SelectProvider',
-                request_serializer=videogen_dot_v1_dot_providers__pb2.SelectProviderRequest.SerializeToString,
-                response_deserializer=videogen_dot_v1_dot_providers__pb2.SelectProviderResponse.FromString,
-                _registered_method=True)
-        self.ReportOutcome = channel.unary_unary(
-                '/videogen.v1.ProviderService/ReportOutcome',
-                request_serializer=videogen_dot_v1_dot_providers__pb2.ReportOutcomeRequest.SerializeToString,
-                response_deserializer=videogen_dot_v1_dot_providers__pb2.ReportOutcomeResponse.FromString,
-                _registered_method=True)
 
 
 class ProviderServiceServicer:
-    """ProviderService: the registry of video generation providers, their health,
-    and the routing of jobs to them.
+    """ProviderService: the registry of video generation providers and their health; what
+    clients call. Keys as JobService's (jobs.proto): any valid key reads the status, only
+    the admin key tests a provider (PERMISSION_DENIED otherwise). The workers route jobs
+    through the internal ProviderRoutingService (routing.proto).
     """
 
     def GetProvidersStatus(self, request, context):
@@ -71,24 +65,8 @@ class ProviderServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def TestProvider(self, request, context):
-        """Probes one provider now, within the timeout, and records the outcome.
+        """Admin: probes one provider now, within the timeout, and records the outcome.
         NOT_FOUND for an unknown provider.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def SelectProvider(self, request, context):
-        """Picks the provider for one attempt of a job: the requested one, or the
-        healthy one that fits best. NOT_FOUND for an unknown requested provider,
-        FAILED_PRECONDITION when no usable provider is left.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def ReportOutcome(self, request, context):
-        """Reports the outcome of a real call to a provider, so that health follows traffic.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -107,16 +85,6 @@ def add_ProviderServiceServicer_to_server(servicer, server):
                     request_deserializer=videogen_dot_v1_dot_providers__pb2.TestProviderRequest.FromString,
                     response_serializer=videogen_dot_v1_dot_providers__pb2.TestProviderResponse.SerializeToString,
             ),
-            'SelectProvider': grpc.unary_unary_rpc_method_handler(
-                    servicer.SelectProvider,
-                    request_deserializer=videogen_dot_v1_dot_providers__pb2.SelectProviderRequest.FromString,
-                    response_serializer=videogen_dot_v1_dot_providers__pb2.SelectProviderResponse.SerializeToString,
-            ),
-            'ReportOutcome': grpc.unary_unary_rpc_method_handler(
-                    servicer.ReportOutcome,
-                    request_deserializer=videogen_dot_v1_dot_providers__pb2.ReportOutcomeRequest.FromString,
-                    response_serializer=videogen_dot_v1_dot_providers__pb2.ReportOutcomeResponse.SerializeToString,
-            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'videogen.v1.ProviderService', rpc_method_handlers)
@@ -126,8 +94,10 @@ def add_ProviderServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class ProviderService:
-    """ProviderService: the registry of video generation providers, their health,
-    and the routing of jobs to them.
+    """ProviderService: the registry of video generation providers and their health; what
+    clients call. Keys as JobService's (jobs.proto): any valid key reads the status, only
+    the admin key tests a provider (PERMISSION_DENIED otherwise). The workers route jobs
+    through the internal ProviderRoutingService (routing.proto).
     """
 
     @staticmethod
@@ -174,60 +144,6 @@ class ProviderService:
             '/videogen.v1.ProviderService/TestProvider',
             videogen_dot_v1_dot_providers__pb2.TestProviderRequest.SerializeToString,
             videogen_dot_v1_dot_providers__pb2.TestProviderResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def SelectProvider(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/videogen.v1.ProviderService/SelectProvider',
-            videogen_dot_v1_dot_providers__pb2.SelectProviderRequest.SerializeToString,
-            videogen_dot_v1_dot_providers__pb2.SelectProviderResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def ReportOutcome(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/videogen.v1.ProviderService/ReportOutcome',
-            videogen_dot_v1_dot_providers__pb2.ReportOutcomeRequest.SerializeToString,
-            videogen_dot_v1_dot_providers__pb2.ReportOutcomeResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -27,8 +27,10 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class ProviderServiceStub:
-    """ProviderService: the registry of video generation providers, their health,
-    and the routing of jobs to them.
+    """ProviderService: the registry of video generation providers and their health; what
+    clients call. Keys as JobService's (jobs.proto): any valid key reads the status, only
+    the admin key tests a provider (PERMISSION_DENIED otherwise). The workers route jobs
+    through the internal ProviderRoutingService (routing.proto).
     """
 
     @_typing.overload
@@ -38,41 +40,31 @@ class ProviderServiceStub:
     GetProvidersStatus: _grpc.UnaryUnaryMultiCallable[_providers_pb2.GetProvidersStatusRequest, _providers_pb2.GetProvidersStatusResponse]
     """Health, latency and cost of every configured provider."""
     TestProvider: _grpc.UnaryUnaryMultiCallable[_providers_pb2.TestProviderRequest, _providers_pb2.TestProviderResponse]
-    """Probes one provider now, within the timeout, and records the outcome.
+    """Admin: probes one provider now, within the timeout, and records the outcome.
     NOT_FOUND for an unknown provider.
     """
-    SelectProvider: _grpc.UnaryUnaryMultiCallable[_providers_pb2.SelectProviderRequest, _providers_pb2.SelectProviderResponse]
-    """Picks the provider for one attempt of a job: the requested one, or the
-    healthy one that fits best. NOT_FOUND for an unknown requested provider,
-    FAILED_PRECONDITION when no usable provider is left.
-    """
-    ReportOutcome: _grpc.UnaryUnaryMultiCallable[_providers_pb2.ReportOutcomeRequest, _providers_pb2.ReportOutcomeResponse]
-    """Reports the outcome of a real call to a provider, so that health follows traffic."""
 
 @_typing.type_check_only
 class ProviderServiceAsyncStub(ProviderServiceStub):
-    """ProviderService: the registry of video generation providers, their health,
-    and the routing of jobs to them.
+    """ProviderService: the registry of video generation providers and their health; what
+    clients call. Keys as JobService's (jobs.proto): any valid key reads the status, only
+    the admin key tests a provider (PERMISSION_DENIED otherwise). The workers route jobs
+    through the internal ProviderRoutingService (routing.proto).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetProvidersStatus: _aio.UnaryUnaryMultiCallable[_providers_pb2.GetProvidersStatusRequest, _providers_pb2.GetProvidersStatusResponse]  # type: ignore[assignment]
     """Health, latency and cost of every configured provider."""
     TestProvider: _aio.UnaryUnaryMultiCallable[_providers_pb2.TestProviderRequest, _providers_pb2.TestProviderResponse]  # type: ignore[assignment]
-    """Probes one provider now, within the timeout, and records the outcome.
+    """Admin: probes one provider now, within the timeout, and records the outcome.
     NOT_FOUND for an unknown provider.
     """
-    SelectProvider: _aio.UnaryUnaryMultiCallable[_providers_pb2.SelectProviderRequest, _providers_pb2.SelectProviderResponse]  # type: ignore[assignment]
-    """Picks the provider for one attempt of a job: the requested one, or the
-    healthy one that fits best. NOT_FOUND for an unknown requested provider,
-    FAILED_PRECONDITION when no usable provider is left.
-    """
-    ReportOutcome: _aio.UnaryUnaryMultiCallable[_providers_pb2.ReportOutcomeRequest, _providers_pb2.ReportOutcomeResponse]  # type: ignore[assignment]
-    """Reports the outcome of a real call to a provider, so that health follows traffic."""
 
 class ProviderServiceServicer(metaclass=_abc_1.ABCMeta):
-    """ProviderService: the registry of video generation providers, their health,
-    and the routing of jobs to them.
+    """ProviderService: the registry of video generation providers and their health; what
+    clients call. Keys as JobService's (jobs.proto): any valid key reads the status, only
+    the admin key tests a provider (PERMISSION_DENIED otherwise). The workers route jobs
+    through the internal ProviderRoutingService (routing.proto).
     """
 
     @_abc_1.abstractmethod
@@ -89,27 +81,8 @@ class ProviderServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _providers_pb2.TestProviderRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_providers_pb2.TestProviderResponse, _abc.Awaitable[_providers_pb2.TestProviderResponse]]:
-        """Probes one provider now, within the timeout, and records the outcome.
+        """Admin: probes one provider now, within the timeout, and records the outcome.
         NOT_FOUND for an unknown provider.
         """
-
-    @_abc_1.abstractmethod
-    def SelectProvider(
-        self,
-        request: _providers_pb2.SelectProviderRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_providers_pb2.SelectProviderResponse, _abc.Awaitable[_providers_pb2.SelectProviderResponse]]:
-        """Picks the provider for one attempt of a job: the requested one, or the
-        healthy one that fits best. NOT_FOUND for an unknown requested provider,
-        FAILED_PRECONDITION when no usable provider is left.
-        """
-
-    @_abc_1.abstractmethod
-    def ReportOutcome(
-        self,
-        request: _providers_pb2.ReportOutcomeRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_providers_pb2.ReportOutcomeResponse, _abc.Awaitable[_providers_pb2.ReportOutcomeResponse]]:
-        """Reports the outcome of a real call to a provider, so that health follows traffic."""
 
 def add_ProviderServiceServicer_to_server(servicer: ProviderServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

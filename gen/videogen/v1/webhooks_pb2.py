@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1avideogen/v1/webhooks.proto\x12\x0bvideogen.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbc\x03\n\x0fWebhookDelivery\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x03 \x01(\t\x12\x12\n\nevent_type\x18\x04 \x01(\t\x12\x0b\n\x03url\x18\x05 \x01(\t\x12)\n\x05state\x18\x06 \x01(\x0e\x32\x1a.videogen.v1.DeliveryState\x12\x10\n\x08\x61ttempts\x18\x07 \x01(\x05\x12\x33\n\x0fnext_attempt_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1d\n\x10last_status_code\x18\t \x01(\x05H\x00\x88\x01\x01\x12\x17\n\nlast_error\x18\n \x01(\tH\x01\x88\x01\x01\x12.\n\ncreated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x0c\x64\x65livered_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x02\x88\x01\x01\x12\x14\n\x0cpayload_json\x18\r \x01(\tB\x13\n\x11_last_status_codeB\r\n\x0b_last_errorB\x0f\n\r_delivered_at\"T\n\x18ListJobDeliveriesRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04skip\x18\x02 \x01(\x05\x12\x11\n\x04take\x18\x03 \x01(\x05H\x00\x88\x01\x01\x42\x07\n\x05_take\"l\n\x15ListDeliveriesRequest\x12)\n\x05state\x18\x01 \x01(\x0e\x32\x1a.videogen.v1.DeliveryState\x12\x0c\n\x04skip\x18\x02 \x01(\x05\x12\x11\n\x04take\x18\x03 \x01(\x05H\x00\x88\x01\x01\x42\x07\n\x05_take\"u\n\x16ListDeliveriesResponse\x12\x30\n\ndeliveries\x18\x01 \x03(\x0b\x32\x1c.videogen.v1.WebhookDelivery\x12\r\n\x05total\x18\x02 \x01(\x03\x12\x0c\n\x04skip\x18\x03 \x01(\x05\x12\x0c\n\x04take\x18\x04 \x01(\x05\"\x1e\n\x10RedeliverRequest\x12\n\n\x02id\x18\x01 \x01(\t*\xa1\x01\n\rDeliveryState\x12\x1e\n\x1a\x44\x45LIVERY_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x44\x45LIVERY_STATE_PENDING\x10\x01\x12\x1d\n\x19\x44\x45LIVERY_STATE_DELIVERING\x10\x02\x12\x1c\n\x18\x44\x45LIVERY_STATE_DELIVERED\x10\x03\x12\x17\n\x13\x44\x45LIVERY_STATE_DEAD\x10\x04\x42*\n\x0eio.videogen.v1P\x01Z\x16videogen/v1;videogenv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1avideogen/v1/webhooks.proto\x12\x0bvideogen.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbc\x03\n\x0fWebhookDelivery\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x03 \x01(\t\x12\x12\n\nevent_type\x18\x04 \x01(\t\x12\x0b\n\x03url\x18\x05 \x01(\t\x12)\n\x05state\x18\x06 \x01(\x0e\x32\x1a.videogen.v1.DeliveryState\x12\x10\n\x08\x61ttempts\x18\x07 \x01(\x05\x12\x33\n\x0fnext_attempt_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1d\n\x10last_status_code\x18\t \x01(\x05H\x00\x88\x01\x01\x12\x17\n\nlast_error\x18\n \x01(\tH\x01\x88\x01\x01\x12.\n\ncreated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x0c\x64\x65livered_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x02\x88\x01\x01\x12\x14\n\x0cpayload_json\x18\r \x01(\tB\x13\n\x11_last_status_codeB\r\n\x0b_last_errorB\x0f\n\r_delivered_at\"T\n\x18ListJobDeliveriesRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04skip\x18\x02 \x01(\x05\x12\x11\n\x04take\x18\x03 \x01(\x05H\x00\x88\x01\x01\x42\x07\n\x05_take\"l\n\x15ListDeliveriesRequest\x12)\n\x05state\x18\x01 \x01(\x0e\x32\x1a.videogen.v1.DeliveryState\x12\x0c\n\x04skip\x18\x02 \x01(\x05\x12\x11\n\x04take\x18\x03 \x01(\x05H\x00\x88\x01\x01\x42\x07\n\x05_take\"u\n\x16ListDeliveriesResponse\x12\x30\n\ndeliveries\x18\x01 \x03(\x0b\x32\x1c.videogen.v1.WebhookDelivery\x12\r\n\x05total\x18\x02 \x01(\x03\x12\x0c\n\x04skip\x18\x03 \x01(\x05\x12\x0c\n\x04take\x18\x04 \x01(\x05\"\x1e\n\x10RedeliverRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x19\n\x17GetWebhookSecretRequest\"*\n\rWebhookSecret\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04keys\x18\x02 \x03(\t*\xa1\x01\n\rDeliveryState\x12\x1e\n\x1a\x44\x45LIVERY_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x44\x45LIVERY_STATE_PENDING\x10\x01\x12\x1d\n\x19\x44\x45LIVERY_STATE_DELIVERING\x10\x02\x12\x1c\n\x18\x44\x45LIVERY_STATE_DELIVERED\x10\x03\x12\x17\n\x13\x44\x45LIVERY_STATE_DEAD\x10\x04\x42*\n\x0eio.videogen.v1P\x01Z\x16videogen/v1;videogenv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,8 +33,8 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'videogen.v1.webhooks_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\016io.videogen.v1P\001Z\026videogen/v1;videogenv1'
-  _globals['_DELIVERYSTATE']._serialized_start=871
-  _globals['_DELIVERYSTATE']._serialized_end=1032
+  _globals['_DELIVERYSTATE']._serialized_start=942
+  _globals['_DELIVERYSTATE']._serialized_end=1103
   _globals['_WEBHOOKDELIVERY']._serialized_start=77
   _globals['_WEBHOOKDELIVERY']._serialized_end=521
   _globals['_LISTJOBDELIVERIESREQUEST']._serialized_start=523
@@ -45,4 +45,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTDELIVERIESRESPONSE']._serialized_end=836
   _globals['_REDELIVERREQUEST']._serialized_start=838
   _globals['_REDELIVERREQUEST']._serialized_end=868
+  _globals['_GETWEBHOOKSECRETREQUEST']._serialized_start=870
+  _globals['_GETWEBHOOKSECRETREQUEST']._serialized_end=895
+  _globals['_WEBHOOKSECRET']._serialized_start=897
+  _globals['_WEBHOOKSECRET']._serialized_end=939
 # @@protoc_insertion_point(module_scope)
