@@ -10,6 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import hypothesis
 import pytest
@@ -177,7 +178,7 @@ async def seed(gateway: Gateway, gate: Path) -> Seeds:
     return Seeds(
         read=[job["id"] for job in done[:2]],
         delete=[done[2]["id"], held["id"]],
-        keys=[job["result"]["videoUrl"].rsplit("/", 1)[1] for job in done[:2]],
+        keys=[urlsplit(job["result"]["videoUrl"]).path.rsplit("/", 1)[1] for job in done[:2]],
     )
 
 
