@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from services.core.media_urls import MAX_TTL_SECONDS, MIN_TTL_SECONDS
 from services.core.secrets import secret_problem
 
 # The placeholder secrets of .env.example: fine on a laptop, refused in production.
@@ -82,6 +83,8 @@ class CoreSettings(BaseSettings):
     media_backend: Literal["local", "s3"] = "local"
     media_dir: Path | None = None
     media_url_prefix: Annotated[str, Field(pattern=r"^/[A-Za-z0-9_./-]*/$")] = "/media/"
+    # Local: how long a signed videoUrl stays valid (services/core/media_urls.py).
+    media_url_ttl_seconds: Annotated[int, Field(ge=MIN_TTL_SECONDS, le=MAX_TTL_SECONDS)] = 3600
     # S3: unset endpoint means AWS's own for S3_REGION; presigned URLs name S3_PUBLIC_ENDPOINT_URL
     # (where clients reach the store) when it differs from the services' address.
     s3_endpoint_url: str | None = None

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from services.core.media_urls import MediaUrlSigner
+
 if TYPE_CHECKING:
     from services.core.settings import CoreSettings
 
@@ -50,7 +52,7 @@ class MediaStorage(Protocol):
         ...
 
     def fresh_url(self, key: str) -> str | None:
-        """A new time-limited URL of key's video, or None when the URL stored with the job never expires."""
+        """A new time-limited URL of key's video, or None when the URL stored with the job is the one to give."""
         ...
 
 
@@ -67,12 +69,14 @@ def content_type(key: str) -> str:
 
 
 class LocalMediaStorage:
-    """Videos as files under root; a partial file never shows under a stored name."""
+    """Videos as files under root; a partial file never shows under a stored name. With urls,
+    clients get signed, expiring URLs of them (services/core/media_urls.py)."""
 
-    def __init__(self, root: Path, *, url_prefix: str = "/media/") -> None:
+    def __init__(self, root: Path, *, url_prefix: str = "/media/", urls: MediaUrlSigner | None = None) -> None:
         self.root = root.resolve()
         self._partials = self.root / ".partial"
         self._url_prefix = url_prefix
+        self.urls = urls
 
     def partial_path(self, key: str) -> Path:
         self._partials.mkdir(parents=True, exist_ok=True)
@@ -99,8 +103,10 @@ class LocalMediaStorage:
         return existed
 
     def fresh_url(self, key: str) -> str | None:
-        # The gateway serves the file under the URL stored with the job, for as long as it exists.
-        return None
+        # The stored URL is the bare path; the one a client gets is signed at this moment.
+        if self.urls is None:
+            return None
+        return f"{self._url_prefix}{check_key(key)}?{self.urls.sign(key)}"
 
     def path(self, key: str) -> Path:
         """The file of a stored video, for serving it."""
@@ -115,11 +121,17 @@ def create_storage(media_root: Path, settings: CoreSettings) -> MediaStorage:
         from services.core.storage_s3 import S3MediaStorage
 
         return S3MediaStorage.from_settings(settings, scratch=media_root)
-    return LocalMediaStorage(media_root, url_prefix=settings.media_url_prefix)
+    return _local(media_root, settings)
 
 
 def local_storage(media_root: Path, settings: CoreSettings) -> LocalMediaStorage | None:
     """The directory the gateway serves videos from: none when they live in an object store."""
     if settings.media_backend != "local":
         return None
-    return LocalMediaStorage(media_root, url_prefix=settings.media_url_prefix)
+    return _local(media_root, settings)
+
+
+def _local(media_root: Path, settings: CoreSettings) -> LocalMediaStorage:
+    return LocalMediaStorage(
+        media_root, url_prefix=settings.media_url_prefix, urls=MediaUrlSigner.from_settings(settings)
+    )

@@ -24,7 +24,8 @@ JOB_EXAMPLE: dict[str, Any] = {
     "prompt": "Create a video of a sunset over the ocean",
     "metadata": {"priority": "high"},
     "result": {
-        "videoUrl": "/media/cmwwxjck83noow87bhzi07al8.mp4",
+        "videoUrl": "/media/cmwwxjck83noow87bhzi07al8.mp4?expires=1795683600"
+        "&signature=0ndAqpKLYnh0hMVhZ0OIHKK5g9-ZR_b8cnZuV2_dm74",
         "contentType": "video/mp4",
         "durationSeconds": 4.0,
         "width": 640,
@@ -156,10 +157,11 @@ class VideoResult(BaseModel):
     """The stored video of a completed job."""
 
     videoUrl: str = Field(
-        description="Where to fetch the video. With MEDIA_BACKEND=local a path under the edge such as "
-        "/media/<id>.mp4 (Range requests work); with MEDIA_BACKEND=s3 a presigned GET URL to the object "
-        "store, signed afresh for each answer and valid for S3_PRESIGN_SECONDS: fetch the job again for "
-        "a new one once it expires (docs/storage.md)."
+        description="Where to fetch the video, signed afresh for each answer: fetch the job again for a new "
+        "one once it expires (docs/storage.md). With MEDIA_BACKEND=local a path under the edge such as "
+        "/media/<id>.mp4?expires=<unix seconds>&signature=<...>, valid for MEDIA_URL_TTL_SECONDS (Range "
+        "requests work); with MEDIA_BACKEND=s3 a presigned GET URL to the object store, valid for "
+        "S3_PRESIGN_SECONDS."
     )
     contentType: str
     durationSeconds: float

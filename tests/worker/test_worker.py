@@ -38,7 +38,7 @@ async def test_job_completes_with_a_video_decoded_at_the_requested_size(start_st
 
     assert done.status == COMPLETED, done.error_message
     assert (done.used_provider, done.used_model) == ("local", "local-pyav-h264-v1")
-    assert done.result.video_url == f"/media/{job.id}.mp4"
+    assert done.result.video_url.startswith(f"/media/{job.id}.mp4?expires=")
     assert done.result.content_type == "video/mp4"
     path = stack.media / done.result.storage_key
     assert path.stat().st_size == done.result.size_bytes > 0
