@@ -20,11 +20,13 @@ from tests.conftest import jobs_settings, wait_serving
 from tests.support import databases
 from tests.support.brokers import drop_keys
 from tests.support.factories import create_job, video_result
+from tests.support.internal import jobs_clients
 from tests.support.webhook_receiver import webhook_receiver
-from videogen.v1 import jobs_pb2, jobs_pb2_grpc
+from videogen.v1 import jobs_pb2, lifecycle_pb2
 
 if TYPE_CHECKING:
     from videogen.v1.jobs_pb2_grpc import JobServiceAsyncStub
+    from videogen.v1.lifecycle_pb2_grpc import JobLifecycleServiceAsyncStub
 
 SECRET_KEY = "5c0d3f8a9b1e4c7d2a6f0e9b8c7d6a5f"
 WEBHOOK_SECRET = "test-webhook-secret"
@@ -34,6 +36,7 @@ TTL = 120
 @dataclass
 class Service:
     jobs: JobServiceAsyncStub
+    lifecycle: JobLifecycleServiceAsyncStub
     signer: MediaUrlSigner
     database_url: str
 
@@ -54,7 +57,9 @@ async def service(own_database_url: str, redis_url: str) -> AsyncIterator[Servic
     )
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         await wait_serving(channel)
-        yield Service(jobs_pb2_grpc.JobServiceStub(channel), MediaUrlSigner.from_settings(settings), own_database_url)
+    async with jobs_clients(server.port, secret_key=SECRET_KEY) as clients:
+        signer = MediaUrlSigner.from_settings(settings)
+        yield Service(clients.jobs, clients.lifecycle, signer, own_database_url)
     await server.stop(0)
     drop_keys(redis_url, prefix)
 
@@ -71,10 +76,9 @@ def assert_signed_for_ttl(service: Service, url: str, key: str, *, signed_after:
 async def completed(service: Service, **fields: object) -> tuple[jobs_pb2.Job, jobs_pb2.Job]:
     """A job and the worker's CompleteJob answer, its video stored as `<id>.mp4`."""
     job = await create_job(service.jobs, **fields)
-    await service.jobs.StartJob(jobs_pb2.StartJobRequest(id=job.id, worker_id="worker-1"))
-    result = video_result(video_url=f"/media/{job.id}.mp4", storage_key=f"{job.id}.mp4")
-    done = await service.jobs.CompleteJob(
-        jobs_pb2.CompleteJobRequest(id=job.id, result=result, used_provider="local", used_model="m1")
+    await service.lifecycle.StartJob(lifecycle_pb2.StartJobRequest(id=job.id, worker_id="worker-1"))
+    done = await service.lifecycle.CompleteJob(
+        lifecycle_pb2.CompleteJobRequest(id=job.id, result=video_result(job.id), used_provider="local", used_model="m1")
     )
     return job, done
 
@@ -105,13 +109,12 @@ async def test_the_stored_result_and_the_workers_answer_keep_the_bare_path(servi
 
 async def test_a_live_event_carries_a_signed_url(service: Service) -> None:
     job = await create_job(service.jobs)
-    await service.jobs.StartJob(jobs_pb2.StartJobRequest(id=job.id, worker_id="worker-1"))
+    await service.lifecycle.StartJob(lifecycle_pb2.StartJobRequest(id=job.id, worker_id="worker-1"))
     stream = service.jobs.WatchJob(jobs_pb2.WatchJobRequest(id=job.id))
     started = time.time()
 
-    result = video_result(video_url=f"/media/{job.id}.mp4", storage_key=f"{job.id}.mp4")
-    await service.jobs.CompleteJob(
-        jobs_pb2.CompleteJobRequest(id=job.id, result=result, used_provider="local", used_model="m1")
+    await service.lifecycle.CompleteJob(
+        lifecycle_pb2.CompleteJobRequest(id=job.id, result=video_result(job.id), used_provider="local", used_model="m1")
     )
     async with asyncio.timeout(10):
         while True:
