@@ -6,8 +6,6 @@ import asyncio
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,85 +17,25 @@ from pydantic import SecretStr
 from services.core import webhooks
 from services.gateway.schemas import job_from_proto
 from services.jobs.sender import DeliveryPolicy, backoff
-from services.jobs.server import JobsServer, start_jobs_server
 from services.jobs.settings import JobsSettings
 from tests.conftest import jobs_settings, start_brokered_jobs, wait_serving
 from tests.support.brokers import drop_keys
-from tests.support.factories import create_job, video_result
+from tests.support.deliveries import (
+    QUICK,
+    SECRET,
+    ServiceFactory,
+    all_delivered,
+    complete,
+    deliveries_of,
+    wait_deliveries,
+)
+from tests.support.factories import create_job
 from tests.support.processes import ServiceProcess, clean_env
 from tests.support.webhook_receiver import webhook_receiver
 from videogen.v1 import jobs_pb2, jobs_pb2_grpc, webhooks_pb2
 
 if TYPE_CHECKING:
     from videogen.v1.jobs_pb2_grpc import JobServiceAsyncStub
-
-SECRET = "test-webhook-secret"
-# Quick retries, so that a test sees several attempts in well under a second.
-QUICK = {
-    "webhook_secret": SECRET,
-    "webhook_retry_base_seconds": 0.05,
-    "webhook_retry_max_seconds": 0.2,
-    "webhook_poll_interval": 0.1,
-    "webhook_timeout_seconds": 2.0,
-}
-
-
-@dataclass
-class Service:
-    jobs: JobServiceAsyncStub
-    server: JobsServer
-
-
-ServiceFactory = Callable[..., Awaitable[Service]]
-
-
-@pytest.fixture
-async def start_service(own_database_url: str) -> AsyncIterator[ServiceFactory]:
-    """Starts jobs services on a fresh database with the QUICK webhook settings, overridden by keyword."""
-    started: list[tuple[JobsServer, grpc.aio.Channel]] = []
-
-    async def start(**overrides: Any) -> Service:
-        settings = jobs_settings(**{**QUICK, **overrides})
-        server = await start_jobs_server(settings, database_url=own_database_url, address="127.0.0.1:0")
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
-        await wait_serving(channel)
-        started.append((server, channel))
-        return Service(jobs_pb2_grpc.JobServiceStub(channel), server)
-
-    yield start
-    for server, channel in started:
-        await channel.close(None)
-        await server.stop(0)
-
-
-async def complete(jobs: JobServiceAsyncStub, job_id: str) -> jobs_pb2.Job:
-    """Moves a queued job through processing to completed, as a worker does."""
-    await jobs.StartJob(jobs_pb2.StartJobRequest(id=job_id, worker_id="worker-1"))
-    done: jobs_pb2.Job = await jobs.CompleteJob(
-        jobs_pb2.CompleteJobRequest(id=job_id, result=video_result(), used_provider="local", used_model="m")
-    )
-    return done
-
-
-async def deliveries_of(jobs: JobServiceAsyncStub, job_id: str) -> list[webhooks_pb2.WebhookDelivery]:
-    reply = await jobs.ListJobDeliveries(webhooks_pb2.ListJobDeliveriesRequest(job_id=job_id, take=100))
-    return list(reply.deliveries)
-
-
-async def wait_deliveries(
-    jobs: JobServiceAsyncStub,
-    job_id: str,
-    done: Callable[[list[webhooks_pb2.WebhookDelivery]], bool],
-    timeout: float = 20,
-) -> list[webhooks_pb2.WebhookDelivery]:
-    async with asyncio.timeout(timeout):
-        while not done(found := await deliveries_of(jobs, job_id)):
-            await asyncio.sleep(0.05)
-    return found
-
-
-def all_delivered(found: list[webhooks_pb2.WebhookDelivery]) -> bool:
-    return bool(found) and all(d.state == webhooks_pb2.DELIVERY_STATE_DELIVERED for d in found)
 
 
 def counter(outcome: str) -> float:
