@@ -3,15 +3,14 @@
 Deliveries live in PostgreSQL (services/jobs/deliveries.py), never only in memory. Each round
 claims due rows with FOR UPDATE SKIP LOCKED and a lease, so replicas share the work and a
 delivery whose sender died mid-attempt is attempted again once the lease ends: at least once,
-with the same Webhook-Id every time. The loop runs beside the RPCs: a slow or failing receiver
-only occupies one of WEBHOOK_CONCURRENCY slots, never a job's transition.
+with the same webhook-id and the same body every time. The loop runs beside the RPCs: a slow or
+failing receiver only occupies one of WEBHOOK_CONCURRENCY slots, never a job's transition.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import random
 import time
 from dataclasses import dataclass, field
@@ -19,7 +18,6 @@ from urllib.parse import urlsplit
 
 import httpx
 from prometheus_client import Counter, Gauge, Histogram
-from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core import db, webhooks
@@ -54,7 +52,8 @@ _COUNTED_STATES = ("pending", "delivering", "dead")
 class DeliveryPolicy:
     """How deliveries are signed, timed, retried and spread (the WEBHOOK_* settings)."""
 
-    secret: SecretStr = field(repr=False)
+    # The signing keys, current first (services.core.webhooks.signing_keys).
+    keys: tuple[bytes, ...] = field(repr=False)
     timeout: float = 10.0
     retry_base: float = 30.0
     retry_max: float = 3600.0
@@ -157,18 +156,10 @@ class WebhookSender:
 
     async def deliver(self, delivery: Claimed) -> None:
         """One attempt: POST, then record delivered, or pending again after a backoff, or dead."""
-        body = json.dumps(delivery.payload, separators=(",", ":"), ensure_ascii=False).encode()
-        timestamp = int(time.time())
-        headers = {
-            "Content-Type": "application/json",
-            "User-Agent": webhooks.USER_AGENT,
-            webhooks.ID_HEADER: delivery.event_id,
-            webhooks.EVENT_HEADER: delivery.event_type,
-            webhooks.TIMESTAMP_HEADER: str(timestamp),
-            webhooks.SIGNATURE_HEADER: webhooks.signature(
-                self._policy.secret.get_secret_value().encode(), timestamp, body
-            ),
-        }
+        body = webhooks.envelope(delivery.event_type, delivery.created_at, delivery.payload)
+        headers = webhooks.request_headers(
+            self._policy.keys, event_id=delivery.event_id, timestamp=int(time.time()), body=body
+        )
         status: int | None = None
         error = ""
         started = time.perf_counter()

@@ -6,12 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.core import webhooks
 from services.core.errors import Unavailable
 from services.core.models import Job
-from services.core.secrets import WEBHOOK_SIGNING, derive, urlsafe
 from services.core.storage import MediaStorage
 from services.gateway.schemas import job_from_proto
 from services.jobs.outbox import DeliveryDesk, WebhookOutbox
@@ -46,8 +45,7 @@ def open_webhooks(
     """The outbox, desk and sender, with the WEBHOOK_* settings (the sender is not started)."""
     outbox = WebhookOutbox(render=lambda job: job_json(job, storage))
     policy = DeliveryPolicy(
-        secret=settings.webhook_secret
-        or SecretStr(urlsafe(derive(settings.secret_key.get_secret_value(), WEBHOOK_SIGNING))),
+        keys=tuple(webhooks.signing_keys(settings)),
         timeout=settings.webhook_timeout_seconds,
         retry_base=settings.webhook_retry_base_seconds,
         retry_max=settings.webhook_retry_max_seconds,

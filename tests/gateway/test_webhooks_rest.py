@@ -8,9 +8,9 @@ from typing import Any, get_args
 from services.core.models import WEBHOOK_EVENTS
 from services.gateway.schemas import JobCreate, WebhookEvent
 from tests.gateway.conftest import Gateway, GatewayFactory
+from tests.support.deliveries import SECRET
 from tests.support.webhook_receiver import webhook_receiver
 
-SECRET = "rest-webhook-secret"
 TINY = {"durationSeconds": 1, "width": 64, "height": 64, "fps": 4}
 QUICK = {
     "webhook_secret": SECRET,
@@ -55,9 +55,9 @@ async def test_a_job_posts_each_status_change_to_its_webhook_and_dead_letters_ar
         final = (await client.get(f"/api/v1/jobs/{job['id']}")).json()
 
     assert [d["eventType"] for d in found] == ["job.queued", "job.processing", "job.completed"]
-    assert all(r.signed for r in receiver.received)
+    assert all(r.signed for r in receiver.received), "every delivery passes the reference verifier"
     completed = next(r for r in receiver.accepted if r.event_type == "job.completed")
-    assert completed.job == final, "the body is the job's JSON, as GET /api/v1/jobs/{id} answers it"
+    assert completed.job == final, "the body's data is the job's JSON, as GET /api/v1/jobs/{id} answers it"
     assert found[2]["payload"] == final and found[2]["eventId"] == completed.event_id
 
     with webhook_receiver(SECRET, failing=True) as receiver:

@@ -1,18 +1,22 @@
-"""Signed webhooks: durable deliveries in PostgreSQL, retries, dead letters, redelivery, restarts."""
+"""Signed webhooks: durable deliveries in PostgreSQL, retries, dead letters, redelivery, restarts,
+checked with the reference verifier of Standard Webhooks."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 import uuid
+from datetime import UTC
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
 from prometheus_client import REGISTRY
-from pydantic import SecretStr
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
 
 from services.core import webhooks
 from services.gateway.schemas import job_from_proto
@@ -21,6 +25,7 @@ from services.jobs.settings import JobsSettings
 from tests.conftest import jobs_settings, start_brokered_jobs, wait_serving
 from tests.support.brokers import drop_keys
 from tests.support.deliveries import (
+    PREVIOUS_SECRET,
     QUICK,
     SECRET,
     ServiceFactory,
@@ -57,10 +62,11 @@ async def test_a_receiver_failing_three_times_gets_every_event_once_in_effect(st
     assert sorted(r.event_id for r in accepted) == sorted(d.event_id for d in found), "each event accepted once"
     assert {r.event_id for r in receiver.received} == {d.event_id for d in found}, "a retry keeps its event id"
     assert len(receiver.received) == 6
-    assert all(r.signed for r in receiver.received)
+    assert all(r.signed for r in receiver.received), "every attempt passes the reference verifier"
     assert all(r.user_agent == webhooks.USER_AGENT for r in receiver.received)
     completed = next(r for r in accepted if r.event_type == "job.completed")
     assert completed.job == job_from_proto(done).model_dump(mode="json"), "the job's JSON, as REST answers it"
+    assert completed.job == json.loads(found[2].payload_json), "the listing's payload is the body's data"
     assert next(r for r in accepted if r.event_type == "job.queued").job["status"] == "queued"
     assert counter("delivered") - delivered_before == 3
 
@@ -296,20 +302,72 @@ async def test_bad_delivery_requests_are_refused(jobs: JobServiceAsyncStub, call
     assert caught.value.code().name == code
 
 
-def test_a_signature_verifies_only_its_body_and_a_fresh_timestamp() -> None:
-    secret, body, now = b"k", b'{"id":"c1"}', time.time()
-    header = webhooks.signature(secret, int(now), body)
+async def test_a_delivered_job_passes_the_reference_verifier_and_a_tampered_body_does_not(
+    start_service: ServiceFactory,
+) -> None:
+    service = await start_service()
+    with webhook_receiver(SECRET) as receiver:
+        job = await create_job(service.jobs, webhook_url=receiver.url, webhook_events=["job.completed"])
+        done = await complete(service.jobs, job.id)
+        [delivery] = await wait_deliveries(service.jobs, job.id, all_delivered)
 
-    assert header.startswith("v1=") and len(header) == 3 + 64
-    assert webhooks.verify(secret, timestamp=str(int(now)), body=body, header=header, now=now)
-    assert not webhooks.verify(secret, timestamp=str(int(now)), body=body + b" ", header=header, now=now)
-    assert not webhooks.verify(b"other", timestamp=str(int(now)), body=body, header=header, now=now)
-    assert not webhooks.verify(secret, timestamp=str(int(now)), body=body, header=header, now=now + 301)
-    assert not webhooks.verify(secret, timestamp="soon", body=body, header=header, now=now)
+    [received] = receiver.received
+    body = Webhook(SECRET).verify(received.body, received.headers)
+    assert body == {
+        "type": "job.completed",
+        "timestamp": webhooks.event_time(delivery.created_at.ToDatetime(tzinfo=UTC)),
+        "data": job_from_proto(done).model_dump(mode="json"),
+    }
+    assert received.event_id == delivery.event_id
+    assert abs(int(received.headers["webhook-timestamp"]) - time.time()) < 60
+    assert received.headers["webhook-signature"].startswith("v1,")
+    assert "webhook-event" not in received.headers, "the type is in the body"
+    with pytest.raises(WebhookVerificationError):
+        Webhook(SECRET).verify(received.body.replace(b'"completed"', b'"failed"'), received.headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(PREVIOUS_SECRET).verify(received.body, received.headers)
+
+
+async def test_during_a_rotation_every_delivery_verifies_with_either_secret(start_service: ServiceFactory) -> None:
+    service = await start_service(webhook_secret=f"{SECRET} {PREVIOUS_SECRET}")
+    with webhook_receiver(PREVIOUS_SECRET) as receiver:  # a receiver that has not moved over yet
+        job = await create_job(service.jobs, webhook_url=receiver.url, webhook_events=["job.queued"])
+        await wait_deliveries(service.jobs, job.id, all_delivered)
+
+    [received] = receiver.received
+    assert received.signed and received.verifies_with(SECRET)
+    assert len(received.headers["webhook-signature"].split(" ")) == 2, "one signature per secret"
+
+
+async def test_every_attempt_and_redelivery_sends_the_same_webhook_id_and_body(start_service: ServiceFactory) -> None:
+    service = await start_service()
+    with webhook_receiver(SECRET, fail_first=2) as receiver:
+        job = await create_job(service.jobs, webhook_url=receiver.url, webhook_events=["job.queued"])
+        [delivered] = await wait_deliveries(service.jobs, job.id, all_delivered)
+        await service.jobs.Redeliver(webhooks_pb2.RedeliverRequest(id=delivered.id))
+        await receiver.wait_until(lambda r: len(r.accepted) == 2)
+
+    assert len(receiver.received) == 4, "two failed attempts, the delivery and the redelivery"
+    assert {r.event_id for r in receiver.received} == {delivered.event_id}
+    assert len({r.body for r in receiver.received}) == 1, "byte-identical bodies"
+    assert all(r.signed for r in receiver.received)
+    assert receiver.received[0].envelope["data"] == json.loads(delivered.payload_json)
+
+
+async def test_without_webhook_secret_deliveries_are_signed_with_the_secret_derived_from_secret_key(
+    start_service: ServiceFactory,
+) -> None:
+    [derived] = webhooks.signing_secrets(jobs_settings(webhook_secret=None))
+    service = await start_service(webhook_secret=None)
+    with webhook_receiver(derived) as receiver:
+        job = await create_job(service.jobs, webhook_url=receiver.url, webhook_events=["job.queued"])
+        await wait_deliveries(service.jobs, job.id, all_delivered)
+
+    assert [r.signed for r in receiver.received] == [True]
 
 
 def test_backoff_doubles_up_to_the_maximum_with_jitter() -> None:
-    policy = DeliveryPolicy(secret=SecretStr("s3cret-value"), retry_base=30, retry_max=3600)
+    policy = DeliveryPolicy(keys=(b"s3cret-value",), retry_base=30, retry_max=3600)
     rng = random.Random(7)
 
     delays = [backoff(attempt, policy, rng) for attempt in range(1, 12)]
@@ -322,5 +380,5 @@ def test_the_default_schedule_retries_for_at_least_a_day() -> None:
     settings = JobsSettings(_env_file=None)
 
     assert settings.webhook_retry_for_hours >= 24
-    assert "s3cret-value" not in repr(DeliveryPolicy(secret=SecretStr("s3cret-value")))
+    assert "s3cret-value" not in repr(DeliveryPolicy(keys=(b"s3cret-value",)))
     assert settings.webhook_secret is None

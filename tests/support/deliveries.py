@@ -4,6 +4,7 @@ waiting on its deliveries over gRPC."""
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -15,7 +16,8 @@ from videogen.v1 import jobs_pb2, webhooks_pb2
 if TYPE_CHECKING:
     from videogen.v1.jobs_pb2_grpc import JobServiceAsyncStub
 
-SECRET = "test-webhook-secret"
+SECRET = "whsec_" + base64.b64encode(b"test webhook secret, 32 bytes..").decode()
+PREVIOUS_SECRET = "whsec_" + base64.b64encode(b"the secret before the rotation!!").decode()
 # Quick retries, so that a test sees several attempts in well under a second.
 QUICK = {
     "webhook_secret": SECRET,
@@ -34,7 +36,7 @@ class Service:
     server: JobsServer
 
 
-# Starts a jobs service: settings overridden by keyword (over QUICK).
+# Starts a jobs service: settings overridden by keyword (over QUICK), `resolver` for webhook hosts.
 ServiceFactory = Callable[..., Awaitable[Service]]
 
 
