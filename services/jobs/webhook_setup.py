@@ -1,5 +1,5 @@
 """Wires webhooks into the jobs service: the outbox the use cases write to, the desk the RPCs
-read from, and the sender that POSTs."""
+read from, the sender that POSTs, and the egress rules both creation and the sender apply."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core import webhooks
+from services.core.egress import Egress, Resolver, resolve
 from services.core.errors import Unavailable
 from services.core.models import Job
 from services.core.storage import MediaStorage
@@ -26,6 +27,8 @@ class Webhooks:
     outbox: WebhookOutbox
     desk: DeliveryDesk
     sender: WebhookSender
+    # Where webhooks may go (WEBHOOK_ALLOW_PRIVATE_TARGETS): checked at creation and every attempt.
+    egress: Egress
 
 
 def job_json(job: Job, storage: MediaStorage | None = None) -> dict[str, Any]:
@@ -40,7 +43,11 @@ def job_json(job: Job, storage: MediaStorage | None = None) -> dict[str, Any]:
 
 
 def open_webhooks(
-    settings: JobsSettings, sessions: async_sessionmaker[AsyncSession], storage: MediaStorage | None = None
+    settings: JobsSettings,
+    sessions: async_sessionmaker[AsyncSession],
+    storage: MediaStorage | None = None,
+    *,
+    resolver: Resolver = resolve,
 ) -> Webhooks:
     """The outbox, desk and sender, with the WEBHOOK_* settings (the sender is not started)."""
     outbox = WebhookOutbox(render=lambda job: job_json(job, storage))
@@ -53,4 +60,10 @@ def open_webhooks(
         concurrency=settings.webhook_concurrency,
         poll_interval=settings.webhook_poll_interval,
     )
-    return Webhooks(outbox=outbox, desk=DeliveryDesk(sessions, outbox), sender=WebhookSender(sessions, outbox, policy))
+    egress = Egress(allow_private=settings.webhook_allow_private_targets, resolver=resolver)
+    return Webhooks(
+        outbox=outbox,
+        desk=DeliveryDesk(sessions, outbox),
+        sender=WebhookSender(sessions, outbox, policy, egress),
+        egress=egress,
+    )

@@ -120,6 +120,32 @@ def test_the_secrets_never_show_in_the_settings_repr() -> None:
     assert isinstance(configured.webhook_secret, SecretStr)
 
 
+@pytest.mark.parametrize(
+    ("environment", "explicit", "allowed"),
+    [
+        ("development", None, True),
+        ("test", None, True),
+        ("staging", None, False),
+        ("production", None, False),
+        ("production", "true", True),
+        ("development", "false", False),
+    ],
+)
+def test_private_webhook_targets_are_allowed_by_default_only_in_development_and_test(
+    monkeypatch: pytest.MonkeyPatch, environment: str, explicit: str | None, allowed: bool
+) -> None:
+    monkeypatch.setenv("APP_ENV", environment)
+    monkeypatch.setenv("SECRET_KEY", SECRET_KEY)
+    monkeypatch.setenv("API_KEY", API_KEY)
+    monkeypatch.delenv("WEBHOOK_SECRET", raising=False)
+    if explicit is None:
+        monkeypatch.delenv("WEBHOOK_ALLOW_PRIVATE_TARGETS", raising=False)
+    else:
+        monkeypatch.setenv("WEBHOOK_ALLOW_PRIVATE_TARGETS", explicit)
+
+    assert load_settings(JobsSettings).webhook_allow_private_targets is allowed
+
+
 def test_the_body_is_the_same_bytes_for_the_same_delivery_with_the_event_time_in_utc() -> None:
     moment = datetime(2026, 11, 26, 11, 0, 1, 300000, tzinfo=timezone(timedelta(hours=1)))
     data = {"id": "c1", "prompt": "un été", "metadata": {"b": 1, "a": [1.5, None]}}

@@ -129,7 +129,7 @@ async def test_an_always_failing_receiver_ends_dead_and_redeliver_delivers_once_
         [dead] = await wait_deliveries(
             service.jobs, job.id, lambda f: len(f) == 1 and f[0].state == webhooks_pb2.DELIVERY_STATE_DEAD
         )
-        assert dead.attempts >= 2 and dead.last_status_code == 500 and dead.last_error == "HTTP 500"
+        assert dead.attempts >= 2 and dead.last_status_code == 500 and dead.last_error == "status 500"
         letters = await service.jobs.ListDeliveries(
             webhooks_pb2.ListDeliveriesRequest(state=webhooks_pb2.DELIVERY_STATE_DEAD)
         )

@@ -1,4 +1,4 @@
-"""A real HTTP webhook receiver in a thread: checks each delivery with the reference verifier of
+"""A real HTTP(S) webhook receiver in a thread: checks each delivery with the reference verifier of
 Standard Webhooks, fails or stalls on demand."""
 
 from __future__ import annotations
@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -73,7 +74,7 @@ class Received:
 class WebhookReceiver:
     """Answers 500 to the first fail_first POSTs, to all while failing is set and to those the
     verifier refuses, after delay seconds each; otherwise 204. Every POST is recorded, with whether
-    it verifies with secret."""
+    it verifies with secret. With tls, it speaks HTTPS and records the server names clients ask for."""
 
     def __init__(
         self,
@@ -82,6 +83,7 @@ class WebhookReceiver:
         fail_first: int = 0,
         failing: bool = False,
         delay: float = 0.0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.secret = secret
         self.fail_first = fail_first
@@ -102,6 +104,13 @@ class WebhookReceiver:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
+        self.scheme = "http"
+        # The TLS server names (SNI) of the connections made to it.
+        self.server_names: list[str | None] = []
+        if tls is not None:
+            tls.sni_callback = lambda _socket, name, _context: self.server_names.append(name)
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+            self.scheme = "https"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -112,7 +121,11 @@ class WebhookReceiver:
     @property
     def url(self) -> str:
         """Where to send webhooks (with a query token, which must never reach a log)."""
-        return f"http://127.0.0.1:{self.port}/hooks/videogen?token=rcv-secret-token"
+        return self.url_at("127.0.0.1")
+
+    def url_at(self, host: str) -> str:
+        """The receiver's URL with another host name (one that a test's resolver maps to it)."""
+        return f"{self.scheme}://{host}:{self.port}/hooks/videogen?token=rcv-secret-token"
 
     def answer(self, request: BaseHTTPRequestHandler) -> None:
         """Reads, verifies and answers one POST."""
