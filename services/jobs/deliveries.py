@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, insert, select, text, update
@@ -24,7 +24,7 @@ _CLAIM = text(
         SELECT id FROM webhook_deliveries
         WHERE state IN ('pending', 'delivering') AND next_attempt_at <= now()
         ORDER BY next_attempt_at LIMIT :limit FOR UPDATE SKIP LOCKED)
-    RETURNING id, job_id, event_id, event_type, payload, url, attempts,
+    RETURNING id, job_id, event_id, event_type, payload, url, attempts, created_at,
         now() >= scheduled_at + make_interval(secs => :retry_for) AS window_over
     """
 )
@@ -38,9 +38,12 @@ class Claimed:
     job_id: str
     event_id: str
     event_type: str
+    # The job's JSON at the event: the body's `data`.
     payload: dict[str, Any]
     url: str
     attempts: int
+    # When the event happened: the body's `timestamp`.
+    created_at: datetime
     # Whether the retry window is over: a failure of this attempt makes the delivery dead.
     last_chance: bool
 
@@ -72,6 +75,7 @@ async def claim_due(session: AsyncSession, *, limit: int, lease: float, retry_fo
             payload=row.payload,
             url=row.url,
             attempts=row.attempts,
+            created_at=row.created_at,
             last_chance=bool(row.window_over),
         )
         for row in rows

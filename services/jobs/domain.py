@@ -9,7 +9,9 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlsplit
 
+from services.core import egress
 from services.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from services.core.queues import queue_for
 from services.core.webhooks import events_problem, url_problem
@@ -28,6 +30,7 @@ TAKE_DEFAULT, TAKE_MAX = 20, 100
 TELEMETRY_MAX_POINTS = 500
 RETRY_AFTER_MAX_SECONDS = 86_400
 TELEMETRY_COMPONENTS = frozenset({"api", "worker", "database", "provider"})
+_NOT_PUBLIC_NAME = "must name a host that resolves, and only to public addresses"
 
 
 class JobStatus(StrEnum):
@@ -230,6 +233,23 @@ def validate_webhook_url(value: str | None) -> str | None:
     if (problem := url_problem(value)) is not None:
         raise InvalidArgument("webhook_url", problem)
     return value
+
+
+async def validate_webhook_target(url: str | None, rules: egress.Egress) -> None:
+    """Unless private targets are allowed, the URL's host is, and resolves only to, public
+    addresses (the sender checks again at every attempt). A name gets one answer whether it does
+    not resolve or resolves to a private address, so that clients cannot map internal names."""
+    if url is None or rules.allow_private:
+        return
+    host = urlsplit(url).hostname or ""
+    try:
+        await rules.addresses(host)
+    except egress.ForbiddenAddress as exc:
+        if egress.literal(host) is not None:
+            raise InvalidArgument("webhook_url", f"must be a public address; {exc}") from None
+        raise InvalidArgument("webhook_url", _NOT_PUBLIC_NAME) from None
+    except egress.Unresolvable:
+        raise InvalidArgument("webhook_url", _NOT_PUBLIC_NAME) from None
 
 
 def validate_webhook_events(values: list[str], *, webhook_url: str | None) -> tuple[str, ...]:

@@ -3,30 +3,29 @@
 Deliveries live in PostgreSQL (services/jobs/deliveries.py), never only in memory. Each round
 claims due rows with FOR UPDATE SKIP LOCKED and a lease, so replicas share the work and a
 delivery whose sender died mid-attempt is attempted again once the lease ends: at least once,
-with the same Webhook-Id every time. The loop runs beside the RPCs: a slow or failing receiver
-only occupies one of WEBHOOK_CONCURRENCY slots, never a job's transition.
+with the same webhook-id and the same body every time. The loop runs beside the RPCs: a slow or
+failing receiver only occupies one of WEBHOOK_CONCURRENCY slots, never a job's transition.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import random
 import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-import httpx
 from prometheus_client import Counter, Gauge, Histogram
-from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core import db, webhooks
+from services.core.egress import Egress
 from services.core.logging import get_logger
 from services.jobs import deliveries
 from services.jobs.deliveries import Claimed
 from services.jobs.outbox import WebhookOutbox
+from services.jobs.webhook_post import Attempt, WebhookPoster
 
 log = get_logger(__name__)
 DELIVERIES = Counter(
@@ -54,7 +53,8 @@ _COUNTED_STATES = ("pending", "delivering", "dead")
 class DeliveryPolicy:
     """How deliveries are signed, timed, retried and spread (the WEBHOOK_* settings)."""
 
-    secret: SecretStr = field(repr=False)
+    # The signing keys, current first (services.core.webhooks.signing_keys).
+    keys: tuple[bytes, ...] = field(repr=False)
     timeout: float = 10.0
     retry_base: float = 30.0
     retry_max: float = 3600.0
@@ -77,14 +77,6 @@ def backoff(attempts: int, policy: DeliveryPolicy, rng: random.Random) -> float:
     return delay / 2 + rng.random() * delay / 2
 
 
-def _describe(exc: Exception, url: str) -> str:
-    """Why an attempt failed, without the URL (its query may hold a receiver's token)."""
-    if isinstance(exc, TimeoutError | httpx.TimeoutException):
-        return "timed out"
-    text = str(exc).replace(url, "<url>")
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 class WebhookSender:
     """One claim round at a time, or forever with run()."""
 
@@ -93,6 +85,7 @@ class WebhookSender:
         sessions: async_sessionmaker[AsyncSession],
         outbox: WebhookOutbox,
         policy: DeliveryPolicy,
+        egress: Egress,
     ) -> None:
         self._sessions = sessions
         self._outbox = outbox
@@ -101,12 +94,7 @@ class WebhookSender:
         self._stopping = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
         self._counted_at = 0.0
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(policy.timeout),
-            follow_redirects=False,
-            trust_env=False,
-            limits=httpx.Limits(max_connections=policy.concurrency, max_keepalive_connections=policy.concurrency),
-        )
+        self._poster = WebhookPoster(egress, timeout=policy.timeout, max_connections=policy.concurrency)
 
     async def run(self) -> None:
         """Claims due deliveries into free slots until stop(); a database outage only delays them."""
@@ -127,7 +115,7 @@ class WebhookSender:
             for task in self._in_flight:
                 task.cancel()
             await asyncio.gather(*self._in_flight, return_exceptions=True)
-            await self._client.aclose()
+            await self._poster.aclose()
 
     def stop(self) -> None:
         """Ends run() after the round in progress; attempts in flight are cut (their lease ends
@@ -157,35 +145,20 @@ class WebhookSender:
 
     async def deliver(self, delivery: Claimed) -> None:
         """One attempt: POST, then record delivered, or pending again after a backoff, or dead."""
-        body = json.dumps(delivery.payload, separators=(",", ":"), ensure_ascii=False).encode()
-        timestamp = int(time.time())
-        headers = {
-            "Content-Type": "application/json",
-            "User-Agent": webhooks.USER_AGENT,
-            webhooks.ID_HEADER: delivery.event_id,
-            webhooks.EVENT_HEADER: delivery.event_type,
-            webhooks.TIMESTAMP_HEADER: str(timestamp),
-            webhooks.SIGNATURE_HEADER: webhooks.signature(
-                self._policy.secret.get_secret_value().encode(), timestamp, body
-            ),
-        }
-        status: int | None = None
-        error = ""
+        body = webhooks.envelope(delivery.event_type, delivery.created_at, delivery.payload)
+        headers = webhooks.request_headers(
+            self._policy.keys, event_id=delivery.event_id, timestamp=int(time.time()), body=body
+        )
         started = time.perf_counter()
-        try:
-            async with asyncio.timeout(self._policy.timeout):
-                async with self._client.stream("POST", delivery.url, content=body, headers=headers) as response:
-                    status = response.status_code
-        except Exception as exc:
-            error = _describe(exc, delivery.url)
+        attempt = await self._poster.post(delivery.url, body=body, headers=headers)
         DELIVERY_SECONDS.observe(time.perf_counter() - started)
         try:
-            await self._record(delivery, status, error)
+            await self._record(delivery, attempt)
         except Exception as exc:
             # The lease runs out and the delivery is attempted again: at least once.
             log.warning("webhook.outcome_not_recorded", delivery_id=delivery.id, error=repr(exc))
 
-    async def _record(self, delivery: Claimed, status: int | None, error: str) -> None:
+    async def _record(self, delivery: Claimed, attempt: Attempt) -> None:
         fields = {
             "delivery_id": delivery.id,
             "job_id": delivery.job_id,
@@ -193,21 +166,23 @@ class WebhookSender:
             "event_type": delivery.event_type,
             "host": urlsplit(delivery.url).hostname,
             "attempt": delivery.attempts,
-            "status_code": status,
+            "status_code": attempt.status,
         }
-        if status is not None and 200 <= status < 300:
+        if attempt.error is None:
+            assert attempt.status is not None
             async with self._sessions.begin() as session:
-                held = await deliveries.mark_delivered(session, delivery, status_code=status)
+                held = await deliveries.mark_delivered(session, delivery, status_code=attempt.status)
             DELIVERIES.labels("delivered").inc()
             log.info("webhook.delivered", held=held, **fields)
             return
-        error = error or f"HTTP {status}"
         retry_in = None if delivery.last_chance else backoff(delivery.attempts, self._policy, self._rng)
         async with self._sessions.begin() as session:
-            held = await deliveries.mark_failed(session, delivery, status_code=status, error=error, retry_in=retry_in)
+            held = await deliveries.mark_failed(
+                session, delivery, status_code=attempt.status, error=attempt.error, retry_in=retry_in
+            )
         outcome = "dead" if retry_in is None else "retried"
         DELIVERIES.labels(outcome).inc()
-        log.warning(f"webhook.{outcome}", error=error, retry_in=retry_in, held=held, **fields)
+        log.warning(f"webhook.{outcome}", error=attempt.error, retry_in=retry_in, held=held, **fields)
 
     async def _count(self) -> None:
         """Refreshes the gauge of unfinished deliveries, at most every gauge_interval seconds."""

@@ -9,6 +9,7 @@ import redis.asyncio as aioredis
 
 from services.core import db, migrate
 from services.core.auth import Authenticator, CallGuard, StoredUserKeys
+from services.core.egress import Resolver, resolve
 from services.core.grpc_server import ServiceBinding, start_grpc_app, watch_dependency
 from services.core.runtime import DatabaseService
 from services.core.storage import create_storage
@@ -43,11 +44,12 @@ async def start_jobs_server(
     address: str,
     broker: str | None = None,
     redis_url: str | None = None,
+    resolver: Resolver = resolve,
 ) -> JobsServer:
     """Starts JobService on address; it reports SERVING while the database answers.
 
     With a broker, new jobs are published on the Celery queues and the dispatcher runs. With
-    Redis, job creation is rate limited per user."""
+    Redis, job creation is rate limited per user. Webhook hosts are resolved with resolver."""
     engine = db.create_engine(settings, database_url)
     limiter = client = None
     if redis_url is not None:
@@ -78,7 +80,7 @@ async def start_jobs_server(
         metadata_max_bytes=settings.jobs_metadata_max_bytes,
     )
     storage = create_storage(settings.media_root, settings)
-    webhooks = open_webhooks(settings, sessions, storage)
+    webhooks = open_webhooks(settings, sessions, storage, resolver=resolver)
     if dispatcher is not None:
         dispatcher.webhooks = webhooks.outbox  # the reaper's requeues and failures are events too
     live = None
@@ -105,6 +107,7 @@ async def start_jobs_server(
         changes=None if live is None else live.publisher,
         quota=quota,
         webhooks=webhooks.outbox,
+        egress=webhooks.egress,
         reads=reads,
         batcher=CreateBatcher(sessions, claimed=dispatcher is not None),
     )

@@ -11,6 +11,7 @@ from typing import Any, NoReturn, Protocol
 from sqlalchemy import ColumnElement, func
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.core.egress import Egress
 from services.core.errors import InvalidArgument
 from services.core.logging import get_logger
 from services.core.models import Job
@@ -29,6 +30,7 @@ from services.jobs.domain import (
     NewJob,
     RetriesExhausted,
     StaleAttempt,
+    validate_webhook_target,
 )
 from services.jobs.outbox import WebhookOutbox
 from services.jobs.quotas import Quota, enforce_quota
@@ -91,8 +93,11 @@ class JobsService:
         batcher: CreateBatcher | None = None,
         changes: JobChanges | None = None,
         webhooks: WebhookOutbox | None = None,
+        egress: Egress | None = None,
     ) -> None:
         self._webhooks = webhooks
+        # Where a new job's webhook may point (None: anywhere).
+        self._egress = egress
         self._sessions = sessions
         # Single-statement reads go without BEGIN/ROLLBACK round trips when given autocommit sessions.
         self._reads = reads or sessions
@@ -111,9 +116,12 @@ class JobsService:
         and the dispatcher publishes it on a later round. With an idempotency key the user used
         before, answers that job (replayed) when the request is the same, else IdempotencyConflict.
         A user over the creation rate limit gets RateLimited, over a quota QuotaExceeded (checked
-        in this transaction, under the user's lock), and nothing is stored."""
+        in this transaction, under the user's lock), a webhook aimed at a forbidden address
+        InvalidArgument, and nothing is stored."""
         if self._limiter is not None:
             await self._limiter.take(new.user_id)
+        if self._egress is not None:
+            await validate_webhook_target(new.webhook_url, self._egress)
         if self._batcher is not None and self._plain(new):
             return await self._created(await self._batcher.insert(new), request_id)
         async with self._sessions.begin() as session:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, model_validator
 
-from services.core.secrets import secret_problem
 from services.core.settings import CoreSettings
+from services.core.webhooks import WebhookSecretSetting
+
+# Where webhooks may go to loopback and private addresses unless WEBHOOK_ALLOW_PRIVATE_TARGETS says.
+_PRIVATE_TARGETS_BY_DEFAULT = ("development", "test")
 
 
 class JobsSettings(CoreSettings):
@@ -45,8 +48,12 @@ class JobsSettings(CoreSettings):
     # once, and video-seconds (metadata.durationSeconds, 4 when absent) created per UTC day.
     quota_max_jobs_in_flight: Annotated[int, Field(ge=0, le=1_000_000)] = 0
     quota_video_seconds_per_day: Annotated[int, Field(ge=0, le=1_000_000_000)] = 0
-    # The signing secret of webhooks (docs/webhooks.md); unset, it is derived from SECRET_KEY.
-    webhook_secret: SecretStr | None = None
+    # The signing secrets of webhooks (docs/webhooks.md): one or two `whsec_…`, current first;
+    # unset, the one secret is derived from SECRET_KEY.
+    webhook_secret: WebhookSecretSetting = None
+    # Whether a webhook may target loopback, private, link-local and other non-public addresses;
+    # unset: yes with APP_ENV development or test, no in staging and production.
+    webhook_allow_private_targets: bool
     # Webhooks (docs/webhooks.md): an attempt's timeout; the
     # backoff between attempts (base doubling up to max, with jitter); how long a delivery is
     # retried before it is dead; deliveries in flight at once; the backstop poll of due ones.
@@ -57,12 +64,16 @@ class JobsSettings(CoreSettings):
     webhook_concurrency: Annotated[int, Field(ge=1, le=1000)] = 16
     webhook_poll_interval: Annotated[float, Field(gt=0, le=60)] = 1.0
 
+    @model_validator(mode="before")
+    @classmethod
+    def _private_targets_by_environment(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("webhook_allow_private_targets") in (None, ""):
+            environment = data.get("app_env", "development")
+            data = {**data, "webhook_allow_private_targets": environment in _PRIVATE_TARGETS_BY_DEFAULT}
+        return data
+
     @model_validator(mode="after")
-    def _production_webhook_secret(self) -> JobsSettings:
-        if self.app_env == "production" and self.webhook_secret is not None:
-            problem = secret_problem(self.webhook_secret.get_secret_value())
-            if problem is not None:
-                raise ValueError(f"WEBHOOK_SECRET {problem} when APP_ENV=production (or leave it unset)")
+    def _webhook_retry_window(self) -> JobsSettings:
         if self.webhook_retry_max_seconds < self.webhook_retry_base_seconds:
             raise ValueError("WEBHOOK_RETRY_MAX_SECONDS must be at least WEBHOOK_RETRY_BASE_SECONDS")
         return self

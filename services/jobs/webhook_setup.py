@@ -1,18 +1,17 @@
 """Wires webhooks into the jobs service: the outbox the use cases write to, the desk the RPCs
-read from, and the sender that POSTs."""
+read from, the sender that POSTs, and the egress rules both creation and the sender apply."""
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.core import webhooks
+from services.core.egress import Egress, Resolver, resolve
 from services.core.errors import Unavailable
 from services.core.models import Job
-from services.core.secrets import WEBHOOK_SIGNING, derive, urlsafe
 from services.core.storage import MediaStorage
 from services.gateway.schemas import job_from_proto
 from services.jobs.outbox import DeliveryDesk, WebhookOutbox
@@ -28,6 +27,8 @@ class Webhooks:
     outbox: WebhookOutbox
     desk: DeliveryDesk
     sender: WebhookSender
+    # Where webhooks may go (WEBHOOK_ALLOW_PRIVATE_TARGETS): checked at creation and every attempt.
+    egress: Egress
     # The Standard Webhooks secrets (whsec_...) that sign deliveries, current first.
     secrets: tuple[str, ...]
 
@@ -44,14 +45,16 @@ def job_json(job: Job, storage: MediaStorage | None = None) -> dict[str, Any]:
 
 
 def open_webhooks(
-    settings: JobsSettings, sessions: async_sessionmaker[AsyncSession], storage: MediaStorage | None = None
+    settings: JobsSettings,
+    sessions: async_sessionmaker[AsyncSession],
+    storage: MediaStorage | None = None,
+    *,
+    resolver: Resolver = resolve,
 ) -> Webhooks:
     """The outbox, desk and sender, with the WEBHOOK_* settings (the sender is not started)."""
     outbox = WebhookOutbox(render=lambda job: job_json(job, storage))
-    derived = "whsec_" + base64.b64encode(derive(settings.secret_key.get_secret_value(), WEBHOOK_SIGNING)).decode()
     policy = DeliveryPolicy(
-        secret=settings.webhook_secret
-        or SecretStr(urlsafe(derive(settings.secret_key.get_secret_value(), WEBHOOK_SIGNING))),
+        keys=tuple(webhooks.signing_keys(settings)),
         timeout=settings.webhook_timeout_seconds,
         retry_base=settings.webhook_retry_base_seconds,
         retry_max=settings.webhook_retry_max_seconds,
@@ -59,9 +62,11 @@ def open_webhooks(
         concurrency=settings.webhook_concurrency,
         poll_interval=settings.webhook_poll_interval,
     )
+    egress = Egress(allow_private=settings.webhook_allow_private_targets, resolver=resolver)
     return Webhooks(
         outbox=outbox,
         desk=DeliveryDesk(sessions, outbox),
-        sender=WebhookSender(sessions, outbox, policy),
-        secrets=(derived,),
+        sender=WebhookSender(sessions, outbox, policy, egress),
+        egress=egress,
+        secrets=tuple(webhooks.signing_secrets(settings)),
     )

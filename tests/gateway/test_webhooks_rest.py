@@ -1,4 +1,5 @@
-"""Webhooks through the edge: the REST fields, the deliveries of a job, dead letters and redelivery."""
+"""Webhooks through the edge: the REST fields, the deliveries of a job, dead letters, redelivery,
+and the refusal of non-public targets."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from typing import Any, get_args
 from services.core.models import WEBHOOK_EVENTS
 from services.gateway.schemas import JobCreate, WebhookEvent
 from tests.gateway.conftest import Gateway, GatewayFactory
+from tests.support.deliveries import SECRET
+from tests.support.factories import bare_json
 from tests.support.webhook_receiver import webhook_receiver
 
-SECRET = "rest-webhook-secret"
 TINY = {"durationSeconds": 1, "width": 64, "height": 64, "fps": 4}
 QUICK = {
     "webhook_secret": SECRET,
@@ -55,10 +57,11 @@ async def test_a_job_posts_each_status_change_to_its_webhook_and_dead_letters_ar
         final = (await client.get(f"/api/v1/jobs/{job['id']}")).json()
 
     assert [d["eventType"] for d in found] == ["job.queued", "job.processing", "job.completed"]
-    assert all(r.signed for r in receiver.received)
+    assert all(r.signed for r in receiver.received), "every delivery passes the reference verifier"
     completed = next(r for r in receiver.accepted if r.event_type == "job.completed")
-    assert completed.job == final, "the body is the job's JSON, as GET /api/v1/jobs/{id} answers it"
-    assert found[2]["payload"] == final and found[2]["eventId"] == completed.event_id
+    # The same but for the media URL's signature, fresh on every answer.
+    assert bare_json(completed.job) == bare_json(final), "the body's data is the job's JSON, as GET answers it"
+    assert found[2]["payload"] == completed.job and found[2]["eventId"] == completed.event_id
 
     with webhook_receiver(SECRET, failing=True) as receiver:
         created = await client.post(
@@ -76,7 +79,7 @@ async def test_a_job_posts_each_status_change_to_its_webhook_and_dead_letters_ar
         letters = (await client.get("/api/v1/webhooks/deliveries", params={"state": "dead"})).json()
         assert [d["id"] for d in letters["deliveries"]] == [dead["id"]]
         assert (letters["total"], letters["skip"], letters["take"]) == (1, 0, 20)
-        assert (dead["lastStatusCode"], dead["lastError"]) == (500, "HTTP 500")
+        assert (dead["lastStatusCode"], dead["lastError"]) == (500, "status 500")
 
         receiver.failing = False
         redelivered = await client.post(f"/api/v1/webhooks/deliveries/{dead['id']}/redeliver")
@@ -128,3 +131,20 @@ async def test_bad_webhooks_and_delivery_calls_are_refused_naming_the_field(gate
     assert {"webhookUrl", "webhookEvents"} <= set(document["components"]["schemas"]["JobCreate"]["properties"])
     assert get_args(WebhookEvent) == WEBHOOK_EVENTS
     assert JobCreate.model_json_schema()["properties"]["webhookUrl"]["description"]
+
+
+async def test_a_webhook_url_aimed_at_a_private_address_is_422_naming_it_where_private_targets_are_refused(
+    start_gateway: GatewayFactory,
+) -> None:
+    gateway = await start_gateway(stack_options={"jobs": {**QUICK, "webhook_allow_private_targets": False}})
+    for url in (
+        "http://127.0.0.1/",
+        "http://[::1]/",
+        "http://localhost/",
+        "http://10.0.0.5/",
+        "http://169.254.169.254/latest/meta-data",
+    ):
+        answer = await gateway.client.post("/api/v1/jobs", json={"userId": "u", "prompt": "p", "webhookUrl": url})
+
+        assert answer.status_code == 422, (url, answer.text)
+        assert answer.json()["detail"][0]["loc"] == ["body", "webhookUrl"], url

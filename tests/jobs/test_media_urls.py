@@ -19,6 +19,7 @@ from services.jobs.server import JobsServer, start_jobs_server
 from tests.conftest import jobs_settings, wait_serving
 from tests.support import databases
 from tests.support.brokers import drop_keys
+from tests.support.deliveries import SECRET
 from tests.support.factories import create_job, video_result
 from tests.support.internal import jobs_clients
 from tests.support.webhook_receiver import webhook_receiver
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
     from videogen.v1.lifecycle_pb2_grpc import JobLifecycleServiceAsyncStub
 
 SECRET_KEY = "5c0d3f8a9b1e4c7d2a6f0e9b8c7d6a5f"
-WEBHOOK_SECRET = "test-webhook-secret"
 TTL = 120
 
 
@@ -49,7 +49,7 @@ async def service(own_database_url: str, redis_url: str) -> AsyncIterator[Servic
         celery_key_prefix=prefix,
         secret_key=SECRET_KEY,
         media_url_ttl_seconds=TTL,
-        webhook_secret=WEBHOOK_SECRET,
+        webhook_secret=SECRET,
         webhook_poll_interval=0.1,
     )
     server: JobsServer = await start_jobs_server(
@@ -128,7 +128,7 @@ async def test_a_live_event_carries_a_signed_url(service: Service) -> None:
 
 async def test_a_webhook_payload_carries_a_signed_url(service: Service) -> None:
     started = time.time()
-    with webhook_receiver(WEBHOOK_SECRET) as receiver:
+    with webhook_receiver(SECRET) as receiver:
         job, _ = await completed(service, webhook_url=receiver.url, webhook_events=["job.completed"])
         accepted = await receiver.wait_accepted(1)
 

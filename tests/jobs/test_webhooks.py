@@ -1,30 +1,40 @@
-"""Signed webhooks: durable deliveries in PostgreSQL, retries, dead letters, redelivery, restarts."""
+"""Signed webhooks: durable deliveries in PostgreSQL, retries, dead letters, redelivery, restarts,
+checked with the reference verifier of Standard Webhooks."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import json
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
 from prometheus_client import REGISTRY
-from pydantic import SecretStr
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
 
 from services.core import webhooks
 from services.gateway.schemas import job_from_proto
 from services.jobs.sender import DeliveryPolicy, backoff
-from services.jobs.server import JobsServer, start_jobs_server
 from services.jobs.settings import JobsSettings
 from tests.conftest import jobs_settings, start_brokered_jobs, wait_serving
 from tests.support.brokers import drop_keys
-from tests.support.factories import create_job, video_result
+from tests.support.deliveries import (
+    PREVIOUS_SECRET,
+    QUICK,
+    SECRET,
+    ServiceFactory,
+    all_delivered,
+    complete,
+    deliveries_of,
+    wait_deliveries,
+)
+from tests.support.factories import bare_json, create_job
 from tests.support.internal import jobs_clients
 from tests.support.processes import ServiceProcess, clean_env
 from tests.support.webhook_receiver import webhook_receiver
@@ -32,77 +42,6 @@ from videogen.v1 import jobs_pb2, jobs_pb2_grpc, lifecycle_pb2, webhooks_pb2
 
 if TYPE_CHECKING:
     from videogen.v1.jobs_pb2_grpc import JobServiceAsyncStub
-    from videogen.v1.lifecycle_pb2_grpc import JobLifecycleServiceAsyncStub
-
-SECRET = "test-webhook-secret"
-# Quick retries, so that a test sees several attempts in well under a second.
-QUICK = {
-    "webhook_secret": SECRET,
-    "webhook_retry_base_seconds": 0.05,
-    "webhook_retry_max_seconds": 0.2,
-    "webhook_poll_interval": 0.1,
-    "webhook_timeout_seconds": 2.0,
-}
-
-
-@dataclass
-class Service:
-    jobs: JobServiceAsyncStub
-    lifecycle: JobLifecycleServiceAsyncStub
-    server: JobsServer
-
-
-ServiceFactory = Callable[..., Awaitable[Service]]
-
-
-@pytest.fixture
-async def start_service(own_database_url: str) -> AsyncIterator[ServiceFactory]:
-    """Starts jobs services on a fresh database with the QUICK webhook settings, overridden by keyword."""
-    started: list[JobsServer] = []
-    async with contextlib.AsyncExitStack() as opened:
-
-        async def start(**overrides: Any) -> Service:
-            settings = jobs_settings(**{**QUICK, **overrides})
-            server = await start_jobs_server(settings, database_url=own_database_url, address="127.0.0.1:0")
-            started.append(server)
-            clients = await opened.enter_async_context(jobs_clients(server.port))
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-                await wait_serving(channel)
-            return Service(clients.jobs, clients.lifecycle, server)
-
-        yield start
-    for server in started:
-        await server.stop(0)
-
-
-async def complete(lifecycle: JobLifecycleServiceAsyncStub, job_id: str) -> jobs_pb2.Job:
-    """Moves a queued job through processing to completed, as a worker does."""
-    await lifecycle.StartJob(lifecycle_pb2.StartJobRequest(id=job_id, worker_id="worker-1"))
-    done: jobs_pb2.Job = await lifecycle.CompleteJob(
-        lifecycle_pb2.CompleteJobRequest(id=job_id, result=video_result(job_id), used_provider="local", used_model="m")
-    )
-    return done
-
-
-async def deliveries_of(jobs: JobServiceAsyncStub, job_id: str) -> list[webhooks_pb2.WebhookDelivery]:
-    reply = await jobs.ListJobDeliveries(webhooks_pb2.ListJobDeliveriesRequest(job_id=job_id, take=100))
-    return list(reply.deliveries)
-
-
-async def wait_deliveries(
-    jobs: JobServiceAsyncStub,
-    job_id: str,
-    done: Callable[[list[webhooks_pb2.WebhookDelivery]], bool],
-    timeout: float = 20,
-) -> list[webhooks_pb2.WebhookDelivery]:
-    async with asyncio.timeout(timeout):
-        while not done(found := await deliveries_of(jobs, job_id)):
-            await asyncio.sleep(0.05)
-    return found
-
-
-def all_delivered(found: list[webhooks_pb2.WebhookDelivery]) -> bool:
-    return bool(found) and all(d.state == webhooks_pb2.DELIVERY_STATE_DELIVERED for d in found)
 
 
 def counter(outcome: str) -> float:
@@ -124,13 +63,15 @@ async def test_a_receiver_failing_three_times_gets_every_event_once_in_effect(st
     assert sorted(r.event_id for r in accepted) == sorted(d.event_id for d in found), "each event accepted once"
     assert {r.event_id for r in receiver.received} == {d.event_id for d in found}, "a retry keeps its event id"
     assert len(receiver.received) == 6
-    assert all(r.signed for r in receiver.received)
+    assert all(r.signed for r in receiver.received), "every attempt passes the reference verifier"
     assert all(r.user_agent == webhooks.USER_AGENT for r in receiver.received)
     completed = next(r for r in accepted if r.event_type == "job.completed")
-    body, as_rest = completed.job, job_from_proto(done).model_dump(mode="json")
+    assert completed.job == json.loads(found[2].payload_json), "the listing's payload is the body's data"
     # The worker's answer holds the bare path; REST and webhooks give it signed (test_media_urls.py).
-    assert body["result"].pop("videoUrl").startswith(as_rest["result"].pop("videoUrl") + "?expires=")
-    assert body == as_rest, "the job's JSON, as REST answers it"
+    assert "?expires=" in completed.job["result"]["videoUrl"]
+    assert bare_json(completed.job) == job_from_proto(done).model_dump(mode="json"), (
+        "the job's JSON, as REST answers it"
+    )
     assert next(r for r in accepted if r.event_type == "job.queued").job["status"] == "queued"
     assert counter("delivered") - delivered_before == 3
 
@@ -193,7 +134,7 @@ async def test_an_always_failing_receiver_ends_dead_and_redeliver_delivers_once_
         [dead] = await wait_deliveries(
             service.jobs, job.id, lambda f: len(f) == 1 and f[0].state == webhooks_pb2.DELIVERY_STATE_DEAD
         )
-        assert dead.attempts >= 2 and dead.last_status_code == 500 and dead.last_error == "HTTP 500"
+        assert dead.attempts >= 2 and dead.last_status_code == 500 and dead.last_error == "status 500"
         letters = await service.jobs.ListDeliveries(
             webhooks_pb2.ListDeliveriesRequest(state=webhooks_pb2.DELIVERY_STATE_DEAD)
         )
@@ -366,20 +307,74 @@ async def test_bad_delivery_requests_are_refused(jobs: JobServiceAsyncStub, call
     assert caught.value.code().name == code
 
 
-def test_a_signature_verifies_only_its_body_and_a_fresh_timestamp() -> None:
-    secret, body, now = b"k", b'{"id":"c1"}', time.time()
-    header = webhooks.signature(secret, int(now), body)
+async def test_a_delivered_job_passes_the_reference_verifier_and_a_tampered_body_does_not(
+    start_service: ServiceFactory,
+) -> None:
+    service = await start_service()
+    with webhook_receiver(SECRET) as receiver:
+        job = await create_job(service.jobs, webhook_url=receiver.url, webhook_events=["job.completed"])
+        done = await complete(service.lifecycle, job.id)
+        [delivery] = await wait_deliveries(service.jobs, job.id, all_delivered)
 
-    assert header.startswith("v1=") and len(header) == 3 + 64
-    assert webhooks.verify(secret, timestamp=str(int(now)), body=body, header=header, now=now)
-    assert not webhooks.verify(secret, timestamp=str(int(now)), body=body + b" ", header=header, now=now)
-    assert not webhooks.verify(b"other", timestamp=str(int(now)), body=body, header=header, now=now)
-    assert not webhooks.verify(secret, timestamp=str(int(now)), body=body, header=header, now=now + 301)
-    assert not webhooks.verify(secret, timestamp="soon", body=body, header=header, now=now)
+    [received] = receiver.received
+    body = Webhook(SECRET).verify(received.body, received.headers)
+    assert body == {
+        "type": "job.completed",
+        "timestamp": webhooks.event_time(delivery.created_at.ToDatetime(tzinfo=UTC)),
+        "data": body["data"],
+    }
+    # The worker's answer holds the bare path; the body gives it signed (test_media_urls.py).
+    assert bare_json(body["data"]) == job_from_proto(done).model_dump(mode="json")
+    assert received.event_id == delivery.event_id
+    assert abs(int(received.headers["webhook-timestamp"]) - time.time()) < 60
+    assert received.headers["webhook-signature"].startswith("v1,")
+    assert "webhook-event" not in received.headers, "the type is in the body"
+    with pytest.raises(WebhookVerificationError):
+        Webhook(SECRET).verify(received.body.replace(b'"completed"', b'"failed"'), received.headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(PREVIOUS_SECRET).verify(received.body, received.headers)
+
+
+async def test_during_a_rotation_every_delivery_verifies_with_either_secret(start_service: ServiceFactory) -> None:
+    service = await start_service(webhook_secret=f"{SECRET} {PREVIOUS_SECRET}")
+    with webhook_receiver(PREVIOUS_SECRET) as receiver:  # a receiver that has not moved over yet
+        job = await create_job(service.jobs, webhook_url=receiver.url, webhook_events=["job.queued"])
+        await wait_deliveries(service.jobs, job.id, all_delivered)
+
+    [received] = receiver.received
+    assert received.signed and received.verifies_with(SECRET)
+    assert len(received.headers["webhook-signature"].split(" ")) == 2, "one signature per secret"
+
+
+async def test_every_attempt_and_redelivery_sends_the_same_webhook_id_and_body(start_service: ServiceFactory) -> None:
+    service = await start_service()
+    with webhook_receiver(SECRET, fail_first=2) as receiver:
+        job = await create_job(service.jobs, webhook_url=receiver.url, webhook_events=["job.queued"])
+        [delivered] = await wait_deliveries(service.jobs, job.id, all_delivered)
+        await service.jobs.Redeliver(webhooks_pb2.RedeliverRequest(id=delivered.id))
+        await receiver.wait_until(lambda r: len(r.accepted) == 2)
+
+    assert len(receiver.received) == 4, "two failed attempts, the delivery and the redelivery"
+    assert {r.event_id for r in receiver.received} == {delivered.event_id}
+    assert len({r.body for r in receiver.received}) == 1, "byte-identical bodies"
+    assert all(r.signed for r in receiver.received)
+    assert receiver.received[0].envelope["data"] == json.loads(delivered.payload_json)
+
+
+async def test_without_webhook_secret_deliveries_are_signed_with_the_secret_derived_from_secret_key(
+    start_service: ServiceFactory,
+) -> None:
+    [derived] = webhooks.signing_secrets(jobs_settings(webhook_secret=None))
+    service = await start_service(webhook_secret=None)
+    with webhook_receiver(derived) as receiver:
+        job = await create_job(service.jobs, webhook_url=receiver.url, webhook_events=["job.queued"])
+        await wait_deliveries(service.jobs, job.id, all_delivered)
+
+    assert [r.signed for r in receiver.received] == [True]
 
 
 def test_backoff_doubles_up_to_the_maximum_with_jitter() -> None:
-    policy = DeliveryPolicy(secret=SecretStr("s3cret-value"), retry_base=30, retry_max=3600)
+    policy = DeliveryPolicy(keys=(b"s3cret-value",), retry_base=30, retry_max=3600)
     rng = random.Random(7)
 
     delays = [backoff(attempt, policy, rng) for attempt in range(1, 12)]
@@ -392,5 +387,5 @@ def test_the_default_schedule_retries_for_at_least_a_day() -> None:
     settings = JobsSettings(_env_file=None)
 
     assert settings.webhook_retry_for_hours >= 24
-    assert "s3cret-value" not in repr(DeliveryPolicy(secret=SecretStr("s3cret-value")))
+    assert "s3cret-value" not in repr(DeliveryPolicy(keys=(b"s3cret-value",)))
     assert settings.webhook_secret is None

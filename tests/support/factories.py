@@ -80,3 +80,21 @@ async def job_in(
     elif status == "failed":
         job = await lifecycle.FailJob(lifecycle_pb2.FailJobRequest(id=job.id, error_message="boom"))
     return job
+
+
+def bare(job: jobs_pb2.Job) -> jobs_pb2.Job:
+    """The job with its video URL's signature (fresh on every answer) taken off, for comparing
+    answers of different moments."""
+    copy = jobs_pb2.Job()
+    copy.CopyFrom(job)
+    if copy.HasField("result"):
+        copy.result.video_url = copy.result.video_url.split("?", 1)[0]
+    return copy
+
+
+def bare_json(job: dict[str, Any]) -> dict[str, Any]:
+    """As bare(), for a job's JSON."""
+    result = job.get("result")
+    if not isinstance(result, dict):
+        return job
+    return {**job, "result": {**result, "videoUrl": str(result.get("videoUrl", "")).split("?", 1)[0]}}

@@ -1,9 +1,12 @@
-"""A real HTTP webhook receiver in a thread: checks each signature, fails or stalls on demand."""
+"""A real HTTP(S) webhook receiver in a thread: checks each delivery with the reference verifier of
+Standard Webhooks, fails or stalls on demand."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -12,6 +15,9 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
+
 from services.core import webhooks
 
 
@@ -19,26 +25,67 @@ from services.core import webhooks
 class Received:
     """One POST as the receiver saw it, and what it answered."""
 
-    event_id: str
-    event_type: str
+    headers: dict[str, str]
     body: bytes
     signed: bool
     status: int
-    user_agent: str
 
     @property
-    def job(self) -> dict[str, Any]:
-        """The body: the job's JSON."""
+    def host(self) -> str:
+        """The Host header."""
+        return self.headers.get("host", "")
+
+    @property
+    def event_id(self) -> str:
+        """The webhook-id header."""
+        return self.headers.get(webhooks.ID_HEADER, "")
+
+    @property
+    def user_agent(self) -> str:
+        """The User-Agent header."""
+        return self.headers.get("user-agent", "")
+
+    @property
+    def envelope(self) -> dict[str, Any]:
+        """The body: {"type", "timestamp", "data"}."""
         parsed: dict[str, Any] = json.loads(self.body)
         return parsed
 
+    @property
+    def event_type(self) -> str:
+        """The body's type."""
+        return str(self.envelope["type"])
+
+    @property
+    def job(self) -> dict[str, Any]:
+        """The body's data: the job's JSON."""
+        data: dict[str, Any] = self.envelope["data"]
+        return data
+
+    def verifies_with(self, secret: str) -> bool:
+        """Whether the reference verifier accepts this request with secret (a whsec_ string)."""
+        try:
+            Webhook(secret).verify(self.body, self.headers)
+        except WebhookVerificationError:
+            return False
+        return True
+
 
 class WebhookReceiver:
-    """Answers 500 to the first fail_first POSTs and to all while failing is set, after delay
-    seconds each; otherwise 204. Every POST is recorded, with whether its signature verifies."""
+    """Answers 500 to the first fail_first POSTs, to all while failing is set and to those the
+    verifier refuses, after delay seconds each; otherwise 204. Every POST is recorded, with whether
+    it verifies with secret. With tls, it speaks HTTPS and records the server names clients ask for."""
 
-    def __init__(self, secret: str, *, fail_first: int = 0, failing: bool = False, delay: float = 0.0) -> None:
-        self.secret = secret.encode()
+    def __init__(
+        self,
+        secret: str,
+        *,
+        fail_first: int = 0,
+        failing: bool = False,
+        delay: float = 0.0,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        self.secret = secret
         self.fail_first = fail_first
         self.failing = failing
         self.delay = delay
@@ -57,23 +104,35 @@ class WebhookReceiver:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
+        self.scheme = "http"
+        # The TLS server names (SNI) of the connections made to it.
+        self.server_names: list[str | None] = []
+        if tls is not None:
+            tls.sni_callback = lambda _socket, name, _context: self.server_names.append(name)
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+            self.scheme = "https"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def port(self) -> int:
+        """The port it listens on, on 127.0.0.1."""
+        return int(self._server.server_address[1])
 
     @property
     def url(self) -> str:
         """Where to send webhooks (with a query token, which must never reach a log)."""
-        return f"http://127.0.0.1:{self._server.server_address[1]}/hooks/videogen?token=rcv-secret-token"
+        return self.url_at("127.0.0.1")
+
+    def url_at(self, host: str) -> str:
+        """The receiver's URL with another host name (one that a test's resolver maps to it)."""
+        return f"{self.scheme}://{host}:{self.port}/hooks/videogen?token=rcv-secret-token"
 
     def answer(self, request: BaseHTTPRequestHandler) -> None:
         """Reads, verifies and answers one POST."""
         body = request.rfile.read(int(request.headers.get("Content-Length", "0")))
-        signed = webhooks.verify(
-            self.secret,
-            timestamp=request.headers.get(webhooks.TIMESTAMP_HEADER, ""),
-            body=body,
-            header=request.headers.get(webhooks.SIGNATURE_HEADER, ""),
-            now=time.time(),
-        )
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        received = Received(headers=headers, body=body, signed=False, status=0)
+        signed = received.verifies_with(self.secret)
         self.holding.set()
         time.sleep(self.delay)
         with self._changed:
@@ -86,16 +145,7 @@ class WebhookReceiver:
             request.end_headers()
         finally:
             with self._changed:
-                self.received.append(
-                    Received(
-                        event_id=request.headers.get(webhooks.ID_HEADER, ""),
-                        event_type=request.headers.get(webhooks.EVENT_HEADER, ""),
-                        body=body,
-                        signed=signed,
-                        status=status,
-                        user_agent=request.headers.get("User-Agent", ""),
-                    )
-                )
+                self.received.append(dataclasses.replace(received, signed=signed, status=status))
                 self._changed.notify_all()
 
     @property
