@@ -2,14 +2,44 @@
 
 from __future__ import annotations
 
+import ipaddress
 import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import field_validator
+
+from services.core.settings import CoreSettings
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "deploy" / "envoy" / "envoy.yaml"
+
+
+class EdgeSettings(CoreSettings):
+    """CoreSettings plus what only the edge of `make run` reads (containers run the template)."""
+
+    # Where the edge listens; unset: every interface with APP_ENV=production, else loopback.
+    edge_bind_host: str | None = None
+
+    @field_validator("edge_bind_host", mode="before")
+    @classmethod
+    def _ip_address(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        if isinstance(value, str):
+            try:
+                ipaddress.ip_address(value)
+            except ValueError:
+                raise ValueError("must be an IP address, such as 127.0.0.1 or 0.0.0.0") from None
+        return value
+
+    @property
+    def edge_host(self) -> str:
+        """The address the edge listener binds."""
+        if self.edge_bind_host is not None:
+            return self.edge_bind_host
+        return "0.0.0.0" if self.app_env == "production" else "127.0.0.1"
 
 
 def render_local(
@@ -19,14 +49,15 @@ def render_local(
     metrics_port: int,
     upstreams: dict[str, tuple[str, int]],
     out: Path,
+    bind_host: str = "127.0.0.1",
     template: Path = TEMPLATE,
 ) -> Path:
-    """Writes the template to out on loopback: the edge, metrics and admin ports, and each
-    service cluster's host and port."""
+    """Writes the template to out for one machine: the edge on bind_host, the metrics and admin
+    listeners on loopback, our ports, and each service cluster's host and port."""
     config: dict[str, Any] = yaml.safe_load(template.read_text())
     config["admin"]["address"]["socket_address"]["port_value"] = admin_port
     listeners = {listener["name"]: listener for listener in config["static_resources"]["listeners"]}
-    listeners["edge"]["address"]["socket_address"].update(address="127.0.0.1", port_value=edge_port)
+    listeners["edge"]["address"]["socket_address"].update(address=bind_host, port_value=edge_port)
     listeners["metrics"]["address"]["socket_address"].update(address="127.0.0.1", port_value=metrics_port)
     upstreams = {**upstreams, "envoy_admin": ("127.0.0.1", admin_port)}
     for cluster in config["static_resources"]["clusters"]:

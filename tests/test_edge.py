@@ -5,12 +5,19 @@ from __future__ import annotations
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
 import yaml
 
-from services.edge import TEMPLATE, envoy_binary, envoy_command, render_local
+from services.core.settings import load_settings
+from services.edge import TEMPLATE, EdgeSettings, envoy_binary, envoy_command, render_local
 from tests.support.processes import free_port
+
+REAL_SECRET_KEY = "5c0d3f8a9b1e4c7d2a6f0e9b8c7d6a5f"
+REAL_API_KEY = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
+LOOPBACK_UPSTREAMS = {"gateway": ("127.0.0.1", 1), "jobs": ("127.0.0.1", 1), "providers": ("127.0.0.1", 1)}
 
 
 def validate(path: Path) -> subprocess.CompletedProcess[str]:
@@ -99,3 +106,51 @@ def test_the_metrics_listener_serves_prometheus_stats_and_readiness_and_nothing_
     assert "envoy_cluster_upstream_cx_total" in stats.text
     assert quit_.status_code == 404
     assert clusters.status_code == 404
+
+
+def render(out: Path, **options: Any) -> Path:
+    """render_local on fixed ports with unreachable upstreams, plus options."""
+    return render_local(
+        edge_port=18000, admin_port=19901, metrics_port=19902, upstreams=LOOPBACK_UPSTREAMS, out=out, **options
+    )
+
+
+def listener_addresses(config: Path) -> dict[str, str]:
+    """The address of each listener, and of the admin interface, in a rendered configuration."""
+    loaded = yaml.safe_load(config.read_text())
+    listeners = [*loaded["static_resources"]["listeners"], {"name": "admin", **loaded["admin"]}]
+    return {item["name"]: item["address"]["socket_address"]["address"] for item in listeners}
+
+
+def test_make_run_binds_the_edge_where_told_and_keeps_metrics_and_admin_on_loopback(tmp_path: Path) -> None:
+    default = render(tmp_path / "default.yaml")
+    everywhere = render(tmp_path / "everywhere.yaml", bind_host="0.0.0.0")
+
+    assert listener_addresses(default) == {"edge": "127.0.0.1", "metrics": "127.0.0.1", "admin": "127.0.0.1"}
+    assert listener_addresses(everywhere) == {"edge": "0.0.0.0", "metrics": "127.0.0.1", "admin": "127.0.0.1"}
+
+
+@pytest.mark.parametrize(("app_env", "expected"), [("development", "127.0.0.1"), ("production", "0.0.0.0")])
+def test_the_edge_listens_on_loopback_unless_in_production(
+    monkeypatch: pytest.MonkeyPatch, app_env: str, expected: str
+) -> None:
+    monkeypatch.delenv("EDGE_BIND_HOST", raising=False)
+    monkeypatch.setenv("APP_ENV", app_env)
+    monkeypatch.setenv("SECRET_KEY", REAL_SECRET_KEY)
+    monkeypatch.setenv("API_KEY", REAL_API_KEY)
+
+    assert EdgeSettings(_env_file=None).edge_host == expected
+
+
+def test_edge_bind_host_wins_and_must_be_an_ip_address(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("EDGE_BIND_HOST", "192.0.2.7")
+    assert EdgeSettings(_env_file=None).edge_host == "192.0.2.7"
+
+    monkeypatch.setenv("EDGE_BIND_HOST", "edge.example.com")
+    with pytest.raises(SystemExit) as stopped:
+        load_settings(EdgeSettings)
+
+    assert stopped.value.code == 2
+    assert "EDGE_BIND_HOST: must be an IP address" in capsys.readouterr().err

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import signal
+import socket
 import uuid
 from pathlib import Path
 
@@ -76,3 +78,30 @@ async def test_run_restarts_a_crashed_service(own_database_url: str, redis_url: 
                 job = created.json()
                 while (job := (await client.get(f"/api/v1/jobs/{job['id']}")).json())["status"] != "completed":
                     await asyncio.sleep(0.1)
+
+
+def listening_addresses(port: int) -> set[str]:
+    """The addresses that sockets listen on at port, IPv4 and IPv6, read from /proc/net."""
+    found = set()
+    for table, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, _, hex_port = local.partition(":")
+            if state == "0A" and int(hex_port, 16) == port:
+                raw = bytes.fromhex(address)
+                # /proc prints each 32-bit word of the address in host (little-endian) order.
+                words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+                ip = ipaddress.ip_address(socket.inet_ntop(family, words))
+                # gRPC listens on 127.0.0.1 through an IPv6 socket: ::ffff:127.0.0.1.
+                found.add(str(getattr(ip, "ipv4_mapped", None) or ip))
+    return found
+
+
+async def test_run_exposes_the_edge_alone(own_database_url: str, redis_url: str) -> None:
+    with local_run(own_database_url, redis_url, name="run", EDGE_BIND_HOST="0.0.0.0") as system:
+        await asyncio.to_thread(system.process.wait_event, "run.ready", 120)
+
+        bound = {variable: listening_addresses(int(port)) for variable, port in system.ports.items()}
+
+    assert bound.pop("EDGE_PORT") == {"0.0.0.0"}
+    assert bound and all(addresses == {"127.0.0.1"} for addresses in bound.values()), bound

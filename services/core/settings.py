@@ -36,8 +36,9 @@ class CoreSettings(BaseSettings):
     app_debug: bool = False
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
 
-    # REST gateway
-    api_host: str = "0.0.0.0"
+    # REST gateway. Every listener defaults to loopback, so that `make run` exposes the edge alone;
+    # the containers listen on every interface (deploy/Dockerfile, compose, k8s set 0.0.0.0).
+    api_host: str = "127.0.0.1"
     api_port: Port = 8080
     api_workers: Annotated[int, Field(ge=1, le=64)] = 1
 
@@ -108,9 +109,9 @@ class CoreSettings(BaseSettings):
     # Where embedded servers and media live when nothing else is configured.
     data_dir: Path = Path(".data")
 
-    # Ports and addresses of the processes (contract.md).
-    grpc_bind_host: str = "0.0.0.0"
-    metrics_bind_host: str = "0.0.0.0"
+    # Ports and addresses of the processes (contract.md); loopback by default, as API_HOST.
+    grpc_bind_host: str = "127.0.0.1"
+    metrics_bind_host: str = "127.0.0.1"
     edge_port: Port = 8000
     envoy_admin_port: Port = 9901
     # Envoy's listener for Prometheus (/stats/prometheus) and probes (/ready); the admin stays on loopback.

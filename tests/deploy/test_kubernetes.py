@@ -34,7 +34,14 @@ from services.core.queues import QUEUES
 from services.core.settings import CoreSettings
 from services.core.tasks import queue_keys
 from services.topology import BY_NAME, Process
-from tests.support.deployment import ROOT, command_module, sources, variables_known, variables_needed
+from tests.support.deployment import (
+    LISTEN_EVERYWHERE,
+    ROOT,
+    command_module,
+    sources,
+    variables_known,
+    variables_needed,
+)
 
 K8S = ROOT / "k8s"
 OVERLAYS = ("dev", "prod")
@@ -468,6 +475,16 @@ def test_readiness_asks_its_own_health_and_liveness_asks_liveness(overlay: str) 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_command_gets_the_variables_it_needs_and_no_others(overlay: str) -> None:
     assert variable_problems(rendered(overlay)) == []
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_python_process_listens_on_the_pod_address(overlay: str) -> None:
+    cluster = rendered(overlay)
+    for name, deployment in cluster.deployments().items():
+        container = main_container(deployment)
+        if module_of(container) is not None:
+            env = environment(cluster, container)
+            assert {key: env.get(key) for key in LISTEN_EVERYWHERE} == LISTEN_EVERYWHERE, name
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from services.core.settings import CoreSettings
+from services.edge import EdgeSettings
 from services.gateway.settings import GatewaySettings
 from services.jobs.settings import JobsSettings
 from services.providers.settings import ProvidersSettings
@@ -30,6 +31,10 @@ SITE_SPECIFIC = {
     "settings.worker_target": "WORKER_TARGET",
 }
 
+# The listening addresses a container sets: the settings default to loopback (`make run`), where
+# a container's ports would be unreachable from the other containers and the kubelet.
+LISTEN_EVERYWHERE = {"API_HOST": "0.0.0.0", "GRPC_BIND_HOST": "0.0.0.0", "METRICS_BIND_HOST": "0.0.0.0"}
+
 # The settings class each command reads.
 SETTINGS: dict[str, type[CoreSettings]] = {
     "services.jobs": JobsSettings,
@@ -37,6 +42,8 @@ SETTINGS: dict[str, type[CoreSettings]] = {
     "services.worker": WorkerSettings,
     "services.gateway": GatewaySettings,
     "services.core.migrate": CoreSettings,
+    # `make run`, on one machine only: no deployment runs it.
+    "services.run": EdgeSettings,
 }
 
 # Variables read outside the settings classes: the Python runtime, Prometheus' multi-process
