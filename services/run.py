@@ -55,6 +55,7 @@ def children(settings: EdgeSettings) -> list[Child]:
         upstreams={process.name: ("127.0.0.1", process.port(settings)) for process in (GATEWAY, JOBS, PROVIDERS)},
         out=settings.data_dir / "envoy.yaml",
         bind_host=settings.edge_host,
+        rate_limit=settings.rate_limit,
     )
     started: list[Child] = []
     for process in PROCESSES:

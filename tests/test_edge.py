@@ -1,23 +1,32 @@
-"""The Envoy edge configuration: valid for Envoy itself, and routing what the contract says."""
+"""The Envoy edge configuration: valid for Envoy itself, routing what the contract says, and
+hardened as Envoy's edge best practices advise (checked on the file and on a running Envoy)."""
 
 from __future__ import annotations
 
+import http.client
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import pytest
 import yaml
 
 from services.core.settings import load_settings
-from services.edge import TEMPLATE, EdgeSettings, envoy_binary, envoy_command, render_local
+from services.edge import TEMPLATE, EdgeSettings, RateLimit, edge_manager, envoy_binary, envoy_command, render_local
+from services.jobs.settings import JobsSettings
+from tests.support.edge_upstreams import edge_in_front
 from tests.support.processes import free_port
+from videogen.v1 import jobs_pb2, jobs_pb2_grpc
 
 REAL_SECRET_KEY = "5c0d3f8a9b1e4c7d2a6f0e9b8c7d6a5f"
 REAL_API_KEY = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
 LOOPBACK_UPSTREAMS = {"gateway": ("127.0.0.1", 1), "jobs": ("127.0.0.1", 1), "providers": ("127.0.0.1", 1)}
+# The most requests a second that `make bench` has driven through the edge (docs/benchmarks.md:
+# reads at concurrency 64, 675/s; creation 540/s); `make chaos` creates far fewer.
+BENCH_PEAK_PER_SECOND = 700
 
 
 def validate(path: Path) -> subprocess.CompletedProcess[str]:
@@ -154,3 +163,138 @@ def test_edge_bind_host_wins_and_must_be_an_ip_address(
 
     assert stopped.value.code == 2
     assert "EDGE_BIND_HOST: must be an IP address" in capsys.readouterr().err
+
+
+# --- Hardening: Envoy's "Configuring Envoy as an edge proxy" ----------------------------------
+
+
+def template() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(TEMPLATE.read_text())
+    return loaded
+
+
+def listeners(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {item["name"]: item for item in config["static_resources"]["listeners"]}
+
+
+def test_the_overload_manager_sheds_load_before_memory_runs_out() -> None:
+    overload = template()["overload_manager"]
+    monitors = {item["name"]: item["typed_config"] for item in overload["resource_monitors"]}
+    actions = {item["name"]: item["triggers"][0] for item in overload["actions"]}
+
+    assert monitors["envoy.resource_monitors.fixed_heap"]["max_heap_size_bytes"] > 0
+    assert monitors["envoy.resource_monitors.global_downstream_max_connections"][
+        "max_active_downstream_connections"] > 0  # fmt: skip
+    shrink = actions["envoy.overload_actions.shrink_heap"]
+    stop = actions["envoy.overload_actions.stop_accepting_requests"]
+    assert shrink["name"] == stop["name"] == "envoy.resource_monitors.fixed_heap"
+    assert shrink["threshold"]["value"] < stop["threshold"]["value"] < 1
+    # Probes and Prometheus are never refused for want of a connection.
+    assert listeners(template())["metrics"]["ignore_global_conn_limit"] is True
+
+
+def test_the_edge_limits_buffers_headers_and_http2_streams() -> None:
+    config = template()
+    manager = edge_manager(config)
+
+    assert listeners(config)["edge"]["per_connection_buffer_limit_bytes"] == 32768
+    for cluster in config["static_resources"]["clusters"]:
+        assert cluster["name"] == "envoy_admin" or cluster["per_connection_buffer_limit_bytes"] == 32768
+    assert manager["use_remote_address"] is True
+    assert manager["http2_protocol_options"] == {
+        "max_concurrent_streams": 100,
+        "initial_stream_window_size": 65536,
+        "initial_connection_window_size": 1048576,
+    }
+    assert manager["common_http_protocol_options"]["headers_with_underscores_action"] == "REJECT_REQUEST"
+    assert (manager["normalize_path"], manager["merge_slashes"]) == (True, True)
+    assert manager["path_with_escaped_slashes_action"] == "REJECT_REQUEST"
+
+
+def seconds(duration: str) -> float:
+    return float(duration.removesuffix("s"))
+
+
+def test_every_connection_and_stream_has_a_deadline_and_live_streams_outlast_their_keep_alives() -> None:
+    manager = edge_manager(template())
+    routes = manager["route_config"]["virtual_hosts"][0]["routes"]
+    live = [r["route"] for r in routes if r["route"]["timeout"] == "0s"]
+    keepalive = JobsSettings.model_fields["jobs_watch_keepalive_seconds"].default
+
+    assert 0 < seconds(manager["request_headers_timeout"]) <= 10
+    assert seconds(manager["common_http_protocol_options"]["idle_timeout"]) > 0
+    # The stream idle timeout lets the slowest route answer; live streams have their own.
+    assert seconds(manager["stream_idle_timeout"]) > max(seconds(r["route"]["timeout"]) for r in routes)
+    assert len(live) == 2  # WatchJob and the events of one job (SSE)
+    assert all(4 * keepalive <= seconds(route["idle_timeout"]) for route in live)
+
+
+def test_the_rate_limit_of_the_template_is_make_runs_default_and_leaves_bench_room() -> None:
+    limiter = next(f for f in edge_manager(template())["http_filters"] if f["name"].endswith("local_ratelimit"))
+    bucket = limiter["typed_config"]["token_bucket"]
+    default = EdgeSettings.model_construct().rate_limit
+
+    assert (bucket["tokens_per_fill"], bucket["max_tokens"], bucket["fill_interval"]) == (
+        default.per_second,
+        default.burst,
+        "1s",
+    )
+    assert default.per_second >= 2 * BENCH_PEAK_PER_SECOND
+    assert limiter["typed_config"]["rate_limited_as_resource_exhausted"] is True
+
+
+def test_make_run_renders_the_rate_limit_or_none(tmp_path: Path) -> None:
+    limited = edge_manager(yaml.safe_load(render(tmp_path / "a.yaml", rate_limit=RateLimit(5, 9)).read_text()))
+    unlimited = edge_manager(yaml.safe_load(render(tmp_path / "b.yaml", rate_limit=RateLimit(0, 1)).read_text()))
+
+    bucket = next(f for f in limited["http_filters"] if f["name"].endswith("local_ratelimit"))["typed_config"]
+    assert bucket["token_bucket"] == {"max_tokens": 9, "tokens_per_fill": 5, "fill_interval": "1s"}
+    assert [f["name"] for f in unlimited["http_filters"]] == ["envoy.filters.http.router"]
+    assert validate(tmp_path / "a.yaml").returncode == 0
+    assert validate(tmp_path / "b.yaml").returncode == 0
+
+
+def test_a_burst_below_the_rate_is_refused(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("EDGE_RATE_LIMIT_PER_SECOND", "100")
+    monkeypatch.setenv("EDGE_RATE_LIMIT_BURST", "10")
+
+    with pytest.raises(SystemExit):
+        load_settings(EdgeSettings)
+
+    assert "EDGE_RATE_LIMIT_BURST must be at least EDGE_RATE_LIMIT_PER_SECOND" in capsys.readouterr().err
+
+
+def raw_get(port: int, path: str, headers: dict[str, str] | None = None) -> int:
+    """The status of a GET sent as written (httpx would normalise the path itself)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", path, headers=headers or {})
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def test_the_edge_routes_one_normalised_path_and_refuses_confusing_ones(tmp_path: Path) -> None:
+    with edge_in_front(tmp_path) as edge:
+        normalised = raw_get(edge.port, "/media/..//api/v1//jobs")
+        escaped_slash = raw_get(edge.port, "/api/v1/jobs%2F..%2Fwebhooks")
+        underscore = raw_get(edge.port, "/api/v1/jobs", {"X_Api_Key": "guess"})
+
+    assert normalised == 200 and edge.gateway_paths[-1] == "/api/v1/jobs"
+    assert (escaped_slash, underscore) == (400, 400)
+    assert edge.gateway_paths == ["/api/v1/jobs"]
+
+
+def test_past_the_rate_limit_the_edge_answers_429_with_retry_after(tmp_path: Path) -> None:
+    with edge_in_front(tmp_path, rate_limit=RateLimit(per_second=1, burst=3)) as edge:
+        with httpx.Client(base_url=f"http://127.0.0.1:{edge.port}", timeout=10) as client:
+            answers = [client.get("/health") for _ in range(6)]
+        with grpc.insecure_channel(f"127.0.0.1:{edge.port}") as channel, pytest.raises(grpc.RpcError) as refused:
+            jobs_pb2_grpc.JobServiceStub(channel).GetJob(jobs_pb2.GetJobRequest(id="j1"), timeout=10)
+
+    statuses = [answer.status_code for answer in answers]
+    assert statuses[:3] == [200, 200, 200] and statuses[-1] == 429, statuses
+    assert answers[-1].headers["retry-after"] == "1"
+    assert len(edge.gateway_paths) == statuses.count(200)
+    # RESOURCE_EXHAUSTED, not UNAVAILABLE: a client must not retry at once.
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED

@@ -641,6 +641,20 @@ def test_envoy_upstreams_are_headless_services_on_served_ports(overlay: str) -> 
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
+def test_envoy_sheds_load_before_its_container_runs_out_of_memory(overlay: str) -> None:
+    config = yaml.safe_load((K8S / "base" / "envoy" / "envoy.yaml").read_text())
+    heap = next(
+        monitor["typed_config"]["max_heap_size_bytes"]
+        for monitor in config["overload_manager"]["resource_monitors"]
+        if monitor["name"] == "envoy.resource_monitors.fixed_heap"
+    )
+    limit = quantity(main_container(rendered(overlay).deployments()["envoy"])["resources"]["limits"]["memory"])
+
+    # What is not heap (the binary, thread stacks, kernel buffers) needs the rest.
+    assert heap <= 0.85 * limit
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
 def test_network_policies_deny_ingress_and_allow_only_the_calls(overlay: str) -> None:
     cluster = rendered(overlay)
     deny = [
