@@ -56,6 +56,7 @@ def children(settings: EdgeSettings) -> list[Child]:
         out=settings.data_dir / "envoy.yaml",
         bind_host=settings.edge_host,
         rate_limit=settings.rate_limit,
+        tls=settings.tls,
     )
     started: list[Child] = []
     for process in PROCESSES:
@@ -89,11 +90,12 @@ def wait_serving(child: Child, process: subprocess.Popen[bytes], deadline: float
 def banner(settings: EdgeSettings, database_url: str, redis_url: str) -> str:
     """What is listening where, for the person who typed `make run`."""
     edge = f"{_reachable(settings.edge_host)}:{settings.edge_port}"
+    scheme, grpc = ("https", "gRPC (edge, TLS)") if settings.tls is not None else ("http", "gRPC (edge, h2c)")
     rows = [
-        ("REST API (edge)", f"http://{edge}/api/v1/jobs"),
-        ("API docs", f"http://{edge}/docs"),
-        ("readiness", f"http://{edge}/health/ready"),
-        ("gRPC (edge, h2c)", f"{edge}  videogen.v1.JobService, ProviderService"),
+        ("REST API (edge)", f"{scheme}://{edge}/api/v1/jobs"),
+        ("API docs", f"{scheme}://{edge}/docs"),
+        ("readiness", f"{scheme}://{edge}/health/ready"),
+        (grpc, f"{edge}  videogen.v1.JobService, ProviderService"),
         ("gateway", f"http://127.0.0.1:{settings.api_port}"),
         ("envoy admin", f"http://127.0.0.1:{settings.envoy_admin_port}"),
         ("envoy metrics", f"http://127.0.0.1:{settings.envoy_metrics_port}/stats/prometheus"),

@@ -4,6 +4,8 @@ hardened as Envoy's edge best practices advise (checked on the file and on a run
 from __future__ import annotations
 
 import http.client
+import socket
+import ssl
 import subprocess
 import time
 from pathlib import Path
@@ -15,8 +17,18 @@ import pytest
 import yaml
 
 from services.core.settings import load_settings
-from services.edge import TEMPLATE, EdgeSettings, RateLimit, edge_manager, envoy_binary, envoy_command, render_local
+from services.edge import (
+    TEMPLATE,
+    EdgeSettings,
+    EdgeTls,
+    RateLimit,
+    edge_manager,
+    envoy_binary,
+    envoy_command,
+    render_local,
+)
 from services.jobs.settings import JobsSettings
+from tests.support.certificates import ServerCertificate, make_server_certificate
 from tests.support.edge_upstreams import edge_in_front
 from tests.support.processes import free_port
 from videogen.v1 import jobs_pb2, jobs_pb2_grpc
@@ -298,3 +310,102 @@ def test_past_the_rate_limit_the_edge_answers_429_with_retry_after(tmp_path: Pat
     assert len(edge.gateway_paths) == statuses.count(200)
     # RESOURCE_EXHAUSTED, not UNAVAILABLE: a client must not retry at once.
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+# --- TLS ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> ServerCertificate:
+    (tmp_path / "pki").mkdir()
+    return make_server_certificate(tmp_path / "pki")
+
+
+def negotiated(port: int, context: ssl.SSLContext, alpn: list[str]) -> tuple[str | None, str | None]:
+    """The application protocol and TLS version a handshake offering alpn settles on."""
+    context.set_alpn_protocols(alpn)
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        return tls.selected_alpn_protocol(), tls.version()
+
+
+def test_with_a_certificate_the_edge_speaks_tls_alone_verified_by_its_ca(
+    tmp_path: Path, certificate: ServerCertificate
+) -> None:
+    trusted = ssl.create_default_context(cafile=str(certificate.ca_file))
+    with edge_in_front(tmp_path, tls=EdgeTls(certificate.cert_file, certificate.key_file)) as edge:
+        verified = httpx.get(f"https://127.0.0.1:{edge.port}/api/v1/jobs", verify=trusted, timeout=10)
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            httpx.get(f"https://127.0.0.1:{edge.port}/health", verify=ssl.create_default_context(), timeout=10)
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"http://127.0.0.1:{edge.port}/health", timeout=10)
+        protocols = [negotiated(edge.port, trusted, alpn) for alpn in (["h2", "http/1.1"], ["http/1.1"])]
+
+    assert verified.status_code == 200 and verified.json() == {"path": "/api/v1/jobs"}
+    assert [alpn for alpn, _ in protocols] == ["h2", "http/1.1"]
+    assert {version for _, version in protocols} <= {"TLSv1.2", "TLSv1.3"}
+    assert edge.gateway_paths == ["/api/v1/jobs"]
+
+
+def test_grpc_over_tls_reaches_the_services_through_the_edge(tmp_path: Path, certificate: ServerCertificate) -> None:
+    credentials = grpc.ssl_channel_credentials(root_certificates=certificate.ca_file.read_bytes())
+    with (
+        edge_in_front(tmp_path, tls=EdgeTls(certificate.cert_file, certificate.key_file)) as edge,
+        grpc.secure_channel(f"127.0.0.1:{edge.port}", credentials) as channel,
+    ):
+        job = jobs_pb2_grpc.JobServiceStub(channel).GetJob(jobs_pb2.GetJobRequest(id="over-tls"), timeout=10)
+
+    assert job.id == "over-tls"
+
+
+def test_the_tls_configuration_validates_and_asks_tls_1_2_or_newer(
+    tmp_path: Path, certificate: ServerCertificate
+) -> None:
+    rendered = yaml.safe_load(
+        render(tmp_path / "envoy.yaml", tls=EdgeTls(certificate.cert_file, certificate.key_file)).read_text()
+    )
+    context = listeners(rendered)["edge"]["filter_chains"][0]["transport_socket"]["typed_config"]["common_tls_context"]
+
+    assert context["tls_params"]["tls_minimum_protocol_version"] == "TLSv1_2"
+    assert validate(tmp_path / "envoy.yaml").returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("variables", "complaint"),
+    [
+        ({"EDGE_TLS_CERT_FILE": "{cert}"}, "EDGE_TLS_CERT_FILE and EDGE_TLS_KEY_FILE must be set together"),
+        ({"EDGE_TLS_KEY_FILE": "{key}"}, "EDGE_TLS_CERT_FILE and EDGE_TLS_KEY_FILE must be set together"),
+        ({"EDGE_TLS_CERT_FILE": "/nowhere/cert.pem", "EDGE_TLS_KEY_FILE": "{key}"}, "EDGE_TLS_CERT_FILE: no such file"),
+        ({"EDGE_TLS_CERT_FILE": "{key}", "EDGE_TLS_KEY_FILE": "{key}"}, "EDGE_TLS_CERT_FILE: {key} holds no PEM cert"),
+        (
+            {"EDGE_TLS_CERT_FILE": "{cert}", "EDGE_TLS_KEY_FILE": "{cert}"},
+            "EDGE_TLS_KEY_FILE: {cert} holds no PEM priv",
+        ),
+    ],
+)
+def test_tls_needs_both_files_and_each_must_hold_its_pem(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    certificate: ServerCertificate,
+    variables: dict[str, str],
+    complaint: str,
+) -> None:
+    files = {"cert": certificate.cert_file, "key": certificate.key_file}
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value.format(**files))
+
+    with pytest.raises(SystemExit):
+        load_settings(EdgeSettings)
+
+    assert complaint.format(**files) in capsys.readouterr().err
+
+
+def test_tls_settings_name_the_edge_certificate(
+    monkeypatch: pytest.MonkeyPatch, certificate: ServerCertificate
+) -> None:
+    monkeypatch.setenv("EDGE_TLS_CERT_FILE", str(certificate.cert_file))
+    monkeypatch.setenv("EDGE_TLS_KEY_FILE", str(certificate.key_file))
+
+    assert load_settings(EdgeSettings).tls == EdgeTls(certificate.cert_file, certificate.key_file)

@@ -14,6 +14,9 @@ import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.edge import EdgeSettings
+from services.run import banner
+from tests.support.certificates import make_server_certificate
 from tests.support.local_run import local_run
 
 
@@ -105,3 +108,19 @@ async def test_run_exposes_the_edge_alone(own_database_url: str, redis_url: str)
 
     assert bound.pop("EDGE_PORT") == {"0.0.0.0"}
     assert bound and all(addresses == {"127.0.0.1"} for addresses in bound.values()), bound
+
+
+def test_the_banner_names_https_urls_when_the_edge_has_a_certificate(tmp_path: Path) -> None:
+    certificate = make_server_certificate(tmp_path)
+    plain = EdgeSettings(_env_file=None, edge_port=8000)
+    tls = EdgeSettings(
+        _env_file=None, edge_port=8000, edge_tls_cert_file=certificate.cert_file, edge_tls_key_file=certificate.key_file
+    )
+
+    plain_text, tls_text = (
+        banner(settings, "postgresql://db/videogen", "redis://redis/0") for settings in (plain, tls)
+    )
+
+    assert "http://127.0.0.1:8000/api/v1/jobs" in plain_text and "gRPC (edge, h2c)" in plain_text
+    assert "https://127.0.0.1:8000/api/v1/jobs" in tls_text and "https://127.0.0.1:8000/docs" in tls_text
+    assert "gRPC (edge, TLS)" in tls_text and "http://127.0.0.1:8000" not in tls_text
