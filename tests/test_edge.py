@@ -4,6 +4,7 @@ hardened as Envoy's edge best practices advise (checked on the file and on a run
 from __future__ import annotations
 
 import http.client
+import os
 import socket
 import ssl
 import subprocess
@@ -29,6 +30,7 @@ from services.edge import (
 )
 from services.jobs.settings import JobsSettings
 from tests.support.certificates import ServerCertificate, make_server_certificate
+from tests.support.deployment import ROOT
 from tests.support.edge_upstreams import edge_in_front
 from tests.support.processes import free_port
 from videogen.v1 import jobs_pb2, jobs_pb2_grpc
@@ -317,7 +319,6 @@ def test_past_the_rate_limit_the_edge_answers_429_with_retry_after(tmp_path: Pat
 
 @pytest.fixture
 def certificate(tmp_path: Path) -> ServerCertificate:
-    (tmp_path / "pki").mkdir()
     return make_server_certificate(tmp_path / "pki")
 
 
@@ -409,3 +410,72 @@ def test_tls_settings_name_the_edge_certificate(
     monkeypatch.setenv("EDGE_TLS_KEY_FILE", str(certificate.key_file))
 
     assert load_settings(EdgeSettings).tls == EdgeTls(certificate.cert_file, certificate.key_file)
+
+
+def served_certificate(port: int) -> bytes:
+    """The DER of the certificate the edge presents (unverified: the test compares it)."""
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return der
+
+
+def der(certificate: ServerCertificate) -> bytes:
+    return ssl.PEM_cert_to_DER_cert(certificate.cert_file.read_text())
+
+
+def wait_for_certificate(port: int, expected: bytes, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while served_certificate(port) != expected:
+        assert time.monotonic() < deadline, "the edge still presents the old certificate"
+        time.sleep(0.2)
+
+
+def kubelet_secret_volume(directory: Path, certificate: ServerCertificate, version: str) -> None:
+    """Puts certificate into directory as the kubelet updates a Secret volume: the files in a new
+    timestamped directory, then the `..data` link moved over to it in one rename."""
+    (directory / version).mkdir(parents=True)
+    for name, source in (("tls.crt", certificate.cert_file), ("tls.key", certificate.key_file)):
+        (directory / version / name).write_bytes(source.read_bytes())
+        if not (directory / name).is_symlink():
+            (directory / name).symlink_to(f"..data/{name}")
+    (directory / "..data_tmp").symlink_to(version)
+    os.replace(directory / "..data_tmp", directory / "..data")
+
+
+def test_the_kubernetes_tls_edge_serves_a_renewed_certificate_without_a_restart(tmp_path: Path) -> None:
+    first, renewed = make_server_certificate(tmp_path / "first"), make_server_certificate(tmp_path / "renewed")
+    component = ROOT / "k8s" / "components" / "edge-tls"
+    config_dir, certificate_dir = tmp_path / "etc-envoy", tmp_path / "etc-envoy-tls"
+    config_dir.mkdir()
+    for name in ("envoy.yaml", "edge-tls-sds.yaml"):
+        text = (component / name).read_text().replace("/etc/envoy-tls", str(certificate_dir))
+        (config_dir / name).write_text(text.replace("/etc/envoy/", f"{config_dir}/"))
+    kubelet_secret_volume(certificate_dir, first, "..2026_01_01")
+
+    with edge_in_front(tmp_path, template=config_dir / "envoy.yaml") as edge:
+        assert served_certificate(edge.port) == der(first)
+        kubelet_secret_volume(certificate_dir, renewed, "..2026_03_01")
+        wait_for_certificate(edge.port, der(renewed))
+
+
+def test_make_runs_tls_edge_serves_a_certificate_moved_into_place_without_a_restart(tmp_path: Path) -> None:
+    first, renewed = make_server_certificate(tmp_path / "first"), make_server_certificate(tmp_path / "renewed")
+    live = tmp_path / "live"
+    live.mkdir()
+    current = EdgeTls(live / "edge.crt", live / "edge.key")
+    for source, target in ((first.cert_file, current.cert_file), (first.key_file, current.key_file)):
+        target.write_bytes(source.read_bytes())
+
+    with edge_in_front(tmp_path, tls=current) as edge:
+        assert served_certificate(edge.port) == der(first)
+        # As certbot and most tools renew: new files renamed over the old ones.
+        for source, target in ((renewed.key_file, current.key_file), (renewed.cert_file, current.cert_file)):
+            target.with_suffix(".new").write_bytes(source.read_bytes())
+            os.replace(target.with_suffix(".new"), target)
+        wait_for_certificate(edge.port, der(renewed))

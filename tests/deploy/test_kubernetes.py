@@ -459,6 +459,18 @@ def test_envoy_config_is_a_copy_of_deploy_envoy() -> None:
     assert (K8S / "base" / "envoy" / "envoy.yaml").read_bytes() == (ROOT / "deploy/envoy/envoy.yaml").read_bytes()
 
 
+def test_the_generated_envoy_configurations_are_fresh() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "render_k8s_envoy.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 # --- Processes: ports, probes, variables -----------------------------------------------------
 
 
@@ -652,6 +664,70 @@ def test_envoy_sheds_load_before_its_container_runs_out_of_memory(overlay: str) 
 
     # What is not heap (the binary, thread stacks, kernel buffers) needs the rest.
     assert heap <= 0.85 * limit
+
+
+def envoy_files(cluster: Rendered) -> tuple[Manifest, dict[str, str]]:
+    """Envoy's main container, and the files of its volumes by path (ConfigMaps' data; a Secret's
+    keys, with empty text)."""
+    deployment = cluster.deployments()["envoy"]
+    container, volumes = main_container(deployment), {v["name"]: v for v in pod_spec(deployment)["volumes"]}
+    files: dict[str, str] = {}
+    for mount in container.get("volumeMounts", []):
+        volume = volumes[mount["name"]]
+        if "configMap" in volume:
+            config = cluster.named("ConfigMap", volume["configMap"]["name"]) or {"data": {}}
+            files |= {f"{mount['mountPath']}/{key}": text for key, text in config["data"].items()}
+        if "secret" in volume:
+            keys = ("tls.crt", "tls.key") if volume["secret"]["secretName"] in certificate_secrets(cluster) else ()
+            files |= {f"{mount['mountPath']}/{key}": "" for key in keys}
+    return container, files
+
+
+def certificate_secrets(cluster: Rendered) -> set[str]:
+    """The Secrets cert-manager fills (tls.crt, tls.key)."""
+    return {certificate["spec"]["secretName"] for certificate in cluster.all("Certificate")}
+
+
+def edge_tls(files: dict[str, str]) -> Manifest | None:
+    """The edge listener's TLS context in Envoy's mounted configuration, None without TLS."""
+    config = yaml.safe_load(files["/etc/envoy/envoy.yaml"])
+    edge = next(item for item in config["static_resources"]["listeners"] if item["name"] == "edge")
+    socket: Manifest | None = edge["filter_chains"][0].get("transport_socket")
+    return socket["typed_config"]["common_tls_context"] if socket else None
+
+
+def test_prod_serves_tls_with_the_certificate_cert_manager_issues() -> None:
+    cluster = rendered("prod")
+    (certificate,) = cluster.all("Certificate")
+    _, files = envoy_files(cluster)
+    context = edge_tls(files)
+
+    assert certificate["spec"]["issuerRef"]["kind"] == "ClusterIssuer" and certificate["spec"]["dnsNames"]
+    assert context is not None
+    assert context["tls_params"]["tls_minimum_protocol_version"] == "TLSv1_2"
+    assert context["alpn_protocols"] == ["h2", "http/1.1"]
+    (sds,) = context["tls_certificate_sds_secret_configs"]
+    # The SDS file is mounted, and names the certificate's files in the mounted Secret.
+    secret = yaml.safe_load(files[sds["sds_config"]["path_config_source"]["path"]])["resources"][0]
+    for kind in ("certificate_chain", "private_key"):
+        assert secret["tls_certificate"][kind]["filename"] in files, kind
+
+
+def test_dev_serves_plain_http_without_cert_manager() -> None:
+    cluster = rendered("dev")
+    _, files = envoy_files(cluster)
+
+    assert cluster.all("Certificate") == []
+    assert edge_tls(files) is None
+    assert files["/etc/envoy/envoy.yaml"] == (ROOT / "deploy" / "envoy" / "envoy.yaml").read_text()
+
+
+def test_an_unknown_certificate_field_is_caught_by_the_crd_schema() -> None:
+    certificate = copy.deepcopy(rendered("prod").all("Certificate")[0])
+    certificate["spec"]["dnsName"] = certificate["spec"].pop("dnsNames")
+
+    problems = validation_problems(Rendered("prod", (certificate,)))
+    assert any("dnsName" in problem for problem in problems), problems
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

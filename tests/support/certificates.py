@@ -46,7 +46,8 @@ def _pem(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 
 def make_server_certificate(directory: Path) -> ServerCertificate:
-    """A CA, and a certificate it signs for localhost and 127.0.0.1, valid for a day."""
+    """A CA, and a certificate it signs for localhost and 127.0.0.1, valid for a day, written
+    into directory (made when missing)."""
     now = datetime.datetime.now(datetime.UTC)
     ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     ca = (
@@ -76,6 +77,7 @@ def make_server_certificate(directory: Path) -> ServerCertificate:
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
+    directory.mkdir(parents=True, exist_ok=True)
     files = ServerCertificate(directory / "ca.pem", directory / "server.pem", directory / "server-key.pem")
     files.ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     files.cert_file.write_bytes(server.public_bytes(serialization.Encoding.PEM))
