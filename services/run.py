@@ -21,6 +21,7 @@ from services import probe
 from services.core import migrate
 from services.core.embedded import resolve_database_url, resolve_redis_url
 from services.core.logging import configure_logging, get_logger
+from services.core.redact import redact
 from services.core.restarts import RestartBudget
 from services.core.settings import load_settings
 from services.edge import EdgeSettings, envoy_command, render_local
@@ -88,7 +89,7 @@ def wait_serving(child: Child, process: subprocess.Popen[bytes], deadline: float
 
 
 def banner(settings: EdgeSettings, database_url: str, redis_url: str) -> str:
-    """What is listening where, for the person who typed `make run`."""
+    """What is listening where, for the person who typed `make run`; never a password."""
     edge = f"{_reachable(settings.edge_host)}:{settings.edge_port}"
     scheme, grpc = ("https", "gRPC (edge, TLS)") if settings.tls is not None else ("http", "gRPC (edge, h2c)")
     rows = [
@@ -110,7 +111,8 @@ def banner(settings: EdgeSettings, database_url: str, redis_url: str) -> str:
         ("redis", redis_url),
     ]
     width = max(len(name) for name, _ in rows)
-    lines = [f"  {name:<{width}}  {where}" for name, where in rows]
+    # A URL's password (DATABASE_URL's, REDIS_URL's, an S3 endpoint's) shows as ***.
+    lines = [f"  {name:<{width}}  {redact(where)}" for name, where in rows]
     return "\nVideoGen is running (Ctrl-C stops it):\n" + "\n".join(lines) + "\n\n"
 
 

@@ -124,3 +124,15 @@ def test_the_banner_names_https_urls_when_the_edge_has_a_certificate(tmp_path: P
     assert "http://127.0.0.1:8000/api/v1/jobs" in plain_text and "gRPC (edge, h2c)" in plain_text
     assert "https://127.0.0.1:8000/api/v1/jobs" in tls_text and "https://127.0.0.1:8000/docs" in tls_text
     assert "gRPC (edge, TLS)" in tls_text and "http://127.0.0.1:8000" not in tls_text
+
+
+def test_the_banner_masks_the_passwords_of_the_database_and_redis_urls() -> None:
+    text = banner(
+        EdgeSettings(_env_file=None),
+        "postgresql://videogen:pg-Secret-1@db.example.com:5432/videogen",
+        "redis://:redis-Secret-2@redis.example.com:6379/0",
+    )
+
+    assert "postgresql://videogen:***@db.example.com:5432/videogen" in text
+    assert "redis://:***@redis.example.com:6379/0" in text
+    assert "Secret" not in text

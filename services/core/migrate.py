@@ -80,7 +80,7 @@ async def downgrade(database_url: str, revision: str) -> None:
 
 
 async def _migrate(database_url: str, action: str, revision: str) -> None:
-    engine = create_async_engine(async_url(database_url), poolclass=NullPool)
+    engine = create_async_engine(async_url(database_url), poolclass=NullPool, hide_parameters=True)
     try:
         async with engine.begin() as connection:
             await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
@@ -91,7 +91,7 @@ async def _migrate(database_url: str, action: str, revision: str) -> None:
 
 async def current(database_url: str) -> str | None:
     """The revision the database is at, or None before the first migration."""
-    engine = create_async_engine(async_url(database_url), poolclass=NullPool)
+    engine = create_async_engine(async_url(database_url), poolclass=NullPool, hide_parameters=True)
     try:
         async with engine.connect() as connection:
             exists = await connection.scalar(text("SELECT to_regclass('alembic_version') IS NOT NULL"))
