@@ -29,6 +29,8 @@ class CoreSettings(BaseSettings):
     # Whether this process checks API keys, so that production refuses to start without a real
     # API_KEY; the gateway and the worker never read it (their Deployments do not get it).
     REQUIRES_API_KEY: ClassVar[bool] = True
+    # Whether it derives keys from SECRET_KEY (every service does; the migration does not).
+    REQUIRES_SECRET_KEY: ClassVar[bool] = True
 
     # Application
     app_name: str = "videogen"
@@ -183,14 +185,15 @@ class CoreSettings(BaseSettings):
     def _production_secrets(self) -> CoreSettings:
         if self.app_env != "production":
             return self
-        required = [("SECRET_KEY", self.secret_key)]
+        required = [("SECRET_KEY", self.secret_key)] if self.REQUIRES_SECRET_KEY else []
         if self.REQUIRES_API_KEY:
             required.append(("API_KEY", self.api_key))
         for name, value in required:
             problem = secret_problem(value.get_secret_value(), examples=(EXAMPLE_SECRET_KEY, EXAMPLE_API_KEY))
             if problem is not None:
                 raise ValueError(f"{name} {problem} when APP_ENV=production")
-        if self.REQUIRES_API_KEY and self.api_key.get_secret_value() == self.secret_key.get_secret_value():
+        both = self.REQUIRES_API_KEY and self.REQUIRES_SECRET_KEY
+        if both and self.api_key.get_secret_value() == self.secret_key.get_secret_value():
             raise ValueError("API_KEY must differ from SECRET_KEY")
         return self
 

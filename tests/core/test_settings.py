@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from services.core.migrate import MigrateSettings
 from services.core.settings import CoreSettings, load_settings
 from services.gateway.settings import GatewaySettings
 from services.jobs.settings import JobsSettings
@@ -111,6 +112,16 @@ def test_the_gateway_and_the_worker_need_no_api_key(monkeypatch: pytest.MonkeyPa
     assert load_settings(WorkerSettings).app_env == "production"
     with pytest.raises(SystemExit):
         load_settings(JobsSettings)
+
+
+def test_the_migration_needs_no_secret_key_nor_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APP_ENV", "production")
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    monkeypatch.delenv("API_KEY", raising=False)
+
+    assert load_settings(MigrateSettings).app_env == "production"
+    with pytest.raises(SystemExit):
+        load_settings(CoreSettings)
 
 
 def test_load_settings_exits_with_the_variable_named(

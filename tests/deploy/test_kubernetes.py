@@ -36,8 +36,12 @@ from services.core.tasks import queue_keys
 from services.topology import BY_NAME, Process
 from tests.support.deployment import (
     LISTEN_EVERYWHERE,
+    PROVIDER_KEYS,
     ROOT,
+    SECRETS,
     command_module,
+    reads_provider_keys,
+    secrets_read,
     sources,
     variables_known,
     variables_needed,
@@ -51,7 +55,6 @@ CRD_SCHEMAS = Path(__file__).parent / "crd_schemas"
 RULES_FILE = ROOT / "deploy" / "prometheus" / "rules" / "videogen.rules.yml"
 PROMETHEUS_RULE = K8S / "components" / "prometheus-operator" / "prometheus-rule.yaml"
 SECRET_TEMPLATE = K8S / "base" / "secret.example.yaml"
-SECRET_KEYS = {"DATABASE_URL", "REDIS_URL", "SECRET_KEY", "API_KEY", "WEBHOOK_SECRET", "OPENAI_API_KEY"}
 PROBES = ("startupProbe", "readinessProbe", "livenessProbe")
 IMAGES = {"dev": "videogen:dev", "prod": "registry.example.com/videogen:0.1.0"}
 ENVOY_IMAGE = "envoyproxy/envoy:v1.40.0"
@@ -161,9 +164,14 @@ def matches(selector: Manifest, labels: dict[str, str]) -> bool:
     return wanted.items() <= labels.items()
 
 
-def template_keys() -> set[str]:
-    """The keys of the Secret template."""
-    template = yaml.safe_load(SECRET_TEMPLATE.read_text())
+def secret_templates() -> dict[str, Manifest]:
+    """The Secrets of the template, by name."""
+    return {document["metadata"]["name"]: document for document in yaml.safe_load_all(SECRET_TEMPLATE.read_text())}
+
+
+def template_keys(name: str) -> set[str]:
+    """The keys of one Secret of the template."""
+    template = secret_templates().get(name, {})
     return set(template.get("stringData", {})) | set(template.get("data", {}))
 
 
@@ -172,8 +180,16 @@ def secret_keys(cluster: Rendered, name: str) -> set[str]:
     secret = cluster.named("Secret", name)
     if secret is not None:
         return set(secret.get("data", {})) | set(secret.get("stringData", {}))
-    template = yaml.safe_load(SECRET_TEMPLATE.read_text())
-    return template_keys() if template["metadata"]["name"] == name else set()
+    return template_keys(name)
+
+
+def secret_references(container: Manifest) -> dict[str, Manifest]:
+    """The container's variables taken from a Secret's key, and each one's secretKeyRef."""
+    return {
+        item["name"]: item["valueFrom"]["secretKeyRef"]
+        for item in container.get("env", [])
+        if "secretKeyRef" in item.get("valueFrom", {})
+    }
 
 
 def environment(cluster: Rendered, container: Manifest) -> dict[str, str | None]:
@@ -446,10 +462,16 @@ def test_crd_schemas_are_valid_and_refuse_unknown_fields() -> None:
 
 
 def test_secret_template_is_valid_names_every_key_and_is_never_applied() -> None:
-    template = yaml.safe_load(SECRET_TEMPLATE.read_text())
-    kubernetes_validate.validate(template, KUBERNETES_VERSION, strict=True)
+    templates = secret_templates()
+    for template in templates.values():
+        kubernetes_validate.validate(template, KUBERNETES_VERSION, strict=True)
+    registry = RegistryConfig.model_validate(yaml.safe_load((K8S / "base" / "config" / "providers.yaml").read_text()))
+    read = {key for module in ("services.jobs", "services.providers", "services.worker", "services.gateway",
+            "services.core.migrate") for key in secrets_read(module)}  # fmt: skip
 
-    assert template_keys() == SECRET_KEYS
+    assert set(templates) == {SECRETS, PROVIDER_KEYS}
+    assert template_keys(SECRETS) == read
+    assert {provider.api_key_env for provider in registry.providers} - {None} <= template_keys(PROVIDER_KEYS)
     for kustomization in K8S.rglob("kustomization.yaml"):
         listed = json.dumps(yaml.safe_load(kustomization.read_text()))
         assert SECRET_TEMPLATE.name not in listed, kustomization
@@ -765,23 +787,59 @@ def test_external_services_are_patched_and_secrets_point_at_them(overlay: str) -
     values = (
         {key: base64.b64decode(value).decode() for key, value in secret["data"].items()}
         if secret is not None
-        else yaml.safe_load(SECRET_TEMPLATE.read_text())["stringData"]
+        else secret_templates()[SECRETS]["stringData"]
     )
     assert urlsplit(values["DATABASE_URL"]).hostname == "postgres"
     assert urlsplit(values["REDIS_URL"]).hostname == "redis"
 
 
 def secret_name(cluster: Rendered) -> str:
-    """The Secret the containers read."""
+    """The Secret whose keys the containers read (kustomize renames a generated one)."""
     names: set[str] = {
-        source["secretRef"]["name"]
+        reference["name"]
         for workload in cluster.workloads()
         for container in containers(workload)
-        for source in container.get("envFrom", [])
-        if "secretRef" in source
+        for reference in secret_references(container).values()
     }
     assert len(names) == 1, names
     return names.pop()
+
+
+def secret_problems(cluster: Rendered) -> list[str]:
+    """Each process gets exactly the keys of videogen-secrets its code reads (optional where it
+    starts without them), the provider keys when it builds providers, and no other Secret."""
+    problems = []
+    for workload in cluster.workloads():
+        for container in containers(workload):
+            module, where = module_of(container), f"{workload['kind']}/{workload['metadata']['name']}"
+            references = secret_references(container)
+            got = {name: bool(reference.get("optional", False)) for name, reference in references.items()}
+            wanted = secrets_read(module) if module else {}
+            if got != wanted:
+                problems.append(f"{where}: gets {got}, reads {wanted}")
+            for name, reference in references.items():
+                if reference["key"] != name or not reference["name"].startswith(SECRETS):
+                    problems.append(f"{where}: {name} comes from {reference['name']}/{reference['key']}")
+            loaded = [source["secretRef"] for source in container.get("envFrom", []) if "secretRef" in source]
+            expected = [{"name": PROVIDER_KEYS, "optional": True}] if module and reads_provider_keys(module) else []
+            if loaded != expected:
+                problems.append(f"{where}: loads Secrets {loaded}, expected {expected}")
+    return problems
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_each_process_gets_exactly_the_secrets_its_code_reads(overlay: str) -> None:
+    assert secret_problems(rendered(overlay)) == []
+
+
+def test_a_secret_given_to_a_process_that_never_reads_it_is_caught(tmp_path: Path) -> None:
+    def give_the_worker_the_database(documents: list[Manifest]) -> None:
+        container = documents[0]["spec"]["template"]["spec"]["containers"][0]
+        reference = {"secretKeyRef": {"name": SECRETS, "key": "DATABASE_URL"}}
+        container["env"].append({"name": "DATABASE_URL", "valueFrom": reference})
+
+    problems = secret_problems(mutated(tmp_path, "worker.yaml", give_the_worker_the_database))
+    assert any("Deployment/worker" in problem and "DATABASE_URL" in problem for problem in problems), problems
 
 
 def test_dev_brings_its_secret_and_prod_expects_the_operators() -> None:
