@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import copy
 import functools
+import ipaddress
 import json
 import shutil
 import subprocess
@@ -764,6 +765,89 @@ def test_network_policies_deny_ingress_and_allow_only_the_calls(overlay: str) ->
     edges, problems = network_edges(cluster)
     assert problems == []
     assert edges == expected_edges()
+
+
+# Where a webhook must never reach from the jobs pods, and where it must.
+INTERNAL_ADDRESSES = (
+    "10.0.0.7", "172.20.1.1", "192.168.1.10", "127.0.0.1", "169.254.169.254", "169.254.0.1", "100.64.0.1",
+    "100.127.255.254", "0.0.0.1", "::1", "fd00:ec2::254", "fe80::1", "::ffff:10.0.0.7", "::ffff:169.254.169.254",
+)  # fmt: skip
+PUBLIC_ADDRESSES = ("93.184.216.34", "8.8.8.8", "52.216.0.1", "2606:4700::6810:85e5")
+DATABASE_PORTS = (5432, 6379)
+DNS_PORT = 53
+
+
+def egress_policies(cluster: Rendered, name: str) -> list[Manifest]:
+    """The policies that restrict the egress of a Deployment's pods."""
+    labels = pod_labels(cluster.deployments()[name])
+    return [
+        policy
+        for policy in cluster.all("NetworkPolicy")
+        if "Egress" in policy["spec"]["policyTypes"] and matches(policy["spec"]["podSelector"], labels)
+    ]
+
+
+def egress_allows(policies: list[Manifest], address: str, port: int, protocol: str = "TCP") -> bool:
+    """Whether the policies let a pod connect to address:port (addresses outside the cluster:
+    pod and namespace selectors never match them)."""
+    ip = ipaddress.ip_address(address)
+    for rule in (rule for policy in policies for rule in policy["spec"].get("egress", [])):
+        ports = rule.get("ports") or [{"protocol": protocol}]
+        if not any(p.get("protocol", "TCP") == protocol and p.get("port", port) == port for p in ports):
+            continue
+        peers = rule.get("to") or [{"ipBlock": {"cidr": "0.0.0.0/0"}}, {"ipBlock": {"cidr": "::/0"}}]
+        for block in (peer["ipBlock"] for peer in peers if "ipBlock" in peer):
+            inside = ip.version == ipaddress.ip_network(block["cidr"]).version and ip in ipaddress.ip_network(
+                block["cidr"]
+            )
+            excepted = any(
+                ip.version == ipaddress.ip_network(cidr).version and ip in ipaddress.ip_network(cidr)
+                for cidr in block.get("except", [])
+            )
+            if inside and not excepted:
+                return True
+    return False
+
+
+def egress_problems(cluster: Rendered) -> list[str]:
+    """The jobs pods reach the internet, DNS and the databases' ports, and no internal address
+    on any other port; pod and namespace selectors are used for DNS alone."""
+    policies = egress_policies(cluster, "jobs")
+    problems = [] if policies else ["no egress policy selects the jobs pods"]
+    for address in INTERNAL_ADDRESSES:
+        for port in (80, 443, 8080, 9000):
+            if egress_allows(policies, address, port):
+                problems.append(f"jobs may reach {address}:{port}")
+    for address in PUBLIC_ADDRESSES:
+        for port in (80, 443, 8443):
+            if not egress_allows(policies, address, port):
+                problems.append(f"jobs may not reach {address}:{port}")
+    for port in DATABASE_PORTS:
+        if not egress_allows(policies, "10.20.30.40", port):
+            problems.append(f"jobs may not reach a private database on {port}")
+    for rule in (rule for policy in policies for rule in policy["spec"]["egress"]):
+        selectors = [peer for peer in rule.get("to", []) if "ipBlock" not in peer]
+        if selectors and {p["port"] for p in rule.get("ports", [{"port": "any"}])} != {DNS_PORT}:
+            problems.append(f"a rule lets jobs reach pods beyond DNS: {rule}")
+        if selectors and not {"UDP", "TCP"} <= {p.get("protocol", "TCP") for p in rule["ports"]}:
+            problems.append("DNS needs UDP and TCP")
+    return problems
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_jobs_egress_reaches_the_internet_but_never_an_internal_address(overlay: str) -> None:
+    assert egress_problems(rendered(overlay)) == []
+
+
+def test_a_hole_in_the_jobs_egress_is_caught() -> None:
+    cluster = rendered("prod")
+    (policy,) = egress_policies(cluster, "jobs")
+    broken = copy.deepcopy(policy)
+    broken["spec"]["egress"][0]["to"][0]["ipBlock"]["except"].remove("169.254.0.0/16")
+    others = tuple(obj for obj in cluster.objects if obj is not policy)
+
+    problems = egress_problems(Rendered("prod", (*others, broken)))
+    assert "jobs may reach 169.254.169.254:80" in problems, problems
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
