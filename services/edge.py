@@ -1,4 +1,5 @@
-"""The Envoy edge on one machine: deploy/envoy/envoy.yaml with loopback addresses and our ports."""
+"""The Envoy edge on one machine: its settings (EDGE_*), and deploy/envoy/envoy.yaml rendered with
+our addresses, ports, rate limit and TLS; also the TLS pieces that k8s/'s generated copy uses."""
 
 from __future__ import annotations
 
@@ -163,10 +164,15 @@ def render_local(
     return out
 
 
+def edge_listener(config: dict[str, Any]) -> dict[str, Any]:
+    """The listener `edge` of an Envoy configuration."""
+    found: dict[str, Any] = next(item for item in config["static_resources"]["listeners"] if item["name"] == "edge")
+    return found
+
+
 def edge_manager(config: dict[str, Any]) -> dict[str, Any]:
     """The HTTP connection manager of the edge listener."""
-    edge = next(item for item in config["static_resources"]["listeners"] if item["name"] == "edge")
-    manager: dict[str, Any] = edge["filter_chains"][0]["filters"][0]["typed_config"]
+    manager: dict[str, Any] = edge_listener(config)["filter_chains"][0]["filters"][0]["typed_config"]
     return manager
 
 
@@ -187,8 +193,7 @@ def set_rate_limit(manager: dict[str, Any], rate_limit: RateLimit) -> None:
 def add_tls(config: dict[str, Any], *, sds_file: str) -> None:
     """Makes the edge listener speak TLS alone: 1.2 or newer, ALPN h2 (gRPC) and http/1.1, with
     the certificate of the SDS file sds_file (Envoy's way of picking up a renewed one)."""
-    edge = next(item for item in config["static_resources"]["listeners"] if item["name"] == "edge")
-    edge["filter_chains"][0]["transport_socket"] = {
+    edge_listener(config)["filter_chains"][0]["transport_socket"] = {
         "name": "envoy.transport_sockets.tls",
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
