@@ -9,10 +9,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PROTOS := $(wildcard protos/videogen/v1/*.proto)
 
-.PHONY: help venv proto k8s-rules run test chaos bench lint fmt clean
+.PHONY: help venv proto k8s-rules k8s-envoy run test chaos bench lint fmt clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
 
 $(STAMP): requirements.txt requirements-local.txt requirements-dev.txt
 	@scripts/bootstrap.sh "$(PYTHON)" "$(VENV)"
@@ -25,6 +25,9 @@ proto: $(STAMP) ## generate the Python code of protos/ into gen/
 
 k8s-rules: $(STAMP) ## copy deploy/prometheus's alert rules into k8s/ as a PrometheusRule
 	@$(PY) scripts/render_prometheus_rule.py
+
+k8s-envoy: $(STAMP) ## copy deploy/envoy/envoy.yaml into k8s/ (and its TLS variant for components/edge-tls)
+	@$(PY) scripts/render_k8s_envoy.py
 
 run: $(STAMP) ## start the whole system in the foreground (Ctrl-C stops it)
 	@$(PY) -m services.run

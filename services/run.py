@@ -21,9 +21,10 @@ from services import probe
 from services.core import migrate
 from services.core.embedded import resolve_database_url, resolve_redis_url
 from services.core.logging import configure_logging, get_logger
+from services.core.redact import redact
 from services.core.restarts import RestartBudget
-from services.core.settings import CoreSettings, load_settings
-from services.edge import envoy_command, render_local
+from services.core.settings import load_settings
+from services.edge import EdgeSettings, envoy_command, render_local
 from services.topology import GATEWAY, JOBS, PROCESSES, PROVIDERS
 
 log = get_logger("services.run")
@@ -46,7 +47,7 @@ def python(module: str) -> tuple[str, ...]:
     return (sys.executable, "-m", module)
 
 
-def children(settings: CoreSettings) -> list[Child]:
+def children(settings: EdgeSettings) -> list[Child]:
     """The processes of contract.md's table (services/topology.py), in start-up order."""
     edge_config = render_local(
         edge_port=settings.edge_port,
@@ -54,6 +55,9 @@ def children(settings: CoreSettings) -> list[Child]:
         metrics_port=settings.envoy_metrics_port,
         upstreams={process.name: ("127.0.0.1", process.port(settings)) for process in (GATEWAY, JOBS, PROVIDERS)},
         out=settings.data_dir / "envoy.yaml",
+        bind_host=settings.edge_host,
+        rate_limit=settings.rate_limit,
+        tls=settings.tls,
     )
     started: list[Child] = []
     for process in PROCESSES:
@@ -84,13 +88,15 @@ def wait_serving(child: Child, process: subprocess.Popen[bytes], deadline: float
     raise TimeoutError(f"{child.name} was not ready within {READY_TIMEOUT:.0f}s")
 
 
-def banner(settings: CoreSettings, database_url: str, redis_url: str) -> str:
-    """What is listening where, for the person who typed `make run`."""
+def banner(settings: EdgeSettings, database_url: str, redis_url: str) -> str:
+    """What is listening where, for the person who typed `make run`; never a password."""
+    edge = f"{_reachable(settings.edge_host)}:{settings.edge_port}"
+    scheme, grpc = ("https", "gRPC (edge, TLS)") if settings.tls is not None else ("http", "gRPC (edge, h2c)")
     rows = [
-        ("REST API (edge)", f"http://127.0.0.1:{settings.edge_port}/api/v1/jobs"),
-        ("API docs", f"http://127.0.0.1:{settings.edge_port}/docs"),
-        ("readiness", f"http://127.0.0.1:{settings.edge_port}/health/ready"),
-        ("gRPC (edge, h2c)", f"127.0.0.1:{settings.edge_port}  videogen.v1.JobService, ProviderService"),
+        ("REST API (edge)", f"{scheme}://{edge}/api/v1/jobs"),
+        ("API docs", f"{scheme}://{edge}/docs"),
+        ("readiness", f"{scheme}://{edge}/health/ready"),
+        (grpc, f"{edge}  videogen.v1.JobService, ProviderService"),
         ("gateway", f"http://127.0.0.1:{settings.api_port}"),
         ("envoy admin", f"http://127.0.0.1:{settings.envoy_admin_port}"),
         ("envoy metrics", f"http://127.0.0.1:{settings.envoy_metrics_port}/stats/prometheus"),
@@ -105,11 +111,19 @@ def banner(settings: CoreSettings, database_url: str, redis_url: str) -> str:
         ("redis", redis_url),
     ]
     width = max(len(name) for name, _ in rows)
-    lines = [f"  {name:<{width}}  {where}" for name, where in rows]
+    # A URL's password (DATABASE_URL's, REDIS_URL's, an S3 endpoint's) shows as ***.
+    lines = [f"  {name:<{width}}  {redact(where)}" for name, where in rows]
     return "\nVideoGen is running (Ctrl-C stops it):\n" + "\n".join(lines) + "\n\n"
 
 
-def _media(settings: CoreSettings) -> str:
+def _reachable(host: str) -> str:
+    """An address of host that a client on this machine can connect to (for URLs)."""
+    if host in ("0.0.0.0", "::"):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+def _media(settings: EdgeSettings) -> str:
     """Where the videos go: the directory, or the bucket (never the keys)."""
     if settings.media_backend == "s3":
         endpoint = settings.s3_endpoint_url or f"AWS S3 ({settings.s3_region})"
@@ -138,7 +152,7 @@ def stop_all(processes: dict[str, subprocess.Popen[bytes]], grace: float) -> int
 
 def main() -> None:
     """Starts the system and blocks until a signal or a child's unexpected exit."""
-    settings = load_settings(CoreSettings)
+    settings = load_settings(EdgeSettings)
     configure_logging(service="run", level=settings.log_level)
     stop = threading.Event()
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import signal
+import socket
 import uuid
 from pathlib import Path
 
@@ -12,6 +14,9 @@ import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.edge import EdgeSettings
+from services.run import banner
+from tests.support.certificates import make_server_certificate
 from tests.support.local_run import local_run
 
 
@@ -76,3 +81,58 @@ async def test_run_restarts_a_crashed_service(own_database_url: str, redis_url: 
                 job = created.json()
                 while (job := (await client.get(f"/api/v1/jobs/{job['id']}")).json())["status"] != "completed":
                     await asyncio.sleep(0.1)
+
+
+def listening_addresses(port: int) -> set[str]:
+    """The addresses that sockets listen on at port, IPv4 and IPv6, read from /proc/net."""
+    found = set()
+    for table, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, _, hex_port = local.partition(":")
+            if state == "0A" and int(hex_port, 16) == port:
+                raw = bytes.fromhex(address)
+                # /proc prints each 32-bit word of the address in host (little-endian) order.
+                words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+                ip = ipaddress.ip_address(socket.inet_ntop(family, words))
+                # gRPC listens on 127.0.0.1 through an IPv6 socket: ::ffff:127.0.0.1.
+                found.add(str(getattr(ip, "ipv4_mapped", None) or ip))
+    return found
+
+
+async def test_run_exposes_the_edge_alone(own_database_url: str, redis_url: str) -> None:
+    with local_run(own_database_url, redis_url, name="run", EDGE_BIND_HOST="0.0.0.0") as system:
+        await asyncio.to_thread(system.process.wait_event, "run.ready", 120)
+
+        bound = {variable: listening_addresses(int(port)) for variable, port in system.ports.items()}
+
+    assert bound.pop("EDGE_PORT") == {"0.0.0.0"}
+    assert bound and all(addresses == {"127.0.0.1"} for addresses in bound.values()), bound
+
+
+def test_the_banner_names_https_urls_when_the_edge_has_a_certificate(tmp_path: Path) -> None:
+    certificate = make_server_certificate(tmp_path)
+    plain = EdgeSettings(_env_file=None, edge_port=8000)
+    tls = EdgeSettings(
+        _env_file=None, edge_port=8000, edge_tls_cert_file=certificate.cert_file, edge_tls_key_file=certificate.key_file
+    )
+
+    plain_text, tls_text = (
+        banner(settings, "postgresql://db/videogen", "redis://redis/0") for settings in (plain, tls)
+    )
+
+    assert "http://127.0.0.1:8000/api/v1/jobs" in plain_text and "gRPC (edge, h2c)" in plain_text
+    assert "https://127.0.0.1:8000/api/v1/jobs" in tls_text and "https://127.0.0.1:8000/docs" in tls_text
+    assert "gRPC (edge, TLS)" in tls_text and "http://127.0.0.1:8000" not in tls_text
+
+
+def test_the_banner_masks_the_passwords_of_the_database_and_redis_urls() -> None:
+    text = banner(
+        EdgeSettings(_env_file=None),
+        "postgresql://videogen:pg-Secret-1@db.example.com:5432/videogen",
+        "redis://:redis-Secret-2@redis.example.com:6379/0",
+    )
+
+    assert "postgresql://videogen:***@db.example.com:5432/videogen" in text
+    assert "redis://:***@redis.example.com:6379/0" in text
+    assert "Secret" not in text

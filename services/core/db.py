@@ -20,9 +20,11 @@ def async_url(url: str) -> URL:
 
 
 def create_engine(settings: CoreSettings, url: str) -> AsyncEngine:
-    """An engine with a bounded pool and timeouts from settings."""
+    """An engine with a bounded pool and timeouts from settings. Statement parameters stay out of
+    its errors (hide_parameters): they hold webhook URLs with tokens, prompts, keys' hashes."""
     return create_async_engine(
         async_url(url),
+        hide_parameters=True,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_pre_ping=settings.db_pool_pre_ping,

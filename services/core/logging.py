@@ -7,9 +7,20 @@ import sys
 import uuid
 
 import structlog
-from structlog.typing import FilteringBoundLogger
+from structlog.typing import EventDict, FilteringBoundLogger, WrappedLogger
+
+from services.core.redact import redact
 
 REQUEST_ID_HEADER = "x-request-id"
+
+
+def redact_values(logger: WrappedLogger, method: str, event: EventDict) -> EventDict:
+    """Masks the password of any URL in a log line's text (exceptions included): a DSN or a
+    webhook URL with a token must never reach the logs, whoever logs it."""
+    for key, value in event.items():
+        if isinstance(value, str):
+            event[key] = redact(value)
+    return event
 
 
 def configure_logging(*, service: str, level: str) -> None:
@@ -24,6 +35,7 @@ def configure_logging(*, service: str, level: str) -> None:
         processors=[
             *shared,
             structlog.processors.format_exc_info,
+            redact_values,
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
@@ -37,6 +49,7 @@ def configure_logging(*, service: str, level: str) -> None:
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.format_exc_info,
+                redact_values,
                 structlog.processors.JSONRenderer(),
             ],
             foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 from functools import cache
 from pathlib import Path
+from typing import ClassVar
 
 from alembic import command
 from alembic.config import Config
@@ -16,10 +17,19 @@ from sqlalchemy.pool import NullPool
 
 from services.core.db import async_url, is_unavailable
 from services.core.logging import get_logger
+from services.core.settings import CoreSettings
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # Any constant works: it only has to be the same in every process that migrates.
 _LOCK_KEY = 0x766964656F67656E
+
+
+class MigrateSettings(CoreSettings):
+    """What the migration reads: DATABASE_URL (or the embedded server's place); no secret, so
+    that its Job gets the database's credentials alone."""
+
+    REQUIRES_API_KEY: ClassVar[bool] = False
+    REQUIRES_SECRET_KEY: ClassVar[bool] = False
 
 
 def alembic_config() -> Config:
@@ -80,7 +90,7 @@ async def downgrade(database_url: str, revision: str) -> None:
 
 
 async def _migrate(database_url: str, action: str, revision: str) -> None:
-    engine = create_async_engine(async_url(database_url), poolclass=NullPool)
+    engine = create_async_engine(async_url(database_url), poolclass=NullPool, hide_parameters=True)
     try:
         async with engine.begin() as connection:
             await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
@@ -91,7 +101,7 @@ async def _migrate(database_url: str, action: str, revision: str) -> None:
 
 async def current(database_url: str) -> str | None:
     """The revision the database is at, or None before the first migration."""
-    engine = create_async_engine(async_url(database_url), poolclass=NullPool)
+    engine = create_async_engine(async_url(database_url), poolclass=NullPool, hide_parameters=True)
     try:
         async with engine.connect() as connection:
             exists = await connection.scalar(text("SELECT to_regclass('alembic_version') IS NOT NULL"))
@@ -132,12 +142,12 @@ def main() -> None:
     """`python -m services.core.migrate [revision]`: upgrade DATABASE_URL (or the embedded one)."""
     from services.core.embedded import resolve_database_url
     from services.core.logging import configure_logging
-    from services.core.settings import CoreSettings, load_settings
+    from services.core.settings import load_settings
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("revision", nargs="?", default="head")
     args = parser.parse_args()
-    settings = load_settings(CoreSettings)
+    settings = load_settings(MigrateSettings)
     configure_logging(service="migrate", level=settings.log_level)
     url = resolve_database_url(settings)
     asyncio.run(upgrade(url, args.revision))

@@ -30,6 +30,8 @@ class CoreSettings(BaseSettings):
     # Whether this process checks API keys, so that production refuses to start without a real
     # API_KEY; the gateway and the worker never read it (their Deployments do not get it).
     REQUIRES_API_KEY: ClassVar[bool] = True
+    # Whether it derives keys from SECRET_KEY (every service does; the migration does not).
+    REQUIRES_SECRET_KEY: ClassVar[bool] = True
 
     # Application
     app_name: str = "videogen"
@@ -37,8 +39,9 @@ class CoreSettings(BaseSettings):
     app_debug: bool = False
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
 
-    # REST gateway
-    api_host: str = "0.0.0.0"
+    # REST gateway. Every listener defaults to loopback, so that `make run` exposes the edge alone;
+    # the containers listen on every interface (deploy/Dockerfile, compose, k8s set 0.0.0.0).
+    api_host: str = "127.0.0.1"
     api_port: Port = 8080
     api_workers: Annotated[int, Field(ge=1, le=64)] = 1
 
@@ -111,9 +114,9 @@ class CoreSettings(BaseSettings):
     # Where embedded servers and media live when nothing else is configured.
     data_dir: Path = Path(".data")
 
-    # Ports and addresses of the processes (contract.md).
-    grpc_bind_host: str = "0.0.0.0"
-    metrics_bind_host: str = "0.0.0.0"
+    # Ports and addresses of the processes (contract.md); loopback by default, as API_HOST.
+    grpc_bind_host: str = "127.0.0.1"
+    metrics_bind_host: str = "127.0.0.1"
     edge_port: Port = 8000
     envoy_admin_port: Port = 9901
     # Envoy's listener for Prometheus (/stats/prometheus) and probes (/ready); the admin stays on loopback.
@@ -185,14 +188,15 @@ class CoreSettings(BaseSettings):
     def _production_secrets(self) -> CoreSettings:
         if self.app_env != "production":
             return self
-        required = [("SECRET_KEY", self.secret_key)]
+        required = [("SECRET_KEY", self.secret_key)] if self.REQUIRES_SECRET_KEY else []
         if self.REQUIRES_API_KEY:
             required.append(("API_KEY", self.api_key))
         for name, value in required:
             problem = secret_problem(value.get_secret_value(), examples=(EXAMPLE_SECRET_KEY, EXAMPLE_API_KEY))
             if problem is not None:
                 raise ValueError(f"{name} {problem} when APP_ENV=production")
-        if self.REQUIRES_API_KEY and self.api_key.get_secret_value() == self.secret_key.get_secret_value():
+        both = self.REQUIRES_API_KEY and self.REQUIRES_SECRET_KEY
+        if both and self.api_key.get_secret_value() == self.secret_key.get_secret_value():
             raise ValueError("API_KEY must differ from SECRET_KEY")
         return self
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from services.core.migrate import MigrateSettings
 from services.core.settings import CoreSettings, load_settings
 from services.gateway.settings import GatewaySettings
 from services.jobs.settings import JobsSettings
@@ -27,6 +28,14 @@ def test_defaults_match_the_contract_ports(monkeypatch: pytest.MonkeyPatch) -> N
     )
     assert (settings.celery_task_soft_time_limit, settings.celery_task_time_limit) == (3600, 4000)
     assert (settings.job_retry_backoff_base, settings.job_retry_backoff_max) == (60, 3600)
+
+
+def test_every_service_listens_on_loopback_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("API_HOST", "GRPC_BIND_HOST", "METRICS_BIND_HOST"):
+        monkeypatch.delenv(name, raising=False)
+    settings = CoreSettings(_env_file=None)
+
+    assert {settings.api_host, settings.grpc_bind_host, settings.metrics_bind_host} == {"127.0.0.1"}
 
 
 def test_cors_origins_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -103,6 +112,16 @@ def test_the_gateway_and_the_worker_need_no_api_key(monkeypatch: pytest.MonkeyPa
     assert load_settings(WorkerSettings).app_env == "production"
     with pytest.raises(SystemExit):
         load_settings(JobsSettings)
+
+
+def test_the_migration_needs_no_secret_key_nor_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APP_ENV", "production")
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    monkeypatch.delenv("API_KEY", raising=False)
+
+    assert load_settings(MigrateSettings).app_env == "production"
+    with pytest.raises(SystemExit):
+        load_settings(CoreSettings)
 
 
 def test_load_settings_exits_with_the_variable_named(

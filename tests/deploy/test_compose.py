@@ -24,7 +24,14 @@ from compose_spec import PyCompose
 from services.core.settings import CoreSettings
 from services.topology import BY_NAME, ENVOY, PROCESSES, Process
 from tests.support import databases
-from tests.support.deployment import OTHER_KNOWN, SETTINGS, command_module, variables_known, variables_needed
+from tests.support.deployment import (
+    LISTEN_EVERYWHERE,
+    OTHER_KNOWN,
+    SETTINGS,
+    command_module,
+    variables_known,
+    variables_needed,
+)
 from tests.support.local_run import local_run
 from tests.support.processes import free_port
 
@@ -42,6 +49,8 @@ EXPECTED_SERVICES = {
     *(process.name for process in PROCESSES),
 }
 MEDIA = "/var/lib/videogen/media"
+# The commands that listen (the migration only runs and exits).
+SERVING = {process.module for process in PROCESSES}
 
 _VARIABLE = re.compile(r"\$(?:\$|\{(?P<braced>[^}]*)\}|(?P<plain>[A-Za-z_][A-Za-z0-9_]*))")
 
@@ -144,6 +153,8 @@ def problems(compose: dict[str, Any]) -> list[str]:
             found.append(f"{name}: DATABASE_URL does not point at the postgres service")
         if "REDIS_URL" in env and not env["REDIS_URL"].startswith("redis://redis:6379/"):
             found.append(f"{name}: REDIS_URL does not point at the redis service")
+        if module in SERVING and not LISTEN_EVERYWHERE.items() <= env.items():
+            found.append(f"{name}: listens on loopback alone (set {sorted(LISTEN_EVERYWHERE)} to 0.0.0.0)")
         if "MEDIA_DIR" in variables_needed(module):
             mounted = {str(volume).split(":")[1] for volume in service.get("volumes", []) if isinstance(volume, str)}
             if env.get("MEDIA_DIR") not in mounted:
@@ -212,6 +223,7 @@ def test_compose_agrees_with_the_topology_and_the_code(compose: dict[str, Any]) 
         ("providers", lambda s: s.__setitem__("command", ["python", "-m", "services.jobs"]), "does not run"),
         ("envoy", lambda s: s.__setitem__("ports", ["8001:8001"]), "envoy publishes"),
         ("worker", lambda s: s["environment"].__setitem__("MEDIA_DIR", "/elsewhere"), "not a shared volume"),
+        ("jobs", lambda s: s["environment"].pop("GRPC_BIND_HOST"), "listens on loopback alone"),
     ],
 )
 def test_the_checks_catch_a_broken_compose_file(
@@ -239,6 +251,13 @@ def test_env_example_drives_compose_and_names_nothing_unknown() -> None:
     assert used, "compose interpolates the database credentials and published ports"
     assert used <= set(env_example()), f"not in .env.example: {sorted(used - set(env_example()))}"
     assert set(env_example()) <= known | used, f"read by nothing: {sorted(set(env_example()) - known - used)}"
+
+
+def test_env_example_lists_every_setting() -> None:
+    listed = set(re.findall(r"^#? ?([A-Z][A-Z0-9_]*)=", ENV_EXAMPLE.read_text(), re.MULTILINE))
+    settings = {name.upper() for cls in SETTINGS.values() for name in cls.model_fields}
+
+    assert settings <= listed, f"missing from .env.example: {sorted(settings - listed)}"
 
 
 def test_the_envoy_config_compose_mounts_is_the_validated_one(compose: dict[str, Any]) -> None:

@@ -17,6 +17,9 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 
+from services.core.settings import CoreSettings
+from tests.support.deployment import LISTEN_EVERYWHERE
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
@@ -94,6 +97,15 @@ def test_the_image_is_multi_stage_non_root_and_builds_the_generated_code() -> No
     # The dev tools never reach the runtime stage.
     assert not any("requirements-dev" in rest for _, rest in runtime)
     assert "/opt/protogen" not in " ".join(copied_from_build)
+
+
+def test_the_image_listens_on_every_interface_where_the_settings_default_to_loopback() -> None:
+    runtime = stages(DOCKERFILE.read_text())["runtime"]
+    env = dict(pair.partition("=")[::2] for keyword, rest in runtime if keyword == "ENV" for pair in rest.split())
+
+    assert LISTEN_EVERYWHERE.items() <= env.items()
+    for variable in LISTEN_EVERYWHERE:
+        assert CoreSettings.model_fields[variable.lower()].default == "127.0.0.1", variable
 
 
 def test_every_file_the_build_copies_is_in_the_repository_and_the_build_context() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import copy
 import functools
+import ipaddress
 import json
 import shutil
 import subprocess
@@ -34,7 +35,18 @@ from services.core.queues import QUEUES
 from services.core.settings import CoreSettings
 from services.core.tasks import queue_keys
 from services.topology import BY_NAME, Process
-from tests.support.deployment import ROOT, command_module, sources, variables_known, variables_needed
+from tests.support.deployment import (
+    LISTEN_EVERYWHERE,
+    PROVIDER_KEYS,
+    ROOT,
+    SECRETS,
+    command_module,
+    reads_provider_keys,
+    secrets_read,
+    sources,
+    variables_known,
+    variables_needed,
+)
 
 K8S = ROOT / "k8s"
 OVERLAYS = ("dev", "prod")
@@ -44,7 +56,6 @@ CRD_SCHEMAS = Path(__file__).parent / "crd_schemas"
 RULES_FILE = ROOT / "deploy" / "prometheus" / "rules" / "videogen.rules.yml"
 PROMETHEUS_RULE = K8S / "components" / "prometheus-operator" / "prometheus-rule.yaml"
 SECRET_TEMPLATE = K8S / "base" / "secret.example.yaml"
-SECRET_KEYS = {"DATABASE_URL", "REDIS_URL", "SECRET_KEY", "API_KEY", "WEBHOOK_SECRET", "OPENAI_API_KEY"}
 PROBES = ("startupProbe", "readinessProbe", "livenessProbe")
 IMAGES = {"dev": "videogen:dev", "prod": "registry.example.com/videogen:0.1.0"}
 ENVOY_IMAGE = "envoyproxy/envoy:v1.40.0"
@@ -154,9 +165,14 @@ def matches(selector: Manifest, labels: dict[str, str]) -> bool:
     return wanted.items() <= labels.items()
 
 
-def template_keys() -> set[str]:
-    """The keys of the Secret template."""
-    template = yaml.safe_load(SECRET_TEMPLATE.read_text())
+def secret_templates() -> dict[str, Manifest]:
+    """The Secrets of the template, by name."""
+    return {document["metadata"]["name"]: document for document in yaml.safe_load_all(SECRET_TEMPLATE.read_text())}
+
+
+def template_keys(name: str) -> set[str]:
+    """The keys of one Secret of the template."""
+    template = secret_templates().get(name, {})
     return set(template.get("stringData", {})) | set(template.get("data", {}))
 
 
@@ -165,8 +181,16 @@ def secret_keys(cluster: Rendered, name: str) -> set[str]:
     secret = cluster.named("Secret", name)
     if secret is not None:
         return set(secret.get("data", {})) | set(secret.get("stringData", {}))
-    template = yaml.safe_load(SECRET_TEMPLATE.read_text())
-    return template_keys() if template["metadata"]["name"] == name else set()
+    return template_keys(name)
+
+
+def secret_references(container: Manifest) -> dict[str, Manifest]:
+    """The container's variables taken from a Secret's key, and each one's secretKeyRef."""
+    return {
+        item["name"]: item["valueFrom"]["secretKeyRef"]
+        for item in container.get("env", [])
+        if "secretKeyRef" in item.get("valueFrom", {})
+    }
 
 
 def environment(cluster: Rendered, container: Manifest) -> dict[str, str | None]:
@@ -439,10 +463,16 @@ def test_crd_schemas_are_valid_and_refuse_unknown_fields() -> None:
 
 
 def test_secret_template_is_valid_names_every_key_and_is_never_applied() -> None:
-    template = yaml.safe_load(SECRET_TEMPLATE.read_text())
-    kubernetes_validate.validate(template, KUBERNETES_VERSION, strict=True)
+    templates = secret_templates()
+    for template in templates.values():
+        kubernetes_validate.validate(template, KUBERNETES_VERSION, strict=True)
+    registry = RegistryConfig.model_validate(yaml.safe_load((K8S / "base" / "config" / "providers.yaml").read_text()))
+    read = {key for module in ("services.jobs", "services.providers", "services.worker", "services.gateway",
+            "services.core.migrate") for key in secrets_read(module)}  # fmt: skip
 
-    assert template_keys() == SECRET_KEYS
+    assert set(templates) == {SECRETS, PROVIDER_KEYS}
+    assert template_keys(SECRETS) == read
+    assert {provider.api_key_env for provider in registry.providers} - {None} <= template_keys(PROVIDER_KEYS)
     for kustomization in K8S.rglob("kustomization.yaml"):
         listed = json.dumps(yaml.safe_load(kustomization.read_text()))
         assert SECRET_TEMPLATE.name not in listed, kustomization
@@ -450,6 +480,18 @@ def test_secret_template_is_valid_names_every_key_and_is_never_applied() -> None
 
 def test_envoy_config_is_a_copy_of_deploy_envoy() -> None:
     assert (K8S / "base" / "envoy" / "envoy.yaml").read_bytes() == (ROOT / "deploy/envoy/envoy.yaml").read_bytes()
+
+
+def test_the_generated_envoy_configurations_are_fresh() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "render_k8s_envoy.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 # --- Processes: ports, probes, variables -----------------------------------------------------
@@ -468,6 +510,16 @@ def test_readiness_asks_its_own_health_and_liveness_asks_liveness(overlay: str) 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_command_gets_the_variables_it_needs_and_no_others(overlay: str) -> None:
     assert variable_problems(rendered(overlay)) == []
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_python_process_listens_on_the_pod_address(overlay: str) -> None:
+    cluster = rendered(overlay)
+    for name, deployment in cluster.deployments().items():
+        container = main_container(deployment)
+        if module_of(container) is not None:
+            env = environment(cluster, container)
+            assert {key: env.get(key) for key in LISTEN_EVERYWHERE} == LISTEN_EVERYWHERE, name
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -624,6 +676,84 @@ def test_envoy_upstreams_are_headless_services_on_served_ports(overlay: str) -> 
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
+def test_envoy_sheds_load_before_its_container_runs_out_of_memory(overlay: str) -> None:
+    config = yaml.safe_load((K8S / "base" / "envoy" / "envoy.yaml").read_text())
+    heap = next(
+        monitor["typed_config"]["max_heap_size_bytes"]
+        for monitor in config["overload_manager"]["resource_monitors"]
+        if monitor["name"] == "envoy.resource_monitors.fixed_heap"
+    )
+    limit = quantity(main_container(rendered(overlay).deployments()["envoy"])["resources"]["limits"]["memory"])
+
+    # What is not heap (the binary, thread stacks, kernel buffers) needs the rest.
+    assert heap <= 0.85 * limit
+
+
+def envoy_files(cluster: Rendered) -> tuple[Manifest, dict[str, str]]:
+    """Envoy's main container, and the files of its volumes by path (ConfigMaps' data; a Secret's
+    keys, with empty text)."""
+    deployment = cluster.deployments()["envoy"]
+    container, volumes = main_container(deployment), {v["name"]: v for v in pod_spec(deployment)["volumes"]}
+    files: dict[str, str] = {}
+    for mount in container.get("volumeMounts", []):
+        volume = volumes[mount["name"]]
+        if "configMap" in volume:
+            config = cluster.named("ConfigMap", volume["configMap"]["name"]) or {"data": {}}
+            files |= {f"{mount['mountPath']}/{key}": text for key, text in config["data"].items()}
+        if "secret" in volume:
+            keys = ("tls.crt", "tls.key") if volume["secret"]["secretName"] in certificate_secrets(cluster) else ()
+            files |= {f"{mount['mountPath']}/{key}": "" for key in keys}
+    return container, files
+
+
+def certificate_secrets(cluster: Rendered) -> set[str]:
+    """The Secrets cert-manager fills (tls.crt, tls.key)."""
+    return {certificate["spec"]["secretName"] for certificate in cluster.all("Certificate")}
+
+
+def edge_tls(files: dict[str, str]) -> Manifest | None:
+    """The edge listener's TLS context in Envoy's mounted configuration, None without TLS."""
+    config = yaml.safe_load(files["/etc/envoy/envoy.yaml"])
+    edge = next(item for item in config["static_resources"]["listeners"] if item["name"] == "edge")
+    socket: Manifest | None = edge["filter_chains"][0].get("transport_socket")
+    return socket["typed_config"]["common_tls_context"] if socket else None
+
+
+def test_prod_serves_tls_with_the_certificate_cert_manager_issues() -> None:
+    cluster = rendered("prod")
+    (certificate,) = cluster.all("Certificate")
+    _, files = envoy_files(cluster)
+    context = edge_tls(files)
+
+    assert certificate["spec"]["issuerRef"]["kind"] == "ClusterIssuer" and certificate["spec"]["dnsNames"]
+    assert context is not None
+    assert context["tls_params"]["tls_minimum_protocol_version"] == "TLSv1_2"
+    assert context["alpn_protocols"] == ["h2", "http/1.1"]
+    (sds,) = context["tls_certificate_sds_secret_configs"]
+    # The SDS file is mounted, and names the certificate's files in the mounted Secret.
+    secret = yaml.safe_load(files[sds["sds_config"]["path_config_source"]["path"]])["resources"][0]
+    for kind in ("certificate_chain", "private_key"):
+        assert secret["tls_certificate"][kind]["filename"] in files, kind
+
+
+def test_dev_serves_plain_http_without_cert_manager() -> None:
+    cluster = rendered("dev")
+    _, files = envoy_files(cluster)
+
+    assert cluster.all("Certificate") == []
+    assert edge_tls(files) is None
+    assert files["/etc/envoy/envoy.yaml"] == (ROOT / "deploy" / "envoy" / "envoy.yaml").read_text()
+
+
+def test_an_unknown_certificate_field_is_caught_by_the_crd_schema() -> None:
+    certificate = copy.deepcopy(rendered("prod").all("Certificate")[0])
+    certificate["spec"]["dnsName"] = certificate["spec"].pop("dnsNames")
+
+    problems = validation_problems(Rendered("prod", (certificate,)))
+    assert any("dnsName" in problem for problem in problems), problems
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
 def test_network_policies_deny_ingress_and_allow_only_the_calls(overlay: str) -> None:
     cluster = rendered(overlay)
     deny = [
@@ -635,6 +765,89 @@ def test_network_policies_deny_ingress_and_allow_only_the_calls(overlay: str) ->
     edges, problems = network_edges(cluster)
     assert problems == []
     assert edges == expected_edges()
+
+
+# Where a webhook must never reach from the jobs pods, and where it must.
+INTERNAL_ADDRESSES = (
+    "10.0.0.7", "172.20.1.1", "192.168.1.10", "127.0.0.1", "169.254.169.254", "169.254.0.1", "100.64.0.1",
+    "100.127.255.254", "0.0.0.1", "::1", "fd00:ec2::254", "fe80::1", "::ffff:10.0.0.7", "::ffff:169.254.169.254",
+)  # fmt: skip
+PUBLIC_ADDRESSES = ("93.184.216.34", "8.8.8.8", "52.216.0.1", "2606:4700::6810:85e5")
+DATABASE_PORTS = (5432, 6379)
+DNS_PORT = 53
+
+
+def egress_policies(cluster: Rendered, name: str) -> list[Manifest]:
+    """The policies that restrict the egress of a Deployment's pods."""
+    labels = pod_labels(cluster.deployments()[name])
+    return [
+        policy
+        for policy in cluster.all("NetworkPolicy")
+        if "Egress" in policy["spec"]["policyTypes"] and matches(policy["spec"]["podSelector"], labels)
+    ]
+
+
+def egress_allows(policies: list[Manifest], address: str, port: int, protocol: str = "TCP") -> bool:
+    """Whether the policies let a pod connect to address:port (addresses outside the cluster:
+    pod and namespace selectors never match them)."""
+    ip = ipaddress.ip_address(address)
+    for rule in (rule for policy in policies for rule in policy["spec"].get("egress", [])):
+        ports = rule.get("ports") or [{"protocol": protocol}]
+        if not any(p.get("protocol", "TCP") == protocol and p.get("port", port) == port for p in ports):
+            continue
+        peers = rule.get("to") or [{"ipBlock": {"cidr": "0.0.0.0/0"}}, {"ipBlock": {"cidr": "::/0"}}]
+        for block in (peer["ipBlock"] for peer in peers if "ipBlock" in peer):
+            inside = ip.version == ipaddress.ip_network(block["cidr"]).version and ip in ipaddress.ip_network(
+                block["cidr"]
+            )
+            excepted = any(
+                ip.version == ipaddress.ip_network(cidr).version and ip in ipaddress.ip_network(cidr)
+                for cidr in block.get("except", [])
+            )
+            if inside and not excepted:
+                return True
+    return False
+
+
+def egress_problems(cluster: Rendered) -> list[str]:
+    """The jobs pods reach the internet, DNS and the databases' ports, and no internal address
+    on any other port; pod and namespace selectors are used for DNS alone."""
+    policies = egress_policies(cluster, "jobs")
+    problems = [] if policies else ["no egress policy selects the jobs pods"]
+    for address in INTERNAL_ADDRESSES:
+        for port in (80, 443, 8080, 9000):
+            if egress_allows(policies, address, port):
+                problems.append(f"jobs may reach {address}:{port}")
+    for address in PUBLIC_ADDRESSES:
+        for port in (80, 443, 8443):
+            if not egress_allows(policies, address, port):
+                problems.append(f"jobs may not reach {address}:{port}")
+    for port in DATABASE_PORTS:
+        if not egress_allows(policies, "10.20.30.40", port):
+            problems.append(f"jobs may not reach a private database on {port}")
+    for rule in (rule for policy in policies for rule in policy["spec"]["egress"]):
+        selectors = [peer for peer in rule.get("to", []) if "ipBlock" not in peer]
+        if selectors and {p["port"] for p in rule.get("ports", [{"port": "any"}])} != {DNS_PORT}:
+            problems.append(f"a rule lets jobs reach pods beyond DNS: {rule}")
+        if selectors and not {"UDP", "TCP"} <= {p.get("protocol", "TCP") for p in rule["ports"]}:
+            problems.append("DNS needs UDP and TCP")
+    return problems
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_jobs_egress_reaches_the_internet_but_never_an_internal_address(overlay: str) -> None:
+    assert egress_problems(rendered(overlay)) == []
+
+
+def test_a_hole_in_the_jobs_egress_is_caught() -> None:
+    cluster = rendered("prod")
+    (policy,) = egress_policies(cluster, "jobs")
+    broken = copy.deepcopy(policy)
+    broken["spec"]["egress"][0]["to"][0]["ipBlock"]["except"].remove("169.254.0.0/16")
+    others = tuple(obj for obj in cluster.objects if obj is not policy)
+
+    problems = egress_problems(Rendered("prod", (*others, broken)))
+    assert "jobs may reach 169.254.169.254:80" in problems, problems
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -658,23 +871,59 @@ def test_external_services_are_patched_and_secrets_point_at_them(overlay: str) -
     values = (
         {key: base64.b64decode(value).decode() for key, value in secret["data"].items()}
         if secret is not None
-        else yaml.safe_load(SECRET_TEMPLATE.read_text())["stringData"]
+        else secret_templates()[SECRETS]["stringData"]
     )
     assert urlsplit(values["DATABASE_URL"]).hostname == "postgres"
     assert urlsplit(values["REDIS_URL"]).hostname == "redis"
 
 
 def secret_name(cluster: Rendered) -> str:
-    """The Secret the containers read."""
+    """The Secret whose keys the containers read (kustomize renames a generated one)."""
     names: set[str] = {
-        source["secretRef"]["name"]
+        reference["name"]
         for workload in cluster.workloads()
         for container in containers(workload)
-        for source in container.get("envFrom", [])
-        if "secretRef" in source
+        for reference in secret_references(container).values()
     }
     assert len(names) == 1, names
     return names.pop()
+
+
+def secret_problems(cluster: Rendered) -> list[str]:
+    """Each process gets exactly the keys of videogen-secrets its code reads (optional where it
+    starts without them), the provider keys when it builds providers, and no other Secret."""
+    problems = []
+    for workload in cluster.workloads():
+        for container in containers(workload):
+            module, where = module_of(container), f"{workload['kind']}/{workload['metadata']['name']}"
+            references = secret_references(container)
+            got = {name: bool(reference.get("optional", False)) for name, reference in references.items()}
+            wanted = secrets_read(module) if module else {}
+            if got != wanted:
+                problems.append(f"{where}: gets {got}, reads {wanted}")
+            for name, reference in references.items():
+                if reference["key"] != name or not reference["name"].startswith(SECRETS):
+                    problems.append(f"{where}: {name} comes from {reference['name']}/{reference['key']}")
+            loaded = [source["secretRef"] for source in container.get("envFrom", []) if "secretRef" in source]
+            expected = [{"name": PROVIDER_KEYS, "optional": True}] if module and reads_provider_keys(module) else []
+            if loaded != expected:
+                problems.append(f"{where}: loads Secrets {loaded}, expected {expected}")
+    return problems
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_each_process_gets_exactly_the_secrets_its_code_reads(overlay: str) -> None:
+    assert secret_problems(rendered(overlay)) == []
+
+
+def test_a_secret_given_to_a_process_that_never_reads_it_is_caught(tmp_path: Path) -> None:
+    def give_the_worker_the_database(documents: list[Manifest]) -> None:
+        container = documents[0]["spec"]["template"]["spec"]["containers"][0]
+        reference = {"secretKeyRef": {"name": SECRETS, "key": "DATABASE_URL"}}
+        container["env"].append({"name": "DATABASE_URL", "valueFrom": reference})
+
+    problems = secret_problems(mutated(tmp_path, "worker.yaml", give_the_worker_the_database))
+    assert any("Deployment/worker" in problem and "DATABASE_URL" in problem for problem in problems), problems
 
 
 def test_dev_brings_its_secret_and_prod_expects_the_operators() -> None:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from services.core.migrate import MigrateSettings
 from services.core.settings import CoreSettings
+from services.edge import EdgeSettings
 from services.gateway.settings import GatewaySettings
 from services.jobs.settings import JobsSettings
 from services.providers.settings import ProvidersSettings
@@ -30,13 +32,19 @@ SITE_SPECIFIC = {
     "settings.worker_target": "WORKER_TARGET",
 }
 
+# The listening addresses a container sets: the settings default to loopback (`make run`), where
+# a container's ports would be unreachable from the other containers and the kubelet.
+LISTEN_EVERYWHERE = {"API_HOST": "0.0.0.0", "GRPC_BIND_HOST": "0.0.0.0", "METRICS_BIND_HOST": "0.0.0.0"}
+
 # The settings class each command reads.
 SETTINGS: dict[str, type[CoreSettings]] = {
     "services.jobs": JobsSettings,
     "services.providers": ProvidersSettings,
     "services.worker": WorkerSettings,
     "services.gateway": GatewaySettings,
-    "services.core.migrate": CoreSettings,
+    "services.core.migrate": MigrateSettings,
+    # `make run`, on one machine only: no deployment runs it.
+    "services.run": EdgeSettings,
 }
 
 # Variables read outside the settings classes: the Python runtime, Prometheus' multi-process
@@ -48,6 +56,40 @@ def sources(module: str) -> list[Path]:
     """The source files of a command: its package, or its one module."""
     path = ROOT.joinpath(*module.split("."))
     return sorted(path.rglob("*.py")) if path.is_dir() else [path.with_suffix(".py")]
+
+
+# The Secret of the system's own secrets, and the optional one of the provider keys that a
+# registry names (loaded whole: the registry decides their names).
+SECRETS = "videogen-secrets"
+PROVIDER_KEYS = "videogen-provider-keys"
+
+
+def secrets_read(module: str) -> dict[str, bool]:
+    """The keys of SECRETS that `python -m module` reads, each with whether it may be absent
+    (the process starts without it). Read off its settings class and its code."""
+    settings, text = SETTINGS[module], "\n".join(source.read_text() for source in sources(module))
+    found: dict[str, bool] = {}
+    # Required in production by the settings (CoreSettings._production_secrets), or read.
+    if settings.REQUIRES_SECRET_KEY or "settings.secret_key" in text:
+        found["SECRET_KEY"] = False
+    if settings.REQUIRES_API_KEY or "settings.api_key" in text:
+        found["API_KEY"] = False
+    if "resolve_database_url(" in text:
+        found["DATABASE_URL"] = False
+    if "resolve_redis_url(" in text:
+        found["REDIS_URL"] = False
+    # Unset, the webhook signing key is derived from SECRET_KEY (services/core/webhooks.py reads it).
+    if "webhook_secret" in settings.model_fields:
+        found["WEBHOOK_SECRET"] = True
+    # Unset, boto3 uses the pod's role; only MEDIA_BACKEND=s3 reads them.
+    if "create_storage(" in text:
+        found |= {"S3_ACCESS_KEY_ID": True, "S3_SECRET_ACCESS_KEY": True}
+    return found
+
+
+def reads_provider_keys(module: str) -> bool:
+    """Whether `python -m module` builds providers, which read the keys their registry names."""
+    return any("load_registry(" in source.read_text() for source in sources(module))
 
 
 def variables_needed(module: str) -> set[str]:

@@ -39,7 +39,6 @@ def local_run(database_url: str, redis_url: str, *, name: str, **env: str) -> It
         DATABASE_URL=database_url,
         REDIS_URL=redis_url,
         CELERY_KEY_PREFIX=prefix,
-        GRPC_BIND_HOST="127.0.0.1",
         SHUTDOWN_DRAIN_DELAY="0",
         **env,
     )
