@@ -29,7 +29,7 @@ DELIVERY_EXAMPLE: dict[str, Any] = {
     "attempts": 17,
     "nextAttemptAt": "2026-11-27T10:00:05+00:00",
     "lastStatusCode": 503,
-    "lastError": "HTTP 503",
+    "lastError": "status 503",
     "createdAt": "2026-11-26T10:00:01.300000+00:00",
     "deliveredAt": None,
     "payload": {"id": "cmwwxjck83noow87bhzi07al8", "status": "completed", "...": "the job's JSON"},

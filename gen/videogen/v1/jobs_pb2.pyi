@@ -61,11 +61,13 @@ class VideoResult(_message.Message):
     SIZE_BYTES_FIELD_NUMBER: _builtins.int
     STORAGE_KEY_FIELD_NUMBER: _builtins.int
     video_url: _builtins.str
-    """Where clients fetch the video. With MEDIA_BACKEND=local, a path under the
-    edge such as "/media/<file>.mp4". With MEDIA_BACKEND=s3, a presigned GET URL
-    to the object store, signed afresh for every answer and valid for
-    S3_PRESIGN_SECONDS: ask for the job again once it expires. (The worker
-    reports "s3://<bucket>/<object>" in CompleteJob; answers never carry it.)
+    """Where clients fetch the video, signed afresh for every answer: ask for the
+    job again once it expires. With MEDIA_BACKEND=local, a path under the edge,
+    "/media/<file>.mp4?expires=<unix seconds>&signature=<...>", valid for
+    MEDIA_URL_TTL_SECONDS (in production the bare path is 403). With
+    MEDIA_BACKEND=s3, a presigned GET URL to the object store, valid for
+    S3_PRESIGN_SECONDS. (The worker reports the bare "/media/<file>.mp4" or
+    "s3://<bucket>/<object>" in CompleteJob; answers to clients never carry it.)
     """
     content_type: _builtins.str
     """MIME type of the video, "video/mp4" for the built-in provider."""

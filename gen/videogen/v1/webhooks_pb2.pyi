@@ -71,12 +71,12 @@ class WebhookDelivery(_message.Message):
     """CUID of the delivery (what Redeliver takes)."""
     job_id: _builtins.str
     event_id: _builtins.str
-    """The Webhook-Id header: the same on every attempt and redelivery, so that
+    """The webhook-id header: the same on every attempt and redelivery, so that
     receivers drop duplicates by it.
     """
     event_type: _builtins.str
     """"job.queued", "job.processing", "job.retrying", "job.completed",
-    "job.failed" or "job.cancelled" (the Webhook-Event header).
+    "job.failed" or "job.cancelled" (the body's "type").
     """
     url: _builtins.str
     """Where it is POSTed."""
@@ -86,9 +86,13 @@ class WebhookDelivery(_message.Message):
     last_status_code: _builtins.int
     """The HTTP status of the last attempt, when the receiver answered."""
     last_error: _builtins.str
-    """Why the last attempt failed, when it did."""
+    """Why the last attempt failed, when it did, as a category: "status <code>",
+    "timeout", "refused", "tls", "dns", "forbidden address" or "connection error".
+    """
     payload_json: _builtins.str
-    """The body POSTed: the job's JSON as the REST API answers it, at the event."""
+    """The job's JSON as the REST API answered it at the event: the "data" of the
+    body POSTed ({"type", "timestamp", "data"}, Standard Webhooks).
+    """
     @_builtins.property
     def next_attempt_at(self) -> _timestamp_pb2.Timestamp:
         """PENDING: when the next attempt is due; DELIVERING: when the attempt's
