@@ -12,12 +12,14 @@ from pathlib import Path
 
 import grpc
 import httpx
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.edge import EdgeSettings
 from services.run import banner
 from tests.support.certificates import make_server_certificate
 from tests.support.local_run import local_run
+from videogen.v1 import jobs_pb2, jobs_pb2_grpc, lifecycle_pb2, lifecycle_pb2_grpc
 
 
 async def test_run_starts_the_system_runs_a_job_and_stops_on_ctrl_c(own_database_url: str, redis_url: str) -> None:
@@ -136,3 +138,65 @@ def test_the_banner_masks_the_passwords_of_the_database_and_redis_urls() -> None
     assert "postgresql://videogen:***@db.example.com:5432/videogen" in text
     assert "redis://:***@redis.example.com:6379/0" in text
     assert "Secret" not in text
+
+
+PRODUCTION_SECRETS = {
+    "APP_ENV": "production",
+    "SECRET_KEY": "5c0d3f8a9b1e4c7d2a6f0e9b8c7d6a5f-run",
+    "API_KEY": "a1b2c3d4e5f60718293a4b5c6d7e8f90-run",
+    "EDGE_BIND_HOST": "127.0.0.1",
+}
+
+
+async def test_a_production_run_with_only_the_two_seed_secrets_serves_behind_keys(
+    own_database_url: str, redis_url: str
+) -> None:
+    admin = {"X-API-Key": PRODUCTION_SECRETS["API_KEY"]}
+    with local_run(own_database_url, redis_url, name="prod", **PRODUCTION_SECRETS) as system:
+        await asyncio.to_thread(system.process.wait_event, "run.ready", 120)
+        edge = f"127.0.0.1:{system.port('EDGE_PORT')}"
+        async with httpx.AsyncClient(base_url=f"http://{edge}", timeout=30) as client:
+            body = {"userId": "prod-user", "prompt": "a red fox", "metadata": {"durationSeconds": 1, "width": 64,
+                    "height": 64, "fps": 4}}  # fmt: skip
+            refused = await client.post("/api/v1/jobs", json=body)
+            job = (await client.post("/api/v1/jobs", json=body, headers=admin)).json()
+            async with asyncio.timeout(60):
+                while (job := (await client.get(f"/api/v1/jobs/{job['id']}", headers=admin)).json())["status"] not in (
+                    "completed",
+                    "failed",
+                ):
+                    await asyncio.sleep(0.1)
+            signed = await client.get(job["result"]["videoUrl"])
+            ranged = await client.get(job["result"]["videoUrl"], headers={"Range": "bytes=0-9"})
+            bare = await client.get(job["result"]["videoUrl"].split("?")[0])
+        async with grpc.aio.insecure_channel(edge) as channel:
+            jobs = jobs_pb2_grpc.JobServiceStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as keyless:
+                await jobs.ListJobs(jobs_pb2.ListJobsRequest())
+            listed = await jobs.ListJobs(jobs_pb2.ListJobsRequest(), metadata=(("x-api-key", admin["X-API-Key"]),))
+            with pytest.raises(grpc.aio.AioRpcError) as internal:
+                await lifecycle_pb2_grpc.JobLifecycleServiceStub(channel).StartJob(
+                    lifecycle_pb2.StartJobRequest(id=job["id"], worker_id="x"),
+                    metadata=(("x-api-key", admin["X-API-Key"]),),
+                )
+        output = system.process.output()
+
+    assert refused.status_code == 401
+    assert job["status"] == "completed", job  # the worker's service credential was taken
+    assert (signed.status_code, ranged.status_code, bare.status_code) == (200, 206, 403)
+    assert keyless.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert [j.id for j in listed.jobs] == [job["id"]]
+    assert internal.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    for secret in (PRODUCTION_SECRETS["SECRET_KEY"], PRODUCTION_SECRETS["API_KEY"]):
+        assert secret not in output
+
+
+def test_a_production_run_with_a_short_api_key_exits_naming_it(own_database_url: str, redis_url: str) -> None:
+    with local_run(
+        own_database_url, redis_url, name="prod", **{**PRODUCTION_SECRETS, "API_KEY": "short-key"}
+    ) as system:
+        code = system.process.process.wait(60)
+        output = system.process.output()
+
+    assert code != 0
+    assert "API_KEY" in output and "short-key" not in output
