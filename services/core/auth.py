@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -205,3 +206,18 @@ class CallGuard:
             principal = await self._authenticator.principal(_first(metadata, API_KEY_METADATA))
         bind_principal(principal)
         return principal
+
+
+def main() -> None:
+    """`python -m services.core.auth`: prints the service credential of this environment's
+    SECRET_KEY, for an operator's grpcurl against an internal service (docs/security.md)."""
+    from services.core.settings import CoreSettings, load_settings
+
+    class CredentialSettings(CoreSettings):
+        REQUIRES_API_KEY = False
+
+    sys.stdout.write(f"Bearer {service_token(load_settings(CredentialSettings).secret_key.get_secret_value())}\n")
+
+
+if __name__ == "__main__":
+    main()
