@@ -23,9 +23,14 @@ from services.gateway import events, jobs, keys, ops, providers, webhooks
 from services.gateway.clients import open_backends
 from services.gateway.deps import PRESENTED_KEY
 from services.gateway.errors import BackendError, backend_error, http_error, unexpected_error
+from services.gateway.schemas import Problem
 from services.gateway.settings import GatewaySettings
 
 log = get_logger(__name__)
+EDGE_REFUSAL = (
+    "The edge refused a malformed request: an escaped slash or backslash (`%2F`, `%5C`) in the path, "
+    "or a header name with an underscore"
+)
 REQUEST_LATENCY = Histogram(
     "api_request_duration_seconds",
     "REST request latency, by method, route template and status.",
@@ -51,6 +56,8 @@ def create_app(settings: GatewaySettings, *, redis_url: str) -> FastAPI:
         version="1.0.0",
         description="Submit AI video generation jobs, follow them, and fetch their videos.",
         lifespan=lifespan,
+        # Answered by the edge itself, on any path (deploy/envoy/envoy.yaml).
+        responses={400: {"model": Problem, "description": EDGE_REFUSAL}},
     )
     app.state.settings = settings
     # With MEDIA_BACKEND=s3 clients fetch videos from the store itself (presigned URLs): none here.

@@ -20,10 +20,8 @@ from services.core.secrets import MEDIA_URLS, derive
 from services.core.settings import EXAMPLE_SECRET_KEY
 from services.gateway.app import create_app
 from services.gateway.settings import GatewaySettings
-from tests.gateway.conftest import Gateway, GatewayFactory
+from tests.gateway.conftest import ADMIN_KEY, SECRET_KEY, Gateway, GatewayFactory, production
 
-SECRET_KEY = "5c0d3f8a9b1e4c7d2a6f0e9b8c7d6a5f"
-API_KEY = "the-right-key-0a1b2c3d4e5f67890"
 SIGNER = MediaUrlSigner(key=derive(SECRET_KEY, MEDIA_URLS), ttl_seconds=3600)
 TINY = {"durationSeconds": 1, "width": 64, "height": 64, "fps": 4}
 KEY = "cmwwxjck83noow87bhzi07al8.mp4"
@@ -43,11 +41,9 @@ async def completed_job(client: httpx.AsyncClient) -> dict[str, Any]:
 
 
 async def production_gateway(start_gateway: GatewayFactory) -> Gateway:
-    """A production gateway whose jobs service signs with the same SECRET_KEY; its client sends the API key."""
-    gateway = await start_gateway(
-        stack_options={"jobs": {"secret_key": SECRET_KEY}}, app_env="production", secret_key=SECRET_KEY, api_key=API_KEY
-    )
-    gateway.client.headers["X-API-Key"] = API_KEY
+    """A production system whose services share SECRET_KEY; its client sends the admin key."""
+    gateway = await start_gateway(**production())
+    gateway.client.headers["X-API-Key"] = ADMIN_KEY
     return gateway
 
 
