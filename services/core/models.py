@@ -87,6 +87,10 @@ class Job(Base):
     # Where status changes are POSTed, and which events (empty: all of them).
     webhook_url: Mapped[str | None] = mapped_column(String(2048))
     webhook_events: Mapped[list[str]] = mapped_column(ARRAY(String(32)), server_default=text("'{}'::varchar[]"))
+    # What the video cost in US dollars (routing's estimate), once completed (migration 0009).
+    cost_usd: Mapped[Decimal | None] = mapped_column(Numeric(14, 6))
+    # {"provider", "taskId", "attempt"}: the remote task of the current attempt, while one runs.
+    provider_task: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

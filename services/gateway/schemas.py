@@ -32,12 +32,14 @@ JOB_EXAMPLE: dict[str, Any] = {
         "height": 360,
         "fps": 24.0,
         "sizeBytes": 48213,
+        "codec": "h264",
     },
     "retryCount": 0,
     "maxRetries": 3,
     "usedProvider": "local",
     "usedModel": "local-pyav-h264-v1",
     "generationTimeMs": 812,
+    "costUsd": 0.0,
     "errorMessage": None,
     "createdAt": "2026-11-26T10:00:00.000000+00:00",
     "updatedAt": "2026-11-26T10:00:01.300000+00:00",
@@ -169,6 +171,7 @@ class VideoResult(BaseModel):
     height: int
     fps: float
     sizeBytes: int
+    codec: str | None = Field(default=None, description="The video codec the file holds (h264, hevc, vp9, ...).")
 
 
 class Job(BaseModel):
@@ -188,6 +191,11 @@ class Job(BaseModel):
     usedModel: str | None
     generationTimeMs: int | None
     errorMessage: str | None
+    costUsd: float | None = Field(
+        default=None,
+        description="What the video cost in US dollars, as the provider's price list estimates it "
+        "(docs/providers.md); set once completed.",
+    )
     createdAt: datetime
     updatedAt: datetime
     startedAt: datetime | None
@@ -383,6 +391,7 @@ def job_from_proto(job: jobs_pb2.Job) -> Job:
             height=r.height,
             fps=r.fps,
             sizeBytes=r.size_bytes,
+            codec=r.codec or None,
         )
     return Job(
         id=job.id,
@@ -397,6 +406,7 @@ def job_from_proto(job: jobs_pb2.Job) -> Job:
         usedModel=job.used_model if job.HasField("used_model") else None,
         generationTimeMs=job.generation_time_ms if job.HasField("generation_time_ms") else None,
         errorMessage=job.error_message if job.HasField("error_message") else None,
+        costUsd=job.cost_usd if job.HasField("cost_usd") else None,
         createdAt=_time(job.created_at),
         updatedAt=_time(job.updated_at),
         startedAt=_optional_time(job, "started_at"),

@@ -346,6 +346,7 @@ def validate_video_result(
     fps: float,
     size_bytes: int,
     storage_key: str,
+    codec: str = "",
 ) -> dict[str, Any]:
     """The result JSON of a completed job, in the contract's camelCase shape."""
     if not video_url or len(video_url) > 2048:
@@ -361,6 +362,8 @@ def validate_video_result(
     if size_bytes < 0:
         raise InvalidArgument("result.size_bytes", "must not be negative")
     validate_storage_key(storage_key, job_id=job_id, attempt=attempt)
+    if len(codec) > 32 or not codec.isprintable():
+        raise InvalidArgument("result.codec", "must be at most 32 printable characters")
     if not video_url.endswith(f"/{storage_key}"):
         raise InvalidArgument("result.video_url", "must be the URL of result.storage_key")
     return {
@@ -372,6 +375,7 @@ def validate_video_result(
         "fps": fps,
         "sizeBytes": size_bytes,
         "storageKey": storage_key,
+        **({"codec": codec} if codec else {}),
     }
 
 
@@ -386,4 +390,11 @@ def non_negative(value: int, field: str) -> int:
     """value, unless it is negative."""
     if value < 0:
         raise InvalidArgument(field, "must not be negative")
+    return value
+
+
+def validate_cost(value: float) -> float:
+    """A cost in US dollars: finite, 0 or more, below a million."""
+    if not (math.isfinite(value) and 0 <= value < 1_000_000):
+        raise InvalidArgument("cost_usd", "must be between 0 and 1000000")
     return value

@@ -57,14 +57,27 @@ class JobLifecycleServicer(lifecycle_pb2_grpc.JobLifecycleServiceServicer):
                 fps=r.fps,
                 size_bytes=r.size_bytes,
                 storage_key=r.storage_key,
+                codec=r.codec,
             ),
             used_provider=domain.validate_label(request.used_provider, field="used_provider", max_chars=64),
             used_model=domain.validate_label(request.used_model, field="used_model", max_chars=128),
             generation_time_ms=domain.non_negative(request.generation_time_ms, "generation_time_ms"),
+            cost_usd=domain.validate_cost(request.cost_usd) if request.HasField("cost_usd") else None,
         )
         job = await self._service.complete_job(job_id, completion, attempt=attempt)
         # The worker's answer: the URL it reported, never a presigned one (signing must not fail it).
         return job_to_proto(job)
+
+    async def RecordProviderTask(
+        self, request: lifecycle_pb2.RecordProviderTaskRequest, context: Context
+    ) -> jobs_pb2.Job:
+        job_id = domain.checked_job_id(request.id)
+        provider = domain.validate_label(request.provider, field="provider", max_chars=64)
+        task_id = domain.validate_label(request.task_id, field="task_id", max_chars=255)
+        attempt = _attempt(request)
+        return job_to_proto(
+            await self._service.record_provider_task(job_id, provider=provider, task_id=task_id, attempt=attempt)
+        )
 
     async def FailJob(self, request: lifecycle_pb2.FailJobRequest, context: Context) -> jobs_pb2.Job:
         job_id = domain.checked_job_id(request.id)
@@ -96,6 +109,7 @@ class JobLifecycleServicer(lifecycle_pb2_grpc.JobLifecycleServiceServicer):
 
 _Attempted = (
     lifecycle_pb2.StartJobRequest
+    | lifecycle_pb2.RecordProviderTaskRequest
     | lifecycle_pb2.ReportProgressRequest
     | lifecycle_pb2.CompleteJobRequest
     | lifecycle_pb2.FailJobRequest

@@ -47,6 +47,7 @@ class Completion:
     used_provider: str
     used_model: str
     generation_time_ms: int
+    cost_usd: float | None = None
 
 
 class JobChanges(Protocol):
@@ -219,6 +220,14 @@ class JobsService:
             job_id, "report progress of", {JobStatus.PROCESSING}, values, extra=_on_attempt(attempt), attempt=attempt
         )
 
+    async def record_provider_task(self, job_id: str, *, provider: str, task_id: str, attempt: int | None) -> Job:
+        """Records the remote task the attempt started (and its heartbeat) while it processes."""
+        task = {"provider": provider, "taskId": task_id, "attempt": attempt}
+        values = {"provider_task": task, "heartbeat_at": func.now()}
+        return await self._move(
+            job_id, "record a task of", {JobStatus.PROCESSING}, values, extra=_on_attempt(attempt), attempt=attempt
+        )
+
     async def complete_job(self, job_id: str, completion: Completion, *, attempt: int | None = None) -> Job:
         """processing -> completed, with the stored video."""
         values = {
@@ -227,6 +236,7 @@ class JobsService:
             "used_provider": completion.used_provider,
             "used_model": completion.used_model,
             "generation_time_ms": completion.generation_time_ms,
+            "cost_usd": completion.cost_usd,
             "completed_at": func.now(),
             "progress_percent": 100,
             "progress_stage": "completed",

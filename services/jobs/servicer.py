@@ -52,6 +52,7 @@ def _result_to_proto(result: dict[str, Any], storage: MediaStorage | None) -> jo
         fps=float(result.get("fps", 0)),
         size_bytes=int(result.get("sizeBytes", 0)),
         storage_key=str(result.get("storageKey", "")),
+        codec=str(result.get("codec", "")),
     )
 
 
@@ -79,7 +80,17 @@ def job_to_proto(job: Job, storage: MediaStorage | None = None) -> jobs_pb2.Job:
         webhook_url=job.webhook_url,
         webhook_events=job.webhook_events,
         event_id=job.event_seq,
+        cost_usd=None if job.cost_usd is None else float(job.cost_usd),
     )
+    if job.provider_task:
+        task = job.provider_task
+        message.provider_task.CopyFrom(
+            jobs_pb2.ProviderTask(
+                provider=str(task.get("provider", "")),
+                task_id=str(task.get("taskId", "")),
+                attempt=int(task.get("attempt") or 0),
+            )
+        )
     if job.result is not None:
         message.result.CopyFrom(_result_to_proto(job.result, storage))
     return message

@@ -6,8 +6,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from services.core.providers.registry import ProviderConfig
-
 
 class Health(StrEnum):
     """How a provider is doing."""
@@ -92,16 +90,6 @@ def is_open(state: HealthState, now: datetime) -> bool:
     return state.circuit_open_until is not None and state.circuit_open_until > now
 
 
-def route(
-    candidates: list[tuple[ProviderConfig, HealthState]], *, model: str, exclude: set[str], now: datetime
-) -> list[ProviderConfig]:
-    """Usable providers for model, best first: healthiest, then cheapest, then fastest."""
-    usable = [
-        (config, state)
-        for config, state in candidates
-        if config.name not in exclude and config.supports(model) and not is_open(state, now)
-    ]
-    usable.sort(
-        key=lambda pair: (_RANK[pair[1].status], pair[0].cost_per_request, pair[1].avg_response_time_ms, pair[0].name)
-    )
-    return [config for config, _ in usable]
+def rank(state: HealthState) -> int:
+    """Routing order of a health: healthy first, then degraded, then unhealthy (half-open)."""
+    return _RANK[state.status]

@@ -10,12 +10,14 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core.errors import FailedPrecondition, NotFound
+from services.core.errors import NotFound
 from services.core.logging import get_logger
 from services.core.providers.base import ProviderError, VideoProvider
+from services.core.providers.capabilities import VideoRequest
 from services.core.providers.registry import ProviderConfig, RegistryConfig
 from services.providers import metrics, repository
-from services.providers.health import GAUGE, HealthPolicy, HealthState, Outcome, is_open, next_state, route
+from services.providers.health import GAUGE, HealthPolicy, HealthState, Outcome, next_state
+from services.providers.routing import Choice, choose
 
 log = get_logger(__name__)
 
@@ -133,24 +135,16 @@ class ProvidersService:
         """Probes every provider at once."""
         return list(await asyncio.gather(*(self.probe(c.name, timeout) for c in self._registry.providers)))
 
-    async def select(self, *, requested: str | None, model: str, exclude: set[str]) -> ProviderConfig:
-        """The provider for one try of a job: the named one if usable, else the best usable one."""
-        views = await self.status()
-        now = datetime.now(UTC)
+    async def select(self, *, requested: str | None, model: str, exclude: set[str], request: VideoRequest) -> Choice:
+        """The provider and model for one try of a job: the named provider if it can make the
+        video and is usable, else the best usable one that can (services/providers/routing.py)."""
         if requested:
-            config = self.config(requested)
-            view = next(v for v in views if v.config.name == requested)
-            if requested in exclude:
-                raise FailedPrecondition(f"provider {requested!r} already failed this attempt")
-            if is_open(view.state, now):
-                raise FailedPrecondition(f"provider {requested!r} is unhealthy: {view.state.last_error or 'failing'}")
-            if not config.supports(model):
-                raise FailedPrecondition(f"provider {requested!r} has no model {model!r}")
-            return config
-        ranked = route([(v.config, v.state) for v in views], model=model, exclude=exclude, now=now)
-        if not ranked:
-            wanted = f" for model {model!r}" if model else ""
-            raise FailedPrecondition(f"no usable provider{wanted}: every one is excluded, unhealthy or lacks it")
+            self.config(requested)
+        views = await self.status()
+        candidates = [(view.config, view.state) for view in views]
+        ranked = choose(
+            candidates, request=request, model=model, requested=requested, exclude=exclude, now=datetime.now(UTC)
+        )
         return ranked[0]
 
     async def report(self, name: str, outcome: Outcome) -> HealthState:

@@ -12,6 +12,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.core.auth import require_admin
 from services.core.errors import InvalidArgument
+from services.core.providers.capabilities import DEFAULT_SECONDS, RATIO, VideoRequest, ratio_value
 from services.core.providers.registry import NAME_PATTERN
 from services.providers.health import Health, HealthState, Outcome
 from services.providers.service import ProvidersService
@@ -101,13 +102,16 @@ class ProviderRoutingServicer(routing_pb2_grpc.ProviderRoutingServiceServicer):
         if len(model) > 128:
             raise InvalidArgument("requested_model", "must be at most 128 characters")
         exclude = {_name(name, "exclude") for name in request.exclude}
-        config = await self._service.select(requested=requested, model=model, exclude=exclude)
+        choice = await self._service.select(
+            requested=requested, model=model, exclude=exclude, request=_video_request(request)
+        )
         return routing_pb2.SelectProviderResponse(
-            provider=config.name,
-            kind=config.kind,
-            model=model or config.model,
-            timeout_seconds=config.timeout_seconds,
-            cost_per_request=config.cost_per_request,
+            provider=choice.config.name,
+            kind=choice.config.kind,
+            model=choice.model,
+            timeout_seconds=choice.config.timeout_seconds,
+            cost_per_request=choice.config.cost_per_request,
+            cost_usd=choice.cost_usd,
         )
 
     async def ReportOutcome(
@@ -124,3 +128,21 @@ class ProviderRoutingServicer(routing_pb2_grpc.ProviderRoutingServiceServicer):
         )
         state = await self._service.report(name, outcome)
         return routing_pb2.ReportOutcomeResponse(status=_HEALTH[state.status])
+
+
+def _video_request(request: routing_pb2.SelectProviderRequest) -> VideoRequest:
+    """What the job asks for, from the request's fields (the defaults of what it leaves out)."""
+    seconds = DEFAULT_SECONDS
+    if request.HasField("duration_seconds"):
+        seconds = request.duration_seconds
+        if not (math.isfinite(seconds) and 0 < seconds <= 3600):
+            raise InvalidArgument("duration_seconds", "must be between 0 and 3600")
+    ratio, label = None, ""
+    if request.HasField("aspect_ratio"):
+        label = request.aspect_ratio
+        if not RATIO.fullmatch(label):
+            raise InvalidArgument("aspect_ratio", "must be W:H such as 16:9")
+        ratio = ratio_value(label)
+    return VideoRequest(
+        duration_seconds=seconds, aspect_ratio=ratio, aspect_label=label, image_input=request.image_input
+    )

@@ -8,6 +8,7 @@ import grpc
 
 from services.core.logging import get_logger
 from services.core.providers.base import ProviderError
+from services.core.providers.capabilities import VideoRequest
 from videogen.v1 import routing_pb2, routing_pb2_grpc
 
 log = get_logger(__name__)
@@ -28,10 +29,11 @@ class RoutingUnavailable(Exception):
 
 @dataclass(frozen=True)
 class Choice:
-    """The provider and model for one try."""
+    """The provider and model for one try, and what the video is estimated to cost there."""
 
     provider: str
     model: str
+    cost_usd: float = 0.0
 
 
 class Router:
@@ -49,9 +51,16 @@ class Router:
         # The service credential (services/core/auth.py), sent with every call.
         self._credentials = credentials
 
-    def select(self, job_id: str, *, requested: str | None, model: str, exclude: list[str]) -> Choice:
-        """The provider to try next; Unroutable or RoutingUnavailable when there is none."""
-        request = routing_pb2.SelectProviderRequest(job_id=job_id, exclude=exclude)
+    def select(
+        self, job_id: str, *, requested: str | None, model: str, exclude: list[str], video: VideoRequest
+    ) -> Choice:
+        """The provider to try next for the video asked; Unroutable (the job fails: nobody can
+        make it) or RoutingUnavailable (not now) when there is none."""
+        request = routing_pb2.SelectProviderRequest(
+            job_id=job_id, exclude=exclude, duration_seconds=video.duration_seconds, image_input=video.image_input
+        )
+        if video.aspect_label:
+            request.aspect_ratio = video.aspect_label
         if requested:
             request.requested_provider = requested
         if model:
@@ -60,14 +69,14 @@ class Router:
             reply = self._stub.SelectProvider(request, timeout=self._timeout, metadata=self._credentials)
         except grpc.RpcError as exc:
             code, details = exc.code(), exc.details() or ""
-            if code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+            if code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE):
                 raise Unroutable(details, requested or "") from exc
             if code == grpc.StatusCode.FAILED_PRECONDITION and requested:
                 raise Unroutable(details, requested) from exc
             if code == grpc.StatusCode.FAILED_PRECONDITION:
                 raise RoutingUnavailable(details) from exc
             raise RoutingUnavailable(f"the providers service did not answer ({code.name})") from exc
-        return Choice(provider=reply.provider, model=reply.model)
+        return Choice(provider=reply.provider, model=reply.model, cost_usd=reply.cost_usd)
 
     def report(self, provider: str, *, error: ProviderError | None, latency_ms: float) -> None:
         """Tells ProviderService how a real call went; never fails the job."""

@@ -7,7 +7,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,12 +23,15 @@ from services.core.providers.base import (
     ProgressCallback,
     ProviderError,
     RenderedVideo,
+    TaskCallback,
     VideoProvider,
 )
+from services.core.providers.capabilities import request_of
 from services.core.storage import MediaStorage
 from services.core.tasks import GenerateVideo
 from services.worker import metrics
-from services.worker.routing import Router, RoutingUnavailable, Unroutable
+from services.worker.routing import Choice, Router, RoutingUnavailable, Unroutable
+from services.worker.slots import ProviderSlots
 from videogen.v1 import jobs_pb2, lifecycle_pb2, lifecycle_pb2_grpc
 
 log = get_logger(__name__)
@@ -40,11 +43,12 @@ class JobsUnavailable(Exception):
 
 
 class AttemptFailed(Exception):
-    """Every provider this attempt could use failed; the job may be retried."""
+    """Every provider this attempt could use failed; the job may be retried (unless final)."""
 
-    def __init__(self, message: str, provider: str) -> None:
+    def __init__(self, message: str, provider: str, *, final: bool = False) -> None:
         super().__init__(message)
         self.provider = provider
+        self.final = final
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,8 @@ class JobRunner:
         progress_interval: float,
         rpc_timeout: float,
         heartbeat_interval: float = 10.0,
+        concurrency: Mapping[str, int] | None = None,
+        slots: ProviderSlots | None = None,
     ) -> None:
         self._jobs = jobs
         # The service credential (services/core/auth.py), sent with every call.
@@ -89,6 +95,9 @@ class JobRunner:
         self._progress_interval = progress_interval
         self._timeout = rpc_timeout
         self._heartbeat_interval = heartbeat_interval
+        # Providers' caps on our jobs running there at once, held in slots across workers.
+        self._concurrency = dict(concurrency or {})
+        self._slots = slots
 
     def run(self, payload: GenerateVideo, *, worker_id: str) -> str:
         """Runs the attempt and answers its outcome."""
@@ -145,8 +154,9 @@ class JobRunner:
         key = f"{job.id}.mp4" if payload.attempt == 0 else f"{job.id}-{payload.attempt}.mp4"
         partial = self._storage.partial_path(key)
         metadata = json.loads(job.metadata_json or "{}")
+        self._cancel_previous(job, payload)
         try:
-            name, video, elapsed_ms = self._generate(job, metadata, partial, payload.request_id, liveness)
+            choice, video, elapsed_ms = self._generate(job, metadata, partial, payload.request_id, liveness)
             # Storing may take a while (an upload): watchers see the stage; a refusal is a cancel.
             liveness.update(99, "storing")
             if not self._send(liveness, payload.request_id):
@@ -161,14 +171,16 @@ class JobRunner:
                 fps=video.fps,
                 size_bytes=stored.size_bytes,
                 storage_key=stored.key,
+                codec=video.codec,
             )
             request = lifecycle_pb2.CompleteJobRequest(
                 id=job.id,
                 result=result,
-                used_provider=name,
-                used_model=video.model,
+                used_provider=choice.provider,
+                used_model=video.model or choice.model,
                 generation_time_ms=elapsed_ms,
                 attempt=payload.attempt,
+                cost_usd=choice.cost_usd,
             )
             return self._complete(request, key, payload.request_id)
         except JobCancelled:
@@ -176,6 +188,11 @@ class JobRunner:
             return "cancelled"
         except (InvalidOptions, Unroutable) as exc:
             return self._fail(job, payload, str(exc), provider=getattr(exc, "provider", ""))
+        except AttemptFailed as exc:
+            if not exc.final:
+                log.warning("job.attempt_failed", job_id=job.id, error=str(exc))
+                return self._retry_or_fail(job, payload, _describe(exc), provider=exc.provider)
+            return self._fail(job, payload, str(exc), provider=exc.provider)
         except (SoftTimeLimitExceeded, Exception) as exc:
             log.warning("job.attempt_failed", job_id=job.id, error=repr(exc))
             return self._retry_or_fail(job, payload, _describe(exc), provider=getattr(exc, "provider", ""))
@@ -184,17 +201,21 @@ class JobRunner:
 
     def _generate(
         self, job: jobs_pb2.Job, metadata: dict[str, Any], partial: Path, request_id: str | None, liveness: _Liveness
-    ) -> tuple[str, RenderedVideo, int]:
+    ) -> tuple[Choice, RenderedVideo, int]:
         """Generates with the provider routing picks, failing over to the next one on a provider
-        error; a provider the client named gets no substitute."""
+        error; a provider the client named gets no substitute, and a final error (a safety
+        refusal) none either."""
         named, wanted = metadata.get("provider"), metadata.get("model")
         requested = named if isinstance(named, str) else None
         model = wanted if isinstance(wanted, str) else ""
+        video_request = request_of(metadata)
         tried: list[str] = []
         failure: AttemptFailed | None = None
         while True:
             try:
-                choice = self._router.select(job.id, requested=requested, model=model, exclude=tried)
+                choice = self._router.select(
+                    job.id, requested=requested, model=model, exclude=tried, video=video_request
+                )
             except RoutingUnavailable:
                 # No provider is left to fail over to: the attempt fails with the last provider's error.
                 if failure is not None:
@@ -206,18 +227,83 @@ class JobRunner:
             spec = provider.spec(job.prompt, metadata, model=choice.model)
             began = time.monotonic()
             try:
-                video = provider.generate(spec, output=partial, progress=self._reporter(liveness, request_id))
+                with self._slot(choice.provider, liveness, request_id):
+                    video = provider.generate(
+                        spec,
+                        output=partial,
+                        progress=self._reporter(liveness, request_id),
+                        on_task=self._task_recorder(liveness, choice.provider, request_id),
+                    )
             except ProviderError as exc:
                 self._router.report(choice.provider, error=exc, latency_ms=(time.monotonic() - began) * 1000)
                 tried.append(choice.provider)
                 log.warning("job.provider_failed", job_id=job.id, provider=choice.provider, error=str(exc))
-                failure = AttemptFailed(str(exc), choice.provider)
-                if requested:
+                failure = AttemptFailed(str(exc), choice.provider, final=exc.final)
+                if requested or exc.final:
                     raise failure from exc
                 continue
             elapsed_ms = int((time.monotonic() - began) * 1000)
             self._router.report(choice.provider, error=None, latency_ms=elapsed_ms)
-            return choice.provider, video, elapsed_ms
+            return choice, video, elapsed_ms
+
+    @contextmanager
+    def _slot(self, provider: str, liveness: _Liveness, request_id: str | None) -> Iterator[None]:
+        """Holds one of the provider's slots while the attempt runs there, waiting for one (and
+        saying so) while its cap is reached by other jobs."""
+        limit = self._concurrency.get(provider)
+        if limit is None or self._slots is None:
+            yield
+            return
+        holder = f"{liveness.job_id}:{liveness.attempt}"
+        waited = False
+        while not self._slots.try_acquire(provider, holder, limit=limit):
+            if not waited:
+                log.info("job.waiting_for_provider_slot", job_id=liveness.job_id, provider=provider, limit=limit)
+                waited = True
+            liveness.update(0, f"waiting for {provider}")
+            if not self._send(liveness, request_id):
+                raise JobCancelled(liveness.job_id)
+            time.sleep(1.0)
+        liveness.slot = (self._slots, provider, holder)
+        try:
+            yield
+        finally:
+            liveness.slot = None
+            self._slots.release(provider, holder)
+
+    def _task_recorder(self, liveness: _Liveness, provider: str, request_id: str | None) -> TaskCallback:
+        """Records the provider's task on the job (RecordProviderTask), so that a later attempt
+        can cancel it; a refusal means the job is no longer ours (the next progress stops it)."""
+
+        def record(task_id: str) -> None:
+            log.info("job.provider_task_started", job_id=liveness.job_id, provider=provider, task_id=task_id)
+            request = lifecycle_pb2.RecordProviderTaskRequest(
+                id=liveness.job_id, attempt=liveness.attempt, provider=provider, task_id=task_id[:255]
+            )
+            try:
+                self._call("RecordProviderTask", request, request_id)
+            except grpc.RpcError as exc:
+                if exc.code() in _SKIP:
+                    liveness.stopped = True
+                else:
+                    log.warning("job.provider_task_unrecorded", job_id=liveness.job_id, error=exc.code().name)
+
+        return record
+
+    def _cancel_previous(self, job: jobs_pb2.Job, payload: GenerateVideo) -> None:
+        """Cancels the provider task an earlier attempt of the job started and left (its worker
+        died or lost the job): nobody pays for a video no one will take."""
+        if not job.HasField("provider_task") or job.provider_task.attempt >= payload.attempt:
+            return
+        task = job.provider_task
+        provider = self._providers.get(task.provider)
+        if provider is None:
+            return
+        try:
+            provider.cancel(task.task_id, timeout=self._timeout)
+            log.info("job.previous_task_cancelled", job_id=job.id, provider=task.provider, task_id=task.task_id)
+        except Exception as exc:
+            log.warning("job.previous_task_not_cancelled", job_id=job.id, provider=task.provider, error=str(exc))
 
     def _complete(self, request: lifecycle_pb2.CompleteJobRequest, key: str, request_id: str | None) -> str:
         try:
@@ -276,6 +362,9 @@ class JobRunner:
     def _send(self, liveness: _Liveness, request_id: str | None) -> bool:
         """One ReportProgress of the attempt (its heartbeat too); False once the job is not ours."""
         percent, stage = liveness.mark_sent()
+        if liveness.slot is not None:
+            slots, provider, holder = liveness.slot
+            slots.refresh(provider, holder)
         request = lifecycle_pb2.ReportProgressRequest(
             id=liveness.job_id, percent=percent, stage=stage, attempt=liveness.attempt
         )
@@ -316,6 +405,8 @@ class _Liveness:
         self.job_id = job_id
         self.attempt = attempt
         self.stopped = False
+        # The provider slot the attempt holds (refreshed with each report), if any.
+        self.slot: tuple[ProviderSlots, str, str] | None = None
         self._lock = threading.Lock()
         self._percent, self._stage = 0, "starting"
         self._sent = time.monotonic()

@@ -6,16 +6,18 @@ import os
 from typing import Any
 
 import grpc
+import redis
 import structlog
 from celery import Celery, Task
 
 from services.core.auth import service_metadata
 from services.core.providers.registry import build_providers, load_registry
 from services.core.storage import create_storage
-from services.core.tasks import GENERATE_VIDEO, GenerateVideo
+from services.core.tasks import GENERATE_VIDEO, GenerateVideo, broker_redis_url
 from services.worker.routing import Router
 from services.worker.runner import JobRunner, JobsUnavailable, RetryPolicy
 from services.worker.settings import WorkerSettings
+from services.worker.slots import ProviderSlots
 from videogen.v1 import lifecycle_pb2_grpc, routing_pb2_grpc
 
 # While the jobs service is unreachable a message waits this long between tries, at most.
@@ -43,6 +45,11 @@ def register_tasks(app: Celery, settings: WorkerSettings) -> None:
             channel = grpc.insecure_channel(settings.jobs_target)
             providers_channel = grpc.insecure_channel(settings.providers_target)
             credentials = service_metadata(settings.secret_key.get_secret_value())
+            concurrency = {c.name: c.max_concurrency for c in registry.providers if c.max_concurrency is not None}
+            slots = None
+            if concurrency:
+                client = redis.Redis.from_url(broker_redis_url(str(app.conf.broker_url)), socket_timeout=5)
+                slots = ProviderSlots(client, key_prefix=settings.celery_key_prefix)
             runners[pid] = JobRunner(
                 jobs=lifecycle_pb2_grpc.JobLifecycleServiceStub(channel),
                 credentials=credentials,
@@ -57,6 +64,8 @@ def register_tasks(app: Celery, settings: WorkerSettings) -> None:
                 progress_interval=settings.worker_progress_interval,
                 rpc_timeout=settings.worker_rpc_timeout,
                 heartbeat_interval=settings.worker_heartbeat_interval,
+                concurrency=concurrency,
+                slots=slots,
             )
         return runners[pid]
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from services.core.providers.registry import ProviderConfig
-from services.providers.health import Health, HealthPolicy, HealthState, Outcome, is_open, next_state, route
+from services.providers.health import Health, HealthPolicy, HealthState, Outcome, is_open, next_state
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 POLICY = HealthPolicy(unhealthy_after=3, degraded_latency_ms=1000, cooldown_seconds=60, alpha=0.5)
@@ -54,28 +53,3 @@ def test_rate_limiting_is_not_a_failure() -> None:
     state = apply(FRESH, *[Outcome(success=False, rate_limited=True, error="429")] * 5)
 
     assert (state.status, state.consecutive_failures, state.last_checked_at) == (Health.HEALTHY, 0, NOW)
-
-
-def test_routing_prefers_healthy_then_cheap_then_fast_and_skips_open_circuits() -> None:
-    def config(name: str, cost: float, models: list[str] | None = None) -> ProviderConfig:
-        return ProviderConfig(name=name, kind="local", cost_per_request=cost, models=models or [])
-
-    slow = HealthState(Health.HEALTHY, 0, 900.0, None, "", None)
-    fast = HealthState(Health.HEALTHY, 0, 100.0, None, "", None)
-    degraded = HealthState(Health.DEGRADED, 1, 50.0, None, "", None)
-    broken = HealthState(Health.UNHEALTHY, 3, 50.0, NOW + timedelta(seconds=30), "x", None)
-    candidates = [
-        (config("cheap-slow", 0.1), slow),
-        (config("cheap-fast", 0.1), fast),
-        (config("pricey", 0.9), fast),
-        (config("flaky", 0.0), degraded),
-        (config("down", 0.0), broken),
-        (config("other-model", 0.0, ["m2"]), fast),
-    ]
-
-    order = [c.name for c in route(candidates, model="m1", exclude=set(), now=NOW)]
-
-    assert order == ["cheap-fast", "cheap-slow", "pricey", "flaky"]
-    assert route(candidates, model="m1", exclude={"cheap-fast"}, now=NOW)[0].name == "cheap-slow"
-    after_cooldown = [c.name for c in route(candidates, model="", exclude=set(), now=NOW + timedelta(seconds=31))]
-    assert "down" in after_cooldown

@@ -28,7 +28,7 @@ def adapter(server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, **fields: objec
     monkeypatch.setenv("FAKE_OPENAI_KEY", KEY)
     values: dict[str, object] = {
         "name": "openai",
-        "kind": "openai-videos",
+        "kind": "openai-compatible",
         "base_url": server.base_url,
         "api_key_env": "FAKE_OPENAI_KEY",
         "models": ["sora-2", "sora-2-pro"],
@@ -43,7 +43,9 @@ def run(provider: OpenAIVideos, tmp_path: Path, **metadata: object) -> tuple[Pat
     seen: list[float] = []
     spec = provider.spec("a fox in the snow", {"durationSeconds": 4, "width": 1280, "height": 720, **metadata})
     output = tmp_path / "out.mp4"
-    provider.generate(spec, output=output, progress=lambda fraction, stage: seen.append(fraction))
+    provider.generate(
+        spec, output=output, progress=lambda fraction, stage: seen.append(fraction), on_task=lambda task_id: None
+    )
     return output, seen
 
 
@@ -53,7 +55,7 @@ def test_generates_polls_and_downloads_a_real_video(
     provider = adapter(server, monkeypatch)
     spec = provider.spec("a fox in the snow", {"durationSeconds": 8, "width": 1280, "height": 720}, model="sora-2-pro")
 
-    video = provider.generate(spec, output=tmp_path / "v.mp4", progress=lambda f, s: None)
+    video = provider.generate(spec, output=tmp_path / "v.mp4", progress=lambda f, s: None, on_task=lambda task_id: None)
 
     assert server.created[0]["prompt"] == "a fox in the snow"
     assert (server.created[0]["model"], server.created[0]["seconds"], server.created[0]["size"]) == (
@@ -143,7 +145,7 @@ def test_a_cancelled_job_deletes_the_remote_video(
         raise JobCancelled("job")
 
     with pytest.raises(JobCancelled):
-        provider.generate(spec, output=tmp_path / "v.mp4", progress=cancel)
+        provider.generate(spec, output=tmp_path / "v.mp4", progress=cancel, on_task=lambda task_id: None)
 
     assert ("DELETE", "/v1/videos/video_1") in server.calls
 

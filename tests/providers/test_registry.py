@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from services.core.providers.registry import DEFAULT_REGISTRY, RegistryError, load_registry
 from tests.support.processes import ROOT, clean_env
@@ -17,12 +18,21 @@ def test_without_a_file_only_local_is_configured() -> None:
     assert DEFAULT_REGISTRY.providers[0].kind == "local"
 
 
-def test_the_example_registry_loads() -> None:
-    registry = load_registry(ROOT / "deploy" / "providers.example.yaml")
+EXAMPLE = ROOT / "deploy" / "providers.example.yaml"
 
-    openai = registry.get("openai")
-    assert openai is not None
-    assert (openai.kind, openai.api_key_env, openai.model) == ("openai-videos", "OPENAI_API_KEY", "sora-2")
+
+def test_every_entry_of_the_example_registry_is_valid_and_waits_for_its_key() -> None:
+    entries = yaml.safe_load(EXAMPLE.read_text())["providers"]
+    keys = {entry["api_key_env"]: "a-key" for entry in entries if "api_key_env" in entry}
+
+    everything = load_registry(EXAMPLE, environ=keys)
+    keyless = load_registry(EXAMPLE, environ={})
+
+    enabled = [entry["name"] for entry in entries if entry.get("enabled", True)]
+    assert [p.name for p in everything.providers] == enabled
+    assert [p.name for p in keyless.providers] == [e["name"] for e in entries if "api_key_env" not in e
+                                                   and e.get("enabled", True)]  # fmt: skip
+    assert {p.kind for p in everything.providers} >= {"local", "openai-compatible"}
 
 
 def test_json_works_too(tmp_path: Path) -> None:

@@ -81,7 +81,7 @@ async def test_status_lists_every_configured_provider(providers: Stack) -> None:
     by_name = {p.provider: p for p in reply.providers}
     assert list(by_name) == ["local", "fast", "slow"]
     assert (by_name["fast"].kind, list(by_name["fast"].models), by_name["fast"].cost_per_request) == (
-        "openai-videos",
+        "openai-compatible",
         ["sora-2"],
         0.4,
     )

@@ -28,7 +28,7 @@ def _sample_video() -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "sample.mp4"
         spec = renderer.spec("fake sora", {"durationSeconds": 1, "width": 96, "height": 64, "fps": 8})
-        renderer.generate(spec, output=path, progress=lambda f, s: None)
+        renderer.generate(spec, output=path, progress=lambda f, s: None, on_task=lambda task_id: None)
         return path.read_bytes()
 
 

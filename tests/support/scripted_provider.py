@@ -9,9 +9,16 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from services.core.providers.base import ProgressCallback, ProviderError, RenderedVideo, VideoSpec
+from services.core.providers.base import (
+    KindInfo,
+    ProgressCallback,
+    ProviderError,
+    RenderedVideo,
+    TaskCallback,
+    VideoSpec,
+)
 from services.core.providers.local import LocalRenderer
 from services.core.providers.registry import ProviderConfig
 
@@ -21,9 +28,11 @@ TINY = {"durationSeconds": 1, "width": 64, "height": 64, "fps": 4}
 class ScriptedProvider:
     """Does what metadata.script says, then renders a tiny real video."""
 
+    info: ClassVar[KindInfo] = KindInfo(base_url="", models={}, needs_key=False, cancellable=False)
+
     def __init__(self, config: ProviderConfig) -> None:
         self.name = config.name
-        self._renderer = LocalRenderer(config.name)
+        self._renderer = LocalRenderer(config)
         self._scripts: dict[str, dict[str, Any]] = {}
 
     def probe(self, timeout: float) -> None:
@@ -34,7 +43,12 @@ class ScriptedProvider:
         self._scripts[prompt] = dict(metadata.get("script", {}))
         return spec
 
-    def generate(self, spec: VideoSpec, *, output: Path, progress: ProgressCallback) -> RenderedVideo:
+    def cancel(self, task_id: str, *, timeout: float) -> None:
+        """It runs no remote task."""
+
+    def generate(
+        self, spec: VideoSpec, *, output: Path, progress: ProgressCallback, on_task: TaskCallback
+    ) -> RenderedVideo:
         script = self._scripts.pop(spec.prompt, {})
         if "fail" in script:
             raise ProviderError(str(script["fail"]))
@@ -43,4 +57,4 @@ class ScriptedProvider:
             while not gate.exists():
                 progress(0.1, "waiting")
                 time.sleep(0.05)
-        return self._renderer.generate(spec, output=output, progress=progress)
+        return self._renderer.generate(spec, output=output, progress=progress, on_task=on_task)

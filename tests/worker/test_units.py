@@ -68,7 +68,9 @@ def test_render_is_deterministic_and_depends_on_the_prompt(tmp_path: Path) -> No
 
     def digest(prompt: str, name: str) -> str:
         path = tmp_path / name
-        renderer.generate(renderer.spec(prompt, options), output=path, progress=lambda f, s: None)
+        renderer.generate(
+            renderer.spec(prompt, options), output=path, progress=lambda f, s: None, on_task=lambda task_id: None
+        )
         return hashlib.sha256(path.read_bytes()).hexdigest()
 
     assert digest("a red fox", "a.mp4") == digest("a red fox", "b.mp4")
@@ -86,7 +88,7 @@ def test_render_stops_when_progress_says_cancelled(tmp_path: Path) -> None:
             raise JobCancelled("job")
 
     with pytest.raises(JobCancelled):
-        renderer.generate(spec, output=tmp_path / "v.mp4", progress=progress)
+        renderer.generate(spec, output=tmp_path / "v.mp4", progress=progress, on_task=lambda task_id: None)
 
     assert len(seen) == 3
 

@@ -60,6 +60,7 @@ class VideoResult(_message.Message):
     FPS_FIELD_NUMBER: _builtins.int
     SIZE_BYTES_FIELD_NUMBER: _builtins.int
     STORAGE_KEY_FIELD_NUMBER: _builtins.int
+    CODEC_FIELD_NUMBER: _builtins.int
     video_url: _builtins.str
     """Where clients fetch the video, signed afresh for every answer: ask for the
     job again once it expires. With MEDIA_BACKEND=local, a path under the edge,
@@ -81,6 +82,8 @@ class VideoResult(_message.Message):
     S3_KEY_PREFIX), for presigning and for deleting it with the job or by
     retention (MEDIA_RETENTION_DAYS).
     """
+    codec: _builtins.str
+    """The video codec, as the stored file says ("h264", "hevc", "vp9", ...)."""
     def __init__(
         self,
         *,
@@ -92,14 +95,45 @@ class VideoResult(_message.Message):
         fps: _builtins.float = ...,
         size_bytes: _builtins.int = ...,
         storage_key: _builtins.str = ...,
+        codec: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "duration_seconds", b"duration_seconds", "fps", b"fps", "height", b"height", "size_bytes", b"size_bytes", "storage_key", b"storage_key", "video_url", b"video_url", "width", b"width"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["codec", b"codec", "content_type", b"content_type", "duration_seconds", b"duration_seconds", "fps", b"fps", "height", b"height", "size_bytes", b"size_bytes", "storage_key", b"storage_key", "video_url", b"video_url", "width", b"width"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___VideoResult: _TypeAlias = VideoResult  # noqa: Y015
+
+@_typing.final
+class ProviderTask(_message.Message):
+    """A provider's own task for one attempt of a job (Runway's task, fal's request, ...),
+    recorded by the worker so that a later attempt can cancel it if its worker died.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    provider: _builtins.str
+    task_id: _builtins.str
+    attempt: _builtins.int
+    """The attempt (retry_count) that started it."""
+    def __init__(
+        self,
+        *,
+        provider: _builtins.str = ...,
+        task_id: _builtins.str = ...,
+        attempt: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "provider", b"provider", "task_id", b"task_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProviderTask: _TypeAlias = ProviderTask  # noqa: Y015
 
 @_typing.final
 class Job(_message.Message):
@@ -127,6 +161,8 @@ class Job(_message.Message):
     WEBHOOK_URL_FIELD_NUMBER: _builtins.int
     WEBHOOK_EVENTS_FIELD_NUMBER: _builtins.int
     EVENT_ID_FIELD_NUMBER: _builtins.int
+    COST_USD_FIELD_NUMBER: _builtins.int
+    PROVIDER_TASK_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """CUID of the job, 25 characters starting with "c"."""
     user_id: _builtins.str
@@ -153,6 +189,10 @@ class Job(_message.Message):
     """Version of the job: 1 when created, one more at every change a client can see
     (status, progress, result...). The event_id of WatchJob's events.
     """
+    cost_usd: _builtins.float
+    """What the generation cost in US dollars, as the provider's price list estimates it
+    (price per second times the video's seconds, or the price per request); set once completed.
+    """
     @_builtins.property
     def result(self) -> Global___VideoResult:
         """Set once the job completed."""
@@ -168,6 +208,10 @@ class Job(_message.Message):
     @_builtins.property
     def webhook_events(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The events POSTed to webhook_url; empty means all of them."""
+
+    @_builtins.property
+    def provider_task(self) -> Global___ProviderTask:
+        """The provider task of the current attempt, while one runs (internal: for the workers)."""
 
     def __init__(
         self,
@@ -194,17 +238,23 @@ class Job(_message.Message):
         webhook_url: _builtins.str | None = ...,
         webhook_events: _abc.Iterable[_builtins.str] | None = ...,
         event_id: _builtins.int = ...,
+        cost_usd: _builtins.float | None = ...,
+        provider_task: Global___ProviderTask | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_completed_at", b"_completed_at", "_error_message", b"_error_message", "_generation_time_ms", b"_generation_time_ms", "_result", b"_result", "_started_at", b"_started_at", "_used_model", b"_used_model", "_used_provider", b"_used_provider", "_webhook_url", b"_webhook_url", "completed_at", b"completed_at", "created_at", b"created_at", "error_message", b"error_message", "generation_time_ms", b"generation_time_ms", "result", b"result", "started_at", b"started_at", "updated_at", b"updated_at", "used_model", b"used_model", "used_provider", b"used_provider", "webhook_url", b"webhook_url"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_completed_at", b"_completed_at", "_cost_usd", b"_cost_usd", "_error_message", b"_error_message", "_generation_time_ms", b"_generation_time_ms", "_provider_task", b"_provider_task", "_result", b"_result", "_started_at", b"_started_at", "_used_model", b"_used_model", "_used_provider", b"_used_provider", "_webhook_url", b"_webhook_url", "completed_at", b"completed_at", "cost_usd", b"cost_usd", "created_at", b"created_at", "error_message", b"error_message", "generation_time_ms", b"generation_time_ms", "provider_task", b"provider_task", "result", b"result", "started_at", b"started_at", "updated_at", b"updated_at", "used_model", b"used_model", "used_provider", b"used_provider", "webhook_url", b"webhook_url"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_completed_at", b"_completed_at", "_error_message", b"_error_message", "_generation_time_ms", b"_generation_time_ms", "_result", b"_result", "_started_at", b"_started_at", "_used_model", b"_used_model", "_used_provider", b"_used_provider", "_webhook_url", b"_webhook_url", "completed_at", b"completed_at", "created_at", b"created_at", "error_message", b"error_message", "event_id", b"event_id", "generation_time_ms", b"generation_time_ms", "id", b"id", "max_retries", b"max_retries", "metadata_json", b"metadata_json", "progress_percent", b"progress_percent", "progress_stage", b"progress_stage", "prompt", b"prompt", "queue", b"queue", "result", b"result", "retry_count", b"retry_count", "started_at", b"started_at", "status", b"status", "updated_at", b"updated_at", "used_model", b"used_model", "used_provider", b"used_provider", "user_id", b"user_id", "webhook_events", b"webhook_events", "webhook_url", b"webhook_url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_completed_at", b"_completed_at", "_cost_usd", b"_cost_usd", "_error_message", b"_error_message", "_generation_time_ms", b"_generation_time_ms", "_provider_task", b"_provider_task", "_result", b"_result", "_started_at", b"_started_at", "_used_model", b"_used_model", "_used_provider", b"_used_provider", "_webhook_url", b"_webhook_url", "completed_at", b"completed_at", "cost_usd", b"cost_usd", "created_at", b"created_at", "error_message", b"error_message", "event_id", b"event_id", "generation_time_ms", b"generation_time_ms", "id", b"id", "max_retries", b"max_retries", "metadata_json", b"metadata_json", "progress_percent", b"progress_percent", "progress_stage", b"progress_stage", "prompt", b"prompt", "provider_task", b"provider_task", "queue", b"queue", "result", b"result", "retry_count", b"retry_count", "started_at", b"started_at", "status", b"status", "updated_at", b"updated_at", "used_model", b"used_model", "used_provider", b"used_provider", "user_id", b"user_id", "webhook_events", b"webhook_events", "webhook_url", b"webhook_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__completed_at: _TypeAlias = _typing.Literal["completed_at"]  # noqa: Y015
     _WhichOneofArgType__completed_at: _TypeAlias = _typing.Literal["_completed_at", b"_completed_at"]  # noqa: Y015
+    _WhichOneofReturnType__cost_usd: _TypeAlias = _typing.Literal["cost_usd"]  # noqa: Y015
+    _WhichOneofArgType__cost_usd: _TypeAlias = _typing.Literal["_cost_usd", b"_cost_usd"]  # noqa: Y015
     _WhichOneofReturnType__error_message: _TypeAlias = _typing.Literal["error_message"]  # noqa: Y015
     _WhichOneofArgType__error_message: _TypeAlias = _typing.Literal["_error_message", b"_error_message"]  # noqa: Y015
     _WhichOneofReturnType__generation_time_ms: _TypeAlias = _typing.Literal["generation_time_ms"]  # noqa: Y015
     _WhichOneofArgType__generation_time_ms: _TypeAlias = _typing.Literal["_generation_time_ms", b"_generation_time_ms"]  # noqa: Y015
+    _WhichOneofReturnType__provider_task: _TypeAlias = _typing.Literal["provider_task"]  # noqa: Y015
+    _WhichOneofArgType__provider_task: _TypeAlias = _typing.Literal["_provider_task", b"_provider_task"]  # noqa: Y015
     _WhichOneofReturnType__result: _TypeAlias = _typing.Literal["result"]  # noqa: Y015
     _WhichOneofArgType__result: _TypeAlias = _typing.Literal["_result", b"_result"]  # noqa: Y015
     _WhichOneofReturnType__started_at: _TypeAlias = _typing.Literal["started_at"]  # noqa: Y015
@@ -218,9 +268,13 @@ class Job(_message.Message):
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__completed_at) -> _WhichOneofReturnType__completed_at | None: ...
     @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__cost_usd) -> _WhichOneofReturnType__cost_usd | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__error_message) -> _WhichOneofReturnType__error_message | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__generation_time_ms) -> _WhichOneofReturnType__generation_time_ms | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__provider_task) -> _WhichOneofReturnType__provider_task | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__result) -> _WhichOneofReturnType__result | None: ...
     @_typing.overload

@@ -98,6 +98,7 @@ class CompleteJobRequest(_message.Message):
     USED_MODEL_FIELD_NUMBER: _builtins.int
     GENERATION_TIME_MS_FIELD_NUMBER: _builtins.int
     ATTEMPT_FIELD_NUMBER: _builtins.int
+    COST_USD_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     used_provider: _builtins.str
     used_model: _builtins.str
@@ -105,6 +106,8 @@ class CompleteJobRequest(_message.Message):
     """Time the generation took, >= 0."""
     attempt: _builtins.int
     """As in ReportProgressRequest: only the current attempt may complete the job."""
+    cost_usd: _builtins.float
+    """What the generation cost in US dollars (routing's estimate), >= 0."""
     @_builtins.property
     def result(self) -> _jobs_pb2.VideoResult: ...
     def __init__(
@@ -116,14 +119,20 @@ class CompleteJobRequest(_message.Message):
         used_model: _builtins.str = ...,
         generation_time_ms: _builtins.int = ...,
         attempt: _builtins.int | None = ...,
+        cost_usd: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_attempt", b"_attempt", "attempt", b"attempt", "result", b"result"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_attempt", b"_attempt", "_cost_usd", b"_cost_usd", "attempt", b"attempt", "cost_usd", b"cost_usd", "result", b"result"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_attempt", b"_attempt", "attempt", b"attempt", "generation_time_ms", b"generation_time_ms", "id", b"id", "result", b"result", "used_model", b"used_model", "used_provider", b"used_provider"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_attempt", b"_attempt", "_cost_usd", b"_cost_usd", "attempt", b"attempt", "cost_usd", b"cost_usd", "generation_time_ms", b"generation_time_ms", "id", b"id", "result", b"result", "used_model", b"used_model", "used_provider", b"used_provider"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__attempt: _TypeAlias = _typing.Literal["attempt"]  # noqa: Y015
     _WhichOneofArgType__attempt: _TypeAlias = _typing.Literal["_attempt", b"_attempt"]  # noqa: Y015
+    _WhichOneofReturnType__cost_usd: _TypeAlias = _typing.Literal["cost_usd"]  # noqa: Y015
+    _WhichOneofArgType__cost_usd: _TypeAlias = _typing.Literal["_cost_usd", b"_cost_usd"]  # noqa: Y015
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__attempt) -> _WhichOneofReturnType__attempt | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__cost_usd) -> _WhichOneofReturnType__cost_usd | None: ...
 
 Global___CompleteJobRequest: _TypeAlias = CompleteJobRequest  # noqa: Y015
 
@@ -283,3 +292,35 @@ class RecordTelemetryResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RecordTelemetryResponse: _TypeAlias = RecordTelemetryResponse  # noqa: Y015
+
+@_typing.final
+class RecordProviderTaskRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    attempt: _builtins.int
+    """As in ReportProgressRequest."""
+    provider: _builtins.str
+    """The provider (registry name) and its id of the task, 1-255 printable characters each."""
+    task_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        attempt: _builtins.int | None = ...,
+        provider: _builtins.str = ...,
+        task_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_attempt", b"_attempt", "attempt", b"attempt"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_attempt", b"_attempt", "attempt", b"attempt", "id", b"id", "provider", b"provider", "task_id", b"task_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__attempt: _TypeAlias = _typing.Literal["attempt"]  # noqa: Y015
+    _WhichOneofArgType__attempt: _TypeAlias = _typing.Literal["_attempt", b"_attempt"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__attempt) -> _WhichOneofReturnType__attempt | None: ...
+
+Global___RecordProviderTaskRequest: _TypeAlias = RecordProviderTaskRequest  # noqa: Y015

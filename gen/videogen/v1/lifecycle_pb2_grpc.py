@@ -69,6 +69,11 @@ class JobLifecycleServiceStub:
                 request_serializer=videogen_dot_v1_dot_lifecycle__pb2.RetryJobRequest.SerializeToString,
                 response_deserializer=videogen_dot_v1_dot_jobs__pb2.Job.FromString,
                 _registered_method=True)
+        self.RecordProviderTask = channel.unary_unary(
+                '/videogen.v1.JobLifecycleService/RecordProviderTask',
+                request_serializer=videogen_dot_v1_dot_lifecycle__pb2.RecordProviderTaskRequest.SerializeToString,
+                response_deserializer=videogen_dot_v1_dot_jobs__pb2.Job.FromString,
+                _registered_method=True)
         self.RecordTelemetry = channel.unary_unary(
                 '/videogen.v1.JobLifecycleService/RecordTelemetry',
                 request_serializer=videogen_dot_v1_dot_lifecycle__pb2.RecordTelemetryRequest.SerializeToString,
@@ -126,6 +131,14 @@ class JobLifecycleServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordProviderTask(self, request, context):
+        """Records the provider task the attempt started (the attempt's heartbeat too), so that a
+        later attempt cancels it if this worker dies. FAILED_PRECONDITION as ReportProgress.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RecordTelemetry(self, request, context):
         """Records telemetry points in the metrics table.
         """
@@ -159,6 +172,11 @@ def add_JobLifecycleServiceServicer_to_server(servicer, server):
             'RetryJob': grpc.unary_unary_rpc_method_handler(
                     servicer.RetryJob,
                     request_deserializer=videogen_dot_v1_dot_lifecycle__pb2.RetryJobRequest.FromString,
+                    response_serializer=videogen_dot_v1_dot_jobs__pb2.Job.SerializeToString,
+            ),
+            'RecordProviderTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordProviderTask,
+                    request_deserializer=videogen_dot_v1_dot_lifecycle__pb2.RecordProviderTaskRequest.FromString,
                     response_serializer=videogen_dot_v1_dot_jobs__pb2.Job.SerializeToString,
             ),
             'RecordTelemetry': grpc.unary_unary_rpc_method_handler(
@@ -310,6 +328,33 @@ class JobLifecycleService:
             target,
             '/videogen.v1.JobLifecycleService/RetryJob',
             videogen_dot_v1_dot_lifecycle__pb2.RetryJobRequest.SerializeToString,
+            videogen_dot_v1_dot_jobs__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordProviderTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/videogen.v1.JobLifecycleService/RecordProviderTask',
+            videogen_dot_v1_dot_lifecycle__pb2.RecordProviderTaskRequest.SerializeToString,
             videogen_dot_v1_dot_jobs__pb2.Job.FromString,
             options,
             channel_credentials,

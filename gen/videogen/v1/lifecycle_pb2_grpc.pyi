@@ -59,6 +59,10 @@ class JobLifecycleServiceStub:
     """PROCESSING -> QUEUED for another attempt, counting retry_count.
     FAILED_PRECONDITION when retry_count already reached max_retries.
     """
+    RecordProviderTask: _grpc.UnaryUnaryMultiCallable[_lifecycle_pb2.RecordProviderTaskRequest, _jobs_pb2.Job]
+    """Records the provider task the attempt started (the attempt's heartbeat too), so that a
+    later attempt cancels it if this worker dies. FAILED_PRECONDITION as ReportProgress.
+    """
     RecordTelemetry: _grpc.UnaryUnaryMultiCallable[_lifecycle_pb2.RecordTelemetryRequest, _lifecycle_pb2.RecordTelemetryResponse]
     """Records telemetry points in the metrics table."""
 
@@ -91,6 +95,10 @@ class JobLifecycleServiceAsyncStub(JobLifecycleServiceStub):
     RetryJob: _aio.UnaryUnaryMultiCallable[_lifecycle_pb2.RetryJobRequest, _jobs_pb2.Job]  # type: ignore[assignment]
     """PROCESSING -> QUEUED for another attempt, counting retry_count.
     FAILED_PRECONDITION when retry_count already reached max_retries.
+    """
+    RecordProviderTask: _aio.UnaryUnaryMultiCallable[_lifecycle_pb2.RecordProviderTaskRequest, _jobs_pb2.Job]  # type: ignore[assignment]
+    """Records the provider task the attempt started (the attempt's heartbeat too), so that a
+    later attempt cancels it if this worker dies. FAILED_PRECONDITION as ReportProgress.
     """
     RecordTelemetry: _aio.UnaryUnaryMultiCallable[_lifecycle_pb2.RecordTelemetryRequest, _lifecycle_pb2.RecordTelemetryResponse]  # type: ignore[assignment]
     """Records telemetry points in the metrics table."""
@@ -151,6 +159,16 @@ class JobLifecycleServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_jobs_pb2.Job, _abc.Awaitable[_jobs_pb2.Job]]:
         """PROCESSING -> QUEUED for another attempt, counting retry_count.
         FAILED_PRECONDITION when retry_count already reached max_retries.
+        """
+
+    @_abc_1.abstractmethod
+    def RecordProviderTask(
+        self,
+        request: _lifecycle_pb2.RecordProviderTaskRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_jobs_pb2.Job, _abc.Awaitable[_jobs_pb2.Job]]:
+        """Records the provider task the attempt started (the attempt's heartbeat too), so that a
+        later attempt cancels it if this worker dies. FAILED_PRECONDITION as ReportProgress.
         """
 
     @_abc_1.abstractmethod

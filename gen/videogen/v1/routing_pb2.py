@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from videogen.v1 import providers_pb2 as videogen_dot_v1_dot_providers__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19videogen/v1/routing.proto\x12\x0bvideogen.v1\x1a\x1bvideogen/v1/providers.proto\"\xa2\x01\n\x15SelectProviderRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x1f\n\x12requested_provider\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x1c\n\x0frequested_model\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x0f\n\x07\x65xclude\x18\x04 \x03(\tB\x15\n\x13_requested_providerB\x12\n\x10_requested_model\"z\n\x16SelectProviderResponse\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x17\n\x0ftimeout_seconds\x18\x04 \x01(\x01\x12\x18\n\x10\x63ost_per_request\x18\x05 \x01(\x01\"\x92\x01\n\x14ReportOutcomeRequest\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0f\n\x07success\x18\x02 \x01(\x08\x12\x12\n\nlatency_ms\x18\x03 \x01(\x01\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x14\n\x0crate_limited\x18\x05 \x01(\x08\x12\x13\n\x06job_id\x18\x06 \x01(\tH\x00\x88\x01\x01\x42\t\n\x07_job_id\"D\n\x15ReportOutcomeResponse\x12+\n\x06status\x18\x01 \x01(\x0e\x32\x1b.videogen.v1.ProviderHealth2\xcb\x01\n\x16ProviderRoutingService\x12Y\n\x0eSelectProvider\x12\".videogen.v1.SelectProviderRequest\x1a#.videogen.v1.SelectProviderResponse\x12V\n\rReportOutcome\x12!.videogen.v1.ReportOutcomeRequest\x1a\".videogen.v1.ReportOutcomeResponseB*\n\x0eio.videogen.v1P\x01Z\x16videogen/v1;videogenv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19videogen/v1/routing.proto\x12\x0bvideogen.v1\x1a\x1bvideogen/v1/providers.proto\"\x97\x02\n\x15SelectProviderRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x1f\n\x12requested_provider\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x1c\n\x0frequested_model\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x0f\n\x07\x65xclude\x18\x04 \x03(\t\x12\x1d\n\x10\x64uration_seconds\x18\x05 \x01(\x01H\x02\x88\x01\x01\x12\x19\n\x0c\x61spect_ratio\x18\x06 \x01(\tH\x03\x88\x01\x01\x12\x13\n\x0bimage_input\x18\x07 \x01(\x08\x42\x15\n\x13_requested_providerB\x12\n\x10_requested_modelB\x13\n\x11_duration_secondsB\x0f\n\r_aspect_ratio\"\x8c\x01\n\x16SelectProviderResponse\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x17\n\x0ftimeout_seconds\x18\x04 \x01(\x01\x12\x18\n\x10\x63ost_per_request\x18\x05 \x01(\x01\x12\x10\n\x08\x63ost_usd\x18\x06 \x01(\x01\"\x92\x01\n\x14ReportOutcomeRequest\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0f\n\x07success\x18\x02 \x01(\x08\x12\x12\n\nlatency_ms\x18\x03 \x01(\x01\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x14\n\x0crate_limited\x18\x05 \x01(\x08\x12\x13\n\x06job_id\x18\x06 \x01(\tH\x00\x88\x01\x01\x42\t\n\x07_job_id\"D\n\x15ReportOutcomeResponse\x12+\n\x06status\x18\x01 \x01(\x0e\x32\x1b.videogen.v1.ProviderHealth2\xcb\x01\n\x16ProviderRoutingService\x12Y\n\x0eSelectProvider\x12\".videogen.v1.SelectProviderRequest\x1a#.videogen.v1.SelectProviderResponse\x12V\n\rReportOutcome\x12!.videogen.v1.ReportOutcomeRequest\x1a\".videogen.v1.ReportOutcomeResponseB*\n\x0eio.videogen.v1P\x01Z\x16videogen/v1;videogenv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,13 +34,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\016io.videogen.v1P\001Z\026videogen/v1;videogenv1'
   _globals['_SELECTPROVIDERREQUEST']._serialized_start=72
-  _globals['_SELECTPROVIDERREQUEST']._serialized_end=234
-  _globals['_SELECTPROVIDERRESPONSE']._serialized_start=236
-  _globals['_SELECTPROVIDERRESPONSE']._serialized_end=358
-  _globals['_REPORTOUTCOMEREQUEST']._serialized_start=361
-  _globals['_REPORTOUTCOMEREQUEST']._serialized_end=507
-  _globals['_REPORTOUTCOMERESPONSE']._serialized_start=509
-  _globals['_REPORTOUTCOMERESPONSE']._serialized_end=577
-  _globals['_PROVIDERROUTINGSERVICE']._serialized_start=580
-  _globals['_PROVIDERROUTINGSERVICE']._serialized_end=783
+  _globals['_SELECTPROVIDERREQUEST']._serialized_end=351
+  _globals['_SELECTPROVIDERRESPONSE']._serialized_start=354
+  _globals['_SELECTPROVIDERRESPONSE']._serialized_end=494
+  _globals['_REPORTOUTCOMEREQUEST']._serialized_start=497
+  _globals['_REPORTOUTCOMEREQUEST']._serialized_end=643
+  _globals['_REPORTOUTCOMERESPONSE']._serialized_start=645
+  _globals['_REPORTOUTCOMERESPONSE']._serialized_end=713
+  _globals['_PROVIDERROUTINGSERVICE']._serialized_start=716
+  _globals['_PROVIDERROUTINGSERVICE']._serialized_end=919
 # @@protoc_insertion_point(module_scope)

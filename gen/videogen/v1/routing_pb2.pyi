@@ -27,11 +27,21 @@ class SelectProviderRequest(_message.Message):
     REQUESTED_PROVIDER_FIELD_NUMBER: _builtins.int
     REQUESTED_MODEL_FIELD_NUMBER: _builtins.int
     EXCLUDE_FIELD_NUMBER: _builtins.int
+    DURATION_SECONDS_FIELD_NUMBER: _builtins.int
+    ASPECT_RATIO_FIELD_NUMBER: _builtins.int
+    IMAGE_INPUT_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     requested_provider: _builtins.str
     """metadata.provider of the job, when the client named one."""
     requested_model: _builtins.str
     """metadata.model of the job, when the client named one."""
+    duration_seconds: _builtins.float
+    """What the job asks for, when it says: seconds of video, the aspect ratio
+    ("16:9", from metadata.aspectRatio or width and height), and whether it
+    starts from an image (metadata.imageUrl).
+    """
+    aspect_ratio: _builtins.str
+    image_input: _builtins.bool
     @_builtins.property
     def exclude(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Providers that already failed during this attempt."""
@@ -43,15 +53,26 @@ class SelectProviderRequest(_message.Message):
         requested_provider: _builtins.str | None = ...,
         requested_model: _builtins.str | None = ...,
         exclude: _abc.Iterable[_builtins.str] | None = ...,
+        duration_seconds: _builtins.float | None = ...,
+        aspect_ratio: _builtins.str | None = ...,
+        image_input: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_requested_model", b"_requested_model", "_requested_provider", b"_requested_provider", "requested_model", b"requested_model", "requested_provider", b"requested_provider"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_aspect_ratio", b"_aspect_ratio", "_duration_seconds", b"_duration_seconds", "_requested_model", b"_requested_model", "_requested_provider", b"_requested_provider", "aspect_ratio", b"aspect_ratio", "duration_seconds", b"duration_seconds", "requested_model", b"requested_model", "requested_provider", b"requested_provider"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_requested_model", b"_requested_model", "_requested_provider", b"_requested_provider", "exclude", b"exclude", "job_id", b"job_id", "requested_model", b"requested_model", "requested_provider", b"requested_provider"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_aspect_ratio", b"_aspect_ratio", "_duration_seconds", b"_duration_seconds", "_requested_model", b"_requested_model", "_requested_provider", b"_requested_provider", "aspect_ratio", b"aspect_ratio", "duration_seconds", b"duration_seconds", "exclude", b"exclude", "image_input", b"image_input", "job_id", b"job_id", "requested_model", b"requested_model", "requested_provider", b"requested_provider"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__aspect_ratio: _TypeAlias = _typing.Literal["aspect_ratio"]  # noqa: Y015
+    _WhichOneofArgType__aspect_ratio: _TypeAlias = _typing.Literal["_aspect_ratio", b"_aspect_ratio"]  # noqa: Y015
+    _WhichOneofReturnType__duration_seconds: _TypeAlias = _typing.Literal["duration_seconds"]  # noqa: Y015
+    _WhichOneofArgType__duration_seconds: _TypeAlias = _typing.Literal["_duration_seconds", b"_duration_seconds"]  # noqa: Y015
     _WhichOneofReturnType__requested_model: _TypeAlias = _typing.Literal["requested_model"]  # noqa: Y015
     _WhichOneofArgType__requested_model: _TypeAlias = _typing.Literal["_requested_model", b"_requested_model"]  # noqa: Y015
     _WhichOneofReturnType__requested_provider: _TypeAlias = _typing.Literal["requested_provider"]  # noqa: Y015
     _WhichOneofArgType__requested_provider: _TypeAlias = _typing.Literal["_requested_provider", b"_requested_provider"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__aspect_ratio) -> _WhichOneofReturnType__aspect_ratio | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__duration_seconds) -> _WhichOneofReturnType__duration_seconds | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__requested_model) -> _WhichOneofReturnType__requested_model | None: ...
     @_typing.overload
@@ -68,11 +89,14 @@ class SelectProviderResponse(_message.Message):
     MODEL_FIELD_NUMBER: _builtins.int
     TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
     COST_PER_REQUEST_FIELD_NUMBER: _builtins.int
+    COST_USD_FIELD_NUMBER: _builtins.int
     provider: _builtins.str
     kind: _builtins.str
     model: _builtins.str
     timeout_seconds: _builtins.float
     cost_per_request: _builtins.float
+    cost_usd: _builtins.float
+    """The estimated cost of this video there, in US dollars."""
     def __init__(
         self,
         *,
@@ -81,10 +105,11 @@ class SelectProviderResponse(_message.Message):
         model: _builtins.str = ...,
         timeout_seconds: _builtins.float = ...,
         cost_per_request: _builtins.float = ...,
+        cost_usd: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost_per_request", b"cost_per_request", "kind", b"kind", "model", b"model", "provider", b"provider", "timeout_seconds", b"timeout_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost_per_request", b"cost_per_request", "cost_usd", b"cost_usd", "kind", b"kind", "model", b"model", "provider", b"provider", "timeout_seconds", b"timeout_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

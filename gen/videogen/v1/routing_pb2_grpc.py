@@ -62,9 +62,12 @@ class ProviderRoutingServiceServicer:
     """
 
     def SelectProvider(self, request, context):
-        """Picks the provider for one attempt of a job: the requested one, or the
-        healthy one that fits best. NOT_FOUND for an unknown requested provider,
-        FAILED_PRECONDITION when no usable provider is left.
+        """Picks the provider and model for one attempt of a job: the requested one, or
+        the cheapest healthy one that can make the video asked (duration, aspect
+        ratio, image input: each provider's nearest legal values). NOT_FOUND for an
+        unknown requested provider; OUT_OF_RANGE when no configured provider can
+        make such a video at all (the job fails: the message names what was asked);
+        FAILED_PRECONDITION when those that could are unhealthy or excluded now.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

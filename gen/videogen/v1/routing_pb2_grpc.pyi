@@ -40,9 +40,12 @@ class ProviderRoutingServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> ProviderRoutingServiceAsyncStub: ...
     SelectProvider: _grpc.UnaryUnaryMultiCallable[_routing_pb2.SelectProviderRequest, _routing_pb2.SelectProviderResponse]
-    """Picks the provider for one attempt of a job: the requested one, or the
-    healthy one that fits best. NOT_FOUND for an unknown requested provider,
-    FAILED_PRECONDITION when no usable provider is left.
+    """Picks the provider and model for one attempt of a job: the requested one, or
+    the cheapest healthy one that can make the video asked (duration, aspect
+    ratio, image input: each provider's nearest legal values). NOT_FOUND for an
+    unknown requested provider; OUT_OF_RANGE when no configured provider can
+    make such a video at all (the job fails: the message names what was asked);
+    FAILED_PRECONDITION when those that could are unhealthy or excluded now.
     """
     ReportOutcome: _grpc.UnaryUnaryMultiCallable[_routing_pb2.ReportOutcomeRequest, _routing_pb2.ReportOutcomeResponse]
     """Reports the outcome of a real call to a provider, so that health follows traffic."""
@@ -59,9 +62,12 @@ class ProviderRoutingServiceAsyncStub(ProviderRoutingServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     SelectProvider: _aio.UnaryUnaryMultiCallable[_routing_pb2.SelectProviderRequest, _routing_pb2.SelectProviderResponse]  # type: ignore[assignment]
-    """Picks the provider for one attempt of a job: the requested one, or the
-    healthy one that fits best. NOT_FOUND for an unknown requested provider,
-    FAILED_PRECONDITION when no usable provider is left.
+    """Picks the provider and model for one attempt of a job: the requested one, or
+    the cheapest healthy one that can make the video asked (duration, aspect
+    ratio, image input: each provider's nearest legal values). NOT_FOUND for an
+    unknown requested provider; OUT_OF_RANGE when no configured provider can
+    make such a video at all (the job fails: the message names what was asked);
+    FAILED_PRECONDITION when those that could are unhealthy or excluded now.
     """
     ReportOutcome: _aio.UnaryUnaryMultiCallable[_routing_pb2.ReportOutcomeRequest, _routing_pb2.ReportOutcomeResponse]  # type: ignore[assignment]
     """Reports the outcome of a real call to a provider, so that health follows traffic."""
@@ -81,9 +87,12 @@ class ProviderRoutingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _routing_pb2.SelectProviderRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_routing_pb2.SelectProviderResponse, _abc.Awaitable[_routing_pb2.SelectProviderResponse]]:
-        """Picks the provider for one attempt of a job: the requested one, or the
-        healthy one that fits best. NOT_FOUND for an unknown requested provider,
-        FAILED_PRECONDITION when no usable provider is left.
+        """Picks the provider and model for one attempt of a job: the requested one, or
+        the cheapest healthy one that can make the video asked (duration, aspect
+        ratio, image input: each provider's nearest legal values). NOT_FOUND for an
+        unknown requested provider; OUT_OF_RANGE when no configured provider can
+        make such a video at all (the job fails: the message names what was asked);
+        FAILED_PRECONDITION when those that could are unhealthy or excluded now.
         """
 
     @_abc_1.abstractmethod

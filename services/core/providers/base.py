@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
+
+from services.core.providers.capabilities import ModelCapabilities
 
 
 class ProviderError(Exception):
     """The provider failed this call; another attempt, or another provider, may succeed.
 
-    rate_limited: the provider asked us to slow down (HTTP 429): it is up, not failing."""
+    rate_limited: the provider asked us to slow down (HTTP 429): it is up, not failing.
+    final: retrying will not help anywhere (a safety refusal of the prompt): the job fails."""
 
-    def __init__(self, message: str, *, rate_limited: bool = False) -> None:
+    def __init__(self, message: str, *, rate_limited: bool = False, final: bool = False) -> None:
         super().__init__(message)
         self.rate_limited = rate_limited
+        self.final = final
 
 
 class InvalidOptions(ValueError):
@@ -28,7 +32,8 @@ class JobCancelled(Exception):
 
 @dataclass(frozen=True)
 class VideoSpec:
-    """What to generate: the prompt, the model, and the options read from the job's metadata."""
+    """What to generate: the prompt, the model, and the options read from the job's metadata,
+    already mapped to the model's legal values."""
 
     prompt: str
     duration_seconds: float
@@ -36,6 +41,13 @@ class VideoSpec:
     height: int
     fps: int
     model: str = ""
+    # The model's aspect ratio ("16:9") when it takes one rather than pixels.
+    aspect_ratio: str = ""
+    # An https URL of the first frame (image-to-video), from metadata.imageUrl.
+    image_url: str | None = None
+    seed: int | None = None
+    # Anything else of the job's metadata the kind passes through (its own fields).
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -49,25 +61,60 @@ class RenderedVideo:
     height: int
     fps: float
     model: str
+    # The codec of the video stream ("h264", "hevc", ...), as the file says.
+    codec: str = ""
 
 
 # Called with the fraction done (0-1) and a stage name; raises JobCancelled to stop the work.
 ProgressCallback = Callable[[float, str], None]
+# Called with the provider's id of the task it started, before it waits for it: the worker
+# records it on the job, so that a later attempt can cancel it if this one dies.
+TaskCallback = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class KindInfo:
+    """What a provider kind knows without being configured: its host, its models and what
+    each makes, and whether it needs a key."""
+
+    # The provider's own API host; None: the registry entry must give base_url.
+    base_url: str | None
+    # The models it knows, with what each makes; an entry may list others with capabilities.
+    models: Mapping[str, ModelCapabilities]
+    default_model: str | None = None
+    needs_key: bool = True
+    # Whether it runs remote tasks that cancel() can stop.
+    cancellable: bool = True
 
 
 class VideoProvider(Protocol):
-    """Turns a prompt into a video file; probe() tells whether it can right now."""
+    """Turns a prompt into a video file; probe() tells whether it can right now.
 
+    A kind's class also carries `info: ClassVar[KindInfo]` (services/core/providers/registry.py
+    reads it) and is built with its registry entry, ProviderConfig."""
+
+    info: ClassVar[KindInfo]
     name: str
 
     def spec(self, prompt: str, metadata: Mapping[str, Any], *, model: str = "") -> VideoSpec:
-        """The request this provider would make of the job, or InvalidOptions."""
+        """The request this provider would make of the job, mapped to the model's nearest legal
+        values, or InvalidOptions naming the field."""
         ...
 
-    def generate(self, spec: VideoSpec, *, output: Path, progress: ProgressCallback) -> RenderedVideo:
-        """Writes the video to output, reporting progress; ProviderError on failure."""
+    def generate(
+        self, spec: VideoSpec, *, output: Path, progress: ProgressCallback, on_task: TaskCallback
+    ) -> RenderedVideo:
+        """Writes the video to output, reporting progress and the remote task it started;
+        ProviderError on failure. When progress raises JobCancelled, it cancels its remote task
+        (so nobody pays for a video no one wants) and lets JobCancelled through."""
+        ...
+
+    def cancel(self, task_id: str, *, timeout: float) -> None:
+        """Cancels a task this kind started (an earlier attempt's, whose worker died); a task
+        already finished or gone is fine. ProviderError when the provider cannot be told."""
         ...
 
     def probe(self, timeout: float) -> None:
-        """Returns when the provider answers within timeout seconds; ProviderError otherwise."""
+        """Returns when the provider answers within timeout seconds, without paying for a
+        generation (an auth check, a model list, a task read); ProviderError otherwise."""
         ...

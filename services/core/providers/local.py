@@ -12,16 +12,27 @@ import math
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import av
 from av.codec.context import Flags
 from PIL import Image, ImageDraw, ImageFont
 
-from services.core.providers.base import InvalidOptions, ProgressCallback, ProviderError, RenderedVideo, VideoSpec
-from services.core.providers.registry import LOCAL_MODEL
+from services.core.providers.base import (
+    InvalidOptions,
+    KindInfo,
+    ProgressCallback,
+    ProviderError,
+    RenderedVideo,
+    TaskCallback,
+    VideoSpec,
+)
+from services.core.providers.capabilities import ModelCapabilities
 
-MODEL = LOCAL_MODEL
+if TYPE_CHECKING:
+    from services.core.providers.registry import ProviderConfig
+
+MODEL = "local-pyav-h264-v1"
 BOUNDS = {
     "durationSeconds": (1, 60, 4),
     "width": (64, 1920, 640),
@@ -49,9 +60,16 @@ class LocalRenderer:
     """The `local` provider: no network, no credentials, a few seconds of real video."""
 
     content_type = "video/mp4"
+    info: ClassVar[KindInfo] = KindInfo(
+        base_url="",
+        models={MODEL: ModelCapabilities(min_seconds=1, max_seconds=60, price_per_second=0.0)},
+        default_model=MODEL,
+        needs_key=False,
+        cancellable=False,
+    )
 
-    def __init__(self, name: str = "local") -> None:
-        self.name = name
+    def __init__(self, config: ProviderConfig | None = None) -> None:
+        self.name = config.name if config is not None else "local"
 
     def spec(self, prompt: str, metadata: Mapping[str, Any], *, model: str = "") -> VideoSpec:
         """Reads durationSeconds, width, height (even) and fps from the metadata, within bounds."""
@@ -75,7 +93,12 @@ class LocalRenderer:
         except Exception as exc:
             raise ProviderError(f"libx264 is not available: {exc}") from exc
 
-    def generate(self, spec: VideoSpec, *, output: Path, progress: ProgressCallback) -> RenderedVideo:
+    def cancel(self, task_id: str, *, timeout: float) -> None:
+        """Nothing runs anywhere but in the worker itself."""
+
+    def generate(
+        self, spec: VideoSpec, *, output: Path, progress: ProgressCallback, on_task: TaskCallback
+    ) -> RenderedVideo:
         """Encodes every frame to output, calling progress after each one."""
         frames = max(1, round(spec.duration_seconds * spec.fps))
         scene = _Scene(spec)
@@ -98,6 +121,7 @@ class LocalRenderer:
             height=spec.height,
             fps=float(spec.fps),
             model=MODEL,
+            codec="h264",
         )
 
 

@@ -1,4 +1,5 @@
-"""The `openai-videos` kind: the OpenAI Videos API over HTTP.
+"""The `openai-compatible` kind (formerly `openai-videos`): servers that speak the OpenAI
+Videos API (vLLM-Omni, LiteLLM's proxy, Together). OpenAI's own endpoint closed on 2026-09-24.
 
 Create a video (POST /videos, multipart), poll it (GET /videos/{id}) until `completed` or
 `failed`, download it (GET /videos/{id}/content), delete it when our job is cancelled
@@ -12,19 +13,21 @@ import contextlib
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-import av
 import httpx
 
 from services.core.providers.base import (
     InvalidOptions,
     JobCancelled,
+    KindInfo,
     ProgressCallback,
     ProviderError,
     RenderedVideo,
+    TaskCallback,
     VideoSpec,
 )
+from services.core.providers.http import probe_video
 from services.core.providers.registry import ProviderConfig
 
 SECONDS = (4, 8, 12)
@@ -34,10 +37,13 @@ MAX_RETRY_AFTER = 60.0
 class OpenAIVideos:
     """A client of one OpenAI-compatible Videos endpoint."""
 
+    # No host of its own (OpenAI's closed): the entry names its server, and its models.
+    info: ClassVar[KindInfo] = KindInfo(base_url=None, models={}, needs_key=False)
+
     def __init__(self, config: ProviderConfig, *, transport: httpx.BaseTransport | None = None) -> None:
         self.name = config.name
         self._config = config
-        self._base = (config.base_url or "").rstrip("/")
+        self._base = config.host
         self._transport = transport
 
     def spec(self, prompt: str, metadata: Mapping[str, Any], *, model: str = "") -> VideoSpec:
@@ -57,7 +63,9 @@ class OpenAIVideos:
             model=model or self._config.model,
         )
 
-    def generate(self, spec: VideoSpec, *, output: Path, progress: ProgressCallback) -> RenderedVideo:
+    def generate(
+        self, spec: VideoSpec, *, output: Path, progress: ProgressCallback, on_task: TaskCallback
+    ) -> RenderedVideo:
         """Creates the video, polls it to the end, and downloads it to output."""
         deadline = time.monotonic() + self._config.timeout_seconds
         with self._client() as client:
@@ -68,6 +76,7 @@ class OpenAIVideos:
                 "size": (None, f"{spec.width}x{spec.height}"),
             }
             video = self._json(client, "POST", "/videos", deadline, files=form)
+            on_task(str(video["id"]))
             try:
                 self._wait(client, video, deadline, progress)
             except JobCancelled:
@@ -75,7 +84,16 @@ class OpenAIVideos:
                     self._request(client, "DELETE", f"/videos/{video['id']}", min(deadline, time.monotonic() + 5))
                 raise
             self._download(client, str(video["id"]), output, deadline)
-        return _describe(output, model=spec.model)
+        return probe_video(output, model=spec.model)
+
+    def cancel(self, task_id: str, *, timeout: float) -> None:
+        """Deletes the video (which stops it while it runs)."""
+        with self._client() as client:
+            try:
+                self._request(client, "DELETE", f"/videos/{task_id}", time.monotonic() + timeout)
+            except ProviderError as exc:
+                if "HTTP 404" not in str(exc):
+                    raise
 
     def probe(self, timeout: float) -> None:
         """Lists one video: the endpoint answers and accepts our credential."""
@@ -172,26 +190,3 @@ def _error_message(response: httpx.Response) -> str:
         if isinstance(error, dict) and error.get("message"):
             return str(error["message"])[:300]
     return response.reason_phrase
-
-
-def _describe(path: Path, *, model: str) -> RenderedVideo:
-    """What the downloaded file really holds, read with PyAV."""
-    try:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            if stream.duration and stream.time_base:
-                duration = float(stream.duration * stream.time_base)
-            else:
-                duration = float(container.duration or 0) / 1e6
-            fps = float(stream.average_rate or 0)
-            return RenderedVideo(
-                path=path,
-                content_type="video/mp4",
-                duration_seconds=duration,
-                width=stream.width,
-                height=stream.height,
-                fps=fps,
-                model=model,
-            )
-    except (av.FFmpegError, IndexError) as exc:
-        raise ProviderError(f"the downloaded video cannot be read: {exc}") from exc

@@ -1,7 +1,10 @@
 """The provider registry: a YAML or JSON file (PROVIDERS_CONFIG), or `local` alone by default.
 
 Credentials are never in the file: an entry names the environment variable that holds its key
-(`api_key_env`), read when the provider is built and never logged or answered.
+(`api_key_env`), read when the provider is built and never logged or answered. An entry whose
+key variable is unset is disabled (left out, with a log line), so one file can list every kind.
+Each kind knows its host, its models and what each makes (KindInfo); an entry overrides any of
+them (`base_url`, `models`, `capabilities`).
 """
 
 from __future__ import annotations
@@ -11,19 +14,43 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
-from services.core.providers.base import VideoProvider
+from services.core.logging import get_logger
+from services.core.providers.base import KindInfo, VideoProvider
+from services.core.providers.capabilities import ModelCapabilities
 
+log = get_logger(__name__)
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 LOCAL_MODEL = "local-pyav-h264-v1"
+# Each kind's class, "module:Class"; the class carries its KindInfo as `info`.
+KINDS: dict[str, str] = {
+    "local": "services.core.providers.local:LocalRenderer",
+    "openai-compatible": "services.core.providers.openai_videos:OpenAIVideos",
+}
+# Older names of kinds, still read.
+KIND_ALIASES = {"openai-videos": "openai-compatible"}
+# The largest video a provider may hand us, unless its entry says otherwise.
+MAX_VIDEO_BYTES = 2 * 1024**3
 
 
 class RegistryError(ValueError):
     """The registry file is missing, unreadable or invalid; the message names the place."""
+
+
+def kind_class(kind: str) -> type[VideoProvider]:
+    """The class of a known kind."""
+    module_name, _, class_name = KINDS[kind].partition(":")
+    cls: type[VideoProvider] = getattr(importlib.import_module(module_name), class_name)
+    return cls
+
+
+def kind_info(kind: str) -> KindInfo | None:
+    """What a kind knows by itself (None for plugins, which know nothing in advance)."""
+    return kind_class(kind).info if kind in KINDS else None
 
 
 class ProviderConfig(BaseModel):
@@ -32,36 +59,92 @@ class ProviderConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
-    kind: Literal["local", "openai-videos", "plugin"]
+    kind: str
+    # The models jobs may use here; empty: every model the kind knows (any, for a plugin).
     models: list[Annotated[str, Field(min_length=1, max_length=128)]] = []
     default_model: str | None = None
+    # What a model makes, over (or besides) what the kind knows of it.
+    capabilities: dict[str, ModelCapabilities] = {}
     cost_per_request: Annotated[float, Field(ge=0)] = 0.0
     timeout_seconds: Annotated[float, Field(gt=0, le=7200)] = 600.0
-    # openai-videos
+    # The API's host, over the kind's own (a proxy, a regional endpoint, a test's fake).
     base_url: str | None = None
     api_key_env: Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")] | None = None
     poll_interval_seconds: Annotated[float, Field(gt=0, le=300)] = 5.0
+    # How many of our jobs may run on it at once (its plan's concurrency); None: no cap.
+    max_concurrency: Annotated[int, Field(ge=1, le=10_000)] | None = None
+    max_video_bytes: Annotated[int, Field(ge=1024, le=64 * 1024**3)] = MAX_VIDEO_BYTES
+    # False leaves the entry out (as an unset key variable does).
+    enabled: bool = True
+    # comfyui: the workflow file (API format) with the placeholders of docs/providers.md.
+    workflow: str | None = None
     # plugin: "module:Class", constructed with this config
     plugin: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.]+:[A-Za-z0-9_]+$")] | None = None
 
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        value = KIND_ALIASES.get(value, value)
+        if value != "plugin" and value not in KINDS:
+            raise ValueError(f"unknown kind {value!r}; one of {', '.join(sorted([*KINDS, 'plugin']))}")
+        return value
+
     @model_validator(mode="after")
     def _kind_fields(self) -> ProviderConfig:
-        if self.kind == "openai-videos" and not self.base_url:
-            raise ValueError("base_url is required for kind openai-videos")
+        info = kind_info(self.kind)
         if self.kind == "plugin" and not self.plugin:
             raise ValueError("plugin (module:Class) is required for kind plugin")
-        if self.default_model and self.models and self.default_model not in self.models:
+        if info is not None:
+            if info.base_url is None and not self.base_url:
+                raise ValueError(f"base_url is required for kind {self.kind}")
+            if info.needs_key and self.api_key_env is None:
+                raise ValueError(f"api_key_env (the variable holding the key) is required for kind {self.kind}")
+            unknown = [m for m in self.models if m not in info.models and m not in self.capabilities]
+            if unknown and info.models:
+                raise ValueError(
+                    f"model {unknown[0]!r} is unknown to kind {self.kind}: give its capabilities "
+                    f"(known: {', '.join(info.models)})"
+                )
+        if self.default_model and self.default_model not in self.available_models(info):
             raise ValueError("default_model must be one of models")
         return self
+
+    def available_models(self, info: KindInfo | None = None) -> list[str]:
+        """The models jobs may use here."""
+        if self.models:
+            return list(self.models)
+        info = info or kind_info(self.kind)
+        return list(info.models) if info is not None else list(self.capabilities)
 
     @property
     def model(self) -> str:
         """The model used when a job names none."""
-        return self.default_model or (self.models[0] if self.models else "")
+        if self.default_model:
+            return self.default_model
+        info = kind_info(self.kind)
+        models = self.available_models(info)
+        if info is not None and info.default_model in models:
+            return info.default_model
+        return models[0] if models else ""
 
     def supports(self, model: str) -> bool:
-        """Whether a job asking for model can run here (no models listed: any)."""
-        return not model or not self.models or model in self.models
+        """Whether a job asking for model can run here (a plugin listing none: any)."""
+        models = self.available_models()
+        return not model or not models or model in models
+
+    def capabilities_of(self, model: str) -> ModelCapabilities | None:
+        """What model makes here: the entry's word, else the kind's; None when nobody says
+        (a plugin's model), which routing takes as "anything"."""
+        if model in self.capabilities:
+            return self.capabilities[model]
+        info = kind_info(self.kind)
+        return info.models.get(model) if info is not None else None
+
+    @property
+    def host(self) -> str:
+        """The API's base URL: the entry's, else the kind's own."""
+        info = kind_info(self.kind)
+        return (self.base_url or (info.base_url if info else None) or "").rstrip("/")
 
     def api_key(self, environ: Mapping[str, str] | None = None) -> SecretStr | None:
         """The credential from the environment, if this provider names one and it is set."""
@@ -69,6 +152,14 @@ class ProviderConfig(BaseModel):
             return None
         value = (environ if environ is not None else os.environ).get(self.api_key_env, "")
         return SecretStr(value) if value else None
+
+    def disabled_because(self, environ: Mapping[str, str] | None = None) -> str | None:
+        """Why the entry is left out (None when it is used)."""
+        if not self.enabled:
+            return "enabled: false"
+        if self.api_key_env is not None and self.api_key(environ) is None:
+            return f"{self.api_key_env} is not set"
+        return None
 
 
 class RegistryConfig(BaseModel):
@@ -95,8 +186,9 @@ DEFAULT_REGISTRY = RegistryConfig(
 )
 
 
-def load_registry(path: Path | None) -> RegistryConfig:
-    """The registry in path (YAML, or JSON for .json), or the default one when path is None."""
+def load_registry(path: Path | None, environ: Mapping[str, str] | None = None) -> RegistryConfig:
+    """The enabled providers of the registry in path (YAML, or JSON for .json), or the default
+    one when path is None."""
     if path is None:
         return DEFAULT_REGISTRY
     try:
@@ -105,25 +197,30 @@ def load_registry(path: Path | None) -> RegistryConfig:
     except (OSError, ValueError, yaml.YAMLError) as exc:
         raise RegistryError(f"PROVIDERS_CONFIG {path}: cannot read it ({exc})") from None
     try:
-        return RegistryConfig.model_validate(data)
+        registry = RegistryConfig.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
         raise RegistryError(f"PROVIDERS_CONFIG {path}: {where}: {first['msg']}") from None
+    used = []
+    for config in registry.providers:
+        reason = config.disabled_because(environ)
+        if reason is None:
+            used.append(config)
+        else:
+            log.info("provider.disabled", provider=config.name, kind=config.kind, reason=reason)
+    if not used:
+        raise RegistryError(f"PROVIDERS_CONFIG {path}: no provider is enabled (set one's key variable)")
+    return RegistryConfig(providers=used)
 
 
 def build_provider(config: ProviderConfig) -> VideoProvider:
     """The provider object of one registry entry."""
-    if config.kind == "local":
-        from services.core.providers.local import LocalRenderer
-
-        return LocalRenderer(config.name)
-    if config.kind == "openai-videos":
-        from services.core.providers.openai_videos import OpenAIVideos
-
-        return OpenAIVideos(config)
-    module_name, _, class_name = (config.plugin or "").partition(":")
-    provider: VideoProvider = getattr(importlib.import_module(module_name), class_name)(config)
+    if config.kind == "plugin":
+        module_name, _, class_name = (config.plugin or "").partition(":")
+        plugin: VideoProvider = getattr(importlib.import_module(module_name), class_name)(config)
+        return plugin
+    provider: VideoProvider = kind_class(config.kind)(config)  # type: ignore[call-arg]
     return provider
 
 
