@@ -30,6 +30,11 @@ LOCAL_MODEL = "local-pyav-h264-v1"
 KINDS: dict[str, str] = {
     "local": "services.core.providers.local:LocalRenderer",
     "openai-compatible": "services.core.providers.openai_videos:OpenAIVideos",
+    "runway": "services.core.providers.runway:Runway",
+    "luma": "services.core.providers.luma:Luma",
+    "fal": "services.core.providers.fal:Fal",
+    "replicate": "services.core.providers.replicate:Replicate",
+    "comfyui": "services.core.providers.comfyui:ComfyUI",
 }
 # Older names of kinds, still read.
 KIND_ALIASES = {"openai-videos": "openai-compatible"}
