@@ -177,7 +177,7 @@ class JobRunner:
                 id=job.id,
                 result=result,
                 used_provider=choice.provider,
-                used_model=video.model or choice.model,
+                used_model=choice.model or video.model,
                 generation_time_ms=elapsed_ms,
                 attempt=payload.attempt,
                 cost_usd=choice.cost_usd,

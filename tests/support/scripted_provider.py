@@ -1,7 +1,9 @@
 """A stand-in for a remote video provider, scripted by the job's metadata (tests only).
 
-metadata.script: {"fail": "message"} fails every attempt; {"gate": "/path"} holds the job, reporting
-progress, until that file exists. The video itself is rendered by the real `local` provider.
+metadata.script: {"fail": "message"} fails every attempt ({"final": true} too: a refusal no retry
+helps); {"gate": "/path"} holds the job, reporting progress, until that file exists; {"task": "/path"}
+reports a remote task whose id is that path, and cancel() of it writes "cancelled" there. The video
+itself is rendered by the real `local` provider.
 """
 
 from __future__ import annotations
@@ -44,14 +46,17 @@ class ScriptedProvider:
         return spec
 
     def cancel(self, task_id: str, *, timeout: float) -> None:
-        """It runs no remote task."""
+        """Marks the scripted task (a file) cancelled."""
+        Path(task_id).write_text("cancelled")
 
     def generate(
         self, spec: VideoSpec, *, output: Path, progress: ProgressCallback, on_task: TaskCallback
     ) -> RenderedVideo:
         script = self._scripts.pop(spec.prompt, {})
+        if "task" in script:
+            on_task(str(script["task"]))
         if "fail" in script:
-            raise ProviderError(str(script["fail"]))
+            raise ProviderError(str(script["fail"]), final=bool(script.get("final")))
         if "gate" in script:
             gate = Path(script["gate"])
             while not gate.exists():
