@@ -14,6 +14,7 @@ from services.core.queues import QUEUES
 from services.core.settings import CoreSettings
 
 GENERATE_VIDEO = "videogen.generate_video"
+CANCEL_PROVIDER_TASK = "videogen.cancel_provider_task"
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,20 @@ class GenerateVideo:
     # The job's retry_count when published: a stale message for an older attempt is skipped.
     attempt: int
     request_id: str | None = None
+
+    def to_kwargs(self) -> dict[str, Any]:
+        """The task's keyword arguments."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class CancelProviderTask:
+    """The payload of the task that cancels a provider's task no worker will come back for (its
+    job was cancelled, or failed, while the worker that started it was gone)."""
+
+    job_id: str
+    provider: str
+    task_id: str
 
     def to_kwargs(self) -> dict[str, Any]:
         """The task's keyword arguments."""

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from prometheus_client import Counter
 from sqlalchemy import text
@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core.logging import get_logger
 from services.core.periodic import every
-from services.core.tasks import GenerateVideo
+from services.core.tasks import CancelProviderTask, GenerateVideo
 from services.jobs.outbox import WebhookOutbox
 from services.jobs.publisher import JobPublisher
 
@@ -93,7 +93,7 @@ _REAP = text(
         SELECT id FROM jobs
         WHERE status = 'processing' AND heartbeat_at < now() - make_interval(secs => :lease)
         ORDER BY heartbeat_at LIMIT :limit FOR UPDATE SKIP LOCKED)
-    RETURNING id, status, retry_count
+    RETURNING id, status, retry_count, provider_task
     """
 )
 _UNPUBLISH_ALL = text("UPDATE jobs SET enqueued_at = NULL WHERE status = 'queued' AND enqueued_at IS NOT NULL")
@@ -196,6 +196,9 @@ class Dispatcher:
             action = "requeued_lost_worker" if row.status == "queued" else "failed_lost_worker"
             RECOVERED.labels(action).inc()
             log.warning("job.reaped", job_id=row.id, status=row.status, retry_count=row.retry_count)
+            if row.status == "failed":
+                # No attempt follows to cancel what the lost worker left running: ask for it.
+                await self.cancel_provider_task(row.id, row.provider_task)
         return [(row.id, row.status, row.retry_count) for row in rows]
 
     async def check_broker(self, *, timeout: float) -> None:
@@ -244,6 +247,14 @@ class Dispatcher:
             return []
         params = {"queues": empty, "after": self._policy.orphan_after_seconds, "limit": self._policy.batch}
         return await self._claim(_SWEEP, params)
+
+    async def cancel_provider_task(self, job_id: str, task: dict[str, Any] | None) -> None:
+        """Asks a worker to cancel the provider task a job left, when it left one."""
+        if not task or not task.get("provider") or not task.get("taskId"):
+            return
+        payload = CancelProviderTask(job_id=job_id, provider=str(task["provider"]), task_id=str(task["taskId"]))
+        if await self._publisher.publish_cancel(payload):
+            log.info("job.provider_task_cancel_sent", job_id=job_id, provider=payload.provider)
 
     async def publish_new(self, job_id: str, queue: str, *, request_id: str | None) -> None:
         """Publishes a just-created (claimed) job; on failure leaves it to a later round."""

@@ -18,7 +18,8 @@ from celery import Celery
 from kombu.utils.json import dumps
 
 from services.core.logging import get_logger
-from services.core.tasks import GENERATE_VIDEO, GenerateVideo
+from services.core.queues import HIGH_PRIORITY
+from services.core.tasks import CANCEL_PROVIDER_TASK, GENERATE_VIDEO, CancelProviderTask, GenerateVideo
 
 log = get_logger(__name__)
 # kombu's persistent delivery mode, and the priority that maps to the queue's own list.
@@ -37,20 +38,34 @@ class JobPublisher:
 
     async def publish(self, payload: GenerateVideo, *, queue: str) -> bool:
         """Whether the broker took the message; a failure is logged, never raised."""
+        message = self.message(payload, queue)
+        return await self._push(message, queue=queue, job_id=payload.job_id)
+
+    async def publish_cancel(self, payload: CancelProviderTask) -> bool:
+        """Asks a worker to cancel a provider task nobody will come back for (on the high queue:
+        every minute of it costs); a failure is logged, never raised."""
+        message = self.envelope(CANCEL_PROVIDER_TASK, payload.to_kwargs(), HIGH_PRIORITY, request_id=None)
+        return await self._push(message, queue=HIGH_PRIORITY, job_id=payload.job_id)
+
+    async def _push(self, message: bytes, *, queue: str, job_id: str) -> bool:
         try:
             # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation.
             async with asyncio.timeout(self._timeout):
-                await self._client.lpush(f"{self._prefix}{queue}", self.message(payload, queue))
+                await self._client.lpush(f"{self._prefix}{queue}", message)
         except Exception as exc:
-            log.warning("job.publish_failed", job_id=payload.job_id, queue=queue, error=repr(exc))
+            log.warning("job.publish_failed", job_id=job_id, queue=queue, error=repr(exc))
             return False
         return True
 
     def message(self, payload: GenerateVideo, queue: str) -> bytes:
-        """The kombu Redis envelope of the task message, as send_task would store it."""
+        """The kombu Redis envelope of a generation task message, as send_task would store it."""
+        return self.envelope(GENERATE_VIDEO, payload.to_kwargs(), queue, request_id=payload.request_id)
+
+    def envelope(self, name: str, kwargs: dict[str, Any], queue: str, *, request_id: str | None) -> bytes:
+        """The kombu Redis envelope of a message of task name, as send_task would store it."""
         task_id = str(uuid.uuid4())
-        task = self._app.amqp.as_task_v2(task_id, GENERATE_VIDEO, kwargs=payload.to_kwargs(), ignore_result=None)
-        headers: dict[str, Any] = {**task.headers, "request_id": payload.request_id or ""}
+        task = self._app.amqp.as_task_v2(task_id, name, kwargs=kwargs, ignore_result=None)
+        headers: dict[str, Any] = {**task.headers, "request_id": request_id or ""}
         envelope = {
             "body": base64.b64encode(dumps(task.body).encode()).decode(),
             "content-encoding": "utf-8",

@@ -178,6 +178,9 @@ class JobsService:
             owner=owner,
         )
         log.info("job.cancelled", job_id=job_id)
+        if self._dispatcher is not None:
+            # The worker cancels its own task when it notices; this reaches it when no worker will.
+            await self._dispatcher.cancel_provider_task(job.id, job.provider_task)
         return job
 
     async def delete_job(self, job_id: str, *, owner: str | None = None) -> Job:

@@ -99,6 +99,10 @@ class JobRunner:
         self._concurrency = dict(concurrency or {})
         self._slots = slots
 
+    def provider(self, name: str) -> VideoProvider | None:
+        """The configured provider called name."""
+        return self._providers.get(name)
+
     def run(self, payload: GenerateVideo, *, worker_id: str) -> str:
         """Runs the attempt and answers its outcome."""
         job = self._start(payload, worker_id)

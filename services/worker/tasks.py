@@ -11,15 +11,18 @@ import structlog
 from celery import Celery, Task
 
 from services.core.auth import service_metadata
+from services.core.logging import get_logger
+from services.core.providers.base import ProviderError
 from services.core.providers.registry import build_providers, load_registry
 from services.core.storage import create_storage
-from services.core.tasks import GENERATE_VIDEO, GenerateVideo, broker_redis_url
+from services.core.tasks import CANCEL_PROVIDER_TASK, GENERATE_VIDEO, GenerateVideo, broker_redis_url
 from services.worker.routing import Router
 from services.worker.runner import JobRunner, JobsUnavailable, RetryPolicy
 from services.worker.settings import WorkerSettings
 from services.worker.slots import ProviderSlots
 from videogen.v1 import lifecycle_pb2_grpc, routing_pb2_grpc
 
+log = get_logger(__name__)
 # While the jobs service is unreachable a message waits this long between tries, at most.
 UNAVAILABLE_BACKOFF_MAX = 30.0
 
@@ -81,3 +84,22 @@ def register_tasks(app: Celery, settings: WorkerSettings) -> None:
             raise self.retry(exc=exc, countdown=countdown) from exc
         finally:
             structlog.contextvars.unbind_contextvars("request_id", "job_id", "task_id")
+
+    @app.task(name=CANCEL_PROVIDER_TASK, bind=True, acks_late=True, max_retries=3)  # type: ignore[untyped-decorator]
+    def cancel_provider_task(self: Task, job_id: str, provider: str, task_id: str, **_: Any) -> str:
+        """Cancels a provider task its job no longer wants and no worker will come back for."""
+        structlog.contextvars.bind_contextvars(job_id=job_id, task_id=self.request.id)
+        try:
+            found = runner().provider(provider)
+            if found is None:
+                log.warning("job.provider_task_unknown_provider", provider=provider)
+                return "unknown provider"
+            try:
+                found.cancel(task_id, timeout=settings.worker_rpc_timeout)
+            except ProviderError as exc:
+                log.warning("job.provider_task_not_cancelled", provider=provider, error=str(exc))
+                raise self.retry(exc=exc, countdown=10) from exc
+            log.info("job.provider_task_cancelled", provider=provider)
+            return "cancelled"
+        finally:
+            structlog.contextvars.unbind_contextvars("job_id", "task_id")

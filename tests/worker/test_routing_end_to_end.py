@@ -103,3 +103,23 @@ async def test_a_providers_concurrency_cap_holds_jobs_back_until_a_slot_frees(
     assert waiting.status == jobs_pb2.JOB_STATUS_PROCESSING
     assert still.progress_stage == "waiting for capped"
     assert [job.status for job in done] == [jobs_pb2.JOB_STATUS_COMPLETED] * 2
+
+
+async def test_cancelling_a_job_cancels_its_provider_task_even_when_no_worker_comes_back(
+    start_stack: StackFactory, workdir: Path
+) -> None:
+    stack = await start_stack()
+    gate, task = workdir / "gate", workdir / "task-1"
+    job = await create_job(
+        stack.jobs, metadata={"provider": "scripted", "script": {"task": str(task), "gate": str(gate)}}
+    )
+    await stack.wait_for(job.id, lambda j: j.HasField("provider_task"))
+
+    await stack.jobs.CancelJob(jobs_pb2.CancelJobRequest(id=job.id))
+
+    # The scripted provider never cancels on its own: the jobs service's cancel message did it.
+    async with asyncio.timeout(10):
+        while not task.exists():
+            await asyncio.sleep(0.05)
+    assert task.read_text() == "cancelled"
+    gate.touch()
