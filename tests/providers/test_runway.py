@@ -123,6 +123,17 @@ def test_options_map_to_the_models_nearest_legal_values(
     assert spec.model == model
 
 
+def test_an_entrys_own_shapes_are_asked_in_runways_pixel_sizes(
+    fake: FakeRunway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shapes = {"gen4.5": {"durations": [5, 10], "aspect_ratios": ["16:9", "9:16"], "price_per_second": 0.12}}
+    provider = runway(fake, monkeypatch, capabilities=shapes)
+
+    spec = provider.spec("p", {"aspectRatio": "9:16", "durationSeconds": 10})
+
+    assert (spec.aspect_ratio, spec.duration_seconds) == ("720:1280", 10.0)
+
+
 def test_veo_gets_no_seed_and_no_audio(fake: FakeRunway, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     provider = runway(fake, monkeypatch)
 

@@ -31,7 +31,7 @@ from services.core.providers.base import (
     TaskCallback,
     VideoSpec,
 )
-from services.core.providers.capabilities import ModelCapabilities, ratio_value
+from services.core.providers.capabilities import RATIO_TOLERANCE, ModelCapabilities, ratio_value
 from services.core.providers.http import ProviderHttp, fetch_video
 from services.core.providers.registry import ProviderConfig
 from services.core.providers.spec_mapping import fitted, whole_seconds
@@ -42,6 +42,8 @@ API_VERSION = "2024-11-06"
 WIDE = ["1280:720", "720:1280"]
 GEN4_IMAGE = [*WIDE, "1104:832", "832:1104", "960:960", "1584:672"]
 VEO = [*WIDE, "1920:1080", "1080:1920"]
+# The sizes a model the kind does not know (an entry's own) is asked in, nearest shape first.
+ALL_SIZES = [*VEO, *GEN4_IMAGE[len(WIDE) :]]
 # Credits cost $0.01; credits per second from Runway's model table (runwayml/skills, 2026-04).
 MODELS: dict[str, ModelCapabilities] = {
     "gen4.5": ModelCapabilities(min_seconds=2, max_seconds=10, aspect_ratios=WIDE, image_to_video=True,
@@ -87,7 +89,7 @@ class Runway:
         job = fitted(self._config, metadata, model=model)
         if job.model in MODELS and len(prompt.encode("utf-16-le")) // 2 > PROMPT_LIMIT:
             raise InvalidOptions(f"prompt: {job.model} on {self.name} takes at most {PROMPT_LIMIT} characters")
-        ratio = _pixel_ratio(job.capabilities.aspect_ratios, job.fit.aspect_ratio, metadata)
+        ratio = _pixel_ratio(job.model, job.fit.aspect_ratio, job.request.aspect_ratio, metadata)
         width, height = (int(side) for side in ratio.split(":")) if ratio else (0, 0)
         return VideoSpec(
             prompt=prompt,
@@ -228,15 +230,21 @@ def _task_failure(name: str, task_id: str, task: Mapping[str, Any]) -> TaskEnded
     return TaskEnded(f"{name}: task {task_id} {label}: {reason}" + (f" ({code})" if code else ""), final=safety)
 
 
-def _pixel_ratio(legal: list[str], chosen: str | None, metadata: Mapping[str, Any]) -> str:
-    """The model's pixel ratio for the fitted aspect ratio (its first when the job names none);
-    among sizes of one shape (1280:720, 1920:1080), the one nearest the job's width x height."""
-    if not legal:
-        return chosen or ""
-    chosen = chosen or legal[0]
-    same = [r for r in legal if abs(ratio_value(r) - ratio_value(chosen)) < 1e-9]
+def _pixel_ratio(model: str, chosen: str | None, wanted: float | None, metadata: Mapping[str, Any]) -> str:
+    """The size Runway takes for the fitted shape: the model's pixel ratio of that shape (an
+    entry may say "16:9"), its first when the job names no shape; among sizes of one shape
+    (1280:720, 1920:1080), the one nearest the job's width x height."""
+    sizes = MODELS[model].aspect_ratios if model in MODELS else ALL_SIZES
+    target = ratio_value(chosen) if chosen else wanted
+    if target is None:
+        return sizes[0]
+    distance = {size: abs(math.log(ratio_value(size) / target)) for size in sizes}
+    best = min(distance.values())
+    if best > RATIO_TOLERANCE:
+        return chosen or sizes[0]
+    same = [size for size in sizes if distance[size] - best < 1e-9]
     width, height = metadata.get("width"), metadata.get("height")
     if not (isinstance(width, int | float) and isinstance(height, int | float)):
         return same[0]
     area = float(width) * float(height)
-    return min(same, key=lambda r: abs(math.prod(int(side) for side in r.split(":")) - area))
+    return min(same, key=lambda size: abs(math.prod(int(side) for side in size.split(":")) - area))
