@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from services.core.providers.base import InvalidOptions, JobCancelled, ProviderError, RenderedVideo
 from services.core.providers.input_images import ImageFetcher
@@ -259,6 +260,24 @@ def test_content_that_fails_to_download_is_tried_again(
 
     assert server.paths("GET").count("/v1/videos/video_1/content") == 2
     assert video.codec == "h264"
+
+
+def test_content_that_never_downloads_is_a_clear_provider_error(
+    server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    server.content_misses = 100
+
+    with pytest.raises(ProviderError, match=r"compat: download: HTTP 404"):
+        generate(provider(server, monkeypatch), tmp_path, {})
+
+    assert server.paths("GET").count("/v1/videos/video_1/content") == 3
+
+
+def test_an_entry_naming_a_model_must_say_what_it_makes(server: FakeOpenAI) -> None:
+    entry = {"name": "x", "kind": "openai-compatible", "base_url": server.base_url, "models": ["wan2.2"]}
+
+    with pytest.raises(ValidationError, match="give its capabilities"):
+        ProviderConfig.model_validate(entry)
 
 
 def test_progress_reports_queued_then_the_servers_percent(
