@@ -1,4 +1,4 @@
-"""The openai-videos kind against a local server speaking the OpenAI Videos API."""
+"""The openai-compatible kind against a local server speaking the OpenAI Videos API."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from services.core.providers.registry import ProviderConfig
 from tests.support.fake_openai import FakeOpenAI
 
 KEY = "sk-test-7f3a9c1e5b"
+SORA_SHAPE = {"durations": [4, 8, 12], "aspect_ratios": ["16:9", "9:16", "7:4", "4:7"]}
 
 
 @pytest.fixture
@@ -32,6 +33,7 @@ def adapter(server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, **fields: objec
         "base_url": server.base_url,
         "api_key_env": "FAKE_OPENAI_KEY",
         "models": ["sora-2", "sora-2-pro"],
+        "capabilities": {"sora-2": SORA_SHAPE, "sora-2-pro": SORA_SHAPE},
         "poll_interval_seconds": 0.05,
         "timeout_seconds": 10,
         **fields,
@@ -66,7 +68,7 @@ def test_generates_polls_and_downloads_a_real_video(
     with av.open(str(tmp_path / "v.mp4")) as container:
         assert (container.streams.video[0].width, container.streams.video[0].height) == (video.width, video.height)
     assert (video.width, video.height, video.fps, video.model) == (96, 64, 8.0, "sora-2-pro")
-    assert [call[0] for call in server.calls] == ["POST", "GET", "GET", "GET"]
+    assert [call.method for call in server.calls] == ["POST", "GET", "GET", "GET"]
 
 
 def test_a_failed_video_is_a_provider_error(
@@ -92,7 +94,7 @@ def test_a_server_error_is_a_provider_error(
 def test_429_waits_for_retry_after_and_then_succeeds(
     server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    server.rate_limit, server.retry_after = 2, 1
+    server.rate_limit, server.retry_after = 2, "1"
     began = time.monotonic()
 
     output, _ = run(adapter(server, monkeypatch), tmp_path)
@@ -104,7 +106,7 @@ def test_429_waits_for_retry_after_and_then_succeeds(
 def test_429_beyond_the_deadline_is_rate_limited_not_down(
     server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    server.rate_limit, server.retry_after = 100, 30
+    server.rate_limit, server.retry_after = 100, "30"
 
     with pytest.raises(ProviderError) as caught:
         run(adapter(server, monkeypatch, timeout_seconds=2), tmp_path)
@@ -147,10 +149,10 @@ def test_a_cancelled_job_deletes_the_remote_video(
     with pytest.raises(JobCancelled):
         provider.generate(spec, output=tmp_path / "v.mp4", progress=cancel, on_task=lambda task_id: None)
 
-    assert ("DELETE", "/v1/videos/video_1") in server.calls
+    assert "/v1/videos/video_1" in server.paths("DELETE")
 
 
-@pytest.mark.parametrize("metadata", [{"durationSeconds": 5}, {"width": 5}, {"height": "tall"}])
+@pytest.mark.parametrize("metadata", [{"durationSeconds": 20}, {"width": 5}, {"height": "tall"}])
 def test_options_the_api_cannot_take_are_invalid(
     server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, metadata: dict[str, object]
 ) -> None:
@@ -161,4 +163,4 @@ def test_options_the_api_cannot_take_are_invalid(
 def test_probe_lists_videos(server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
     adapter(server, monkeypatch).probe(2)
 
-    assert server.calls == [("GET", "/v1/videos")]
+    assert [(call.method, call.path) for call in server.calls] == [("GET", "/v1/videos")]

@@ -49,6 +49,12 @@ def test_json_works_too(tmp_path: Path) -> None:
         ("providers:\n  - {name: Bad Name, kind: local}", "providers.0.name"),
         ("providers:\n  - {name: x, kind: teleport}", "providers.0.kind"),
         ("providers:\n  - {name: x, kind: openai-videos}", "base_url"),
+        ("providers:\n  - {name: x, kind: local, dialect: vllm-omni}", "dialect is for kind openai-compatible"),
+        ("providers:\n  - {name: x, kind: openai-compatible, base_url: 'http://h/v1', dialect: grpc}", "dialect"),
+        (
+            "providers:\n  - {name: x, kind: openai-compatible, base_url: 'http://h/v1', dialect: together}",
+            "dialect together needs models",
+        ),
         ("providers:\n  - {name: x, kind: local}\n  - {name: x, kind: local}", "unique"),
         ("providers:\n  - {name: x, kind: local, api_key: sk-inline}", "api_key"),
         ("providers: [", "cannot read"),

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from videogen.v1.routing_pb2_grpc import ProviderRoutingServiceAsyncStub
 
 KEY = "sk-live-9b8c7d6e5f4a3b2c1d0e"
+SORA_SHAPE = {"durations": [4, 8, 12], "aspect_ratios": ["16:9", "9:16"]}
 HEALTHY, UNHEALTHY = providers_pb2.PROVIDER_HEALTH_HEALTHY, providers_pb2.PROVIDER_HEALTH_UNHEALTHY
 
 
@@ -47,9 +48,9 @@ async def providers(
             "providers": [
                 {"name": "local", "kind": "local", "models": ["local-pyav-h264-v1"]},
                 {"name": "fast", "kind": "openai-videos", "base_url": fast.base_url, "api_key_env": "OPENAI_TEST_KEY",
-                 "models": ["sora-2"], "cost_per_request": 0.4},
+                 "models": ["sora-2"], "capabilities": {"sora-2": SORA_SHAPE}, "cost_per_request": 0.4},
                 {"name": "slow", "kind": "openai-videos", "base_url": slow.base_url, "api_key_env": "OPENAI_TEST_KEY",
-                 "models": ["sora-2"], "cost_per_request": 0.2},
+                 "models": ["sora-2"], "capabilities": {"sora-2": SORA_SHAPE}, "cost_per_request": 0.2},
             ]
         }
     )  # fmt: skip

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 from services.core.providers.local import LocalRenderer
@@ -106,7 +106,7 @@ class FakeProvider:
         """The paths requested so far (of method, when given)."""
         return [c.path for c in self.calls if method is None or c.method == method]
 
-    def start(self) -> FakeProvider:
+    def start(self) -> Self:
         self._thread.start()
         return self
 

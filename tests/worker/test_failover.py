@@ -36,6 +36,7 @@ def registry(a: FakeOpenAI, b: FakeOpenAI) -> dict[str, object]:
             "base_url": server.base_url,
             "api_key_env": "OPENAI_TEST_KEY",
             "models": ["sora-2"],
+            "capabilities": {"sora-2": {"durations": [4, 8, 12], "aspect_ratios": ["16:9", "9:16"]}},
             "cost_per_request": cost,
             "poll_interval_seconds": 0.05,
             "timeout_seconds": 20,

@@ -1,10 +1,13 @@
-"""The `openai-compatible` kind (formerly `openai-videos`): servers that speak the OpenAI
-Videos API (vLLM-Omni, LiteLLM's proxy, Together). OpenAI's own endpoint closed on 2026-09-24.
+"""The `openai-compatible` kind (formerly `openai-videos`): servers that speak OpenAI's Videos
+API, such as vLLM-Omni (self-hosted), LiteLLM's proxy and Together. OpenAI's own endpoint closed
+on 2026-09-24, so an entry always names its server (base_url).
 
-Create a video (POST /videos, multipart), poll it (GET /videos/{id}) until `completed` or
-`failed`, download it (GET /videos/{id}/content), delete it when our job is cancelled
-(DELETE /videos/{id}); the probe lists one video (GET /videos?limit=1). A 429 is honoured
-(Retry-After, bounded by the call's deadline) and is not a failure of the provider.
+Create (POST /videos, multipart; JSON for Together), poll GET /videos/{id} (`queued`, then
+`in_progress` with `progress` 0-100, then `completed` or `failed`), download GET
+/videos/{id}/content or, when the answer carries one, its `outputs.video_url` (Together), and
+DELETE /videos/{id} to cancel. The probe lists one video. What the create holds follows the
+entry's `dialect` (openai_fields.py). Without `models`, an entry makes OpenAI's shape (4, 8 or
+12 s; 1280x720, 720x1280, 1792x1024, 1024x1792) with the server's own model.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any, ClassVar
 
 import httpx
 
+from services.core.providers import openai_fields
 from services.core.providers.base import (
     InvalidOptions,
     JobCancelled,
@@ -27,166 +31,203 @@ from services.core.providers.base import (
     TaskCallback,
     VideoSpec,
 )
-from services.core.providers.http import probe_video
+from services.core.providers.capabilities import ModelCapabilities, fit, request_of
+from services.core.providers.http import ProviderHttp, fetch_video
+from services.core.providers.input_images import ImageFetcher
 from services.core.providers.registry import ProviderConfig
 
-SECONDS = (4, 8, 12)
-MAX_RETRY_AFTER = 60.0
+# The model of an entry that lists none: whatever the server runs, asked in OpenAI's shape.
+SERVER_DEFAULT = "server-default"
+OPENAI_SHAPE = ModelCapabilities(durations=[4, 8, 12], aspect_ratios=list(openai_fields.OPENAI_SIZES))
+# Words of a failure's code or message that mean the server's moderation refused the prompt.
+SAFETY_WORDS = ("moderation", "safety", "content_policy", "content policy", "nsfw")
+# How long a cancel may take when our job is cancelled mid-generation.
+CANCEL_SECONDS = 5.0
 
 
 class OpenAIVideos:
     """A client of one OpenAI-compatible Videos endpoint."""
 
-    # No host of its own (OpenAI's closed): the entry names its server, and its models.
-    info: ClassVar[KindInfo] = KindInfo(base_url=None, models={}, needs_key=False)
+    info: ClassVar[KindInfo] = KindInfo(
+        base_url=None, models={SERVER_DEFAULT: OPENAI_SHAPE}, default_model=SERVER_DEFAULT, needs_key=False
+    )
 
-    def __init__(self, config: ProviderConfig, *, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        config: ProviderConfig,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        images: ImageFetcher | None = None,
+    ) -> None:
         self.name = config.name
         self._config = config
-        self._base = config.host
         self._transport = transport
+        self._images = images or ImageFetcher()
 
     def spec(self, prompt: str, metadata: Mapping[str, Any], *, model: str = "") -> VideoSpec:
-        """seconds (4, 8 or 12) from durationSeconds, and size WxH from width and height."""
-        seconds = metadata.get("durationSeconds", 4)
-        if seconds not in SECONDS:
-            raise InvalidOptions(f"metadata.durationSeconds must be one of {SECONDS} for {self.name}")
-        width, height = metadata.get("width", 1280), metadata.get("height", 720)
-        if not all(isinstance(v, int) and not isinstance(v, bool) and 16 <= v <= 4096 for v in (width, height)):
-            raise InvalidOptions("metadata.width and metadata.height must be whole pixels, 16-4096")
+        """The model's nearest legal length (whole seconds) and shape for the job's
+        durationSeconds, aspectRatio or width/height and imageUrl; fps, seed and the tuning
+        fields when given (sent where the dialect takes them)."""
+        model = model or self._config.model
+        capabilities = self._config.capabilities_of(model) or OPENAI_SHAPE
+        request = request_of(metadata)
+        fitted = fit(capabilities, request)
+        if isinstance(fitted, str):
+            raise InvalidOptions(f"{_field_of(fitted)}: {model} on {self.name} {fitted}; asked {request.describe()}")
+        label = fitted.aspect_ratio or request.aspect_label or next(iter(capabilities.aspect_ratios), "16:9")
+        width, height = openai_fields.pixels(metadata, label, openai_sizes=capabilities is OPENAI_SHAPE)
+        image = metadata.get("imageUrl")
+        if image is not None and (not isinstance(image, str) or not image.startswith("https://")):
+            raise InvalidOptions("metadata.imageUrl must be an https URL")
         return VideoSpec(
             prompt=prompt,
-            duration_seconds=float(seconds),
+            duration_seconds=float(max(1, round(fitted.duration_seconds))),
             width=width,
             height=height,
-            fps=0,
-            model=model or self._config.model,
+            fps=openai_fields.whole(metadata, "fps", 1, 120) or 0,
+            model=model,
+            aspect_ratio=label,
+            image_url=image or None,
+            seed=openai_fields.whole(metadata, "seed", 0, 2**32 - 1),
+            extra=openai_fields.extras(metadata),
         )
 
     def generate(
         self, spec: VideoSpec, *, output: Path, progress: ProgressCallback, on_task: TaskCallback
     ) -> RenderedVideo:
-        """Creates the video, polls it to the end, and downloads it to output."""
+        """Creates the video, polls it to its end, and downloads it to output at once."""
         deadline = time.monotonic() + self._config.timeout_seconds
-        with self._client() as client:
-            form = {
-                "prompt": (None, spec.prompt),
-                "model": (None, spec.model),
-                "seconds": (None, str(int(spec.duration_seconds))),
-                "size": (None, f"{spec.width}x{spec.height}"),
-            }
-            video = self._json(client, "POST", "/videos", deadline, files=form)
-            on_task(str(video["id"]))
+        with self._http() as http:
+            video = self._create(http, spec, deadline)
+            video_id = str(video["id"])
+            on_task(video_id)
             try:
-                self._wait(client, video, deadline, progress)
+                video = self._wait(http, video, deadline, progress)
             except JobCancelled:
-                with contextlib.suppress(ProviderError, httpx.HTTPError):
-                    self._request(client, "DELETE", f"/videos/{video['id']}", min(deadline, time.monotonic() + 5))
+                with contextlib.suppress(ProviderError, InvalidOptions):
+                    http.request("DELETE", f"/videos/{video_id}", min(deadline, time.monotonic() + CANCEL_SECONDS))
                 raise
-            self._download(client, str(video["id"]), output, deadline)
-        return probe_video(output, model=spec.model)
+            progress(0.99, "downloading")
+            # An entry without models learns here which one its server runs.
+            reported = video.get("model")
+            model = reported if spec.model == SERVER_DEFAULT and isinstance(reported, str) and reported else spec.model
+            return self._download(http, video, output, deadline, model=model)
 
     def cancel(self, task_id: str, *, timeout: float) -> None:
-        """Deletes the video (which stops it while it runs)."""
-        with self._client() as client:
+        """Deletes the video, which stops it while it runs; one already gone is fine."""
+        with self._http() as http:
             try:
-                self._request(client, "DELETE", f"/videos/{task_id}", time.monotonic() + timeout)
+                http.request("DELETE", f"/videos/{task_id}", time.monotonic() + timeout)
+            except InvalidOptions as exc:
+                raise ProviderError(str(exc)) from None
             except ProviderError as exc:
                 if "HTTP 404" not in str(exc):
                     raise
 
     def probe(self, timeout: float) -> None:
-        """Lists one video: the endpoint answers and accepts our credential."""
-        with self._client() as client:
-            self._json(client, "GET", "/videos?limit=1", time.monotonic() + timeout)
-
-    def _client(self) -> httpx.Client:
-        headers = {"User-Agent": "videogen"}
-        key = self._config.api_key()
-        if key is not None:
-            headers["Authorization"] = f"Bearer {key.get_secret_value()}"
-        return httpx.Client(base_url=self._base, headers=headers, transport=self._transport)
-
-    def _wait(self, client: httpx.Client, video: dict[str, Any], deadline: float, progress: ProgressCallback) -> None:
-        while True:
-            status = video.get("status")
-            if status == "completed":
+        """Lists one video (Together, which documents no list: reads a video that does not
+        exist, whose 404 says the key was taken); nothing is generated."""
+        with self._http() as http:
+            deadline = time.monotonic() + timeout
+            if self._config.dialect != "together":
+                http.request("GET", "/videos?limit=1", deadline)
                 return
-            if status == "failed":
-                error = video.get("error") or {}
-                raise ProviderError(
-                    f"{self.name}: video failed: {error.get('message') or error.get('code') or 'no reason'}"
-                )
-            progress(min(0.99, float(video.get("progress") or 0) / 100), str(status or "queued"))
-            if time.monotonic() + self._config.poll_interval_seconds > deadline:
-                raise ProviderError(f"{self.name}: no video within {self._config.timeout_seconds:.0f}s")
-            time.sleep(self._config.poll_interval_seconds)
-            video = self._json(client, "GET", f"/videos/{video['id']}", deadline)
-
-    def _download(self, client: httpx.Client, video_id: str, output: Path, deadline: float) -> None:
-        response = self._request(client, "GET", f"/videos/{video_id}/content", deadline, stream=True)
-        try:
-            with open(output, "wb") as handle:
-                for chunk in response.iter_bytes(1 << 16):
-                    handle.write(chunk)
-        except httpx.HTTPError as exc:
-            raise ProviderError(f"{self.name}: download failed: {type(exc).__name__}") from exc
-        finally:
-            response.close()
-
-    def _json(self, client: httpx.Client, method: str, path: str, deadline: float, **kwargs: Any) -> dict[str, Any]:
-        response = self._request(client, method, path, deadline, **kwargs)
-        try:
-            body = response.json()
-        except ValueError:
-            raise ProviderError(f"{self.name}: {method} {path}: the answer is not JSON") from None
-        if not isinstance(body, dict):
-            raise ProviderError(f"{self.name}: {method} {path}: the answer is not a JSON object")
-        return body
-
-    def _request(
-        self, client: httpx.Client, method: str, path: str, deadline: float, *, stream: bool = False, **kwargs: Any
-    ) -> httpx.Response:
-        """One call, repeated after a 429 while the deadline allows; errors as ProviderError."""
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise ProviderError(f"{self.name}: {method} {path}: timed out")
             try:
-                request = client.build_request(method, path, timeout=left, **kwargs)
-                response = client.send(request, stream=stream)
-            except httpx.TimeoutException:
-                raise ProviderError(f"{self.name}: {method} {path}: timed out") from None
-            except httpx.HTTPError as exc:
-                raise ProviderError(f"{self.name}: {method} {path}: {type(exc).__name__}") from None
-            if response.status_code == 429:
-                wait = _retry_after(response)
-                response.close()
-                if time.monotonic() + wait >= deadline:
-                    raise ProviderError(f"{self.name}: rate limited beyond the deadline", rate_limited=True)
-                time.sleep(wait)
-                continue
-            if response.status_code >= 400:
-                if stream:
-                    response.read()
-                detail = _error_message(response)
-                response.close()
-                if response.status_code in (400, 422):
-                    raise InvalidOptions(f"{self.name} refused the request: {detail}")
-                raise ProviderError(f"{self.name}: {method} {path}: HTTP {response.status_code} {detail}")
-            return response
+                http.request("GET", "/videos/videogen-probe", deadline)
+            except ProviderError as exc:
+                if "HTTP 404" not in str(exc):
+                    raise
+
+    def _http(self) -> contextlib.closing[ProviderHttp]:
+        # The key is read at each use, so that a rotated key takes effect without a restart.
+        key = self._config.api_key()
+        headers = {"Authorization": f"Bearer {key.get_secret_value()}"} if key is not None else {}
+        return contextlib.closing(ProviderHttp(self._config, headers=headers, transport=self._transport))
+
+    def _create(self, http: ProviderHttp, spec: VideoSpec, deadline: float) -> dict[str, Any]:
+        dialect = self._config.dialect
+        if dialect == "together":
+            answer = http.json("POST", "/videos", deadline, json=openai_fields.together_body(spec))
+        else:
+            image = self._images.fetch(spec.image_url, deadline=deadline) if spec.image_url else None
+            form = openai_fields.multipart(spec, dialect=dialect, send_model=spec.model != SERVER_DEFAULT, image=image)
+            answer = http.json("POST", "/videos", deadline, files=form)
+        if not isinstance(answer, dict) or not isinstance(answer.get("id"), str | int) or not str(answer["id"]):
+            raise ProviderError(f"{self.name}: POST /videos: the answer names no video id")
+        return answer
+
+    def _wait(
+        self, http: ProviderHttp, video: dict[str, Any], deadline: float, progress: ProgressCallback
+    ) -> dict[str, Any]:
+        """Polls until the video is completed; queued and in_progress are reported, not failures."""
+        video_id = str(video["id"])
+        while True:
+            status = str(video.get("status") or "queued")
+            if status in ("completed", "succeeded"):
+                return video
+            if status in ("failed", "cancelled", "canceled", "expired"):
+                raise self._failure(video, status)
+            stage = "queued" if status == "queued" else "generating"
+            percent = video.get("progress")
+            fraction = percent / 100 if isinstance(percent, int | float) and not isinstance(percent, bool) else 0.0
+            progress(max(0.0, min(0.95, fraction)), stage)
+            if time.monotonic() + self._config.poll_interval_seconds > deadline:
+                raise ProviderError(f"{self.name}: no video within {self._config.timeout_seconds:.0f}s ({status})")
+            time.sleep(self._config.poll_interval_seconds)
+            answer = http.json("GET", f"/videos/{video_id}", deadline)
+            if not isinstance(answer, dict):
+                raise ProviderError(f"{self.name}: GET /videos/{video_id}: the answer is not a video")
+            video = answer
+
+    def _failure(self, video: Mapping[str, Any], status: str) -> ProviderError:
+        """The server's reason; a moderation refusal is final (no retry, no other provider)."""
+        error = video.get("error")
+        info = video.get("info")
+        parts: list[str] = []
+        if isinstance(error, dict):
+            parts = [str(error[key]) for key in ("code", "message") if error.get(key)]
+        elif isinstance(error, str):
+            parts = [error]
+        if not parts and isinstance(info, dict) and info.get("errors"):
+            parts = [str(info["errors"])]
+        reason = ": ".join(parts)[:300] or "no reason given"
+        safety = any(word in reason.lower() for word in SAFETY_WORDS)
+        return ProviderError(f"{self.name}: video {status}: {reason}", final=safety)
+
+    def _download(
+        self, http: ProviderHttp, video: dict[str, Any], output: Path, deadline: float, *, model: str
+    ) -> RenderedVideo:
+        """From the answer's output URL when it gives one (asking the video again for a fresh
+        URL before each further try), else from the content endpoint, with our key."""
+        video_id, limit = str(video["id"]), self._config.max_video_bytes
+        first = _output_url(video)
+        if first is None:
+            content = f"{self._config.host}/videos/{video_id}/content"
+            return fetch_video(http, output, deadline, url=lambda: content, max_bytes=limit, model=model, auth=True)
+        urls = iter([first])
+
+        def fresh() -> str:
+            url = next(urls, None)
+            if url is None:
+                url = _output_url(http.json("GET", f"/videos/{video_id}", deadline))
+            if url is None:
+                raise ProviderError(f"{self.name}: GET /videos/{video_id}: the answer has no video URL")
+            return url
+
+        return fetch_video(http, output, deadline, url=fresh, max_bytes=limit, model=model)
 
 
-def _retry_after(response: httpx.Response) -> float:
-    try:
-        return max(0.0, min(MAX_RETRY_AFTER, float(response.headers.get("retry-after", "1"))))
-    except ValueError:
-        return 1.0
+def _output_url(video: Any) -> str | None:
+    """Together's `outputs.video_url`, when the answer has one."""
+    outputs = video.get("outputs") if isinstance(video, dict) else None
+    url = outputs.get("video_url") if isinstance(outputs, dict) else None
+    return url if isinstance(url, str) and url.startswith(("https://", "http://")) else None
 
 
-def _error_message(response: httpx.Response) -> str:
-    with contextlib.suppress(ValueError):
-        error = response.json().get("error") or {}
-        if isinstance(error, dict) and error.get("message"):
-            return str(error["message"])[:300]
-    return response.reason_phrase
+def _field_of(reason: str) -> str:
+    """The metadata field a fit's refusal is about."""
+    if "image" in reason:
+        return "metadata.imageUrl"
+    if reason.endswith(" s"):
+        return "metadata.durationSeconds"
+    return "metadata.aspectRatio"

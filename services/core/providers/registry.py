@@ -14,7 +14,7 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -83,6 +83,9 @@ class ProviderConfig(BaseModel):
     enabled: bool = True
     # comfyui: the workflow file (API format) with the placeholders of docs/providers.md.
     workflow: str | None = None
+    # openai-compatible: the server's request shape (docs/providers.md): OpenAI's multipart
+    # fields alone, those plus vLLM-Omni's own (fps, num_frames, seed, ...), or Together's JSON.
+    dialect: Literal["openai", "vllm-omni", "together"] = "openai"
     # plugin: "module:Class", constructed with this config
     plugin: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.]+:[A-Za-z0-9_]+$")] | None = None
 
@@ -99,6 +102,10 @@ class ProviderConfig(BaseModel):
         info = kind_info(self.kind)
         if self.kind == "plugin" and not self.plugin:
             raise ValueError("plugin (module:Class) is required for kind plugin")
+        if self.dialect != "openai" and self.kind != "openai-compatible":
+            raise ValueError("dialect is for kind openai-compatible only")
+        if self.dialect == "together" and not self.models:
+            raise ValueError("dialect together needs models (Together serves many; name yours)")
         if info is not None:
             if info.base_url is None and not self.base_url:
                 raise ValueError(f"base_url is required for kind {self.kind}")

@@ -1,0 +1,129 @@
+"""What the openai-compatible kind reads from a job and sends to create a video, by dialect.
+
+- openai: OpenAI's multipart fields, `prompt`, `model`, `seconds`, `size` and the file
+  `input_reference` (LiteLLM's proxy; vLLM-Omni takes them too).
+- vllm-omni: those plus vLLM-Omni's own: `width`, `height`, `fps` and `num_frames` (when the
+  job gives fps), `seed`, `negative_prompt`, `num_inference_steps`, `guidance_scale`.
+- together: Together's JSON body (model, prompt, width, height, seconds, fps, seed,
+  negative_prompt, steps, guidance_scale), the first frame given by URL (Together fetches it).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from services.core.providers.base import InvalidOptions, VideoSpec
+from services.core.providers.capabilities import ratio_value
+from services.core.providers.input_images import InputImage
+
+# The sizes OpenAI's shape allows, by aspect ratio.
+OPENAI_SIZES = {"16:9": (1280, 720), "9:16": (720, 1280), "7:4": (1792, 1024), "4:7": (1024, 1792)}
+# Other shapes are made 720 pixels on their short side, in multiples of 16 (what diffusion
+# models take), unless the job names its pixels.
+SHORT_SIDE = 720
+# The job's own fields a dialect passes on: metadata name -> (vLLM-Omni field, Together field,
+# smallest, largest, whole numbers only).
+TUNING: dict[str, tuple[str, str, float, float, bool]] = {
+    "numInferenceSteps": ("num_inference_steps", "steps", 1, 200, True),
+    "guidanceScale": ("guidance_scale", "guidance_scale", 0, 20, False),
+}
+MAX_NEGATIVE_PROMPT = 2000
+
+
+def whole(metadata: Mapping[str, Any], name: str, low: int, high: int) -> int | None:
+    """metadata[name] as a whole number within bounds (None when absent)."""
+    value = metadata.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value) or not low <= value <= high:
+        raise InvalidOptions(f"metadata.{name} must be a whole number from {low} to {high}")
+    return int(value)
+
+
+def pixels(metadata: Mapping[str, Any], label: str, *, openai_sizes: bool) -> tuple[int, int]:
+    """The width and height to ask for: OpenAI's size for the ratio when only those are legal,
+    else the job's own pixels, else OpenAI's size for the ratio, else the ratio at SHORT_SIDE."""
+    width, height = whole(metadata, "width", 16, 4096), whole(metadata, "height", 16, 4096)
+    if width is not None and height is not None and not openai_sizes:
+        return width, height
+    if label in OPENAI_SIZES:
+        return OPENAI_SIZES[label]
+    ratio = ratio_value(label)
+    long_side = 16 * round(SHORT_SIDE * max(ratio, 1 / ratio) / 16)
+    return (long_side, SHORT_SIDE) if ratio >= 1 else (SHORT_SIDE, long_side)
+
+
+def extras(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """The job's tuning fields (negativePrompt, numInferenceSteps, guidanceScale), checked."""
+    found: dict[str, Any] = {}
+    negative = metadata.get("negativePrompt")
+    if negative is not None:
+        if not isinstance(negative, str) or len(negative) > MAX_NEGATIVE_PROMPT:
+            raise InvalidOptions(f"metadata.negativePrompt must be text of at most {MAX_NEGATIVE_PROMPT} characters")
+        found["negativePrompt"] = negative
+    for name, (_, _, low, high, integral) in TUNING.items():
+        value = metadata.get(name)
+        if value is None:
+            continue
+        kind = "a whole number" if integral else "a number"
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise InvalidOptions(f"metadata.{name} must be {kind} from {low:g} to {high:g}")
+        if not low <= value <= high or (integral and value != int(value)):
+            raise InvalidOptions(f"metadata.{name} must be {kind} from {low:g} to {high:g}")
+        found[name] = int(value) if integral else float(value)
+    return found
+
+
+def multipart(
+    spec: VideoSpec, *, dialect: str, send_model: bool, image: InputImage | None
+) -> dict[str, tuple[str | None, str | bytes] | tuple[str, bytes, str]]:
+    """The multipart form of the create (openai and vllm-omni dialects)."""
+    fields: dict[str, str] = {
+        "prompt": spec.prompt,
+        "seconds": str(int(spec.duration_seconds)),
+        "size": f"{spec.width}x{spec.height}",
+    }
+    if send_model:
+        fields["model"] = spec.model
+    if dialect == "vllm-omni":
+        fields.update(width=str(spec.width), height=str(spec.height))
+        if spec.fps:
+            fields.update(fps=str(spec.fps), num_frames=str(max(1, round(spec.duration_seconds * spec.fps))))
+        if spec.seed is not None:
+            fields["seed"] = str(spec.seed)
+        if "negativePrompt" in spec.extra:
+            fields["negative_prompt"] = spec.extra["negativePrompt"]
+        for name, (field, *_) in TUNING.items():
+            if name in spec.extra:
+                fields[field] = str(spec.extra[name])
+    form: dict[str, tuple[str | None, str | bytes] | tuple[str, bytes, str]] = {
+        name: (None, value) for name, value in fields.items()
+    }
+    if image is not None:
+        form["input_reference"] = (image.filename, image.data, image.content_type)
+    return form
+
+
+def together_body(spec: VideoSpec) -> dict[str, Any]:
+    """Together's JSON create; its first frame goes by URL."""
+    body: dict[str, Any] = {
+        "model": spec.model,
+        "prompt": spec.prompt,
+        "width": spec.width,
+        "height": spec.height,
+        "seconds": str(int(spec.duration_seconds)),
+    }
+    if spec.fps:
+        body["fps"] = spec.fps
+    if spec.seed is not None:
+        body["seed"] = spec.seed
+    if "negativePrompt" in spec.extra:
+        body["negative_prompt"] = spec.extra["negativePrompt"]
+    for name, (_, field, *_) in TUNING.items():
+        if name in spec.extra:
+            body[field] = round(spec.extra[name])  # Together takes whole numbers here
+    if spec.image_url:
+        body["media"] = {"frame_images": [{"input_image": spec.image_url, "frame": "first"}]}
+    return body
