@@ -23,9 +23,13 @@ from services.core.providers.registry import ProviderConfig
 MAX_RETRY_AFTER = 60.0
 TRANSIENT = frozenset({502, 503, 504})
 TRANSIENT_RETRIES = 3
+# Only these are repeated after a brief outage: a POST may have created (and billed) a task
+# before its proxy answered 502, so a create is never sent twice.
+IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 # A download that fails (an expired URL, a cut connection) is tried this often within the attempt.
 DOWNLOAD_ATTEMPTS = 3
-CONTENT_TYPES = {"mp4": "video/mp4", "mov": "video/quicktime", "webm": "video/webm", "matroska": "video/webm"}
+# FFmpeg names a demuxer by every format it reads ("mov,mp4,m4a,..."): the first of these it names wins.
+CONTENT_TYPES = {"mp4": "video/mp4", "webm": "video/webm", "mov": "video/quicktime", "matroska": "video/x-matroska"}
 # Answers whose status means "this request is wrong": retrying or failing over will not help.
 _REFUSED = frozenset({400, 422})
 
@@ -87,7 +91,8 @@ class ProviderHttp:
 
     def request(self, method: str, url: str, deadline: float, **kwargs: Any) -> httpx.Response:
         """One call (a full URL or a path under the base URL), repeated after a 429 for as long
-        as its Retry-After fits the deadline and after a brief outage (502-504) a few times."""
+        as its Retry-After fits the deadline and, unless it is a POST, after a brief outage
+        (502-504) a few times."""
         transient = 0
         while True:
             left = deadline - time.monotonic()
@@ -99,7 +104,8 @@ class ProviderHttp:
                 raise ProviderError(f"{self.name}: {method} {_path(url)}: timed out") from None
             except httpx.HTTPError as exc:
                 raise ProviderError(f"{self.name}: {method} {_path(url)}: {type(exc).__name__}") from None
-            if response.status_code == 429 or (response.status_code in TRANSIENT and transient < TRANSIENT_RETRIES):
+            outage = response.status_code in TRANSIENT and method.upper() in IDEMPOTENT
+            if response.status_code == 429 or (outage and transient < TRANSIENT_RETRIES):
                 limited = response.status_code == 429
                 wait = retry_after(response, default=1.0 if limited else 0.5 * 2**transient)
                 transient += 0 if limited else 1
@@ -181,7 +187,7 @@ def probe_video(path: Path, *, model: str) -> RenderedVideo:
             formats = container.format.name.split(",")
             return RenderedVideo(
                 path=path,
-                content_type=next((CONTENT_TYPES[f] for f in formats if f in CONTENT_TYPES), "video/mp4"),
+                content_type=next((kind for name, kind in CONTENT_TYPES.items() if name in formats), "video/mp4"),
                 duration_seconds=duration,
                 width=stream.width,
                 height=stream.height,
