@@ -121,6 +121,7 @@ def test_model_input_is_sent_but_never_over_the_mapped_fields(
         ({"seed": True}, VEO, "metadata.seed"),
         ({}, "no-owner", "metadata.model"),
         ({}, "acme/clip:not-a-version!", "metadata.model"),
+        ({}, "../account", "metadata.model"),
     ],
 )
 def test_what_the_model_cannot_take_is_refused_naming_the_field(

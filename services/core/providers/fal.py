@@ -93,7 +93,7 @@ def app_path(model: str) -> str:
     """fal-ai/kling-video/v3/pro/text-to-video -> fal-ai/kling-video (where its requests live)."""
     parts = model.strip("/").split("/")
     size = 3 if parts[0] in NAMESPACES else 2
-    if len(parts) < size or not MODEL.fullmatch(model):
+    if len(parts) < size or not MODEL.fullmatch(model) or any(not part.strip(".") for part in parts):
         raise InvalidOptions(f"metadata.model: {model!r} is not a fal model path such as fal-ai/veo3.1")
     return "/".join(parts[:size])
 
@@ -167,7 +167,10 @@ class Fal:
     def probe(self, timeout: float) -> None:
         """Reads the status of a request that does not exist (free): 404 means fal answered
         and accepted our key; 401 or 403 that it refused the key."""
-        path = f"/{app_path(self._config.model)}/requests/{PROBE_REQUEST}/status"
+        try:
+            path = f"/{app_path(self._config.model)}/requests/{PROBE_REQUEST}/status"
+        except InvalidOptions as exc:
+            raise ProviderError(f"{self.name}: {exc}") from None
         with closing(self._http()) as http:
             try:
                 http.request("GET", path, time.monotonic() + timeout)

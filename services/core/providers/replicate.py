@@ -100,7 +100,8 @@ class Replicate:
     def spec(self, prompt: str, metadata: Mapping[str, Any], *, model: str = "") -> VideoSpec:
         """The job's options at the model's nearest legal values."""
         spec = hosted_spec(self._config, prompt, metadata, model=model)
-        if not MODEL.fullmatch(spec.model):
+        match = MODEL.fullmatch(spec.model)
+        if match is None or not (match["owner"].strip(".") and match["name"].strip(".")):
             raise InvalidOptions(f"metadata.model: {spec.model!r} is not a Replicate model (owner/name[:version])")
         return spec
 
