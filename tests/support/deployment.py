@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import yaml
+
 from services.core.migrate import MigrateSettings
 from services.core.settings import CoreSettings
 from services.edge import EdgeSettings
@@ -49,7 +51,11 @@ SETTINGS: dict[str, type[CoreSettings]] = {
 
 # Variables read outside the settings classes: the Python runtime, Prometheus' multi-process
 # mode, and the provider keys that a registry names (deploy/providers.example.yaml).
-OTHER_KNOWN = {"PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "PROMETHEUS_MULTIPROC_DIR", "OPENAI_API_KEY", "HOME"}
+OTHER_KNOWN = {"PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "PROMETHEUS_MULTIPROC_DIR", "HOME"} | {
+    entry["api_key_env"]
+    for entry in yaml.safe_load((ROOT / "deploy" / "providers.example.yaml").read_text())["providers"]
+    if entry.get("api_key_env")
+}
 
 
 def sources(module: str) -> list[Path]:
