@@ -8,7 +8,7 @@ import uvloop
 
 from services.core.embedded import resolve_database_url
 from services.core.logging import configure_logging
-from services.core.providers.registry import RegistryError, load_registry
+from services.core.providers.registry import RegistryError, build_providers, load_registry
 from services.core.runtime import DatabaseService, serve_until_signal
 from services.core.settings import load_settings
 from services.providers.server import start_providers_server
@@ -21,6 +21,8 @@ def main() -> None:
     configure_logging(service="providers", level=settings.log_level)
     try:
         registry = load_registry(settings.providers_config)
+        # Building each provider reads what its entry names (a comfyui workflow file): checked now.
+        build_providers(registry)
     except RegistryError as exc:
         sys.stderr.write(f"configuration error: {exc}\n")
         raise SystemExit(2) from None

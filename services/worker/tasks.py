@@ -40,6 +40,9 @@ def register_tasks(app: Celery, settings: WorkerSettings) -> None:
     """Declares generate_video on app; each worker process builds its runner on first use."""
     runners: dict[int, JobRunner] = {}
     registry = load_registry(settings.providers_config)
+    # Building each provider reads what its entry names (a comfyui workflow file): a bad one stops
+    # the worker at start, as a bad registry does, rather than failing each job's first attempt.
+    build_providers(registry)
 
     def runner() -> JobRunner:
         # One channel per process, made after the fork (gRPC must not cross a fork).

@@ -4,6 +4,8 @@ values, and a bad file or entry is refused when the provider is built, naming wh
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ import yaml
 from services.core.providers.comfyui import ComfyUI
 from services.core.providers.comfyui.workflow import WorkflowError, load_workflow
 from services.core.providers.registry import ProviderConfig, RegistryError
-from tests.support.processes import ROOT
+from tests.support.processes import ROOT, clean_env
 
 EXAMPLES = ROOT / "deploy" / "comfyui"
 PROMPT_ONLY = {"1": {"class_type": "CLIPTextEncode", "inputs": {"text": "{{prompt}}"}}}
@@ -130,3 +132,22 @@ def test_an_image_workflow_must_be_declared_image_to_video(tmp_path: Path) -> No
         ComfyUI(entry(tmp_path, workflow=str(path)))
     ComfyUI(entry(tmp_path, workflow=str(path), capabilities={"m": {"text_to_video": False, "image_to_video": True}}))
 
+
+def test_the_providers_service_refuses_to_start_on_a_bad_workflow(tmp_path: Path) -> None:
+    write(tmp_path, {"1": {"class_type": "CLIPTextEncode", "inputs": {"text": "no placeholder"}}}, "wan.json")
+    registry = {"providers": [{"name": "comfy", "kind": "comfyui", "base_url": "http://127.0.0.1:8188",
+                               "workflow": "wan.json", "models": ["m"], "capabilities": {"m": {}}}]}  # fmt: skip
+    (tmp_path / "providers.json").write_text(json.dumps(registry))
+
+    result = subprocess.run(
+        [sys.executable, "-m", "services.providers"],
+        cwd=tmp_path,
+        env=clean_env(PROVIDERS_CONFIG="providers.json", DATABASE_URL="postgresql://postgres@127.0.0.1:1/none"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 2
+    assert "configuration error: provider comfy: workflow wan.json: no input is {{prompt}}" in result.stderr
+    assert "Traceback" not in result.stderr
