@@ -151,3 +151,10 @@ def test_the_providers_service_refuses_to_start_on_a_bad_workflow(tmp_path: Path
     assert result.returncode == 2
     assert "configuration error: provider comfy: workflow wan.json: no input is {{prompt}}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_workflow_shown_in_the_docs_is_the_shipped_one() -> None:
+    section = (ROOT / "docs" / "providers.md").read_text().split("### comfyui", 1)[1].split("\n### ", 1)[0]
+    shown = section.split("```json\n", 1)[1].split("```", 1)[0]
+
+    assert json.loads(shown) == json.loads((EXAMPLES / "wan22_ti2v_5b_t2v.json").read_text())

@@ -232,7 +232,7 @@ class ComfyUI:
 
     def _stop(self, prompt_id: str, deadline: float) -> None:
         # Deleting first means it cannot start after we looked; a targeted interrupt only if it
-        # runs, since servers older than 2025 ignore the prompt_id and interrupt whatever runs.
+        # runs, since servers before September 2025 ignore the prompt_id and interrupt whatever runs.
         self._http.request("POST", "/queue", deadline, json={"delete": [prompt_id]})
         if queue_place(self._http.json("GET", "/queue", deadline), prompt_id) == 0:
             self._http.request("POST", "/interrupt", deadline, json={"prompt_id": prompt_id})
