@@ -10,7 +10,6 @@ one, goes as a Bearer header to the auth proxy in front of it.
 
 from __future__ import annotations
 
-import math
 import random
 import time
 import uuid
@@ -30,17 +29,16 @@ from services.core.providers.base import (
     TaskCallback,
     VideoSpec,
 )
-from services.core.providers.capabilities import ModelCapabilities, fit, ratio_value, request_of
+from services.core.providers.capabilities import ModelCapabilities
 from services.core.providers.comfyui.history import failure_of, queue_place, refusal, saved_video
-from services.core.providers.comfyui.images import check_image_url, fetch_image
+from services.core.providers.comfyui.images import fetch_image
+from services.core.providers.comfyui.options import job_spec
 from services.core.providers.comfyui.progress import SAMPLED, EventStream, RunState
 from services.core.providers.comfyui.workflow import Value, WorkflowError, load_workflow
 from services.core.providers.http import ProviderHttp, fetch_video
 from services.core.providers.registry import ProviderConfig
 
 log = get_logger(__name__)
-# Sizes are multiples of this (what video models' latents need: Wan 2.2 and LTX-Video use 32).
-SIZE_STEP = 32
 CANCEL_SECONDS = 5.0
 # After the socket announced the end, /history is asked again this soon (it is written just after).
 ENDING_RECHECK = 0.2
@@ -71,34 +69,13 @@ class ComfyUI:
         self._private_images = private_images
 
     def spec(self, prompt: str, metadata: Mapping[str, Any], *, model: str = "") -> VideoSpec:
-        """The job at the workflow's nearest legal values: its length from the entry's
-        capabilities, its size in multiples of 32 (from width/height, or aspectRatio at the
-        workflow's default area), its fps, seed and input image."""
+        """The job at the workflow's nearest legal values (options.py), or InvalidOptions."""
         if model and model != self._model:
             raise InvalidOptions(f"metadata.model: {self.name} runs {self._model} only")
-        duration = metadata.get("durationSeconds")
-        if duration is not None and (isinstance(duration, bool) or not isinstance(duration, int | float)):
-            raise InvalidOptions("metadata.durationSeconds must be a number of seconds")
-        request = request_of(metadata)
-        fitted = fit(self._capabilities, request)
-        if isinstance(fitted, str):
-            raise InvalidOptions(f"metadata.{_field_of(fitted)}: {self.name} ({self._model}) {fitted}, "
-                                 f"not {request.describe()}")  # fmt: skip
-        width, height = self._size(metadata, fitted.aspect_ratio or request.aspect_label)
-        image = metadata.get("imageUrl") if request.image_input else None
-        if image is not None:
-            check_image_url(str(image), private=self._private_images)
-        return VideoSpec(
-            prompt=prompt,
-            duration_seconds=fitted.duration_seconds,
-            width=width,
-            height=height,
-            fps=_whole(metadata, "fps", 1, 120) or self._workflow.default("fps"),
-            model=self._model,
-            aspect_ratio=fitted.aspect_ratio or "",
-            image_url=str(image) if image is not None else None,
-            seed=_whole(metadata, "seed", 0, 2**64 - 1),
-        )
+        return job_spec(
+            prompt, metadata, provider=self.name, model=self._model, capabilities=self._capabilities,
+            workflow=self._workflow, private_images=self._private_images,
+        )  # fmt: skip
 
     def generate(
         self, spec: VideoSpec, *, output: Path, progress: ProgressCallback, on_task: TaskCallback
@@ -107,33 +84,13 @@ class ComfyUI:
         deadline = time.monotonic() + self._config.timeout_seconds
         prompt_id, client_id = str(uuid.uuid4()), uuid.uuid4().hex
         graph = self._workflow.fill(self._values(spec, prompt_id, deadline))
-        # Open before submitting, so that no event of the run is missed.
-        events = EventStream.open(
-            self._socket_url(client_id), headers=self._headers, timeout=min(10.0, deadline - time.monotonic()),
-            provider=self.name,
-        )  # fmt: skip
-        try:
-            # Our own id: recorded before the server has it, so a worker dying now leaves nothing unknown.
-            on_task(prompt_id)
-            try:
-                prompt_id = self._submit(graph, ids=(prompt_id, client_id), deadline=deadline, on_task=on_task)
-                entry = self._wait(RunState(self._workflow, prompt_id), events, deadline, progress)
-            except JobCancelled:
-                self._stop_quietly(prompt_id)
-                raise
-        finally:
-            events.close()
-        reason = failure_of(entry)
-        if reason is not None:
-            raise ProviderError(f"{self.name}: {reason}")
-        saved = saved_video(entry)
-        if saved is None:
-            raise ProviderError(f"{self.name}: the workflow saved no video (it needs a SaveVideo node, or another "
-                                "node writing an MP4 or WebM to ComfyUI's output)")  # fmt: skip
+        entry = self._run(graph, ids=(prompt_id, client_id), deadline=deadline, progress=progress, on_task=on_task)
+        saved = self._saved_video(entry)
         progress(SAMPLED, "downloading")
+        url = f"/view?{urlencode(saved)}"
         return fetch_video(
-            self._http, output, deadline, url=lambda: f"/view?{urlencode(saved)}",
-            max_bytes=self._config.max_video_bytes, model=spec.model, auth=True,
+            self._http, output, deadline, url=lambda: url, max_bytes=self._config.max_video_bytes, model=spec.model,
+            auth=True,
         )  # fmt: skip
 
     def cancel(self, task_id: str, *, timeout: float) -> None:
@@ -173,6 +130,45 @@ class ComfyUI:
             raise ProviderError(f"{self.name}: POST /upload/image: the answer names no file")
         subfolder = answer.get("subfolder") or ""
         return f"{subfolder}/{name}" if subfolder else name
+
+    def _run(
+        self,
+        graph: dict[str, Any],
+        *,
+        ids: tuple[str, str],
+        deadline: float,
+        progress: ProgressCallback,
+        on_task: TaskCallback,
+    ) -> dict[str, Any]:
+        """Submits the graph with our (prompt_id, client_id) and follows it to its history entry;
+        stops it on the server when the job is cancelled."""
+        prompt_id, client_id = ids
+        # Opened before submitting, so that no event of the run is missed.
+        socket_url, left = self._socket_url(client_id), deadline - time.monotonic()
+        events = EventStream.open(socket_url, headers=self._headers, timeout=min(10.0, left), provider=self.name)
+        # Our own id, recorded before the server has it: a worker dying now leaves nothing unknown.
+        on_task(prompt_id)
+        try:
+            prompt_id = self._submit(graph, ids=ids, deadline=deadline, on_task=on_task)
+            return self._wait(RunState(self._workflow, prompt_id), events, deadline, progress)
+        except JobCancelled:
+            self._stop_quietly(prompt_id)
+            raise
+        finally:
+            events.close()
+
+    def _saved_video(self, entry: dict[str, Any]) -> dict[str, str]:
+        """The video a finished run saved; ProviderError when it failed or saved none."""
+        reason = failure_of(entry)
+        if reason is not None:
+            raise ProviderError(f"{self.name}: {reason}")
+        saved = saved_video(entry)
+        if saved is None:
+            raise ProviderError(
+                f"{self.name}: the workflow saved no video (it needs a SaveVideo node, or another node "
+                "writing an MP4 or WebM to ComfyUI's output)"
+            )
+        return saved
 
     def _submit(self, graph: dict[str, Any], *, ids: tuple[str, str], deadline: float, on_task: TaskCallback) -> str:
         """POST /prompt with our (prompt_id, client_id); the prompt's id (ours, unless an old
@@ -249,18 +245,6 @@ class ComfyUI:
         scheme, _, rest = host.partition("://")
         return f"{'wss' if scheme == 'https' else 'ws'}://{rest}/ws?{urlencode({'clientId': client_id})}"
 
-    def _size(self, metadata: Mapping[str, Any], ratio: str) -> tuple[int, int]:
-        width, height = _whole(metadata, "width", SIZE_STEP, 4096), _whole(metadata, "height", SIZE_STEP, 4096)
-        if (width is None) != (height is None):
-            raise InvalidOptions("metadata.width and metadata.height go together")
-        if width is None or height is None:
-            width, height = self._workflow.default("width"), self._workflow.default("height")
-            if ratio:
-                # The workflow's default number of pixels, in the shape asked.
-                area, shape = width * height, ratio_value(ratio)
-                width, height = round(math.sqrt(area * shape)), round(math.sqrt(area / shape))
-        return _step(width), _step(height)
-
 
 def _model_of(config: ProviderConfig) -> tuple[str, ModelCapabilities]:
     """The entry's one model and what it makes: only the workflow's author knows."""
@@ -280,25 +264,3 @@ def _check_image_input(name: str, path: Path, takes_image: bool, capabilities: M
     if not takes_image and capabilities.image_to_video:
         raise WorkflowError(f"provider {name}: its capabilities say image_to_video, but workflow {path} has "
                             "no {{image}} input")  # fmt: skip
-
-
-def _field_of(reason: str) -> str:
-    """The metadata field a reason of capabilities.fit is about."""
-    if "image" in reason:
-        return "imageUrl"
-    return "durationSeconds" if reason.endswith(" s") else "aspectRatio"
-
-
-def _whole(metadata: Mapping[str, Any], name: str, low: int, high: int) -> int | None:
-    value = metadata.get(name)
-    if value is None:
-        return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise InvalidOptions(f"metadata.{name} must be a whole number from {low} to {high}")
-    return value
-
-
-def _step(pixels: float) -> int:
-    return max(SIZE_STEP, round(pixels / SIZE_STEP) * SIZE_STEP)
