@@ -3,7 +3,6 @@ history it follows, failures, cancel, probe and the key."""
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import time
@@ -13,12 +12,13 @@ from typing import Any
 
 import av
 import pytest
-from PIL import Image
 
 from services.core.providers.base import InvalidOptions, JobCancelled, ProviderError
 from services.core.providers.comfyui import ComfyUI
+from services.core.providers.input_images import ImageFetcher
 from services.core.providers.registry import ProviderConfig
 from tests.support.fake_comfyui import FakeComfyUI
+from tests.support.image_host import ImageHost, png
 
 KEY = "comfy-proxy-key-5e8a1c"
 MODEL = "wan-test"
@@ -50,7 +50,7 @@ def adapter(
     *,
     graph: dict[str, Any] = GRAPH,
     capabilities: dict[str, Any] | None = None,
-    private_images: bool = False,
+    images: ImageFetcher | None = None,
     **fields: object,
 ) -> ComfyUI:
     monkeypatch.setenv("COMFY_TEST_KEY", KEY)
@@ -68,7 +68,7 @@ def adapter(
         "timeout_seconds": 10,
         **fields,
     }
-    return ComfyUI(ProviderConfig.model_validate(values), private_images=private_images)
+    return ComfyUI(ProviderConfig.model_validate(values), images=images)
 
 
 class Recorder:
@@ -363,20 +363,24 @@ def test_probe_asks_for_system_stats_and_generates_nothing(
     assert server.paths() == ["/system_stats"]
 
 
-def png() -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (64, 48), (200, 30, 30)).save(buffer, format="PNG")
-    return buffer.getvalue()
+@pytest.fixture
+def image_host() -> Iterator[ImageHost]:
+    host = ImageHost().start()
+    yield host
+    host.stop()
+
+
+IMAGE_TO_VIDEO = {"max_seconds": 5, "text_to_video": False, "image_to_video": True}
 
 
 def test_an_image_workflow_uploads_the_jobs_image_first(
-    server: FakeComfyUI, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    server: FakeComfyUI, image_host: ImageHost, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    caps = {"max_seconds": 5, "text_to_video": False, "image_to_video": True}
-    provider = adapter(server, monkeypatch, tmp_path, graph=IMAGE_GRAPH, capabilities=caps, private_images=True)
+    images = image_host.fetcher()
+    provider = adapter(server, monkeypatch, tmp_path, graph=IMAGE_GRAPH, capabilities=IMAGE_TO_VIDEO, images=images)
     recorder = Recorder()
 
-    run(provider, tmp_path, recorder, imageUrl=server.file_url("first.png", png()))
+    run(provider, tmp_path, recorder, imageUrl=image_host.url("first.png"))
 
     [upload] = server.uploads
     name = f"videogen-{recorder.tasks[0]}.png"
@@ -386,18 +390,18 @@ def test_an_image_workflow_uploads_the_jobs_image_first(
 
 
 def test_an_input_image_must_be_a_public_https_image(
-    server: FakeComfyUI, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    server: FakeComfyUI, image_host: ImageHost, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    caps = {"max_seconds": 5, "text_to_video": False, "image_to_video": True}
-    provider = adapter(server, monkeypatch, tmp_path, graph=IMAGE_GRAPH, capabilities=caps)
-    private = adapter(server, monkeypatch, tmp_path, graph=IMAGE_GRAPH, capabilities=caps, private_images=True)
+    provider = adapter(server, monkeypatch, tmp_path, graph=IMAGE_GRAPH, capabilities=IMAGE_TO_VIDEO)
+    images = image_host.fetcher()
+    trusting = adapter(server, monkeypatch, tmp_path, graph=IMAGE_GRAPH, capabilities=IMAGE_TO_VIDEO, images=images)
 
-    with pytest.raises(InvalidOptions, match="https"):
+    with pytest.raises(InvalidOptions, match=r"metadata\.imageUrl must be an https URL"):
         provider.spec("p", {"imageUrl": server.file_url("first.png", png())})
-    with pytest.raises(InvalidOptions, match="public host"):
+    with pytest.raises(InvalidOptions, match="must be on a public address"):
         run(provider, tmp_path, imageUrl="https://127.0.0.1/first.png")
-    with pytest.raises(InvalidOptions, match="not a PNG, JPEG or WebP"):
-        run(private, tmp_path, imageUrl=server.file_url("fake.png", b"<html>"))
+    with pytest.raises(InvalidOptions, match="must be a JPEG, PNG or WebP image"):
+        run(trusting, tmp_path, imageUrl=image_host.url("page.png", b"<html>", "text/html"))
     assert server.submitted() == []
 
 

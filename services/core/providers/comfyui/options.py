@@ -9,7 +9,6 @@ from typing import Any
 
 from services.core.providers.base import InvalidOptions, VideoSpec
 from services.core.providers.capabilities import ModelCapabilities, fit, ratio_value, request_of
-from services.core.providers.comfyui.images import check_image_url
 from services.core.providers.comfyui.workflow import Workflow
 
 # Sizes are multiples of this (what video models' latents need: Wan 2.2 and LTX-Video use 32).
@@ -25,7 +24,6 @@ def job_spec(
     model: str,
     capabilities: ModelCapabilities,
     workflow: Workflow,
-    private_images: bool,
 ) -> VideoSpec:
     """The request for the workflow: the nearest legal length, the job's size (or its aspect
     ratio at the workflow's default number of pixels), fps and seed from metadata or defaults."""
@@ -38,8 +36,8 @@ def job_spec(
         raise InvalidOptions(f"metadata.{_field_of(fitted)}: {provider} ({model}) {fitted}, not {request.describe()}")
     width, height = _size(metadata, fitted.aspect_ratio or request.aspect_label, workflow)
     image = str(metadata["imageUrl"]) if request.image_input else None
-    if image is not None:
-        check_image_url(image, private=private_images)
+    if image is not None and not image.startswith("https://"):
+        raise InvalidOptions("metadata.imageUrl must be an https URL")
     return VideoSpec(
         prompt=prompt,
         duration_seconds=fitted.duration_seconds,

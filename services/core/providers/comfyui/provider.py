@@ -31,11 +31,11 @@ from services.core.providers.base import (
 )
 from services.core.providers.capabilities import ModelCapabilities
 from services.core.providers.comfyui.history import failure_of, queue_place, refusal, saved_video
-from services.core.providers.comfyui.images import fetch_image
 from services.core.providers.comfyui.options import job_spec
 from services.core.providers.comfyui.progress import SAMPLED, EventStream, RunState
 from services.core.providers.comfyui.workflow import Value, WorkflowError, load_workflow
 from services.core.providers.http import ProviderHttp, fetch_video
+from services.core.providers.input_images import ImageFetcher
 from services.core.providers.registry import ProviderConfig
 
 log = get_logger(__name__)
@@ -50,9 +50,9 @@ class ComfyUI:
     # No host of its own and no models: the entry names the server, the workflow and what it makes.
     info: ClassVar[KindInfo] = KindInfo(base_url=None, models={}, needs_key=False)
 
-    def __init__(self, config: ProviderConfig, *, private_images: bool = False) -> None:
+    def __init__(self, config: ProviderConfig, *, images: ImageFetcher | None = None) -> None:
         """Reads and checks the workflow file (WorkflowError naming it and what is wrong).
-        private_images lets input images come from http and private hosts (tests only)."""
+        images fetches input images (public https hosts only, unless a test's fetcher says)."""
         self.name = config.name
         self._config = config
         self._model, self._capabilities = _model_of(config)
@@ -66,16 +66,16 @@ class ComfyUI:
         key = config.api_key()
         self._headers = {"Authorization": f"Bearer {key.get_secret_value()}"} if key is not None else {}
         self._http = ProviderHttp(config, headers=self._headers, describe_error=refusal)
-        self._private_images = private_images
+        self._images = images or ImageFetcher()
 
     def spec(self, prompt: str, metadata: Mapping[str, Any], *, model: str = "") -> VideoSpec:
         """The job at the workflow's nearest legal values (options.py), or InvalidOptions."""
         if model and model != self._model:
             raise InvalidOptions(f"metadata.model: {self.name} runs {self._model} only")
+        capabilities, workflow = self._capabilities, self._workflow
         return job_spec(
-            prompt, metadata, provider=self.name, model=self._model, capabilities=self._capabilities,
-            workflow=self._workflow, private_images=self._private_images,
-        )  # fmt: skip
+            prompt, metadata, provider=self.name, model=self._model, capabilities=capabilities, workflow=workflow
+        )
 
     def generate(
         self, spec: VideoSpec, *, output: Path, progress: ProgressCallback, on_task: TaskCallback
@@ -120,8 +120,11 @@ class ComfyUI:
         return values
 
     def _upload_image(self, url: str, prompt_id: str, deadline: float) -> str:
-        image = fetch_image(url, deadline, private=self._private_images)
-        upload = {"image": (f"videogen-{prompt_id}.{image.extension}", image.data, image.content_type)}
+        """Fetches the job's image (we must: ComfyUI reads only its own input folder) and uploads
+        it under a name of this run; the name a LoadImage node takes."""
+        image = self._images.fetch(url, deadline=deadline)
+        extension = image.filename.rpartition(".")[2]
+        upload = {"image": (f"videogen-{prompt_id}.{extension}", image.data, image.content_type)}
         answer = self._http.json(
             "POST", "/upload/image", deadline, files=upload, data={"type": "input", "overwrite": "true"}
         )
