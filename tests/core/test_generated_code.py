@@ -34,7 +34,7 @@ def test_every_service_of_the_contract_is_defined() -> None:
         "ListDeliveries", "Redeliver", "GetWebhookSecret", "CreateApiKey", "ListApiKeys", "DeleteApiKey",
     }  # fmt: skip
     assert set(lifecycle_pb2.DESCRIPTOR.services_by_name["JobLifecycleService"].methods_by_name) == {
-        "StartJob", "ReportProgress", "CompleteJob", "FailJob", "RetryJob", "RecordTelemetry",
+        "StartJob", "ReportProgress", "RecordProviderTask", "CompleteJob", "FailJob", "RetryJob", "RecordTelemetry",
     }  # fmt: skip
     assert set(providers_pb2.DESCRIPTOR.services_by_name["ProviderService"].methods_by_name) == {
         "GetProvidersStatus", "TestProvider",
@@ -52,5 +52,6 @@ def test_no_worker_rpc_is_left_on_a_public_service() -> None:
         *jobs_pb2.DESCRIPTOR.services_by_name["JobService"].methods_by_name,
         *providers_pb2.DESCRIPTOR.services_by_name["ProviderService"].methods_by_name,
     }
-    worker_rpcs = {"StartJob", "ReportProgress", "CompleteJob", "FailJob", "RetryJob", "RecordTelemetry"}
+    worker_rpcs = {"StartJob", "ReportProgress", "RecordProviderTask", "CompleteJob", "FailJob", "RetryJob",
+                   "RecordTelemetry"}  # fmt: skip
     assert public.isdisjoint(worker_rpcs | {"SelectProvider", "ReportOutcome"})

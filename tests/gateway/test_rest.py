@@ -24,7 +24,7 @@ JOB_FIELDS = {
     "id", "userId", "status", "prompt", "metadata", "result", "retryCount", "maxRetries", "usedProvider",
     "usedModel", "generationTimeMs", "errorMessage", "createdAt", "updatedAt", "startedAt", "completedAt",
     "progressPercent", "progressStage",
-    "webhookUrl", "webhookEvents",
+    "webhookUrl", "webhookEvents", "costUsd",
 }  # fmt: skip
 
 
@@ -51,7 +51,10 @@ async def test_the_seed_walk_through(gateway: Gateway) -> None:
 
     done = await wait_status(gateway, job["id"], "completed")
     assert done["usedProvider"] == "local"
-    assert set(done["result"]) == {"videoUrl", "contentType", "durationSeconds", "width", "height", "fps", "sizeBytes"}
+    assert set(done["result"]) == {
+        "videoUrl", "contentType", "durationSeconds", "width", "height", "fps", "sizeBytes", "codec"
+    }  # fmt: skip
+    assert (done["result"]["codec"], done["costUsd"]) == ("h264", 0.0)
 
     video = await client.get(done["result"]["videoUrl"])
     assert (video.status_code, video.headers["content-type"]) == (200, "video/mp4")
