@@ -5,46 +5,33 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
 from services.core import egress
 from services.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from services.core.queues import queue_for
+from services.core.job.options import JobOptions
+from services.core.job.rules import (
+    ERROR_MAX_CHARS,
+    JOB_ID,
+    LIST_MAX_SKIP,
+    METADATA_MAX_BYTES,
+    TAKE_DEFAULT,
+    TAKE_MAX,
+    parse_json_object,
+    validate_idempotency_key,
+    validate_max_retries,
+    validate_prompt,
+    validate_user_id,
+)
+from services.core.job.status import JobStatus
 from services.core.webhooks import events_problem, url_problem
 
-USER_ID = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
-PROVIDER_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
-JOB_ID = re.compile(r"[a-z0-9]{1,32}")
-# A stored video: the job's id, its attempt when not the first, and a video extension.
-STORAGE_KEY = re.compile(r"(?P<job>[a-z0-9]{1,32})(?:-(?P<attempt>[1-9][0-9]?))?\.(?:mp4|webm|mov)")
-# Deeper JSON cannot be answered by the REST gateway (its serializer recurses); it is refused.
-JSON_MAX_DEPTH = 64
-IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
-PROMPT_MAX_CHARS = 4000
-ERROR_MAX_CHARS = 4000
-TAKE_DEFAULT, TAKE_MAX = 20, 100
 TELEMETRY_MAX_POINTS = 500
 RETRY_AFTER_MAX_SECONDS = 86_400
 TELEMETRY_COMPONENTS = frozenset({"api", "worker", "database", "provider"})
 _NOT_PUBLIC_NAME = "must name a host that resolves, and only to public addresses"
-
-
-class JobStatus(StrEnum):
-    """Where a job is in its life."""
-
-    QUEUED = "queued"
-    PROCESSING = "processing"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-ACTIVE = frozenset({JobStatus.QUEUED, JobStatus.PROCESSING})
-FINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 
 
 class JobNotFound(NotFound):
@@ -89,14 +76,20 @@ class NewJob:
 
     user_id: str
     prompt: str
+    # The client's object, answered back as sent, and the options of it that steer the job.
     metadata: dict[str, Any]
+    options: JobOptions
     max_retries: int
-    queue: str
     # The client's Idempotency-Key (None without one).
     idempotency_key: str | None = None
     # Where status changes are POSTed, and which events (empty: all).
     webhook_url: str | None = None
     webhook_events: tuple[str, ...] = ()
+
+    @property
+    def queue(self) -> str:
+        """The Celery queue its priority names."""
+        return self.options.queue
 
     @property
     def fingerprint(self) -> str:
@@ -114,8 +107,8 @@ class JobLimits:
     """Limits of the jobs API, from settings."""
 
     default_max_retries: int = 3
-    list_max_skip: int = 100_000
-    metadata_max_bytes: int = 16 * 1024
+    list_max_skip: int = LIST_MAX_SKIP
+    metadata_max_bytes: int = METADATA_MAX_BYTES
 
 
 @dataclass(frozen=True)
@@ -126,73 +119,6 @@ class JobFilter:
     status: JobStatus | None
     skip: int
     take: int
-
-
-def validate_user_id(value: str, field: str = "user_id") -> str:
-    """1-128 characters of [A-Za-z0-9_.:@-]."""
-    if not USER_ID.fullmatch(value):
-        raise InvalidArgument(field, "must be 1-128 characters of [A-Za-z0-9_.:@-]")
-    return value
-
-
-def validate_prompt(value: str) -> str:
-    """1-4000 characters, not blank, no NUL."""
-    if not value.strip():
-        raise InvalidArgument("prompt", "must not be blank")
-    if len(value) > PROMPT_MAX_CHARS:
-        raise InvalidArgument("prompt", f"must be at most {PROMPT_MAX_CHARS} characters")
-    if "\x00" in value:
-        raise InvalidArgument("prompt", "must not contain NUL characters")
-    return value
-
-
-def parse_json_object(text: str, *, field: str, max_bytes: int) -> dict[str, Any]:
-    """A JSON object of at most max_bytes that PostgreSQL's jsonb can store; "" means {}."""
-    if not text.strip():
-        return {}
-    if len(text) > 4 * max_bytes:
-        raise InvalidArgument(field, f"must be at most {max_bytes} bytes of JSON")
-    try:
-        value = json.loads(text, parse_constant=_refuse_constant)
-    except (ValueError, RecursionError) as exc:
-        raise InvalidArgument(field, f"must be valid JSON ({exc})") from None
-    if not isinstance(value, dict):
-        raise InvalidArgument(field, "must be a JSON object")
-    if _depth(value) > JSON_MAX_DEPTH:
-        raise InvalidArgument(field, f"must be nested at most {JSON_MAX_DEPTH} deep")
-    try:
-        encoded = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
-    except (UnicodeEncodeError, RecursionError):
-        raise InvalidArgument(field, "must be valid UTF-8 JSON") from None
-    if len(encoded) > max_bytes:
-        raise InvalidArgument(field, f"must be at most {max_bytes} bytes of JSON")
-    if b"\\u0000" in encoded or b"\x00" in encoded:
-        raise InvalidArgument(field, "must not contain NUL characters")
-    return value
-
-
-def _depth(value: Any) -> int:
-    """How deep objects and arrays nest in value ({} is 1), without recursion."""
-    deepest, pending = 0, [(value, 1)]
-    while pending:
-        item, depth = pending.pop()
-        if isinstance(item, dict | list):
-            deepest = max(deepest, depth)
-            pending.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
-    return deepest
-
-
-def _refuse_constant(name: str) -> float:
-    raise ValueError(f"{name} is not JSON")
-
-
-def validate_idempotency_key(value: str) -> str | None:
-    """None for no key; else 1-255 visible ASCII characters."""
-    if value == "":
-        return None
-    if not IDEMPOTENCY_KEY.fullmatch(value):
-        raise InvalidArgument("idempotency_key", "must be 1-255 visible ASCII characters")
-    return value
 
 
 def validate_new_job(
@@ -208,18 +134,12 @@ def validate_new_job(
 ) -> NewJob:
     """Checks every field of a create request, naming the first wrong one."""
     metadata = parse_json_object(metadata_json, field="metadata", max_bytes=limits.metadata_max_bytes)
-    provider = metadata.get("provider")
-    if provider is not None and not (isinstance(provider, str) and PROVIDER_NAME.fullmatch(provider)):
-        raise InvalidArgument("metadata.provider", 'must be a provider name such as "local"')
-    retries = limits.default_max_retries if max_retries is None else max_retries
-    if not 0 <= retries <= 10:
-        raise InvalidArgument("max_retries", "must be between 0 and 10")
     return NewJob(
         user_id=validate_user_id(user_id),
         prompt=validate_prompt(prompt),
         metadata=metadata,
-        max_retries=retries,
-        queue=queue_for(metadata),
+        options=JobOptions.parse(metadata),
+        max_retries=validate_max_retries(max_retries, default=limits.default_max_retries),
         idempotency_key=validate_idempotency_key(idempotency_key),
         webhook_url=validate_webhook_url(webhook_url),
         webhook_events=validate_webhook_events(webhook_events or [], webhook_url=webhook_url),
@@ -318,71 +238,6 @@ def validate_finite(value: float, field: str) -> float:
     """A finite number."""
     if not math.isfinite(value):
         raise InvalidArgument(field, "must be a finite number")
-    return value
-
-
-def validate_storage_key(key: str, *, job_id: str, attempt: int | None) -> str:
-    """The key of a job's video names that job, and the attempt when one is given: "<job id>.mp4"
-    for the first attempt, "<job id>-<n>.mp4" for attempt n. A worker cannot complete a job with
-    another job's file (nor a stale attempt with its successor's)."""
-    match = STORAGE_KEY.fullmatch(key)
-    if match is None or match["job"] != job_id:
-        raise InvalidArgument("result.storage_key", "must name the job's own video (<job id>[-<attempt>].<ext>)")
-    named = int(match["attempt"] or 0)
-    if attempt is not None and named != attempt:
-        raise InvalidArgument("result.storage_key", f"must be the video of attempt {attempt}, not {named}")
-    return key
-
-
-def validate_video_result(
-    *,
-    job_id: str,
-    attempt: int | None,
-    video_url: str,
-    content_type: str,
-    duration_seconds: float,
-    width: int,
-    height: int,
-    fps: float,
-    size_bytes: int,
-    storage_key: str,
-    codec: str = "",
-) -> dict[str, Any]:
-    """The result JSON of a completed job, in the contract's camelCase shape."""
-    if not video_url or len(video_url) > 2048:
-        raise InvalidArgument("result.video_url", "must be 1-2048 characters")
-    if not content_type or len(content_type) > 128:
-        raise InvalidArgument("result.content_type", "must be 1-128 characters")
-    for field, number in (("duration_seconds", duration_seconds), ("fps", fps)):
-        if not (math.isfinite(number) and number > 0):
-            raise InvalidArgument(f"result.{field}", "must be a positive number")
-    for field, size in (("width", width), ("height", height)):
-        if size <= 0:
-            raise InvalidArgument(f"result.{field}", "must be positive")
-    if size_bytes < 0:
-        raise InvalidArgument("result.size_bytes", "must not be negative")
-    validate_storage_key(storage_key, job_id=job_id, attempt=attempt)
-    if len(codec) > 32 or not codec.isprintable():
-        raise InvalidArgument("result.codec", "must be at most 32 printable characters")
-    if not video_url.endswith(f"/{storage_key}"):
-        raise InvalidArgument("result.video_url", "must be the URL of result.storage_key")
-    return {
-        "videoUrl": video_url,
-        "contentType": content_type,
-        "durationSeconds": duration_seconds,
-        "width": width,
-        "height": height,
-        "fps": fps,
-        "sizeBytes": size_bytes,
-        "storageKey": storage_key,
-        **({"codec": codec} if codec else {}),
-    }
-
-
-def validate_label(value: str, *, field: str, max_chars: int) -> str:
-    """1-max_chars printable characters (a worker id, a provider or model name)."""
-    if not value or len(value) > max_chars or not value.isprintable():
-        raise InvalidArgument(field, f"must be 1-{max_chars} printable characters")
     return value
 
 

@@ -14,10 +14,10 @@ from prometheus_client import Counter
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.core.job.status import FINAL, JobStatus
 from services.core.logging import get_logger
 from services.core.models import Job
 from services.jobs import repository
-from services.jobs.domain import FINAL, JobStatus
 from videogen.v1 import jobs_pb2
 
 log = get_logger(__name__)

@@ -3,8 +3,8 @@ servicer checks that before it calls here)."""
 
 from __future__ import annotations
 
+from services.core.job.rules import validate_label, validate_user_id
 from services.core.models import ApiKey
-from services.jobs import domain
 from services.jobs.apikeys import ApiKeys, checked_key_id
 from services.jobs.convert import timestamp
 from services.jobs.domain import JobLimits, validate_page
@@ -20,8 +20,8 @@ def key_to_proto(row: ApiKey, *, key: str | None = None) -> keys_pb2.ApiKey:
 
 async def create(keys: ApiKeys, request: keys_pb2.CreateApiKeyRequest) -> keys_pb2.ApiKey:
     """CreateApiKey: a key for a user, named for people."""
-    user_id = domain.validate_user_id(request.user_id)
-    name = domain.validate_label(request.name, field="name", max_chars=128)
+    user_id = validate_user_id(request.user_id)
+    name = validate_label(request.name, field="name", max_chars=128)
     issued = await keys.create(user_id=user_id, name=name)
     return key_to_proto(issued.row, key=issued.key)
 
@@ -30,7 +30,7 @@ async def list_keys(
     keys: ApiKeys, request: keys_pb2.ListApiKeysRequest, limits: JobLimits
 ) -> keys_pb2.ListApiKeysResponse:
     """ListApiKeys: newest first, without secrets."""
-    user_id = domain.validate_user_id(request.user_id) if request.HasField("user_id") else None
+    user_id = validate_user_id(request.user_id) if request.HasField("user_id") else None
     page = validate_page(
         request.skip, request.take if request.HasField("take") else None, max_skip=limits.list_max_skip
     )

@@ -13,6 +13,8 @@ import grpc
 
 from services.core.errors import InvalidArgument
 from services.core.ids import new_cuid
+from services.core.job.result import VideoResult
+from services.core.job.rules import JOB_ID, parse_json_object, validate_label
 from services.jobs import domain
 from services.jobs.service import Completion, JobsService
 from services.jobs.servicer import job_to_proto
@@ -29,7 +31,7 @@ class JobLifecycleServicer(lifecycle_pb2_grpc.JobLifecycleServiceServicer):
 
     async def StartJob(self, request: lifecycle_pb2.StartJobRequest, context: Context) -> jobs_pb2.Job:
         job_id = domain.checked_job_id(request.id)
-        worker_id = domain.validate_label(request.worker_id, field="worker_id", max_chars=255)
+        worker_id = validate_label(request.worker_id, field="worker_id", max_chars=255)
         return job_to_proto(await self._service.start_job(job_id, worker_id=worker_id, attempt=_attempt(request)))
 
     async def ReportProgress(self, request: lifecycle_pb2.ReportProgressRequest, context: Context) -> jobs_pb2.Job:
@@ -46,9 +48,7 @@ class JobLifecycleServicer(lifecycle_pb2_grpc.JobLifecycleServiceServicer):
         r = request.result
         attempt = _attempt(request)
         completion = Completion(
-            result=domain.validate_video_result(
-                job_id=job_id,
-                attempt=attempt,
+            result=VideoResult(
                 video_url=r.video_url,
                 content_type=r.content_type,
                 duration_seconds=r.duration_seconds,
@@ -58,9 +58,9 @@ class JobLifecycleServicer(lifecycle_pb2_grpc.JobLifecycleServiceServicer):
                 size_bytes=r.size_bytes,
                 storage_key=r.storage_key,
                 codec=r.codec,
-            ),
-            used_provider=domain.validate_label(request.used_provider, field="used_provider", max_chars=64),
-            used_model=domain.validate_label(request.used_model, field="used_model", max_chars=128),
+            ).checked(job_id=job_id, attempt=attempt),
+            used_provider=validate_label(request.used_provider, field="used_provider", max_chars=64),
+            used_model=validate_label(request.used_model, field="used_model", max_chars=128),
             generation_time_ms=domain.non_negative(request.generation_time_ms, "generation_time_ms"),
             cost_usd=domain.validate_cost(request.cost_usd) if request.HasField("cost_usd") else None,
         )
@@ -72,8 +72,8 @@ class JobLifecycleServicer(lifecycle_pb2_grpc.JobLifecycleServiceServicer):
         self, request: lifecycle_pb2.RecordProviderTaskRequest, context: Context
     ) -> jobs_pb2.Job:
         job_id = domain.checked_job_id(request.id)
-        provider = domain.validate_label(request.provider, field="provider", max_chars=64)
-        task_id = domain.validate_label(request.task_id, field="task_id", max_chars=255)
+        provider = validate_label(request.provider, field="provider", max_chars=64)
+        task_id = validate_label(request.task_id, field="task_id", max_chars=255)
         attempt = _attempt(request)
         return job_to_proto(
             await self._service.record_provider_task(job_id, provider=provider, task_id=task_id, attempt=attempt)
@@ -125,7 +125,7 @@ def _attempt(request: _Attempted) -> int | None:
 def _optional_label(request: lifecycle_pb2.FailJobRequest, field: str, max_chars: int) -> str | None:
     if not request.HasField(field):  # type: ignore[arg-type]
         return None
-    return domain.validate_label(getattr(request, field), field=field, max_chars=max_chars)
+    return validate_label(getattr(request, field), field=field, max_chars=max_chars)
 
 
 def _telemetry_row(index: int, point: lifecycle_pb2.TelemetryPoint) -> dict[str, Any]:
@@ -133,13 +133,13 @@ def _telemetry_row(index: int, point: lifecycle_pb2.TelemetryPoint) -> dict[str,
     if point.component not in domain.TELEMETRY_COMPONENTS:
         raise InvalidArgument(f"{prefix}.component", f"must be one of {sorted(domain.TELEMETRY_COMPONENTS)}")
     job_id = point.job_id if point.HasField("job_id") else None
-    if job_id is not None and not domain.JOB_ID.fullmatch(job_id):
+    if job_id is not None and not JOB_ID.fullmatch(job_id):
         raise InvalidArgument(f"{prefix}.job_id", "is not a job id")
     return {
         "id": new_cuid(),
         "component": point.component,
-        "metric": domain.validate_label(point.metric, field=f"{prefix}.metric", max_chars=128),
+        "metric": validate_label(point.metric, field=f"{prefix}.metric", max_chars=128),
         "value": domain.validate_finite(point.value, f"{prefix}.value"),
-        "tags": domain.parse_json_object(point.tags_json, field=f"{prefix}.tags_json", max_bytes=4096),
+        "tags": parse_json_object(point.tags_json, field=f"{prefix}.tags_json", max_bytes=4096),
         "job_id": job_id,
     }

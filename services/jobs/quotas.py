@@ -11,24 +11,22 @@ which a trigger keeps (migration 0007), so deleting a job gives nothing back.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.core.errors import InvalidArgument, ResourceExhausted
 from services.core.logging import get_logger
+from services.core.providers.capabilities import DEFAULT_SECONDS
 from services.jobs import repository
 from services.jobs.domain import NewJob
 
 log = get_logger(__name__)
 
-# What a job without metadata.durationSeconds is charged: the default of every provider.
-DEFAULT_VIDEO_SECONDS = 4.0
-# The most one job may ask for while the daily quota is on (no provider renders a day of video).
-MAX_VIDEO_SECONDS = 86_400.0
+# What a job without metadata.durationSeconds is charged: what it is made at (JobOptions).
+DEFAULT_VIDEO_SECONDS = DEFAULT_SECONDS
 # When a job in flight may have finished: a client over the in-flight quota tries again soon.
 IN_FLIGHT_RETRY_AFTER = 5.0
 DURATION_FIELD = "metadata.durationSeconds"
@@ -70,24 +68,12 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
-def video_seconds(metadata: Mapping[str, Any]) -> float:
-    """The video-seconds a job asks for: metadata.durationSeconds, or DEFAULT_VIDEO_SECONDS."""
-    value = metadata.get("durationSeconds")
-    if value is None:
-        return DEFAULT_VIDEO_SECONDS
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidArgument(DURATION_FIELD, "must be a number of seconds")
-    if not 0 < value <= MAX_VIDEO_SECONDS:
-        raise InvalidArgument(DURATION_FIELD, f"must be more than 0 and at most {MAX_VIDEO_SECONDS:g} seconds")
-    return float(value)
-
-
 async def enforce_quota(session: AsyncSession, new: NewJob, quota: Quota) -> None:
     """Locks the user's quota until the transaction ends, then raises QuotaExceeded when the
     job would pass a limit. An idempotent replay of an existing job always passes."""
     if not quota.enabled:
         return
-    requested = video_seconds(new.metadata) if quota.video_seconds_per_day else 0.0
+    requested = new.options.video_seconds if quota.video_seconds_per_day else 0.0
     if requested > quota.video_seconds_per_day > 0:
         # Never possible, not even tomorrow: a bad request, not a wait.
         raise InvalidArgument(

@@ -12,8 +12,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.core.ids import new_cuid
+from services.core.job.status import ACTIVE, JobStatus
 from services.core.models import Job, Metric, QuotaDeletedUsage
-from services.jobs.domain import ACTIVE, JobFilter, JobStatus, NewJob
+from services.jobs.domain import JobFilter, NewJob
 
 
 def _queued_row(new: NewJob) -> dict[str, Any]:

@@ -30,7 +30,7 @@ RETENTION_DELETED = Counter(
 
 _CLAIM_EXPIRED = text(
     """
-    SELECT id, result->>'storageKey' AS storage_key FROM jobs
+    SELECT id, result->>'storage_key' AS storage_key FROM jobs
     WHERE status = 'completed' AND completed_at < now() - make_interval(secs => :age)
     ORDER BY completed_at LIMIT :limit FOR UPDATE SKIP LOCKED
     """

@@ -13,6 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core.egress import Egress
 from services.core.errors import InvalidArgument
+from services.core.job.result import VideoResult
+from services.core.job.status import ACTIVE, FINAL, JobStatus
 from services.core.logging import get_logger
 from services.core.models import Job
 from services.core.storage import InvalidStorageKey, MediaStorage
@@ -20,13 +22,10 @@ from services.jobs import repository
 from services.jobs.batching import CreateBatcher
 from services.jobs.dispatcher import Dispatcher
 from services.jobs.domain import (
-    ACTIVE,
-    FINAL,
     IdempotencyConflict,
     IllegalTransition,
     JobFilter,
     JobNotFound,
-    JobStatus,
     NewJob,
     RetriesExhausted,
     StaleAttempt,
@@ -43,7 +42,7 @@ log = get_logger(__name__)
 class Completion:
     """What a worker reports when a job's video is stored."""
 
-    result: dict[str, Any]
+    result: VideoResult
     used_provider: str
     used_model: str
     generation_time_ms: int
@@ -190,8 +189,8 @@ class JobsService:
             job = await repository.delete_job(session, job_id, statuses=FINAL, extra=_owned_by(owner))
             if job is None:
                 await _refuse(session, job_id, "delete", owner=owner)
-        key = (job.result or {}).get("storageKey")
-        if self._storage is not None and isinstance(key, str) and key:
+        key = VideoResult.from_stored(job.result).storage_key if job.result else ""
+        if self._storage is not None and key:
             try:
                 await asyncio.to_thread(self._storage.delete, key)
             except (OSError, InvalidStorageKey) as exc:
@@ -235,7 +234,7 @@ class JobsService:
         """processing -> completed, with the stored video."""
         values = {
             "status": JobStatus.COMPLETED.value,
-            "result": completion.result,
+            "result": completion.result.to_stored(),
             "used_provider": completion.used_provider,
             "used_model": completion.used_model,
             "generation_time_ms": completion.generation_time_ms,

@@ -10,6 +10,8 @@ import grpc
 
 from services.core.auth import acting_user, owner_scope, require_admin
 from services.core.errors import PermissionDenied, Unavailable
+from services.core.job.result import VideoResult
+from services.core.job.status import JobStatus
 from services.core.logging import current_request_id
 from services.core.models import Job
 from services.core.protocol import REPLAYED_HEADER
@@ -17,7 +19,7 @@ from services.core.storage import InvalidStorageKey, MediaStorage, StorageUnavai
 from services.jobs import domain, key_rpcs, webhook_rpcs
 from services.jobs.apikeys import ApiKeys
 from services.jobs.convert import enum_filter, timestamp
-from services.jobs.domain import JobLimits, JobStatus
+from services.jobs.domain import JobLimits
 from services.jobs.outbox import DeliveryDesk
 from services.jobs.service import JobsService
 from services.jobs.watch import WatchHub, watch_job
@@ -28,31 +30,31 @@ _STATUS_TO_PROTO = {status: jobs_pb2.JobStatus.Value(f"JOB_STATUS_{status.name}"
 _STATUS_FROM_PROTO: dict[int, JobStatus] = {number: status for status, number in _STATUS_TO_PROTO.items()}
 
 
-def _video_url(result: dict[str, Any], storage: MediaStorage | None) -> str:
-    """The URL stored with the job, or a fresh one when the backend's URLs expire (S3's presigned)."""
-    stored, key = str(result.get("videoUrl", "")), result.get("storageKey")
-    if storage is None or not isinstance(key, str) or not key:
-        return stored
+def _video_url(result: VideoResult, storage: MediaStorage | None) -> str:
+    """The URL stored with the job, or a fresh one where the backend's URLs expire (signed local
+    URLs, S3's presigned ones)."""
+    if storage is None or not result.storage_key:
+        return result.video_url
     try:
-        return storage.fresh_url(key) or stored
+        return storage.fresh_url(result.storage_key) or result.video_url
     except InvalidStorageKey:
-        return stored
+        return result.video_url
     except StorageUnavailable as exc:
         # No answer rather than one whose video cannot be fetched.
         raise Unavailable(f"media storage: {exc}") from exc
 
 
-def _result_to_proto(result: dict[str, Any], storage: MediaStorage | None) -> jobs_pb2.VideoResult:
+def _result_to_proto(result: VideoResult, storage: MediaStorage | None) -> jobs_pb2.VideoResult:
     return jobs_pb2.VideoResult(
         video_url=_video_url(result, storage),
-        content_type=str(result.get("contentType", "")),
-        duration_seconds=float(result.get("durationSeconds", 0)),
-        width=int(result.get("width", 0)),
-        height=int(result.get("height", 0)),
-        fps=float(result.get("fps", 0)),
-        size_bytes=int(result.get("sizeBytes", 0)),
-        storage_key=str(result.get("storageKey", "")),
-        codec=str(result.get("codec", "")),
+        content_type=result.content_type,
+        duration_seconds=result.duration_seconds,
+        width=result.width,
+        height=result.height,
+        fps=result.fps,
+        size_bytes=result.size_bytes,
+        storage_key=result.storage_key,
+        codec=result.codec,
     )
 
 
@@ -92,7 +94,7 @@ def job_to_proto(job: Job, storage: MediaStorage | None = None) -> jobs_pb2.Job:
             )
         )
     if job.result is not None:
-        message.result.CopyFrom(_result_to_proto(job.result, storage))
+        message.result.CopyFrom(_result_to_proto(VideoResult.from_stored(job.result), storage))
     return message
 
 

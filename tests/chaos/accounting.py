@@ -117,8 +117,8 @@ def missing_videos(rows: Iterable[JobRow], media: Path) -> list[str]:
         if row.status != "completed":
             continue
         result = row.result or {}
-        file = media / str(result.get("storageKey", ""))
-        if not file.is_file() or file.stat().st_size != result.get("sizeBytes"):
+        file = media / str(result.get("storage_key", ""))
+        if not file.is_file() or file.stat().st_size != result.get("size_bytes"):
             missing.append(row.id)
     return missing
 

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from services.core import db
+from services.core.job.options import JobOptions
 from services.core.models import Job
 from services.core.settings import CoreSettings
 from services.jobs.batching import CreateBatcher
@@ -18,7 +19,7 @@ from services.jobs.service import JobsService
 
 def plain(n: int) -> NewJob:
     return NewJob(
-        user_id=f"batch-user-{n % 7}", prompt=f"batched {n}", metadata={"n": n}, max_retries=2, queue="default"
+        user_id=f"batch-user-{n % 7}", prompt=f"batched {n}", metadata={"n": n}, options=JobOptions(), max_retries=2
     )
 
 
@@ -76,7 +77,7 @@ async def test_a_create_with_its_own_transaction_is_not_batched(own_database_url
     own: dict[str, Any] = {field: value}
     try:
         created = await JobsService(sessions, batcher=batcher).create_job(
-            NewJob(user_id="u-1", prompt="own", metadata={}, max_retries=0, queue="default", **own)
+            NewJob(user_id="u-1", prompt="own", metadata={}, options=JobOptions(), max_retries=0, **own)
         )
     finally:
         await engine.dispose()

@@ -104,7 +104,7 @@ async def test_the_stored_result_and_the_workers_answer_keep_the_bare_path(servi
         await connection.close()
 
     assert done.result.video_url == f"/media/{job.id}.mp4"
-    assert (stored["videoUrl"], stored["storageKey"]) == (f"/media/{job.id}.mp4", f"{job.id}.mp4")
+    assert (stored["video_url"], stored["storage_key"]) == (f"/media/{job.id}.mp4", f"{job.id}.mp4")
 
 
 async def test_a_live_event_carries_a_signed_url(service: Service) -> None:

@@ -174,14 +174,14 @@ async def test_completed_result_is_stored_in_the_contract_shape(
         await connection.close()
 
     assert stored == {
-        "videoUrl": f"/media/{job.id}.mp4",
-        "contentType": "video/mp4",
-        "durationSeconds": 2.0,
+        "video_url": f"/media/{job.id}.mp4",
+        "content_type": "video/mp4",
+        "duration_seconds": 2.0,
         "width": 320,
         "height": 240,
         "fps": 24.0,
-        "sizeBytes": 12345,
-        "storageKey": f"{job.id}.mp4",
+        "size_bytes": 12345,
+        "storage_key": f"{job.id}.mp4",
     }
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from services.core.job.options import JobOptions
 from services.core.providers.base import InvalidOptions, JobCancelled
 from services.core.providers.local import LocalRenderer
-from services.core.queues import queue_for
 from services.core.settings import CoreSettings
 from services.core.storage import InvalidStorageKey, LocalMediaStorage
 from services.core.tasks import broker_url, create_celery
@@ -141,4 +141,4 @@ def test_each_queue_has_its_own_routing_key_and_order_is_fixed() -> None:
 
 @pytest.mark.parametrize(("priority", "queue"), [("high", "high_priority"), ("low", "low_priority"), ("x", "default")])
 def test_priority_routing(priority: str, queue: str) -> None:
-    assert queue_for({"priority": priority}) == queue
+    assert JobOptions.parse({"priority": priority}).queue == queue

@@ -117,9 +117,9 @@ class _Reader:
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise self._refuse(name, f"a number above 0 and at most {high:g}")
+            raise self._refuse(name, "a number")
         if not 0 < value <= high:
-            raise self._refuse(name, f"a number above 0 and at most {high:g}")
+            raise self._refuse(name, f"more than 0 and at most {high:g}")
         return float(value)
 
     def whole(self, name: str, low: int, high: int) -> int | None:
