@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.core.errors import PermissionDenied, Unauthenticated
 from services.core.models import ApiKey
 from services.core.secrets import SERVICE_TOKEN, derive, urlsafe
+from services.core.settings import CoreSettings, load_settings
 
 API_KEY_METADATA = "x-api-key"
 SERVICE_CREDENTIAL_METADATA = "authorization"
@@ -211,7 +212,6 @@ class CallGuard:
 def main() -> None:
     """`python -m services.core.auth`: prints the service credential of this environment's
     SECRET_KEY, for an operator's grpcurl against an internal service (docs/security.md)."""
-    from services.core.settings import CoreSettings, load_settings
 
     class CredentialSettings(CoreSettings):
         REQUIRES_API_KEY = False

@@ -13,16 +13,11 @@ import hmac
 import re
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from services.core.secrets import MEDIA_URLS, derive, urlsafe
+from services.core.settings import MAX_TTL_SECONDS, CoreSettings
 
-if TYPE_CHECKING:
-    from services.core.settings import CoreSettings
-
-# MEDIA_URL_TTL_SECONDS' bounds: long enough to start a download, at most a week (as S3's presigning).
-MIN_TTL_SECONDS = 60
-MAX_TTL_SECONDS = 7 * 24 * 3600
 # How far the clocks of the jobs service that signs and the gateway that checks may disagree.
 CLOCK_SKEW_SECONDS = 300
 # The names of the two query parameters.

@@ -16,8 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from services.core.db import async_url, is_unavailable
-from services.core.logging import get_logger
-from services.core.settings import CoreSettings
+from services.core.embedded import resolve_database_url
+from services.core.logging import configure_logging, get_logger
+from services.core.settings import CoreSettings, load_settings
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # Any constant works: it only has to be the same in every process that migrates.
@@ -140,10 +141,6 @@ def _run(connection: Connection, action: str, revision: str) -> None:
 
 def main() -> None:
     """`python -m services.core.migrate [revision]`: upgrade DATABASE_URL (or the embedded one)."""
-    from services.core.embedded import resolve_database_url
-    from services.core.logging import configure_logging
-    from services.core.settings import load_settings
-
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("revision", nargs="?", default="head")
     args = parser.parse_args()

@@ -10,7 +10,6 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from services.core.media_urls import MAX_TTL_SECONDS, MIN_TTL_SECONDS
 from services.core.secrets import secret_problem
 
 # The placeholder secrets of .env.example: fine on a laptop, refused in production.
@@ -18,6 +17,10 @@ EXAMPLE_SECRET_KEY = "change-me-secret-key"
 EXAMPLE_API_KEY = "change-me-api-key"
 # The placeholder of the S3 secret (.env.example, and MinIO's in deploy/docker-compose.yml).
 EXAMPLE_S3_SECRET = "change-me-s3-secret"
+
+# MEDIA_URL_TTL_SECONDS' bounds: long enough to start a download, at most a week (as S3's presigning).
+MIN_TTL_SECONDS = 60
+MAX_TTL_SECONDS = 7 * 24 * 3600
 
 Port = Annotated[int, Field(ge=0, le=65535)]
 PositiveSeconds = Annotated[float, Field(gt=0)]

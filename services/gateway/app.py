@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.core.logging import REQUEST_ID_HEADER, get_logger, new_request_id
-from services.core.storage import local_storage
+from services.core.storage.local import local_storage
 from services.gateway import events, jobs, keys, ops, providers, webhooks
 from services.gateway.clients import open_backends
 from services.gateway.deps import PRESENTED_KEY

@@ -14,7 +14,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
 from services.core.media_urls import MediaUrlRefused, MediaUrlSigner
-from services.core.storage import CONTENT_TYPES, InvalidStorageKey, LocalMediaStorage
+from services.core.storage.base import CONTENT_TYPES, InvalidStorageKey
+from services.core.storage.local import LocalMediaStorage
 from services.gateway.clients import Backends
 from services.gateway.deps import BackendsDep
 from services.gateway.schemas import Alive, Component, Problem, Readiness

@@ -10,8 +10,8 @@ from typing import Annotated, Any, Literal
 from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
 
+from services.core.generators.registry import NAME_PATTERN
 from services.core.models import WEBHOOK_EVENTS
-from services.core.providers.registry import NAME_PATTERN
 from services.core.webhooks import URL_MAX_CHARS, events_problem, url_problem
 from videogen.v1 import jobs_pb2, providers_pb2
 

@@ -18,8 +18,8 @@ from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.core.errors import InvalidArgument, ResourceExhausted
+from services.core.generators.capabilities import DEFAULT_SECONDS
 from services.core.logging import get_logger
-from services.core.providers.capabilities import DEFAULT_SECONDS
 from services.jobs import repository
 from services.jobs.domain import NewJob
 

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core.logging import get_logger
 from services.core.periodic import every
-from services.core.storage import InvalidStorageKey, MediaStorage
+from services.core.storage.base import InvalidStorageKey, MediaStorage
 
 log = get_logger(__name__)
 RETENTION_DELETED = Counter(

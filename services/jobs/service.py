@@ -17,7 +17,7 @@ from services.core.job.result import VideoResult
 from services.core.job.status import ACTIVE, FINAL, JobStatus
 from services.core.logging import get_logger
 from services.core.models import Job
-from services.core.storage import InvalidStorageKey, MediaStorage
+from services.core.storage.base import InvalidStorageKey, MediaStorage
 from services.jobs import repository
 from services.jobs.batching import CreateBatcher
 from services.jobs.dispatcher import Dispatcher

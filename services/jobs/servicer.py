@@ -15,7 +15,7 @@ from services.core.job.status import JobStatus
 from services.core.logging import current_request_id
 from services.core.models import Job
 from services.core.protocol import REPLAYED_HEADER
-from services.core.storage import InvalidStorageKey, MediaStorage, StorageUnavailable
+from services.core.storage.base import InvalidStorageKey, MediaStorage, StorageUnavailable
 from services.jobs import domain, key_rpcs, webhook_rpcs
 from services.jobs.apikeys import ApiKeys
 from services.jobs.convert import enum_filter, timestamp

@@ -7,8 +7,8 @@ import sys
 import uvloop
 
 from services.core.embedded import resolve_database_url
+from services.core.generators.registry import RegistryError, build_providers, load_registry
 from services.core.logging import configure_logging
-from services.core.providers.registry import RegistryError, build_providers, load_registry
 from services.core.runtime import DatabaseService, serve_until_signal
 from services.core.settings import load_settings
 from services.providers.server import start_providers_server

@@ -8,9 +8,9 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.core.generators.registry import ProviderConfig
 from services.core.ids import new_cuid
 from services.core.models import ProviderHealth
-from services.core.providers.registry import ProviderConfig
 from services.providers.health import Health, HealthState
 
 

@@ -10,8 +10,8 @@ from datetime import datetime
 import grpc
 
 from services.core.errors import DomainError, FailedPrecondition
-from services.core.providers.capabilities import Fit, VideoRequest, estimated_cost, fit
-from services.core.providers.registry import ProviderConfig
+from services.core.generators.capabilities import Fit, VideoRequest, estimated_cost, fit
+from services.core.generators.registry import ProviderConfig
 from services.providers.health import HealthState, is_open, rank
 
 

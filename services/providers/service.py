@@ -11,10 +11,10 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core.errors import NotFound
+from services.core.generators.base import ProviderError, VideoProvider
+from services.core.generators.capabilities import VideoRequest
+from services.core.generators.registry import ProviderConfig, RegistryConfig
 from services.core.logging import get_logger
-from services.core.providers.base import ProviderError, VideoProvider
-from services.core.providers.capabilities import VideoRequest
-from services.core.providers.registry import ProviderConfig, RegistryConfig
 from services.providers import metrics, repository
 from services.providers.health import GAUGE, HealthPolicy, HealthState, Outcome, next_state
 from services.providers.routing import Choice, choose

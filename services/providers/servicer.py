@@ -12,8 +12,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.core.auth import require_admin
 from services.core.errors import InvalidArgument
-from services.core.providers.capabilities import DEFAULT_SECONDS, RATIO, VideoRequest, ratio_value
-from services.core.providers.registry import NAME_PATTERN
+from services.core.generators.capabilities import DEFAULT_SECONDS, RATIO, VideoRequest, ratio_value
+from services.core.generators.registry import NAME_PATTERN
 from services.providers.health import Health, HealthState, Outcome
 from services.providers.service import ProvidersService
 from videogen.v1 import providers_pb2, providers_pb2_grpc, routing_pb2, routing_pb2_grpc

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import grpc
 
+from services.core.generators.base import ProviderError
+from services.core.generators.capabilities import VideoRequest
 from services.core.logging import get_logger
-from services.core.providers.base import ProviderError
-from services.core.providers.capabilities import VideoRequest
 from videogen.v1 import routing_pb2, routing_pb2_grpc
 
 log = get_logger(__name__)

@@ -16,8 +16,7 @@ from typing import Any
 import grpc
 from billiard.exceptions import SoftTimeLimitExceeded
 
-from services.core.logging import get_logger
-from services.core.providers.base import (
+from services.core.generators.base import (
     InvalidOptions,
     JobCancelled,
     ProgressCallback,
@@ -26,8 +25,9 @@ from services.core.providers.base import (
     TaskCallback,
     VideoProvider,
 )
-from services.core.providers.capabilities import request_of
-from services.core.storage import MediaStorage
+from services.core.generators.capabilities import request_of
+from services.core.logging import get_logger
+from services.core.storage.base import MediaStorage
 from services.core.tasks import GenerateVideo
 from services.worker import metrics
 from services.worker.routing import Choice, Router, RoutingUnavailable, Unroutable

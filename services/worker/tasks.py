@@ -11,9 +11,9 @@ import structlog
 from celery import Celery, Task
 
 from services.core.auth import service_metadata
+from services.core.generators.base import ProviderError
+from services.core.generators.registry import build_providers, load_registry
 from services.core.logging import get_logger
-from services.core.providers.base import ProviderError
-from services.core.providers.registry import build_providers, load_registry
 from services.core.storage import create_storage
 from services.core.tasks import CANCEL_PROVIDER_TASK, GENERATE_VIDEO, GenerateVideo, broker_redis_url
 from services.worker.routing import Router

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from services.core.errors import InvalidArgument
+from services.core.generators.capabilities import VideoRequest
 from services.core.job.options import JobOptions
-from services.core.providers.capabilities import VideoRequest
 
 
 def test_every_option_is_read_typed() -> None:

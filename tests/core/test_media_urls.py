@@ -12,10 +12,11 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from services.core import media_urls
-from services.core.media_urls import MAX_TTL_SECONDS, MediaUrlRefused, MediaUrlSigner
+from services.core.media_urls import MediaUrlRefused, MediaUrlSigner
 from services.core.secrets import MEDIA_URLS, derive, urlsafe
-from services.core.settings import CoreSettings, load_settings
-from services.core.storage import LocalMediaStorage, create_storage
+from services.core.settings import MAX_TTL_SECONDS, CoreSettings, load_settings
+from services.core.storage import create_storage
+from services.core.storage.local import LocalMediaStorage
 
 SECRET_KEY = "5c0d3f8a9b1e4c7d2a6f0e9b8c7d6a5f"
 KEY = "cmwwxjck83noow87bhzi07al8.mp4"

@@ -14,8 +14,9 @@ import httpx
 import pytest
 
 from services.core.settings import CoreSettings, load_settings
-from services.core.storage import InvalidStorageKey, StorageUnavailable, create_storage
-from services.core.storage_s3 import S3MediaStorage
+from services.core.storage import create_storage
+from services.core.storage.base import InvalidStorageKey, StorageUnavailable
+from services.core.storage.s3 import S3MediaStorage
 from services.jobs.server import start_jobs_server
 from tests.conftest import jobs_settings, wait_serving
 from tests.support.factories import create_job, processing_job, video_result

@@ -29,8 +29,8 @@ import pytest
 import yaml
 from referencing import Registry, Resource
 
+from services.core.generators.registry import RegistryConfig
 from services.core.grpc_server import LIVENESS
-from services.core.providers.registry import RegistryConfig
 from services.core.queues import QUEUES
 from services.core.settings import CoreSettings
 from services.core.tasks import queue_keys

@@ -29,7 +29,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from services.core.providers.registry import NAME_PATTERN
+from services.core.generators.registry import NAME_PATTERN
 from tests.gateway.conftest import Gateway
 
 # No 5xx; every status, content type, header and body as /openapi.json documents it; and a

@@ -14,7 +14,9 @@ from prometheus_client import REGISTRY
 
 from services.core import db
 from services.core.settings import CoreSettings
-from services.core.storage import LocalMediaStorage, MediaStorage, create_storage
+from services.core.storage import create_storage
+from services.core.storage.base import MediaStorage
+from services.core.storage.local import LocalMediaStorage
 from services.jobs.retention import Retention, RetentionPolicy
 from services.jobs.server import JobsServer, start_jobs_server
 from tests.conftest import jobs_settings, wait_serving

@@ -13,10 +13,10 @@ from typing import Any
 import av
 import pytest
 
-from services.core.providers.base import InvalidOptions, JobCancelled, ProviderError
-from services.core.providers.comfyui import ComfyUI
-from services.core.providers.input_images import ImageFetcher
-from services.core.providers.registry import ProviderConfig
+from services.core.generators.base import InvalidOptions, JobCancelled, ProviderError
+from services.core.generators.comfyui import ComfyUI
+from services.core.generators.input_images import ImageFetcher
+from services.core.generators.registry import ProviderConfig
 from tests.support.fake_comfyui import FakeComfyUI
 from tests.support.image_host import ImageHost, png
 

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import yaml
 
-from services.core.providers.comfyui import ComfyUI
-from services.core.providers.comfyui.workflow import WorkflowError, load_workflow
-from services.core.providers.registry import ProviderConfig, RegistryError
+from services.core.generators.comfyui import ComfyUI
+from services.core.generators.comfyui.workflow import WorkflowError, load_workflow
+from services.core.generators.registry import ProviderConfig, RegistryError
 from tests.support.processes import ROOT, clean_env
 
 EXAMPLES = ROOT / "deploy" / "comfyui"

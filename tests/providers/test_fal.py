@@ -12,9 +12,9 @@ import av
 import pytest
 import structlog
 
-from services.core.providers.base import InvalidOptions, JobCancelled, ProviderError
-from services.core.providers.fal import Fal
-from services.core.providers.registry import ProviderConfig
+from services.core.generators.base import InvalidOptions, JobCancelled, ProviderError
+from services.core.generators.fal import Fal
+from services.core.generators.registry import ProviderConfig
 from tests.support.fake_fal import FakeFal
 
 KEY = "fal-key-id:5e3c9a7d1f2b4c6e"

@@ -10,9 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.core.providers.base import InvalidOptions, ProviderError
-from services.core.providers.http import ProviderHttp, fetch_video, probe_video, retry_after
-from services.core.providers.registry import ProviderConfig
+from services.core.generators.base import InvalidOptions, ProviderError
+from services.core.generators.http import ProviderHttp, fetch_video, probe_video, retry_after
+from services.core.generators.registry import ProviderConfig
 from tests.support.fake_provider import SAMPLE, FakeProvider, Response
 
 KEY = "sk-test-0a1b2c3d4e5f"

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import pytest
 
+from services.core.generators.registry import RegistryConfig
 from services.core.metrics import start_metrics_server
-from services.core.providers.registry import RegistryConfig
 from services.providers.server import start_providers_server
 from tests.support.fake_comfyui import FakeComfyUI
 from tests.support.fake_fal import FakeFal

@@ -12,9 +12,9 @@ import av
 import pytest
 from structlog.testing import capture_logs
 
-from services.core.providers.base import InvalidOptions, JobCancelled, ProviderError, VideoSpec
-from services.core.providers.luma import Luma
-from services.core.providers.registry import ProviderConfig, build_provider
+from services.core.generators.base import InvalidOptions, JobCancelled, ProviderError, VideoSpec
+from services.core.generators.luma import Luma
+from services.core.generators.registry import ProviderConfig, build_provider
 from tests.support.fake_luma import FakeLuma
 
 KEY = "luma-api-7c6b5a4d3e2f"

@@ -9,9 +9,9 @@ from pathlib import Path
 import av
 import pytest
 
-from services.core.providers.base import InvalidOptions, JobCancelled, ProviderError
-from services.core.providers.openai_videos import OpenAIVideos
-from services.core.providers.registry import ProviderConfig
+from services.core.generators.base import InvalidOptions, JobCancelled, ProviderError
+from services.core.generators.openai_videos import OpenAIVideos
+from services.core.generators.registry import ProviderConfig
 from tests.support.fake_openai import FakeOpenAI
 
 KEY = "sk-test-7f3a9c1e5b"

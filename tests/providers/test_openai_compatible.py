@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from services.core.providers.base import InvalidOptions, JobCancelled, ProviderError, RenderedVideo
-from services.core.providers.input_images import ImageFetcher
-from services.core.providers.openai_videos import OpenAIVideos
-from services.core.providers.registry import ProviderConfig
+from services.core.generators.base import InvalidOptions, JobCancelled, ProviderError, RenderedVideo
+from services.core.generators.input_images import ImageFetcher
+from services.core.generators.openai_videos import OpenAIVideos
+from services.core.generators.registry import ProviderConfig
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.image_host import ImageHost, png
 

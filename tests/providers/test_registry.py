@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from services.core.providers.registry import DEFAULT_REGISTRY, RegistryError, load_registry
+from services.core.generators.registry import DEFAULT_REGISTRY, RegistryError, load_registry
 from tests.support.processes import ROOT, clean_env
 
 

@@ -12,9 +12,9 @@ import av
 import pytest
 import structlog
 
-from services.core.providers.base import InvalidOptions, JobCancelled, ProviderError
-from services.core.providers.registry import ProviderConfig
-from services.core.providers.replicate import Replicate, cancel_after
+from services.core.generators.base import InvalidOptions, JobCancelled, ProviderError
+from services.core.generators.registry import ProviderConfig
+from services.core.generators.replicate import Replicate, cancel_after
 from tests.support.fake_replicate import FakeReplicate
 
 KEY = "r8_7Hq2mX9pL4vT1kZ3wN6bY"

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from services.core.errors import FailedPrecondition
-from services.core.providers.capabilities import ModelCapabilities, VideoRequest, fit, request_of
-from services.core.providers.registry import ProviderConfig
+from services.core.generators.capabilities import ModelCapabilities, VideoRequest, fit, request_of
+from services.core.generators.registry import ProviderConfig
 from services.providers.health import Health, HealthState
 from services.providers.routing import CannotMake, choose
 

@@ -12,9 +12,9 @@ import av
 import pytest
 from structlog.testing import capture_logs
 
-from services.core.providers.base import InvalidOptions, JobCancelled, ProviderError, VideoSpec
-from services.core.providers.registry import ProviderConfig, build_provider
-from services.core.providers.runway import Runway
+from services.core.generators.base import InvalidOptions, JobCancelled, ProviderError, VideoSpec
+from services.core.generators.registry import ProviderConfig, build_provider
+from services.core.generators.runway import Runway
 from tests.support.fake_runway import FakeRunway
 
 KEY = "key_runway_5e1d0c9b8a7f"

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
-from services.core.providers.local import LocalRenderer
+from services.core.generators.local import LocalRenderer
 
 
 def sample_video(seconds: float = 1, width: int = 96, height: int = 64, fps: int = 8) -> bytes:

@@ -8,7 +8,7 @@ from ipaddress import ip_address
 
 from PIL import Image
 
-from services.core.providers.input_images import MAX_IMAGE_BYTES, ImageFetcher
+from services.core.generators.input_images import MAX_IMAGE_BYTES, ImageFetcher
 from tests.support.fake_provider import FakeProvider, Request, Response
 from tests.support.tls import make_tls
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from services.core.providers.base import (
+from services.core.generators.base import (
     KindInfo,
     ProgressCallback,
     ProviderError,
@@ -21,8 +21,8 @@ from services.core.providers.base import (
     TaskCallback,
     VideoSpec,
 )
-from services.core.providers.local import LocalRenderer
-from services.core.providers.registry import ProviderConfig
+from services.core.generators.local import LocalRenderer
+from services.core.generators.registry import ProviderConfig
 
 TINY = {"durationSeconds": 1, "width": 64, "height": 64, "fps": 4}
 

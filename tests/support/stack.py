@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import pytest
 
-from services.core.providers.registry import load_registry
+from services.core.generators.registry import load_registry
 from services.jobs.server import JobsServer
 from services.providers.server import ProvidersServer, start_providers_server
 from services.providers.settings import ProvidersSettings

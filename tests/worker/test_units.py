@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from services.core.generators.base import InvalidOptions, JobCancelled
+from services.core.generators.local import LocalRenderer
 from services.core.job.options import JobOptions
-from services.core.providers.base import InvalidOptions, JobCancelled
-from services.core.providers.local import LocalRenderer
 from services.core.settings import CoreSettings
-from services.core.storage import InvalidStorageKey, LocalMediaStorage
+from services.core.storage.base import InvalidStorageKey
+from services.core.storage.local import LocalMediaStorage
 from services.core.tasks import broker_url, create_celery
 from services.worker.runner import RetryPolicy
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from services.core.errors import InvalidArgument
+from services.core.generators.capabilities import DEFAULT_SECONDS, RATIO, VideoRequest, ratio_value
 from services.core.job.rules import PROVIDER_NAME
-from services.core.providers.capabilities import DEFAULT_SECONDS, RATIO, VideoRequest, ratio_value
 from services.core.queues import DEFAULT, HIGH_PRIORITY, LOW_PRIORITY
 
 MAX_SECONDS = 3600

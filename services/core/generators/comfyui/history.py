@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from services.core.providers.http import error_message
+from services.core.generators.http import error_message
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".mkv", ".m4v")
 # Where output nodes list their files: core SaveVideo under "images" (with "animated"),

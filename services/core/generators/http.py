@@ -16,8 +16,8 @@ from typing import Any
 import av
 import httpx
 
-from services.core.providers.base import InvalidOptions, ProviderError, RenderedVideo
-from services.core.providers.registry import ProviderConfig
+from services.core.generators.base import InvalidOptions, ProviderError, RenderedVideo
+from services.core.generators.registry import ProviderConfig
 
 # The longest a 429's Retry-After is waited for at once, and brief outages retried per call.
 MAX_RETRY_AFTER = 60.0

@@ -20,8 +20,8 @@ from typing import Any, ClassVar
 
 import httpx
 
-from services.core.providers import openai_fields
-from services.core.providers.base import (
+from services.core.generators import openai_fields
+from services.core.generators.base import (
     InvalidOptions,
     JobCancelled,
     KindInfo,
@@ -31,10 +31,10 @@ from services.core.providers.base import (
     TaskCallback,
     VideoSpec,
 )
-from services.core.providers.capabilities import ModelCapabilities, fit, request_of
-from services.core.providers.http import ProviderHttp, fetch_video
-from services.core.providers.input_images import ImageFetcher
-from services.core.providers.registry import ProviderConfig
+from services.core.generators.capabilities import ModelCapabilities, fit, request_of
+from services.core.generators.http import ProviderHttp, fetch_video
+from services.core.generators.input_images import ImageFetcher
+from services.core.generators.registry import ProviderConfig
 
 # The model of an entry that lists none: whatever the server runs, asked in OpenAI's shape.
 SERVER_DEFAULT = "server-default"

@@ -9,9 +9,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from services.core.providers.base import InvalidOptions
-from services.core.providers.capabilities import RATIO, Fit, ModelCapabilities, VideoRequest, fit, request_of
-from services.core.providers.registry import ProviderConfig
+from services.core.generators.base import InvalidOptions
+from services.core.generators.capabilities import RATIO, Fit, ModelCapabilities, VideoRequest, fit, request_of
+from services.core.generators.registry import ProviderConfig
 
 # Providers fetch the first frame themselves: an https URL of a sane length (Runway's limit).
 MAX_IMAGE_URL = 2048

@@ -14,8 +14,8 @@ from typing import Any
 from websockets.exceptions import ConnectionClosed, WebSocketException
 from websockets.sync.client import ClientConnection, connect
 
+from services.core.generators.comfyui.workflow import Workflow
 from services.core.logging import get_logger
-from services.core.providers.comfyui.workflow import Workflow
 
 log = get_logger(__name__)
 # The websockets library logs the handshake's headers (the key) at DEBUG: its logger never does.

@@ -7,9 +7,9 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from services.core.providers.base import InvalidOptions, VideoSpec
-from services.core.providers.capabilities import ModelCapabilities, fit, ratio_value, request_of
-from services.core.providers.comfyui.workflow import Workflow
+from services.core.generators.base import InvalidOptions, VideoSpec
+from services.core.generators.capabilities import ModelCapabilities, fit, ratio_value, request_of
+from services.core.generators.comfyui.workflow import Workflow
 
 # Sizes are multiples of this (what video models' latents need: Wan 2.2 and LTX-Video use 32).
 SIZE_STEP = 32

@@ -19,22 +19,22 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from services.core.generators.base import KindInfo, VideoProvider
+from services.core.generators.capabilities import ModelCapabilities
 from services.core.logging import get_logger
-from services.core.providers.base import KindInfo, VideoProvider
-from services.core.providers.capabilities import ModelCapabilities
 
 log = get_logger(__name__)
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 LOCAL_MODEL = "local-pyav-h264-v1"
 # Each kind's class, "module:Class"; the class carries its KindInfo as `info`.
 KINDS: dict[str, str] = {
-    "local": "services.core.providers.local:LocalRenderer",
-    "openai-compatible": "services.core.providers.openai_videos:OpenAIVideos",
-    "runway": "services.core.providers.runway:Runway",
-    "luma": "services.core.providers.luma:Luma",
-    "fal": "services.core.providers.fal:Fal",
-    "replicate": "services.core.providers.replicate:Replicate",
-    "comfyui": "services.core.providers.comfyui:ComfyUI",
+    "local": "services.core.generators.local:LocalRenderer",
+    "openai-compatible": "services.core.generators.openai_videos:OpenAIVideos",
+    "runway": "services.core.generators.runway:Runway",
+    "luma": "services.core.generators.luma:Luma",
+    "fal": "services.core.generators.fal:Fal",
+    "replicate": "services.core.generators.replicate:Replicate",
+    "comfyui": "services.core.generators.comfyui:ComfyUI",
 }
 # Older names of kinds, still read.
 KIND_ALIASES = {"openai-videos": "openai-compatible"}

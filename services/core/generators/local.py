@@ -18,7 +18,7 @@ import av
 from av.codec.context import Flags
 from PIL import Image, ImageDraw, ImageFont
 
-from services.core.providers.base import (
+from services.core.generators.base import (
     InvalidOptions,
     KindInfo,
     ProgressCallback,
@@ -27,10 +27,10 @@ from services.core.providers.base import (
     TaskCallback,
     VideoSpec,
 )
-from services.core.providers.capabilities import ModelCapabilities
+from services.core.generators.capabilities import ModelCapabilities
 
 if TYPE_CHECKING:
-    from services.core.providers.registry import ProviderConfig
+    from services.core.generators.registry import ProviderConfig
 
 MODEL = "local-pyav-h264-v1"
 BOUNDS = {

@@ -20,8 +20,7 @@ from typing import Any, ClassVar
 
 import httpx
 
-from services.core.logging import get_logger
-from services.core.providers.base import (
+from services.core.generators.base import (
     InvalidOptions,
     JobCancelled,
     KindInfo,
@@ -31,8 +30,8 @@ from services.core.providers.base import (
     TaskCallback,
     VideoSpec,
 )
-from services.core.providers.capabilities import ModelCapabilities
-from services.core.providers.hosted import (
+from services.core.generators.capabilities import ModelCapabilities
+from services.core.generators.hosted import (
     CANCEL_SECONDS,
     HostedModel,
     InputStyle,
@@ -41,8 +40,9 @@ from services.core.providers.hosted import (
     seconds_suffixed,
     seconds_text,
 )
-from services.core.providers.http import ProviderHttp, fetch_video
-from services.core.providers.registry import ProviderConfig
+from services.core.generators.http import ProviderHttp, fetch_video
+from services.core.generators.registry import ProviderConfig
+from services.core.logging import get_logger
 
 log = get_logger(__name__)
 HOST = "https://queue.fal.run"

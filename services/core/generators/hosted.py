@@ -14,9 +14,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.core.providers.base import InvalidOptions, VideoSpec
-from services.core.providers.capabilities import RATIO, ModelCapabilities, fit, request_of
-from services.core.providers.registry import ProviderConfig
+from services.core.generators.base import InvalidOptions, VideoSpec
+from services.core.generators.capabilities import RATIO, ModelCapabilities, fit, request_of
+from services.core.generators.registry import ProviderConfig
 
 # The job's own fields for the model's input, sent as they are.
 MODEL_INPUT = "modelInput"

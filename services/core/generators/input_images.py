@@ -20,7 +20,7 @@ from ipaddress import ip_address
 import httpx
 
 from services.core.egress import IPAddress, literal, refusal
-from services.core.providers.base import InvalidOptions
+from services.core.generators.base import InvalidOptions
 
 FIELD = "metadata.imageUrl"
 MAX_IMAGE_BYTES = 20 * 1024**2

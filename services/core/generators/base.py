@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from services.core.providers.capabilities import ModelCapabilities
+from services.core.generators.capabilities import ModelCapabilities
 
 
 class ProviderError(Exception):
@@ -90,7 +90,7 @@ class KindInfo:
 class VideoProvider(Protocol):
     """Turns a prompt into a video file; probe() tells whether it can right now.
 
-    A kind's class also carries `info: ClassVar[KindInfo]` (services/core/providers/registry.py
+    A kind's class also carries `info: ClassVar[KindInfo]` (services/core/generators/registry.py
     reads it) and is built with its registry entry, ProviderConfig."""
 
     info: ClassVar[KindInfo]

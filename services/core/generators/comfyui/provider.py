@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlencode
 
-from services.core.logging import get_logger
-from services.core.providers.base import (
+from services.core.generators.base import (
     InvalidOptions,
     JobCancelled,
     KindInfo,
@@ -29,14 +28,15 @@ from services.core.providers.base import (
     TaskCallback,
     VideoSpec,
 )
-from services.core.providers.capabilities import ModelCapabilities
-from services.core.providers.comfyui.history import failure_of, queue_place, refusal, saved_video
-from services.core.providers.comfyui.options import job_spec
-from services.core.providers.comfyui.progress import SAMPLED, EventStream, RunState
-from services.core.providers.comfyui.workflow import Value, WorkflowError, load_workflow
-from services.core.providers.http import ProviderHttp, fetch_video
-from services.core.providers.input_images import ImageFetcher
-from services.core.providers.registry import ProviderConfig
+from services.core.generators.capabilities import ModelCapabilities
+from services.core.generators.comfyui.history import failure_of, queue_place, refusal, saved_video
+from services.core.generators.comfyui.options import job_spec
+from services.core.generators.comfyui.progress import SAMPLED, EventStream, RunState
+from services.core.generators.comfyui.workflow import Value, WorkflowError, load_workflow
+from services.core.generators.http import ProviderHttp, fetch_video
+from services.core.generators.input_images import ImageFetcher
+from services.core.generators.registry import ProviderConfig
+from services.core.logging import get_logger
 
 log = get_logger(__name__)
 CANCEL_SECONDS = 5.0

@@ -14,9 +14,9 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from services.core.providers.base import InvalidOptions, VideoSpec
-from services.core.providers.capabilities import ratio_value
-from services.core.providers.input_images import InputImage
+from services.core.generators.base import InvalidOptions, VideoSpec
+from services.core.generators.capabilities import ratio_value
+from services.core.generators.input_images import InputImage
 
 # The sizes OpenAI's shape allows, by aspect ratio.
 OPENAI_SIZES = {"16:9": (1280, 720), "9:16": (720, 1280), "7:4": (1792, 1024), "4:7": (1024, 1792)}

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from services.core.providers.registry import RegistryError
+from services.core.generators.registry import RegistryError
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_]+)\s*(?::\s*([^{}]*?)\s*)?\}\}")
 TEXTS = frozenset({"prompt", "image"})

@@ -19,8 +19,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any, ClassVar
 
-from services.core.logging import get_logger
-from services.core.providers.base import (
+from services.core.generators.base import (
     InvalidOptions,
     JobCancelled,
     KindInfo,
@@ -30,8 +29,8 @@ from services.core.providers.base import (
     TaskCallback,
     VideoSpec,
 )
-from services.core.providers.capabilities import ModelCapabilities
-from services.core.providers.hosted import (
+from services.core.generators.capabilities import ModelCapabilities
+from services.core.generators.hosted import (
     CANCEL_SECONDS,
     HostedModel,
     InputStyle,
@@ -39,8 +38,9 @@ from services.core.providers.hosted import (
     model_input,
     whole_seconds,
 )
-from services.core.providers.http import ProviderHttp, fetch_video
-from services.core.providers.registry import ProviderConfig
+from services.core.generators.http import ProviderHttp, fetch_video
+from services.core.generators.registry import ProviderConfig
+from services.core.logging import get_logger
 
 log = get_logger(__name__)
 HOST = "https://api.replicate.com/v1"

@@ -10,7 +10,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from services.core.storage import StorageUnavailable, StoredVideo, check_key, content_type
+from services.core.storage.base import StorageUnavailable, StoredVideo, check_key, content_type
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

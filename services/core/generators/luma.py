@@ -19,8 +19,7 @@ from typing import Any, ClassVar
 
 import httpx
 
-from services.core.logging import get_logger
-from services.core.providers.base import (
+from services.core.generators.base import (
     InvalidOptions,
     JobCancelled,
     KindInfo,
@@ -30,10 +29,11 @@ from services.core.providers.base import (
     TaskCallback,
     VideoSpec,
 )
-from services.core.providers.capabilities import ModelCapabilities
-from services.core.providers.http import ProviderHttp, fetch_video
-from services.core.providers.registry import ProviderConfig
-from services.core.providers.spec_mapping import fitted, whole_seconds
+from services.core.generators.capabilities import ModelCapabilities
+from services.core.generators.http import ProviderHttp, fetch_video
+from services.core.generators.registry import ProviderConfig
+from services.core.generators.spec_mapping import fitted, whole_seconds
+from services.core.logging import get_logger
 
 log = get_logger(__name__)
 MODEL = "ray-3.2"
