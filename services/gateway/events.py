@@ -11,10 +11,11 @@ from fastapi import APIRouter, Header, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import StreamingResponse
 
+from services.core.job.public import job_from_proto
 from services.core.logging import get_logger
 from services.gateway.deps import BackendsDep, call_metadata
 from services.gateway.errors import BackendError
-from services.gateway.schemas import Problem, RateLimitProblem, job_from_proto
+from services.gateway.schemas import Problem, RateLimitProblem
 from videogen.v1 import jobs_pb2
 
 log = get_logger(__name__)

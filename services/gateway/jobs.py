@@ -6,28 +6,28 @@ import json
 from typing import Annotated, Any
 
 import grpc
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Response
 
+from services.core.job import rules
+from services.core.job.public import Job, job_from_proto
+from services.core.job.status import STATUS_TO_PROTO, JobStatus
 from services.core.protocol import REPLAYED_HEADER
 from services.gateway.bodies import StrictJsonRoute
 from services.gateway.deps import BackendsDep, call, call_with_metadata
 from services.gateway.errors import BackendError
 from services.gateway.schemas import (
-    IDEMPOTENCY_KEY,
-    USER_ID,
-    Job,
     JobCreate,
     JobList,
     Problem,
     RateLimitProblem,
-    Status,
-    job_from_proto,
+    Skip,
+    Take,
+    UserIdQuery,
 )
 from videogen.v1 import jobs_pb2
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"], route_class=StrictJsonRoute)
 ERRORS: dict[int | str, dict[str, Any]] = {422: {"model": Problem}, 503: {"model": Problem}}
-_STATUS = {status: jobs_pb2.JobStatus.Value(f"JOB_STATUS_{status.name}") for status in Status}
 
 
 CREATE_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -53,7 +53,7 @@ async def create_job(
         str | None,
         Header(
             alias="Idempotency-Key",
-            pattern=IDEMPOTENCY_KEY,
+            pattern=rules.IDEMPOTENCY_KEY.pattern,
             description="Makes retries safe: the same key and body from the same user answer the first job "
             "(with `Idempotent-Replayed: true`); the same key with another body is 409.",
         ),
@@ -85,17 +85,17 @@ async def get_job(job_id: str, backends: BackendsDep) -> Job:
 @router.get("", response_model=JobList, responses=ERRORS, summary="List jobs newest first")
 async def list_jobs(
     backends: BackendsDep,
-    userId: Annotated[str | None, Query(pattern=USER_ID)] = None,  # noqa: N803 - the contract's name
-    status: Status | None = None,
-    skip: Annotated[int, Query(ge=0, le=100_000)] = 0,
-    take: Annotated[int, Query(ge=1, le=100)] = 20,
+    userId: UserIdQuery = None,  # noqa: N803 - the contract's name
+    status: JobStatus | None = None,
+    skip: Skip = 0,
+    take: Take = rules.TAKE_DEFAULT,
 ) -> JobList:
     """Filtered by user and status, `take` (1-100) at a time from `skip`."""
     request = jobs_pb2.ListJobsRequest(skip=skip, take=take)
     if userId is not None:
         request.user_id = userId
     if status is not None:
-        request.status = _STATUS[status]
+        request.status = STATUS_TO_PROTO[status]
     reply = await call(backends.jobs.ListJobs, request, backends=backends, service="jobs")
     return JobList(jobs=[job_from_proto(j) for j in reply.jobs], total=reply.total, skip=reply.skip, take=reply.take)
 

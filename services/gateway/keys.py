@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.core.job import rules
 from services.gateway.bodies import StrictJsonRoute
 from services.gateway.deps import BackendsDep, call
-from services.gateway.schemas import USER_ID, Problem
+from services.gateway.schemas import Problem, Skip, Take, UserIdQuery
 from videogen.v1 import keys_pb2
 
 router = APIRouter(prefix="/api/v1/api-keys", tags=["api keys"], route_class=StrictJsonRoute)
@@ -35,7 +36,7 @@ class ApiKeyCreate(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"userId": "user-123", "name": "mobile app"}]}
     )
 
-    userId: Annotated[str, Field(pattern=USER_ID, description="1-128 characters of [A-Za-z0-9_.:@-]")]
+    userId: Annotated[str, Field(pattern=rules.USER_ID.pattern, description="1-128 characters of [A-Za-z0-9_.:@-]")]
     name: Annotated[str, Field(min_length=1, max_length=128, description="1-128 printable characters")]
 
 
@@ -90,9 +91,9 @@ async def create_key(body: ApiKeyCreate, backends: BackendsDep) -> IssuedApiKey:
 @router.get("", response_model=ApiKeyList, responses=_ERRORS, summary="List API keys")
 async def list_keys(
     backends: BackendsDep,
-    userId: Annotated[str | None, Query(pattern=USER_ID)] = None,  # noqa: N803 - the contract's name
-    skip: Annotated[int, Query(ge=0, le=100_000)] = 0,
-    take: Annotated[int, Query(ge=1, le=100)] = 20,
+    userId: UserIdQuery = None,  # noqa: N803 - the contract's name
+    skip: Skip = 0,
+    take: Take = rules.TAKE_DEFAULT,
 ) -> ApiKeyList:
     """Keys newest first (only `userId`'s when given), without their secrets."""
     request = keys_pb2.ListApiKeysRequest(skip=skip, take=take)

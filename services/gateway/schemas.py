@@ -2,54 +2,17 @@
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime
-from enum import StrEnum
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from google.protobuf.timestamp_pb2 import Timestamp
+from fastapi import Query
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
 
-from services.core.generators.registry import NAME_PATTERN
+from services.core.job import rules
+from services.core.job.public import JOB_EXAMPLE, Job, optional_timestamp
 from services.core.models import WEBHOOK_EVENTS
 from services.core.webhooks import URL_MAX_CHARS, events_problem, url_problem
-from videogen.v1 import jobs_pb2, providers_pb2
-
-USER_ID = r"^[A-Za-z0-9_.:@-]{1,128}$"
-IDEMPOTENCY_KEY = r"^[\x21-\x7e]{1,255}$"
-JOB_EXAMPLE: dict[str, Any] = {
-    "id": "cmwwxjck83noow87bhzi07al8",
-    "userId": "user-123",
-    "status": "completed",
-    "prompt": "Create a video of a sunset over the ocean",
-    "metadata": {"priority": "high"},
-    "result": {
-        "videoUrl": "/media/cmwwxjck83noow87bhzi07al8.mp4?expires=1795683600"
-        "&signature=0ndAqpKLYnh0hMVhZ0OIHKK5g9-ZR_b8cnZuV2_dm74",
-        "contentType": "video/mp4",
-        "durationSeconds": 4.0,
-        "width": 640,
-        "height": 360,
-        "fps": 24.0,
-        "sizeBytes": 48213,
-        "codec": "h264",
-    },
-    "retryCount": 0,
-    "maxRetries": 3,
-    "usedProvider": "local",
-    "usedModel": "local-pyav-h264-v1",
-    "generationTimeMs": 812,
-    "costUsd": 0.0,
-    "errorMessage": None,
-    "createdAt": "2026-11-26T10:00:00.000000+00:00",
-    "updatedAt": "2026-11-26T10:00:01.300000+00:00",
-    "startedAt": "2026-11-26T10:00:00.200000+00:00",
-    "completedAt": "2026-11-26T10:00:01.300000+00:00",
-    "webhookUrl": "https://example.com/hooks/videogen",
-    "webhookEvents": ["job.completed", "job.failed"],
-    "progressPercent": 100,
-    "progressStage": "completed",
-}
+from videogen.v1 import providers_pb2
 
 
 def _json_number(value: object) -> object:
@@ -60,30 +23,17 @@ def _json_number(value: object) -> object:
 
 
 JsonNumber = BeforeValidator(_json_number)
-# Deeper metadata could be stored but not answered back: the JSON serializer stops at 255 levels.
-METADATA_MAX_DEPTH = 64
+# The query parameters of every list: a user, and a page of `take` from `skip`.
+UserIdQuery = Annotated[str | None, Query(pattern=rules.USER_ID.pattern)]
+Skip = Annotated[int, Query(ge=0, le=rules.LIST_MAX_SKIP, description="Items to skip")]
+Take = Annotated[int, Query(ge=1, le=rules.TAKE_MAX, description=f"Page size, 1-{rules.TAKE_MAX}")]
 
 
 def _shallow(metadata: dict[str, Any] | None) -> dict[str, Any] | None:
-    """metadata, if its objects and arrays nest at most METADATA_MAX_DEPTH deep."""
-    pending: list[tuple[Any, int]] = [(metadata, 1)]
-    while pending:
-        value, depth = pending.pop()
-        if isinstance(value, dict | list):
-            if depth > METADATA_MAX_DEPTH:
-                raise ValueError(f"must be nested at most {METADATA_MAX_DEPTH} deep")
-            pending.extend((child, depth + 1) for child in (value.values() if isinstance(value, dict) else value))
+    """metadata, if its objects and arrays nest at most rules.JSON_MAX_DEPTH deep."""
+    if (problem := rules.depth_problem(metadata)) is not None:
+        raise ValueError(problem)
     return metadata
-
-
-class Status(StrEnum):
-    """Where a job is in its life."""
-
-    QUEUED = "queued"
-    PROCESSING = "processing"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
 
 
 def _webhook_url(url: str | None) -> str | None:
@@ -126,20 +76,36 @@ class JobCreate(BaseModel):
     userId: Annotated[
         str | None,
         Field(
-            pattern=USER_ID,
+            pattern=rules.USER_ID.pattern,
             description="1-128 characters of [A-Za-z0-9_.:@-]. With a per-user key it may be omitted (the key's "
             "user) and must otherwise be the key's user (403); with the admin key it is required.",
         ),
     ] = None
-    prompt: Annotated[str, Field(min_length=1, max_length=4000, description="1-4000 characters, not blank")]
+    prompt: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=rules.PROMPT_MAX_CHARS,
+            description=f"1-{rules.PROMPT_MAX_CHARS} characters, not blank",
+        ),
+    ]
     metadata: Annotated[dict[str, Any] | None, AfterValidator(_shallow)] = Field(
         default=None,
-        description=f"A JSON object of at most 16 KiB, nested at most {METADATA_MAX_DEPTH} deep. "
+        description=f"A JSON object of at most 16 KiB, nested at most {rules.JSON_MAX_DEPTH} deep. "
         "`priority`: high | low; `provider`, `model`, `durationSeconds`, `width`, `height`, `fps` "
         "are read by the providers; `durationSeconds` (4 when absent) is also what the daily video-seconds "
         "quota charges (docs/quotas.md).",
     )
-    maxRetries: Annotated[int, Field(ge=0, le=10), JsonNumber] = 3
+    maxRetries: Annotated[
+        int | None,
+        Field(
+            ge=0,
+            le=rules.MAX_RETRIES,
+            description=f"0-{rules.MAX_RETRIES} retries after a failed attempt; the service's "
+            "JOBS_DEFAULT_MAX_RETRIES (3 unless set) when absent.",
+        ),
+        JsonNumber,
+    ] = None
     webhookUrl: Annotated[str | None, Field(max_length=URL_MAX_CHARS), AfterValidator(_webhook_url)] = Field(
         default=None,
         description="Each status change of the job is POSTed here, signed (docs/webhooks.md): an absolute "
@@ -152,61 +118,6 @@ class JobCreate(BaseModel):
         + ", ".join(f"`{event}`" for event in WEBHOOK_EVENTS)
         + ". Needs `webhookUrl`.",
         examples=[["job.completed", "job.failed"]],
-    )
-
-
-class VideoResult(BaseModel):
-    """The stored video of a completed job."""
-
-    videoUrl: str = Field(
-        description="Where to fetch the video, signed afresh for each answer: fetch the job again for a new "
-        "one once it expires (docs/storage.md). With MEDIA_BACKEND=local a path under the edge such as "
-        "/media/<id>.mp4?expires=<unix seconds>&signature=<...>, valid for MEDIA_URL_TTL_SECONDS (Range "
-        "requests work); with MEDIA_BACKEND=s3 a presigned GET URL to the object store, valid for "
-        "S3_PRESIGN_SECONDS."
-    )
-    contentType: str
-    durationSeconds: float
-    width: int
-    height: int
-    fps: float
-    sizeBytes: int
-    codec: str | None = Field(default=None, description="The video codec the file holds (h264, hevc, vp9, ...).")
-
-
-class Job(BaseModel):
-    """A job as clients see it."""
-
-    model_config = ConfigDict(json_schema_extra={"examples": [JOB_EXAMPLE]})
-
-    id: str
-    userId: str
-    status: Status
-    prompt: str
-    metadata: dict[str, Any]
-    result: VideoResult | None
-    retryCount: int
-    maxRetries: int
-    usedProvider: str | None
-    usedModel: str | None
-    generationTimeMs: int | None
-    errorMessage: str | None
-    costUsd: float | None = Field(
-        default=None,
-        description="What the video cost in US dollars, as the provider's price list estimates it "
-        "(docs/providers.md); set once completed.",
-    )
-    createdAt: datetime
-    updatedAt: datetime
-    startedAt: datetime | None
-    completedAt: datetime | None
-    webhookUrl: str | None = Field(default=None, description="Where status changes are POSTed, when set.")
-    webhookEvents: list[str] = Field(default_factory=list, description="The events POSTed; empty means all.")
-    progressPercent: int = Field(description="Progress of the current attempt, 0-100.")
-    progressStage: str = Field(
-        description="Stage of the current attempt: `starting`, `rendering`, `storing`, then `completed` "
-        "(a remote provider may name its own); empty while queued. "
-        "Follow it live with `GET /api/v1/jobs/{id}/events`."
     )
 
 
@@ -266,7 +177,7 @@ class ProviderTest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"provider": "local", "timeout": 30}]})
 
-    provider: Annotated[str, Field(pattern=NAME_PATTERN, description="A provider name such as `local`")]
+    provider: Annotated[str, Field(pattern=rules.PROVIDER_NAME.pattern, description="A provider name such as `local`")]
     timeout: Annotated[float, Field(ge=1, le=300), JsonNumber] = 30
 
 
@@ -370,54 +281,6 @@ class RateLimitProblem(Problem):
     retryAfterSeconds: int = Field(description="Seconds to wait, as in Retry-After")
 
 
-def _time(stamp: Timestamp) -> datetime:
-    return stamp.ToDatetime(tzinfo=UTC)
-
-
-def _optional_time(message: Any, field: str) -> datetime | None:
-    return _time(getattr(message, field)) if message.HasField(field) else None
-
-
-def job_from_proto(job: jobs_pb2.Job) -> Job:
-    """The REST form of a job."""
-    result = None
-    if job.HasField("result"):
-        r = job.result
-        result = VideoResult(
-            videoUrl=r.video_url,
-            contentType=r.content_type,
-            durationSeconds=r.duration_seconds,
-            width=r.width,
-            height=r.height,
-            fps=r.fps,
-            sizeBytes=r.size_bytes,
-            codec=r.codec or None,
-        )
-    return Job(
-        id=job.id,
-        userId=job.user_id,
-        status=Status(jobs_pb2.JobStatus.Name(job.status).removeprefix("JOB_STATUS_").lower()),
-        prompt=job.prompt,
-        metadata=json.loads(job.metadata_json or "{}"),
-        result=result,
-        retryCount=job.retry_count,
-        maxRetries=job.max_retries,
-        usedProvider=job.used_provider if job.HasField("used_provider") else None,
-        usedModel=job.used_model if job.HasField("used_model") else None,
-        generationTimeMs=job.generation_time_ms if job.HasField("generation_time_ms") else None,
-        errorMessage=job.error_message if job.HasField("error_message") else None,
-        costUsd=job.cost_usd if job.HasField("cost_usd") else None,
-        createdAt=_time(job.created_at),
-        updatedAt=_time(job.updated_at),
-        startedAt=_optional_time(job, "started_at"),
-        completedAt=_optional_time(job, "completed_at"),
-        webhookUrl=job.webhook_url if job.HasField("webhook_url") else None,
-        webhookEvents=list(job.webhook_events),
-        progressPercent=job.progress_percent,
-        progressStage=job.progress_stage,
-    )
-
-
 def health_name(value: int) -> str:
     """healthy | degraded | unhealthy."""
     return (
@@ -432,7 +295,7 @@ def provider_from_proto(status: providers_pb2.ProviderStatus) -> ProviderStatus:
     return ProviderStatus(
         provider=status.provider,
         status=health_name(status.status),
-        lastCheckedAt=_optional_time(status, "last_checked_at"),
+        lastCheckedAt=optional_timestamp(status, "last_checked_at"),
         consecutiveFailures=status.consecutive_failures,
         avgResponseTimeMs=status.avg_response_time_ms,
         costPerRequest=status.cost_per_request,

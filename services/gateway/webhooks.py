@@ -5,16 +5,17 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.core.job import rules
 from services.gateway.bodies import StrictJsonRoute
 from services.gateway.deps import BackendsDep, call
 from services.gateway.keys import AUTH_ERRORS
-from services.gateway.schemas import Problem
+from services.gateway.schemas import Problem, Skip, Take
 from videogen.v1 import webhooks_pb2
 
 router = APIRouter(tags=["webhooks"], route_class=StrictJsonRoute)
@@ -112,8 +113,6 @@ def _list(reply: webhooks_pb2.ListDeliveriesResponse) -> DeliveryList:
 
 _STATE = {state: webhooks_pb2.DeliveryState.Value(f"DELIVERY_STATE_{state.name}") for state in DeliveryState}
 _ERRORS: dict[int | str, dict[str, Any]] = {404: {"model": Problem}, 422: {"model": Problem}, 503: {"model": Problem}}
-Skip = Annotated[int, Query(ge=0, le=100_000, description="Deliveries to skip")]
-Take = Annotated[int, Query(ge=1, le=100, description="Page size, 1-100")]
 
 
 @router.get(
@@ -122,7 +121,9 @@ Take = Annotated[int, Query(ge=1, le=100, description="Page size, 1-100")]
     responses=_ERRORS,
     summary="The webhook deliveries of one job",
 )
-async def list_job_deliveries(job_id: str, backends: BackendsDep, skip: Skip = 0, take: Take = 20) -> DeliveryList:
+async def list_job_deliveries(
+    job_id: str, backends: BackendsDep, skip: Skip = 0, take: Take = rules.TAKE_DEFAULT
+) -> DeliveryList:
     """Every event of the job sent (or to be sent) to its `webhookUrl`, oldest first, with its state,
     attempts and the receiver's last answer; 404 for an unknown job."""
     request = webhooks_pb2.ListJobDeliveriesRequest(job_id=job_id, skip=skip, take=take)
@@ -136,7 +137,7 @@ async def list_job_deliveries(job_id: str, backends: BackendsDep, skip: Skip = 0
     summary="Webhook deliveries of every job, by state (the dead letters with state=dead)",
 )
 async def list_deliveries(
-    backends: BackendsDep, state: DeliveryState | None = None, skip: Skip = 0, take: Take = 20
+    backends: BackendsDep, state: DeliveryState | None = None, skip: Skip = 0, take: Take = rules.TAKE_DEFAULT
 ) -> DeliveryList:
     """For operators: deliveries newest first; `state=dead` lists those whose retries ran out."""
     request = webhooks_pb2.ListDeliveriesRequest(skip=skip, take=take)

@@ -13,6 +13,7 @@ from services.core import egress
 from services.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from services.core.job.options import JobOptions
 from services.core.job.rules import (
+    DEFAULT_MAX_RETRIES,
     ERROR_MAX_CHARS,
     JOB_ID,
     LIST_MAX_SKIP,
@@ -106,7 +107,7 @@ class NewJob:
 class JobLimits:
     """Limits of the jobs API, from settings."""
 
-    default_max_retries: int = 3
+    default_max_retries: int = DEFAULT_MAX_RETRIES
     list_max_skip: int = LIST_MAX_SKIP
     metadata_max_bytes: int = METADATA_MAX_BYTES
 

@@ -11,7 +11,7 @@ import grpc
 from services.core.auth import acting_user, owner_scope, require_admin
 from services.core.errors import PermissionDenied, Unavailable
 from services.core.job.result import VideoResult
-from services.core.job.status import JobStatus
+from services.core.job.status import STATUS_FROM_PROTO, STATUS_TO_PROTO, JobStatus
 from services.core.logging import current_request_id
 from services.core.models import Job
 from services.core.protocol import REPLAYED_HEADER
@@ -26,8 +26,6 @@ from services.jobs.watch import WatchHub, watch_job
 from videogen.v1 import jobs_pb2, jobs_pb2_grpc, keys_pb2, webhooks_pb2
 
 Context = grpc.aio.ServicerContext[Any, Any]
-_STATUS_TO_PROTO = {status: jobs_pb2.JobStatus.Value(f"JOB_STATUS_{status.name}") for status in JobStatus}
-_STATUS_FROM_PROTO: dict[int, JobStatus] = {number: status for status, number in _STATUS_TO_PROTO.items()}
 
 
 def _video_url(result: VideoResult, storage: MediaStorage | None) -> str:
@@ -63,7 +61,7 @@ def job_to_proto(job: Job, storage: MediaStorage | None = None) -> jobs_pb2.Job:
     message = jobs_pb2.Job(
         id=job.id,
         user_id=job.user_id,
-        status=_STATUS_TO_PROTO[JobStatus(job.status)],
+        status=STATUS_TO_PROTO[JobStatus(job.status)],
         prompt=job.prompt,
         metadata_json=json.dumps(job.metadata_, separators=(",", ":"), ensure_ascii=False),
         retry_count=job.retry_count,
@@ -153,7 +151,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
             user_id = owner
         query = domain.validate_filter(
             user_id=user_id,
-            status=enum_filter(request.status, _STATUS_FROM_PROTO, field="status", noun="status"),
+            status=enum_filter(request.status, STATUS_FROM_PROTO, field="status", noun="status"),
             skip=request.skip,
             take=request.take if request.HasField("take") else None,
             limits=self._limits,

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, model_validator
 
+from services.core.job import rules
 from services.core.settings import CoreSettings
 from services.core.webhooks import WebhookSecretSetting
 
@@ -16,9 +17,9 @@ _PRIVATE_TARGETS_BY_DEFAULT = ("development", "test")
 class JobsSettings(CoreSettings):
     """CoreSettings plus the limits of the jobs API."""
 
-    jobs_default_max_retries: Annotated[int, Field(ge=0, le=10)] = 3
-    jobs_list_max_skip: Annotated[int, Field(ge=0)] = 100_000
-    jobs_metadata_max_bytes: Annotated[int, Field(ge=2, le=1024 * 1024)] = 16 * 1024
+    jobs_default_max_retries: Annotated[int, Field(ge=0, le=rules.MAX_RETRIES)] = rules.DEFAULT_MAX_RETRIES
+    jobs_list_max_skip: Annotated[int, Field(ge=0)] = rules.LIST_MAX_SKIP
+    jobs_metadata_max_bytes: Annotated[int, Field(ge=2, le=1024 * 1024)] = rules.METADATA_MAX_BYTES
     # The dispatcher: how often it publishes due jobs, how many per round, and after how long
     # a waiting low (default) job is promoted to default (high) so it is never starved.
     dispatch_interval: Annotated[float, Field(gt=0, le=60)] = 1.0

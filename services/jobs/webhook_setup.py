@@ -11,9 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.core import webhooks
 from services.core.egress import Egress, Resolver, resolve
 from services.core.errors import Unavailable
+from services.core.job.public import job_from_proto
 from services.core.models import Job
 from services.core.storage.base import MediaStorage
-from services.gateway.schemas import job_from_proto
 from services.jobs.outbox import DeliveryDesk, WebhookOutbox
 from services.jobs.sender import DeliveryPolicy, WebhookSender
 from services.jobs.servicer import job_to_proto

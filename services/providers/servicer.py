@@ -4,7 +4,6 @@ protobuf out."""
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
 import grpc
@@ -13,7 +12,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from services.core.auth import require_admin
 from services.core.errors import InvalidArgument
 from services.core.generators.capabilities import DEFAULT_SECONDS, RATIO, VideoRequest, ratio_value
-from services.core.generators.registry import NAME_PATTERN
+from services.core.job.rules import PROVIDER_NAME
 from services.providers.health import Health, HealthState, Outcome
 from services.providers.service import ProvidersService
 from videogen.v1 import providers_pb2, providers_pb2_grpc, routing_pb2, routing_pb2_grpc
@@ -28,7 +27,7 @@ TIMEOUT_DEFAULT, TIMEOUT_MAX = 30.0, 300.0
 
 
 def _name(value: str, field: str) -> str:
-    if not re.fullmatch(NAME_PATTERN, value):
+    if not PROVIDER_NAME.fullmatch(value):
         raise InvalidArgument(field, 'must be a provider name such as "local"')
     return value
 

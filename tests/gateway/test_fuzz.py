@@ -29,7 +29,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from services.core.generators.registry import NAME_PATTERN
+from services.core.job.rules import PROVIDER_NAME
 from tests.gateway.conftest import Gateway
 
 # No 5xx; every status, content type, header and body as /openapi.json documents it; and a
@@ -265,7 +265,7 @@ async def test_a_provider_name_is_checked_at_the_edge_by_the_pattern_the_schema_
     spec = (await gateway.client.get("/openapi.json")).json()
     answer = await gateway.client.post("/api/v1/providers/test", json={"provider": "Local Ümlaut"})
 
-    assert spec["components"]["schemas"]["ProviderTest"]["properties"]["provider"]["pattern"] == NAME_PATTERN
+    assert spec["components"]["schemas"]["ProviderTest"]["properties"]["provider"]["pattern"] == PROVIDER_NAME.pattern
     assert answer.status_code == 422
     assert answer.json()["detail"][0]["type"] == "string_pattern_mismatch"
     assert answer.json()["detail"][0]["loc"] == ["body", "provider"]

@@ -12,7 +12,7 @@ from typing import Any
 import grpc
 import pytest
 
-from services.gateway.schemas import job_from_proto
+from services.core.job.public import job_from_proto
 from services.jobs.server import start_jobs_server
 from tests.conftest import jobs_settings
 from tests.gateway.conftest import ADMIN_KEY, Gateway, GatewayFactory, production
@@ -300,3 +300,14 @@ async def test_a_chunked_body_over_the_limit_is_413_and_one_within_it_is_read(ga
 
     assert big.status_code == 413 and "at most" in big.json()["detail"]
     assert small.status_code == 201, small.text
+
+
+async def test_a_job_without_max_retries_gets_the_services_default(start_gateway: GatewayFactory) -> None:
+    gateway = await start_gateway(stack_options={"jobs": {"jobs_default_max_retries": 6}})
+    body = {"userId": "user-123", "prompt": "A sunset", "metadata": TINY}
+    unsaid = await gateway.client.post("/api/v1/jobs", json=body)
+    said = await gateway.client.post("/api/v1/jobs", json={**body, "maxRetries": 0})
+    assert (unsaid.status_code, unsaid.json()["maxRetries"]) == (201, 6), unsaid.text
+    assert (said.status_code, said.json()["maxRetries"]) == (201, 0), said.text
+    stored = await gateway.stack.jobs.GetJob(jobs_pb2.GetJobRequest(id=unsaid.json()["id"]))
+    assert stored.max_retries == 6

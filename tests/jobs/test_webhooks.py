@@ -19,7 +19,7 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from services.core import webhooks
-from services.gateway.schemas import job_from_proto
+from services.core.job.public import job_from_proto
 from services.jobs.sender import DeliveryPolicy, backoff
 from services.jobs.settings import JobsSettings
 from tests.conftest import jobs_settings, start_brokered_jobs, wait_serving

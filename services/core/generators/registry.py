@@ -21,10 +21,10 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from services.core.generators.base import KindInfo, VideoProvider
 from services.core.generators.capabilities import ModelCapabilities
+from services.core.job.rules import PROVIDER_NAME
 from services.core.logging import get_logger
 
 log = get_logger(__name__)
-NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 LOCAL_MODEL = "local-pyav-h264-v1"
 # Each kind's class, "module:Class"; the class carries its KindInfo as `info`.
 KINDS: dict[str, str] = {
@@ -63,7 +63,7 @@ class ProviderConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    name: Annotated[str, Field(pattern=PROVIDER_NAME.pattern)]
     kind: str
     # The models jobs may use here; empty: every model the kind knows (any, for a plugin).
     models: list[Annotated[str, Field(min_length=1, max_length=128)]] = []

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from videogen.v1 import jobs_pb2
+
 
 class JobStatus(StrEnum):
     """queued -> processing -> completed | failed, or cancelled from queued or processing."""
@@ -17,3 +19,7 @@ class JobStatus(StrEnum):
 
 ACTIVE = frozenset({JobStatus.QUEUED, JobStatus.PROCESSING})
 FINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+# The gRPC enum values of the statuses, both ways (JOB_STATUS_UNSPECIFIED names none).
+STATUS_TO_PROTO = {status: jobs_pb2.JobStatus.Value(f"JOB_STATUS_{status.name}") for status in JobStatus}
+STATUS_FROM_PROTO: dict[int, JobStatus] = {value: status for status, value in STATUS_TO_PROTO.items()}
