@@ -21,6 +21,24 @@ log = get_logger(__name__)
 BACKGROUND_STOP_TIMEOUT = 10.0
 
 
+@dataclass(frozen=True)
+class Background:
+    """What a subsystem runs beside a server: its loops, started once the server is up, and the
+    hooks its stop needs (before the drain: ask loops to end; after it: close clients)."""
+
+    loops: tuple[tuple[str, Callable[[], Awaitable[None]]], ...] = ()
+    before_stop: tuple[Callable[[], None], ...] = ()
+    after_stop: tuple[Callable[[], object], ...] = ()
+
+    def start(self) -> list[asyncio.Task[None]]:
+        """One task per loop, named for it."""
+        return [asyncio.create_task(_awaited(run), name=name) for name, run in self.loops]
+
+
+async def _awaited(run: Callable[[], Awaitable[None]]) -> None:
+    await run()
+
+
 @dataclass
 class DatabaseService:
     """A gRPC server, its database pool and its background loops, stopped in the right order."""
@@ -32,6 +50,17 @@ class DatabaseService:
     # a hook may be a coroutine function).
     before_stop: list[Callable[[], None]] = field(default_factory=list)
     after_stop: list[Callable[[], object]] = field(default_factory=list)
+
+    @classmethod
+    def serving(cls, app: GrpcApp, engine: AsyncEngine, parts: list[Background]) -> DatabaseService:
+        """The service of app, with the loops of parts started now and their hooks in order."""
+        return cls(
+            app=app,
+            engine=engine,
+            tasks=[task for part in parts for task in part.start()],
+            before_stop=[hook for part in parts for hook in part.before_stop],
+            after_stop=[hook for part in parts for hook in part.after_stop],
+        )
 
     @property
     def port(self) -> int:

@@ -16,8 +16,8 @@ from services.core.ids import new_cuid
 from services.core.job.result import VideoResult
 from services.core.job.rules import JOB_ID, parse_json_object, validate_label
 from services.jobs import domain
+from services.jobs.convert import job_to_proto
 from services.jobs.service import Completion, JobsService
-from services.jobs.servicer import job_to_proto
 from videogen.v1 import jobs_pb2, lifecycle_pb2, lifecycle_pb2_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]

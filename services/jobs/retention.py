@@ -20,7 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core.logging import get_logger
 from services.core.periodic import every
+from services.core.runtime import Background
 from services.core.storage.base import InvalidStorageKey, MediaStorage
+from services.jobs.settings import JobsSettings
 
 log = get_logger(__name__)
 RETENTION_DELETED = Counter(
@@ -96,3 +98,18 @@ class Retention:
             log.warning("retention.video_not_deleted", job_id=job_id, key=key, error=repr(exc))
             return False
         return True
+
+
+def open_retention(
+    settings: JobsSettings, sessions: async_sessionmaker[AsyncSession], storage: MediaStorage
+) -> Background:
+    """The sweep of MEDIA_RETENTION_DAYS, or nothing when it is 0 (keep forever). Cancelled on
+    stop: a sweep cut short rolls back and is done again later."""
+    if settings.media_retention_days <= 0:
+        return Background()
+    policy = RetentionPolicy(
+        days=settings.media_retention_days,
+        interval=settings.media_retention_interval,
+        batch=settings.media_retention_batch,
+    )
+    return Background(loops=(("retention", Retention(sessions, storage, policy).run),))

@@ -20,7 +20,7 @@ from services.core.models import Job
 from services.core.storage.base import InvalidStorageKey, MediaStorage
 from services.jobs import repository
 from services.jobs.batching import CreateBatcher
-from services.jobs.dispatcher import Dispatcher
+from services.jobs.dispatch.dispatcher import Dispatcher
 from services.jobs.domain import (
     IdempotencyConflict,
     IllegalTransition,
@@ -31,9 +31,9 @@ from services.jobs.domain import (
     StaleAttempt,
     validate_webhook_target,
 )
-from services.jobs.outbox import WebhookOutbox
 from services.jobs.quotas import Quota, enforce_quota
 from services.jobs.ratelimit import CreationLimiter
+from services.jobs.webhooks.outbox import WebhookOutbox
 
 log = get_logger(__name__)
 
@@ -50,7 +50,7 @@ class Completion:
 
 
 class JobChanges(Protocol):
-    """Told of every committed change of a job (services/jobs/events.py publishes it)."""
+    """Told of every committed change of a job (services/jobs/live/events.py publishes it)."""
 
     async def publish(self, job: Job) -> None:
         """Never raises: a failure is the sink's to log."""

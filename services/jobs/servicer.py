@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -10,90 +9,22 @@ import grpc
 
 from services.core.auth import acting_user, owner_scope, require_admin
 from services.core.errors import PermissionDenied, Unavailable
-from services.core.job.result import VideoResult
-from services.core.job.status import STATUS_FROM_PROTO, STATUS_TO_PROTO, JobStatus
+from services.core.job.status import STATUS_FROM_PROTO
 from services.core.logging import current_request_id
 from services.core.models import Job
 from services.core.protocol import REPLAYED_HEADER
-from services.core.storage.base import InvalidStorageKey, MediaStorage, StorageUnavailable
-from services.jobs import domain, key_rpcs, webhook_rpcs
+from services.core.storage.base import MediaStorage
+from services.jobs import domain, key_rpcs
 from services.jobs.apikeys import ApiKeys
-from services.jobs.convert import enum_filter, timestamp
+from services.jobs.convert import enum_filter, job_to_proto
 from services.jobs.domain import JobLimits
-from services.jobs.outbox import DeliveryDesk
+from services.jobs.live.watch import WatchHub, watch_job
 from services.jobs.service import JobsService
-from services.jobs.watch import WatchHub, watch_job
+from services.jobs.webhooks import rpcs as webhook_rpcs
+from services.jobs.webhooks.outbox import DeliveryDesk
 from videogen.v1 import jobs_pb2, jobs_pb2_grpc, keys_pb2, webhooks_pb2
 
 Context = grpc.aio.ServicerContext[Any, Any]
-
-
-def _video_url(result: VideoResult, storage: MediaStorage | None) -> str:
-    """The URL stored with the job, or a fresh one where the backend's URLs expire (signed local
-    URLs, S3's presigned ones)."""
-    if storage is None or not result.storage_key:
-        return result.video_url
-    try:
-        return storage.fresh_url(result.storage_key) or result.video_url
-    except InvalidStorageKey:
-        return result.video_url
-    except StorageUnavailable as exc:
-        # No answer rather than one whose video cannot be fetched.
-        raise Unavailable(f"media storage: {exc}") from exc
-
-
-def _result_to_proto(result: VideoResult, storage: MediaStorage | None) -> jobs_pb2.VideoResult:
-    return jobs_pb2.VideoResult(
-        video_url=_video_url(result, storage),
-        content_type=result.content_type,
-        duration_seconds=result.duration_seconds,
-        width=result.width,
-        height=result.height,
-        fps=result.fps,
-        size_bytes=result.size_bytes,
-        storage_key=result.storage_key,
-        codec=result.codec,
-    )
-
-
-def job_to_proto(job: Job, storage: MediaStorage | None = None) -> jobs_pb2.Job:
-    """The protobuf form of a stored job; with storage, its video URL is one a client can use now."""
-    message = jobs_pb2.Job(
-        id=job.id,
-        user_id=job.user_id,
-        status=STATUS_TO_PROTO[JobStatus(job.status)],
-        prompt=job.prompt,
-        metadata_json=json.dumps(job.metadata_, separators=(",", ":"), ensure_ascii=False),
-        retry_count=job.retry_count,
-        max_retries=job.max_retries,
-        used_provider=job.used_provider,
-        used_model=job.used_model,
-        generation_time_ms=job.generation_time_ms,
-        error_message=job.error_message,
-        created_at=timestamp(job.created_at),
-        updated_at=timestamp(job.updated_at),
-        started_at=timestamp(job.started_at),
-        completed_at=timestamp(job.completed_at),
-        queue=job.queue,
-        progress_percent=job.progress_percent,
-        progress_stage=job.progress_stage,
-        webhook_url=job.webhook_url,
-        webhook_events=job.webhook_events,
-        event_id=job.event_seq,
-        cost_usd=None if job.cost_usd is None else float(job.cost_usd),
-    )
-    if job.provider_task:
-        task = job.provider_task
-        message.provider_task.CopyFrom(
-            jobs_pb2.ProviderTask(
-                provider=str(task.get("provider", "")),
-                task_id=str(task.get("taskId", "")),
-                attempt=int(task.get("attempt") or 0),
-            )
-        )
-    if job.result is not None:
-        message.result.CopyFrom(_result_to_proto(VideoResult.from_stored(job.result), storage))
-    return message
 
 
 class JobServicer(jobs_pb2_grpc.JobServiceServicer):

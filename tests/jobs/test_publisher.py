@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 
 from services.core.settings import CoreSettings
 from services.core.tasks import GENERATE_VIDEO, GenerateVideo, broker_redis_url, broker_url, create_celery
-from services.jobs.publisher import JobPublisher
+from services.jobs.dispatch.publisher import JobPublisher
 from tests.support.brokers import drop_keys
 
 # Fields that differ on every message (ids, tags) or between processes (origin host and pid).

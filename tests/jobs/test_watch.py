@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.core.db import async_url
 from services.core.tasks import broker_url
-from services.jobs.events import channel_of
+from services.jobs.live.events import channel_of
 from services.jobs.server import JobsServer, start_jobs_server
 from tests.conftest import jobs_settings, wait_serving
 from tests.support.brokers import drop_keys

@@ -18,7 +18,7 @@ import pytest
 
 from services.core import webhooks
 from services.core.egress import Egress, IPAddress, Resolver
-from services.jobs.webhook_post import WebhookPoster
+from services.jobs.webhooks.post import WebhookPoster
 from tests.support.deliveries import SECRET, ServiceFactory, all_delivered, wait_deliveries
 from tests.support.factories import create_job
 from tests.support.tls import make_tls

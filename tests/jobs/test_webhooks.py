@@ -20,8 +20,8 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from services.core import webhooks
 from services.core.job.public import job_from_proto
-from services.jobs.sender import DeliveryPolicy, backoff
 from services.jobs.settings import JobsSettings
+from services.jobs.webhooks.sender import DeliveryPolicy, backoff
 from tests.conftest import jobs_settings, start_brokered_jobs, wait_serving
 from tests.support.brokers import drop_keys
 from tests.support.deliveries import (

@@ -66,7 +66,11 @@ async def test_deleting_a_completed_job_deletes_its_video(start_stack: StackFact
 
 async def test_bad_video_options_fail_the_job_without_retries(start_stack: StackFactory) -> None:
     stack = await start_stack()
-    job = await create_job(stack.jobs, metadata={"width": 99999}, max_retries=3)
+    # Out of every provider's reach is refused at create; out of the chosen renderer's is the job's failure.
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await create_job(stack.jobs, metadata={"width": 99999}, max_retries=3)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "metadata.width" in str(refused.value.details())
+    job = await create_job(stack.jobs, metadata={"width": 4000}, max_retries=3)
 
     done = await stack.wait_for(job.id)
 

@@ -2,7 +2,7 @@
 (metadata.imageUrl: https only, from public addresses only, at most MAX_IMAGE_BYTES).
 
 The URL is the client's, so fetching it is a request on the client's behalf into our network:
-like a webhook (services/jobs/webhook_post.py), each hop resolves the host, refuses any address
+like a webhook (services/jobs/webhooks/post.py), each hop resolves the host, refuses any address
 that is not public (services/core/egress.py), and connects to the checked address by number with
 the host's name as Host and TLS server name. Failures name the field and a coarse reason, never
 an exception's text (which could describe internal hosts to the client).

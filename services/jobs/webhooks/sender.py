@@ -1,6 +1,6 @@
 """POSTs due webhook deliveries: signed, a bounded number at once, retried with backoff until dead.
 
-Deliveries live in PostgreSQL (services/jobs/deliveries.py), never only in memory. Each round
+Deliveries live in PostgreSQL (services/jobs/webhooks/deliveries.py), never only in memory. Each round
 claims due rows with FOR UPDATE SKIP LOCKED and a lease, so replicas share the work and a
 delivery whose sender died mid-attempt is attempted again once the lease ends: at least once,
 with the same webhook-id and the same body every time. The loop runs beside the RPCs: a slow or
@@ -22,10 +22,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.core import db, webhooks
 from services.core.egress import Egress
 from services.core.logging import get_logger
-from services.jobs import deliveries
-from services.jobs.deliveries import Claimed
-from services.jobs.outbox import WebhookOutbox
-from services.jobs.webhook_post import Attempt, WebhookPoster
+from services.jobs.webhooks import deliveries
+from services.jobs.webhooks.deliveries import Claimed
+from services.jobs.webhooks.outbox import WebhookOutbox
+from services.jobs.webhooks.post import Attempt, WebhookPoster
 
 log = get_logger(__name__)
 DELIVERIES = Counter(

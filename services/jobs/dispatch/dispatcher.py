@@ -35,8 +35,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.core.logging import get_logger
 from services.core.periodic import every
 from services.core.tasks import CancelProviderTask, GenerateVideo
-from services.jobs.outbox import WebhookOutbox
-from services.jobs.publisher import JobPublisher
+from services.jobs.dispatch.publisher import JobPublisher
+from services.jobs.webhooks.outbox import WebhookOutbox
 
 log = get_logger(__name__)
 RECOVERED = Counter(
@@ -138,16 +138,19 @@ class Dispatcher:
         publisher: JobPublisher,
         policy: DispatchPolicy,
         broker: BrokerWatch | None = None,
+        *,
+        webhooks: WebhookOutbox | None = None,
+        on_reaped: Callable[[Collection[str]], Awaitable[None]] | None = None,
     ) -> None:
         self._sessions = sessions
         # Where the reaper's status changes become webhook deliveries (in its transaction), if set.
-        self.webhooks: WebhookOutbox | None = None
+        self.webhooks = webhooks
         self._publisher = publisher
         self._policy = policy
         self._broker = broker
         self._stopping = asyncio.Event()
         # Told (after the commit) of the jobs the reaper changed, so that their watchers hear of it.
-        self.on_reaped: Callable[[Collection[str]], Awaitable[None]] | None = None
+        self.on_reaped = on_reaped
 
     async def run(self) -> None:
         """Dispatches every interval until stop(); a database outage only delays it."""

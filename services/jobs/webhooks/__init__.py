@@ -13,11 +13,12 @@ from services.core.egress import Egress, Resolver, resolve
 from services.core.errors import Unavailable
 from services.core.job.public import job_from_proto
 from services.core.models import Job
+from services.core.runtime import Background
 from services.core.storage.base import MediaStorage
-from services.jobs.outbox import DeliveryDesk, WebhookOutbox
-from services.jobs.sender import DeliveryPolicy, WebhookSender
-from services.jobs.servicer import job_to_proto
+from services.jobs.convert import job_to_proto
 from services.jobs.settings import JobsSettings
+from services.jobs.webhooks.outbox import DeliveryDesk, WebhookOutbox
+from services.jobs.webhooks.sender import DeliveryPolicy, WebhookSender
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,11 @@ class Webhooks:
     egress: Egress
     # The Standard Webhooks secrets (whsec_...) that sign deliveries, current first.
     secrets: tuple[str, ...]
+
+    @property
+    def background(self) -> Background:
+        """The sender's loop, asked to end before the drain."""
+        return Background(loops=(("webhook-sender", self.sender.run),), before_stop=(self.sender.stop,))
 
 
 def job_json(job: Job, storage: MediaStorage | None = None) -> dict[str, Any]:
@@ -51,7 +57,7 @@ def open_webhooks(
     *,
     resolver: Resolver = resolve,
 ) -> Webhooks:
-    """The outbox, desk and sender, with the WEBHOOK_* settings (the sender is not started)."""
+    """The outbox, desk and sender, with the WEBHOOK_* settings (the sender runs in background)."""
     outbox = WebhookOutbox(render=lambda job: job_json(job, storage))
     policy = DeliveryPolicy(
         keys=tuple(webhooks.signing_keys(settings)),

@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 
 from services.core.errors import ResourceExhausted, Unavailable
 from services.core.logging import get_logger
-from services.jobs.events import FINAL_PROTO, KEEPALIVE, channel_of, event_type
+from services.jobs.live.events import FINAL_PROTO, KEEPALIVE, channel_of, event_type
 from videogen.v1 import jobs_pb2
 
 log = get_logger(__name__)

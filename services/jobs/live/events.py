@@ -1,7 +1,7 @@
 """Live job events: after each committed change, the job is published on its Redis channel.
 
 Redis pub/sub carries the news, PostgreSQL keeps the truth: a message lost (Redis down at that
-moment) is made good by the watchers' resynchronisation (services/jobs/watch.py), so a failed
+moment) is made good by the watchers' resynchronisation (services/jobs/live/watch.py), so a failed
 publish is logged and never fails the change that caused it.
 """
 

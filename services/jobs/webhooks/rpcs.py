@@ -9,7 +9,7 @@ from services.core.models import DELIVERY_STATES, WebhookDelivery
 from services.jobs import domain
 from services.jobs.convert import enum_filter, timestamp
 from services.jobs.domain import JobLimits, validate_page
-from services.jobs.outbox import DeliveryDesk, checked_delivery_id
+from services.jobs.webhooks.outbox import DeliveryDesk, checked_delivery_id
 from videogen.v1 import webhooks_pb2
 
 _STATE_TO_PROTO = {

@@ -1,5 +1,5 @@
 """Webhook deliveries: written in the transaction of the status change they report, listed and
-redelivered by clients and operators. The sender (services/jobs/sender.py) POSTs them."""
+redelivered by clients and operators. The sender (services/jobs/webhooks/sender.py) POSTs them."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from services.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.core.ids import CUID_PATTERN
 from services.core.logging import get_logger
 from services.core.models import DELIVERY_STATES, Job, WebhookDelivery
-from services.jobs import deliveries, repository
+from services.jobs import repository
 from services.jobs.domain import JobNotFound, Page
+from services.jobs.webhooks import deliveries
 
 log = get_logger(__name__)
 # The job's JSON as the REST API answers it (the body of every delivery of the event).
