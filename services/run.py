@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import FrameType
 
@@ -150,6 +151,41 @@ def stop_all(processes: dict[str, subprocess.Popen[bytes]], grace: float) -> int
     return worst
 
 
+def child_env(settings: EdgeSettings, database_url: str, redis_url: str) -> dict[str, str]:
+    """The environment of every child: this one, with the servers resolved and the siblings' addresses."""
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "MIGRATE_ON_START": "false",
+        # Everything runs on this machine: each service finds the others on loopback.
+        "JOBS_TARGET": f"127.0.0.1:{settings.jobs_grpc_port}",
+        "PROVIDERS_TARGET": f"127.0.0.1:{settings.providers_grpc_port}",
+        "WORKER_TARGET": f"127.0.0.1:{settings.worker_grpc_port}",
+    }
+
+
+def supervise(
+    started: Sequence[Child], processes: dict[str, subprocess.Popen[bytes]], env: dict[str, str], stop: threading.Event
+) -> int:
+    """Restarts a child that exits (within its budget) until stop is set; 1 when one had to give up."""
+    restarts = {child.name: RestartBudget() for child in started}
+    by_name = {child.name: child for child in started}
+    while not stop.wait(0.5):
+        for name, process in list(processes.items()):
+            if process.poll() is None:
+                continue
+            if not restarts[name].allow():
+                log.error("run.child_exited", service=name, code=process.returncode)
+                stop.set()
+                return 1
+            # A crash (an OOM kill, a kill -9) restarts the process, as a supervisor would.
+            log.warning("run.child_restarting", service=name, code=process.returncode)
+            processes[name] = subprocess.Popen(list(by_name[name].command), env=env)
+            log.info("run.child_restarted", service=name, pid=processes[name].pid)
+    return 0
+
+
 def main() -> None:
     """Starts the system and blocks until a signal or a child's unexpected exit."""
     settings = load_settings(EdgeSettings)
@@ -164,16 +200,7 @@ def main() -> None:
     database_url = resolve_database_url(settings)
     redis_url = resolve_redis_url(settings)
     asyncio.run(migrate.upgrade_when_reachable(database_url, timeout=60))
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
-        "MIGRATE_ON_START": "false",
-        # Everything runs on this machine: each service finds the others on loopback.
-        "JOBS_TARGET": f"127.0.0.1:{settings.jobs_grpc_port}",
-        "PROVIDERS_TARGET": f"127.0.0.1:{settings.providers_grpc_port}",
-        "WORKER_TARGET": f"127.0.0.1:{settings.worker_grpc_port}",
-    }
+    env = child_env(settings, database_url, redis_url)
     processes: dict[str, subprocess.Popen[bytes]] = {}
     code = 0
     try:
@@ -185,21 +212,7 @@ def main() -> None:
         sys.stdout.write(banner(settings, database_url, redis_url))
         sys.stdout.flush()
         log.info("run.ready", services=sorted(processes))
-        restarts = {child.name: RestartBudget() for child in started}
-        by_name = {child.name: child for child in started}
-        while not stop.wait(0.5):
-            for name, process in list(processes.items()):
-                if process.poll() is None:
-                    continue
-                if not restarts[name].allow():
-                    log.error("run.child_exited", service=name, code=process.returncode)
-                    code = 1
-                    stop.set()
-                    break
-                # A crash (an OOM kill, a kill -9) restarts the process, as a supervisor would.
-                log.warning("run.child_restarting", service=name, code=process.returncode)
-                processes[name] = subprocess.Popen(list(by_name[name].command), env=env)
-                log.info("run.child_restarted", service=name, pid=processes[name].pid)
+        code = supervise(started, processes, env, stop)
     except (RuntimeError, TimeoutError) as exc:
         log.error("run.start_failed", error=str(exc))
         code = 1

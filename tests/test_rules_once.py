@@ -12,7 +12,7 @@ from services.core.generators.registry import ProviderConfig
 from services.core.job import rules
 from services.core.job.public import Job
 from services.core.job.status import JobStatus
-from services.gateway import keys, schemas
+from services.gateway import keys, providers, schemas
 from services.jobs.settings import JobsSettings
 
 
@@ -44,7 +44,7 @@ def test_list_queries_hold_the_rules_objects() -> None:
 
 
 def test_provider_names_follow_one_pattern() -> None:
-    assert constraint(schemas.ProviderTest.model_fields["provider"], "pattern") is rules.PROVIDER_NAME.pattern
+    assert constraint(providers.ProviderTest.model_fields["provider"], "pattern") is rules.PROVIDER_NAME.pattern
     assert constraint(ProviderConfig.model_fields["name"], "pattern") is rules.PROVIDER_NAME.pattern
 
 

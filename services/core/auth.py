@@ -209,6 +209,22 @@ class CallGuard:
         return principal
 
 
+def keyed_guard(
+    settings: CoreSettings, *, internal: frozenset[str], user_keys: async_sessionmaker[AsyncSession]
+) -> CallGuard:
+    """The guard of a service that takes API keys: API_KEY as the admin key, the users' stored
+    keys, both required in production; its internal services take the SECRET_KEY credential."""
+    return CallGuard(
+        secret_key=settings.secret_key.get_secret_value(),
+        internal=internal,
+        authenticator=Authenticator(
+            admin_key=settings.api_key.get_secret_value(),
+            user_keys=StoredUserKeys(user_keys),
+            required=settings.app_env == "production",
+        ),
+    )
+
+
 def main() -> None:
     """`python -m services.core.auth`: prints the service credential of this environment's
     SECRET_KEY, for an operator's grpcurl against an internal service (docs/security.md)."""

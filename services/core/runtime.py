@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.core import migrate
-from services.core.grpc_server import GrpcApp, wait_for_stop_signal
+from services.core.grpc_server import GrpcApp, wait_for_stop_signal, watch_dependency
 from services.core.logging import get_logger
 from services.core.metrics import start_metrics_server
 from services.core.settings import CoreSettings
@@ -83,6 +83,16 @@ class DatabaseService:
             if inspect.isawaitable(outcome):
                 await outcome
         await self.engine.dispose()
+
+
+def database_health(settings: CoreSettings, app: GrpcApp, engine: AsyncEngine) -> Background:
+    """The server is SERVING while its database answers with the schema this code needs."""
+    gate = migrate.SchemaGate(engine, timeout=min(settings.db_connect_timeout, settings.health_check_interval * 2))
+
+    async def watch() -> None:
+        await watch_dependency(app, gate, interval=settings.health_check_interval, name="database")
+
+    return Background(loops=(("database-health", watch),))
 
 
 async def serve_until_signal(

@@ -2,19 +2,106 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from datetime import datetime
+from typing import Annotated
 
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.core.job import rules
+from services.core.job.public import optional_timestamp
 from services.gateway.bodies import StrictJsonRoute
 from services.gateway.deps import BackendsDep, call
-from services.gateway.schemas import (
-    Problem,
-    ProvidersStatus,
-    ProviderTest,
-    ProviderTestResult,
-    health_name,
-    provider_from_proto,
-)
+from services.gateway.schemas import JsonNumber, Problem
 from videogen.v1 import providers_pb2
+
+
+class ProviderStatus(BaseModel):
+    """Health, latency and cost of one provider."""
+
+    provider: str
+    status: str
+    lastCheckedAt: datetime | None
+    consecutiveFailures: int
+    avgResponseTimeMs: float
+    costPerRequest: float
+    models: list[str]
+
+
+class ProvidersStatus(BaseModel):
+    """Every configured provider."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "providers": [
+                        {
+                            "provider": "local",
+                            "status": "healthy",
+                            "lastCheckedAt": "2026-11-26T10:00:00+00:00",
+                            "consecutiveFailures": 0,
+                            "avgResponseTimeMs": 1.2,
+                            "costPerRequest": 0.0,
+                            "models": ["local-pyav-h264-v1"],
+                        }
+                    ]
+                }
+            ]
+        }
+    )
+
+    providers: list[ProviderStatus]
+
+
+class ProviderTest(BaseModel):
+    """Probe one provider now."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"provider": "local", "timeout": 30}]})
+
+    provider: Annotated[str, Field(pattern=rules.PROVIDER_NAME.pattern, description="A provider name such as `local`")]
+    timeout: Annotated[float, Field(ge=1, le=300), JsonNumber] = 30
+
+
+class ProviderTestResult(BaseModel):
+    """What the probe showed."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"provider": "local", "success": True, "status": "healthy", "responseTimeMs": 1.4, "error": None}
+            ]
+        }
+    )
+
+    provider: str
+    success: bool
+    status: str
+    responseTimeMs: float
+    error: str | None
+
+
+def health_name(value: int) -> str:
+    """healthy | degraded | unhealthy."""
+    return (
+        providers_pb2.ProviderHealth.Name(providers_pb2.ProviderHealth.ValueType(value))
+        .removeprefix("PROVIDER_HEALTH_")
+        .lower()
+    )
+
+
+def provider_from_proto(status: providers_pb2.ProviderStatus) -> ProviderStatus:
+    """The REST form of a provider's status."""
+    return ProviderStatus(
+        provider=status.provider,
+        status=health_name(status.status),
+        lastCheckedAt=optional_timestamp(status, "last_checked_at"),
+        consecutiveFailures=status.consecutive_failures,
+        avgResponseTimeMs=status.avg_response_time_ms,
+        costPerRequest=status.cost_per_request,
+        models=list(status.models),
+    )
+
 
 router = APIRouter(prefix="/api/v1/providers", tags=["providers"], route_class=StrictJsonRoute)
 

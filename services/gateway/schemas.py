@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Query
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
 
 from services.core.job import rules
-from services.core.job.public import JOB_EXAMPLE, Job, optional_timestamp
+from services.core.job.public import JOB_EXAMPLE, Job
 from services.core.models import WEBHOOK_EVENTS
 from services.core.webhooks import URL_MAX_CHARS, events_problem, url_problem
-from videogen.v1 import providers_pb2
 
 
 def _json_number(value: object) -> object:
@@ -134,71 +132,6 @@ class JobList(BaseModel):
     take: int
 
 
-class ProviderStatus(BaseModel):
-    """Health, latency and cost of one provider."""
-
-    provider: str
-    status: str
-    lastCheckedAt: datetime | None
-    consecutiveFailures: int
-    avgResponseTimeMs: float
-    costPerRequest: float
-    models: list[str]
-
-
-class ProvidersStatus(BaseModel):
-    """Every configured provider."""
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "providers": [
-                        {
-                            "provider": "local",
-                            "status": "healthy",
-                            "lastCheckedAt": "2026-11-26T10:00:00+00:00",
-                            "consecutiveFailures": 0,
-                            "avgResponseTimeMs": 1.2,
-                            "costPerRequest": 0.0,
-                            "models": ["local-pyav-h264-v1"],
-                        }
-                    ]
-                }
-            ]
-        }
-    )
-
-    providers: list[ProviderStatus]
-
-
-class ProviderTest(BaseModel):
-    """Probe one provider now."""
-
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"provider": "local", "timeout": 30}]})
-
-    provider: Annotated[str, Field(pattern=rules.PROVIDER_NAME.pattern, description="A provider name such as `local`")]
-    timeout: Annotated[float, Field(ge=1, le=300), JsonNumber] = 30
-
-
-class ProviderTestResult(BaseModel):
-    """What the probe showed."""
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {"provider": "local", "success": True, "status": "healthy", "responseTimeMs": 1.4, "error": None}
-            ]
-        }
-    )
-
-    provider: str
-    success: bool
-    status: str
-    responseTimeMs: float
-    error: str | None
-
-
 class Alive(BaseModel):
     """The gateway process runs."""
 
@@ -279,25 +212,3 @@ class RateLimitProblem(Problem):
     current: float | None = Field(default=None, description="What the user holds against the quota now")
     requested: float | None = Field(default=None, description="What this job would add (1 job, or its seconds)")
     retryAfterSeconds: int = Field(description="Seconds to wait, as in Retry-After")
-
-
-def health_name(value: int) -> str:
-    """healthy | degraded | unhealthy."""
-    return (
-        providers_pb2.ProviderHealth.Name(providers_pb2.ProviderHealth.ValueType(value))
-        .removeprefix("PROVIDER_HEALTH_")
-        .lower()
-    )
-
-
-def provider_from_proto(status: providers_pb2.ProviderStatus) -> ProviderStatus:
-    """The REST form of a provider's status."""
-    return ProviderStatus(
-        provider=status.provider,
-        status=health_name(status.status),
-        lastCheckedAt=optional_timestamp(status, "last_checked_at"),
-        consecutiveFailures=status.consecutive_failures,
-        avgResponseTimeMs=status.avg_response_time_ms,
-        costPerRequest=status.cost_per_request,
-        models=list(status.models),
-    )

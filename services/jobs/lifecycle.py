@@ -16,29 +16,29 @@ from services.core.ids import new_cuid
 from services.core.job.result import VideoResult
 from services.core.job.rules import JOB_ID, parse_json_object, validate_label
 from services.jobs import domain
+from services.jobs.attempts import Attempts, Completion
 from services.jobs.convert import job_to_proto
-from services.jobs.service import Completion, JobsService
 from videogen.v1 import jobs_pb2, lifecycle_pb2, lifecycle_pb2_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class JobLifecycleServicer(lifecycle_pb2_grpc.JobLifecycleServiceServicer):
-    """Translates the workers' calls into JobsService transitions."""
+    """Translates the workers' calls into their use cases (services/jobs/attempts.py)."""
 
-    def __init__(self, service: JobsService) -> None:
-        self._service = service
+    def __init__(self, attempts: Attempts) -> None:
+        self._attempts = attempts
 
     async def StartJob(self, request: lifecycle_pb2.StartJobRequest, context: Context) -> jobs_pb2.Job:
         job_id = domain.checked_job_id(request.id)
         worker_id = validate_label(request.worker_id, field="worker_id", max_chars=255)
-        return job_to_proto(await self._service.start_job(job_id, worker_id=worker_id, attempt=_attempt(request)))
+        return job_to_proto(await self._attempts.start(job_id, worker_id=worker_id, attempt=_attempt(request)))
 
     async def ReportProgress(self, request: lifecycle_pb2.ReportProgressRequest, context: Context) -> jobs_pb2.Job:
         job_id = domain.checked_job_id(request.id)
         percent, stage = domain.validate_progress(request.percent, request.stage)
         attempt = _attempt(request)
-        job = await self._service.report_progress(job_id, percent=percent, stage=stage, attempt=attempt)
+        job = await self._attempts.report_progress(job_id, percent=percent, stage=stage, attempt=attempt)
         return job_to_proto(job)
 
     async def CompleteJob(self, request: lifecycle_pb2.CompleteJobRequest, context: Context) -> jobs_pb2.Job:
@@ -64,7 +64,7 @@ class JobLifecycleServicer(lifecycle_pb2_grpc.JobLifecycleServiceServicer):
             generation_time_ms=domain.non_negative(request.generation_time_ms, "generation_time_ms"),
             cost_usd=domain.validate_cost(request.cost_usd) if request.HasField("cost_usd") else None,
         )
-        job = await self._service.complete_job(job_id, completion, attempt=attempt)
+        job = await self._attempts.complete(job_id, completion, attempt=attempt)
         # The worker's answer: the URL it reported, never a presigned one (signing must not fail it).
         return job_to_proto(job)
 
@@ -76,7 +76,7 @@ class JobLifecycleServicer(lifecycle_pb2_grpc.JobLifecycleServiceServicer):
         task_id = validate_label(request.task_id, field="task_id", max_chars=255)
         attempt = _attempt(request)
         return job_to_proto(
-            await self._service.record_provider_task(job_id, provider=provider, task_id=task_id, attempt=attempt)
+            await self._attempts.record_provider_task(job_id, provider=provider, task_id=task_id, attempt=attempt)
         )
 
     async def FailJob(self, request: lifecycle_pb2.FailJobRequest, context: Context) -> jobs_pb2.Job:
@@ -85,7 +85,7 @@ class JobLifecycleServicer(lifecycle_pb2_grpc.JobLifecycleServiceServicer):
         provider = _optional_label(request, "used_provider", 64)
         model = _optional_label(request, "used_model", 128)
         return job_to_proto(
-            await self._service.fail_job(job_id, error=error, provider=provider, model=model, attempt=_attempt(request))
+            await self._attempts.fail(job_id, error=error, provider=provider, model=model, attempt=_attempt(request))
         )
 
     async def RetryJob(self, request: lifecycle_pb2.RetryJobRequest, context: Context) -> jobs_pb2.Job:
@@ -95,7 +95,7 @@ class JobLifecycleServicer(lifecycle_pb2_grpc.JobLifecycleServiceServicer):
         if not (math.isfinite(delay) and 0 <= delay <= domain.RETRY_AFTER_MAX_SECONDS):
             raise InvalidArgument("retry_after_seconds", f"must be between 0 and {domain.RETRY_AFTER_MAX_SECONDS}")
         return job_to_proto(
-            await self._service.retry_job(job_id, error=error, retry_after=delay, attempt=_attempt(request))
+            await self._attempts.retry(job_id, error=error, retry_after=delay, attempt=_attempt(request))
         )
 
     async def RecordTelemetry(
@@ -104,7 +104,7 @@ class JobLifecycleServicer(lifecycle_pb2_grpc.JobLifecycleServiceServicer):
         if not 1 <= len(request.points) <= domain.TELEMETRY_MAX_POINTS:
             raise InvalidArgument("points", f"must hold 1-{domain.TELEMETRY_MAX_POINTS} points")
         rows = [_telemetry_row(index, point) for index, point in enumerate(request.points)]
-        return lifecycle_pb2.RecordTelemetryResponse(recorded=await self._service.record_telemetry(rows))
+        return lifecycle_pb2.RecordTelemetryResponse(recorded=await self._attempts.record_telemetry(rows))
 
 
 _Attempted = (

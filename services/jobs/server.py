@@ -6,13 +6,13 @@ import functools
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core import db, migrate
-from services.core.auth import Authenticator, CallGuard, StoredUserKeys
+from services.core import db
+from services.core.auth import keyed_guard
 from services.core.egress import Resolver, resolve
-from services.core.grpc_server import GrpcApp, ServiceBinding, start_grpc_app, watch_dependency
-from services.core.runtime import Background, DatabaseService
+from services.core.grpc_server import GrpcApp, ServiceBinding, start_grpc_app
+from services.core.runtime import Background, DatabaseService, database_health
 from services.core.storage import create_storage
 from services.core.storage.base import MediaStorage
 from services.jobs.apikeys import ApiKeys
@@ -122,7 +122,11 @@ async def start_jobs_server(
         # may have lost it while this service was down.
         await dispatcher.check_broker(timeout=settings.health_check_interval)
     app = await serve_jobs(settings, job_servicer(settings, service, parts, storage, sessions), service, address, reads)
-    background = [health_watch(settings, app, engine), *parts.background, open_retention(settings, sessions, storage)]
+    background = [
+        database_health(settings, app, engine),
+        *parts.background,
+        open_retention(settings, sessions, storage),
+    ]
     return DatabaseService.serving(app, engine, background)
 
 
@@ -159,21 +163,13 @@ async def serve_jobs(
     bindings = [
         ServiceBinding(servicer, jobs_pb2_grpc.add_JobServiceServicer_to_server, SERVICE),
         ServiceBinding(
-            JobLifecycleServicer(service),
+            JobLifecycleServicer(service.attempts),
             lifecycle_pb2_grpc.add_JobLifecycleServiceServicer_to_server,
             LIFECYCLE_SERVICE,
             internal=True,
         ),
     ]
-    guard = CallGuard(
-        secret_key=settings.secret_key.get_secret_value(),
-        internal=frozenset({LIFECYCLE_SERVICE.full_name}),
-        authenticator=Authenticator(
-            admin_key=settings.api_key.get_secret_value(),
-            user_keys=StoredUserKeys(reads),
-            required=settings.app_env == "production",
-        ),
-    )
+    guard = keyed_guard(settings, internal=frozenset({LIFECYCLE_SERVICE.full_name}), user_keys=reads)
     return await start_grpc_app(
         bindings,
         address=address,
@@ -182,14 +178,3 @@ async def serve_jobs(
         # Reflection through the edge is served here: it describes the whole public API.
         describe=[providers_pb2.DESCRIPTOR.services_by_name["ProviderService"]],
     )
-
-
-def health_watch(settings: JobsSettings, app: GrpcApp, engine: AsyncEngine) -> Background:
-    """SERVING while the database answers with the schema this code needs."""
-    timeout = min(settings.db_connect_timeout, settings.health_check_interval * 2)
-    gate = migrate.SchemaGate(engine, timeout=timeout)
-
-    async def watch() -> None:
-        await watch_dependency(app, gate, interval=settings.health_check_interval, name="database")
-
-    return Background(loops=(("database-health", watch),))

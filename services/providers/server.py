@@ -6,12 +6,12 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 
-from services.core import db, migrate
-from services.core.auth import Authenticator, CallGuard, StoredUserKeys
+from services.core import db
+from services.core.auth import keyed_guard
 from services.core.generators.registry import RegistryConfig, build_providers
-from services.core.grpc_server import ServiceBinding, start_grpc_app, watch_dependency
+from services.core.grpc_server import ServiceBinding, start_grpc_app
 from services.core.logging import get_logger
-from services.core.runtime import DatabaseService
+from services.core.runtime import Background, DatabaseService, database_health
 from services.providers.health import HealthPolicy
 from services.providers.service import ProvidersService
 from services.providers.servicer import ProviderRoutingServicer, ProviderServicer
@@ -73,35 +73,15 @@ async def start_providers_server(
             internal=True,
         ),
     ]
-    guard = CallGuard(
-        secret_key=settings.secret_key.get_secret_value(),
-        internal=frozenset({ROUTING_SERVICE.full_name}),
-        authenticator=Authenticator(
-            admin_key=settings.api_key.get_secret_value(),
-            user_keys=StoredUserKeys(sessions),
-            required=settings.app_env == "production",
-        ),
-    )
+    guard = keyed_guard(settings, internal=frozenset({ROUTING_SERVICE.full_name}), user_keys=sessions)
     app = await start_grpc_app(
         bindings, address=address, max_message_bytes=settings.grpc_max_message_bytes, guard=guard
     )
-    timeout = min(settings.db_connect_timeout, settings.health_check_interval * 2)
-    tasks = [
-        asyncio.create_task(
-            watch_dependency(
-                app,
-                migrate.SchemaGate(engine, timeout=timeout),
-                interval=settings.health_check_interval,
-                name="database",
-            )
-        ),
-    ]
+    loops = [database_health(settings, app, engine)]
     if probing:
-        tasks.append(
-            asyncio.create_task(
-                probe_forever(
-                    service, interval=settings.provider_probe_interval, timeout=settings.provider_probe_timeout
-                )
-            )
+        interval, timeout = settings.provider_probe_interval, settings.provider_probe_timeout
+        loops.append(
+            Background(loops=(("probes", lambda: probe_forever(service, interval=interval, timeout=timeout)),))
         )
-    return ProvidersServer(app=app, engine=engine, tasks=tasks, service=service)
+    started = DatabaseService.serving(app, engine, loops)
+    return ProvidersServer(app=app, engine=engine, tasks=started.tasks, service=service)

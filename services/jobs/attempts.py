@@ -1,0 +1,156 @@
+"""The workers' use cases: start an attempt, report on it, and end it (completed, failed or
+retried), each fenced to the attempt the worker holds."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.core.errors import InvalidArgument
+from services.core.job.result import VideoResult
+from services.core.job.status import JobStatus
+from services.core.logging import get_logger
+from services.core.models import Job
+from services.jobs import repository
+from services.jobs.transitions import Transitions, on_attempt, refuse
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What a worker reports when a job's video is stored."""
+
+    result: VideoResult
+    used_provider: str
+    used_model: str
+    generation_time_ms: int
+    cost_usd: float | None = None
+
+
+class Attempts:
+    """What a worker does to the job it holds."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], transitions: Transitions) -> None:
+        self._sessions = sessions
+        self._transitions = transitions
+
+    async def start(self, job_id: str, *, worker_id: str, attempt: int | None = None) -> Job:
+        """queued -> processing, for exactly one caller, and only on the given attempt."""
+        values = {
+            "status": JobStatus.PROCESSING.value,
+            "started_at": func.now(),
+            "worker_id": worker_id,
+            "progress_percent": 0,
+            "progress_stage": "starting",
+            "heartbeat_at": func.now(),
+        }
+        job = await self._transitions.move(
+            job_id, "start", {JobStatus.QUEUED}, values, extra=on_attempt(attempt), event="job.processing"
+        )
+        log.info("job.started", job_id=job_id, worker_id=worker_id, attempt=job.retry_count + 1)
+        return job
+
+    async def report_progress(self, job_id: str, *, percent: int, stage: str, attempt: int | None = None) -> Job:
+        """Records progress (and the attempt's heartbeat) while the job is processing."""
+        values = {"progress_percent": percent, "progress_stage": stage, "heartbeat_at": func.now()}
+        return await self._transitions.move(
+            job_id, "report progress of", {JobStatus.PROCESSING}, values, extra=on_attempt(attempt), attempt=attempt
+        )
+
+    async def record_provider_task(self, job_id: str, *, provider: str, task_id: str, attempt: int | None) -> Job:
+        """Records the remote task the attempt started (and its heartbeat) while it processes."""
+        task = {"provider": provider, "taskId": task_id, "attempt": attempt}
+        values = {"provider_task": task, "heartbeat_at": func.now()}
+        return await self._transitions.move(
+            job_id, "record a task of", {JobStatus.PROCESSING}, values, extra=on_attempt(attempt), attempt=attempt
+        )
+
+    async def complete(self, job_id: str, completion: Completion, *, attempt: int | None = None) -> Job:
+        """processing -> completed, with the stored video."""
+        values = {
+            "status": JobStatus.COMPLETED.value,
+            "result": completion.result.to_stored(),
+            "used_provider": completion.used_provider,
+            "used_model": completion.used_model,
+            "generation_time_ms": completion.generation_time_ms,
+            "cost_usd": completion.cost_usd,
+            "completed_at": func.now(),
+            "progress_percent": 100,
+            "progress_stage": "completed",
+            "error_message": None,
+        }
+        job = await self._transitions.move(
+            job_id,
+            "complete",
+            {JobStatus.PROCESSING},
+            values,
+            extra=on_attempt(attempt),
+            attempt=attempt,
+            event="job.completed",
+        )
+        log.info("job.completed", job_id=job_id, provider=completion.used_provider)
+        return job
+
+    async def fail(
+        self, job_id: str, *, error: str, provider: str | None, model: str | None, attempt: int | None = None
+    ) -> Job:
+        """processing -> failed, with the reason."""
+        values: dict[str, Any] = {"status": JobStatus.FAILED.value, "error_message": error, "completed_at": func.now()}
+        if provider is not None:
+            values["used_provider"] = provider
+        if model is not None:
+            values["used_model"] = model
+        job = await self._transitions.move(
+            job_id,
+            "fail",
+            {JobStatus.PROCESSING},
+            values,
+            extra=on_attempt(attempt),
+            attempt=attempt,
+            event="job.failed",
+        )
+        log.info("job.failed", job_id=job_id, error=error)
+        return job
+
+    async def retry(self, job_id: str, *, error: str, retry_after: float = 0, attempt: int | None = None) -> Job:
+        """processing -> queued for another attempt after retry_after seconds, while retries are left."""
+        values = {
+            "run_after": func.now() + timedelta(seconds=retry_after),
+            "enqueued_at": None,
+            "status": JobStatus.QUEUED.value,
+            "retry_count": Job.retry_count + 1,
+            "error_message": error,
+            "worker_id": None,
+            "heartbeat_at": None,
+            "progress_percent": 0,
+            "progress_stage": "",
+        }
+        async with self._sessions.begin() as session:
+            job = await repository.transition(
+                session,
+                job_id,
+                from_statuses={JobStatus.PROCESSING},
+                values=values,
+                extra=[Job.retry_count < Job.max_retries, *on_attempt(attempt)],
+            )
+            if job is None:
+                await refuse(session, job_id, "retry", attempt=attempt)
+            await self._transitions.announce(session, job, "job.retrying")
+        await self._transitions.changed(job)
+        log.info("job.retrying", job_id=job_id, retry_count=job.retry_count, retry_after=retry_after, error=error)
+        return job
+
+    async def record_telemetry(self, rows: Sequence[dict[str, Any]]) -> int:
+        """Stores telemetry points together; a point naming an unknown job refuses them all."""
+        async with self._sessions.begin() as session:
+            named = {row["job_id"] for row in rows if row.get("job_id")}
+            unknown = named - await repository.existing_job_ids(session, named)
+            if unknown:
+                raise InvalidArgument("points.job_id", f"unknown job {sorted(unknown)[0]!r}")
+            return await repository.insert_metrics(session, rows)
