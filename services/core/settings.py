@@ -8,7 +8,7 @@ from typing import Annotated, ClassVar, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.core.secrets import secret_problem
 
@@ -39,19 +39,13 @@ class CoreSettings(BaseSettings):
     # Application
     app_name: str = "videogen"
     app_env: Literal["development", "test", "staging", "production"] = "development"
-    app_debug: bool = False
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
 
-    # REST gateway. Every listener defaults to loopback, so that `make run` exposes the edge alone;
-    # the containers listen on every interface (deploy/Dockerfile, compose, k8s set 0.0.0.0).
-    api_host: str = "127.0.0.1"
+    # The REST gateway's port (its host and CORS origins are GatewaySettings').
     api_port: Port = 8080
-    api_workers: Annotated[int, Field(ge=1, le=64)] = 1
 
     # Database: unset means an embedded PostgreSQL under DATA_DIR.
     database_url: str | None = None
-    postgres_user: str = "postgres"
-    postgres_password: SecretStr = SecretStr("")
     postgres_db: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")] = "videogen"
     # Connections kept open per process. Overflow connections are closed when handed back, so a
     # load above the pool opens and closes a connection per query (and prepares its statements
@@ -66,17 +60,11 @@ class CoreSettings(BaseSettings):
 
     # Redis: unset means an embedded Redis under DATA_DIR.
     redis_url: str | None = None
-    redis_host: str = "127.0.0.1"
-    redis_port: Port = 6379
 
     # Celery
     celery_broker_url: str | None = None
-    celery_result_backend: str | None = None
     celery_task_time_limit: PositiveSeconds = 4000
     celery_task_soft_time_limit: PositiveSeconds = 3600
-    job_retry_backoff_base: PositiveSeconds = 60
-    job_retry_backoff_max: PositiveSeconds = 3600
-    job_retry_jitter: bool = True
     # Prefix of every Redis key Celery uses, so that systems (or test runs) can share one Redis.
     celery_key_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{0,64}$")] = ""
 
@@ -111,9 +99,6 @@ class CoreSettings(BaseSettings):
     secret_key: SecretStr = SecretStr(EXAMPLE_SECRET_KEY)
     api_key: SecretStr = SecretStr(EXAMPLE_API_KEY)
 
-    # CORS: a comma-separated list of origins.
-    cors_origins: Annotated[list[str], NoDecode] = ["http://localhost:3000"]
-
     # Where embedded servers and media live when nothing else is configured.
     data_dir: Path = Path(".data")
 
@@ -145,13 +130,6 @@ class CoreSettings(BaseSettings):
     @classmethod
     def _upper_log_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
-
-    @field_validator("cors_origins", mode="before")
-    @classmethod
-    def _split_origins(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [origin.strip() for origin in value.split(",") if origin.strip()]
-        return value
 
     @field_validator(
         "database_url", "redis_url", "celery_broker_url", "s3_endpoint_url", "s3_public_endpoint_url", mode="before"

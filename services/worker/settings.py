@@ -16,6 +16,10 @@ class WorkerSettings(CoreSettings):
     REQUIRES_API_KEY: ClassVar[bool] = False
 
     worker_concurrency: Annotated[int, Field(ge=1, le=64)] = 2
+    # A failed attempt's retry waits base * 2^retries seconds, at most max, with full jitter when on.
+    job_retry_backoff_base: Annotated[float, Field(gt=0)] = 60
+    job_retry_backoff_max: Annotated[float, Field(gt=0)] = 3600
+    job_retry_jitter: bool = True
     worker_name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = "worker"
     # How often a running job reports progress, which is also how soon it notices a cancel.
     worker_progress_interval: Annotated[float, Field(gt=0, le=60)] = 0.5
