@@ -122,7 +122,7 @@ class ServiceInterceptor(_Interceptor):
             )
         if handler.stream_stream is not None:
             return grpc.stream_stream_rpc_method_handler(
-                _wrap_bidi(handler.stream_stream, call),
+                _wrap_stream(handler.stream_stream, call),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
@@ -194,6 +194,8 @@ def _wrap_unary(inner: Callable[[Any, Any], Awaitable[Any]], site: _CallSite) ->
 
 
 def _wrap_stream(inner: Callable[[Any, Any], Any], site: _CallSite) -> Callable[[Any, Any], Any]:
+    """A unary-stream or stream-stream handler (server reflection: its requests are an iterator,
+    never Malformed) behind the same admission and metrics."""
     if not inspect.isasyncgenfunction(inner):
         # A handler that writes with context.write() (grpc.health.v1 Watch) is a coroutine.
         return _wrap_unary(inner, site)
@@ -212,22 +214,3 @@ def _wrap_stream(inner: Callable[[Any, Any], Any], site: _CallSite) -> Callable[
             call.finish()
 
     return stream
-
-
-def _wrap_bidi(inner: Callable[[Any, Any], Any], site: _CallSite) -> Callable[[Any, Any], Any]:
-    """A stream-stream handler (server reflection) behind the same admission and metrics."""
-    if not inspect.isasyncgenfunction(inner):
-        return _wrap_unary(inner, site)
-
-    async def bidi(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-        call = _Call(site)
-        try:
-            await call.admit(context)
-            async for response in inner(requests, context):
-                yield response
-        except Exception as exc:
-            await call.fail(exc, context)
-        finally:
-            call.finish()
-
-    return bidi

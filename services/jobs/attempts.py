@@ -59,17 +59,13 @@ class Attempts:
     async def report_progress(self, job_id: str, *, percent: int, stage: str, attempt: int | None = None) -> Job:
         """Records progress (and the attempt's heartbeat) while the job is processing."""
         values = {"progress_percent": percent, "progress_stage": stage, "heartbeat_at": func.now()}
-        return await self._transitions.move(
-            job_id, "report progress of", {JobStatus.PROCESSING}, values, extra=on_attempt(attempt), attempt=attempt
-        )
+        return await self._processing(job_id, "report progress of", values, attempt)
 
     async def record_provider_task(self, job_id: str, *, provider: str, task_id: str, attempt: int | None) -> Job:
         """Records the remote task the attempt started (and its heartbeat) while it processes."""
         task = {"provider": provider, "taskId": task_id, "attempt": attempt}
         values = {"provider_task": task, "heartbeat_at": func.now()}
-        return await self._transitions.move(
-            job_id, "record a task of", {JobStatus.PROCESSING}, values, extra=on_attempt(attempt), attempt=attempt
-        )
+        return await self._processing(job_id, "record a task of", values, attempt)
 
     async def complete(self, job_id: str, completion: Completion, *, attempt: int | None = None) -> Job:
         """processing -> completed, with the stored video."""
@@ -85,15 +81,7 @@ class Attempts:
             "progress_stage": "completed",
             "error_message": None,
         }
-        job = await self._transitions.move(
-            job_id,
-            "complete",
-            {JobStatus.PROCESSING},
-            values,
-            extra=on_attempt(attempt),
-            attempt=attempt,
-            event="job.completed",
-        )
+        job = await self._processing(job_id, "complete", values, attempt, event="job.completed")
         log.info("job.completed", job_id=job_id, provider=completion.used_provider)
         return job
 
@@ -106,15 +94,7 @@ class Attempts:
             values["used_provider"] = provider
         if model is not None:
             values["used_model"] = model
-        job = await self._transitions.move(
-            job_id,
-            "fail",
-            {JobStatus.PROCESSING},
-            values,
-            extra=on_attempt(attempt),
-            attempt=attempt,
-            event="job.failed",
-        )
+        job = await self._processing(job_id, "fail", values, attempt, event="job.failed")
         log.info("job.failed", job_id=job_id, error=error)
         return job
 
@@ -154,3 +134,11 @@ class Attempts:
             if unknown:
                 raise InvalidArgument("points.job_id", f"unknown job {sorted(unknown)[0]!r}")
             return await repository.insert_metrics(session, rows)
+
+    async def _processing(
+        self, job_id: str, action: str, values: dict[str, Any], attempt: int | None, *, event: str | None = None
+    ) -> Job:
+        """Changes the job while its attempt (when named) is the one processing."""
+        return await self._transitions.move(
+            job_id, action, {JobStatus.PROCESSING}, values, extra=on_attempt(attempt), attempt=attempt, event=event
+        )
