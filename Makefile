@@ -8,17 +8,33 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PROTOS := $(wildcard protos/videogen/v1/*.proto)
+# The hashed locks that installs read (pip install --require-hashes), renewed by `make lock` from
+# requirements*.txt: dev (what .venv gets), runtime (the image) and protogen (the image's build).
+LOCKS := requirements-dev.lock requirements.lock requirements-protogen.lock
+PIP_TOOLS := pip==26.3 pip-tools==7.6.2
 
-.PHONY: help venv proto k8s-rules k8s-envoy run test chaos bench lint fmt clean
+.PHONY: help venv lock proto k8s-rules k8s-envoy run test chaos bench lint fmt clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
 
-$(STAMP): requirements.txt requirements-local.txt requirements-dev.txt
+$(STAMP): requirements-dev.lock
 	@scripts/bootstrap.sh "$(PYTHON)" "$(VENV)"
 	@touch $@
 
-venv: $(STAMP) ## create .venv and install the dependencies
+venv: $(STAMP) ## create .venv and install the dependencies (from requirements-dev.lock, hashes checked)
+
+# pip-tools in a throwaway venv. The dev lock is compiled first; the other two are held to its pins,
+# so every lock names the same version of a package. Existing pins stay unless LOCK_ARGS=--upgrade.
+lock: ## renew the hashed requirements*.lock from requirements*.txt (LOCK_ARGS=--upgrade for newer transitive pins)
+	@tools=$$(mktemp -d); trap 'rm -rf "$$tools"' EXIT; \
+	"$(PYTHON)" -m venv "$$tools"; \
+	"$$tools/bin/python" -m pip install --quiet $(PIP_TOOLS); \
+	compile() { CUSTOM_COMPILE_COMMAND="make lock" "$$tools/bin/pip-compile" --quiet --generate-hashes \
+	  --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links $(LOCK_ARGS) "$$@"; }; \
+	compile -o requirements-dev.lock requirements-dev.txt; \
+	compile -c requirements-dev.lock -o requirements.lock requirements.txt; \
+	compile -c requirements-dev.lock -o requirements-protogen.lock requirements-protogen.txt
 
 proto: $(STAMP) ## generate the Python code of protos/ into gen/
 	@$(PY) scripts/protogen.py gen

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Creates the virtual environment and installs the pinned dependencies.
+# Creates the virtual environment and installs the locked dependencies (requirements-dev.lock).
 set -euo pipefail
 python=${1:-python3}
 venv=${2:-.venv}
@@ -20,8 +20,8 @@ if ! "$python" -c 'import venv, ensurepip' 2>/dev/null; then
 fi
 echo "bootstrap: creating $venv and installing dependencies (a minute on a fresh machine)"
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
-"$venv/bin/python" -m pip install --quiet --upgrade pip
-"$venv/bin/python" -m pip install --quiet --progress-bar off -r "$root/requirements-dev.txt"
+# Every package, transitive ones too, pinned with its hashes: a changed or substituted file fails.
+"$venv/bin/python" -m pip install --quiet --progress-bar off --require-hashes -r "$root/requirements-dev.lock"
 # The project's own packages are imported from the checkout: services/ and the generated gen/.
 site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 printf '%s\n%s\n' "$root" "$root/gen" > "$site/videogen-checkout.pth"

@@ -38,9 +38,10 @@ def settings_variables() -> set[str]:
 
 
 def compose_variables() -> set[str]:
-    """The ${NAME...} that compose substitutes in our compose files."""
+    """The ${NAME...} that compose substitutes in our compose files, and compose's own profile switch."""
     files = [ROOT / "compose.yaml", *sorted((ROOT / "deploy").glob("*compose*.y*ml"))]
-    return {name for path in files for name in re.findall(r"\$\{([A-Z][A-Z0-9_]*)", path.read_text())}
+    substituted = {name for path in files for name in re.findall(r"\$\{([A-Z][A-Z0-9_]*)", path.read_text())}
+    return substituted | {"COMPOSE_PROFILES"}
 
 
 def provider_key_variables() -> set[str]:

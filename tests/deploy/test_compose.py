@@ -2,7 +2,9 @@
 
 The file is interpolated from .env.example the way Compose does it, then parsed by a strict
 Compose-spec parser (compose-spec), then held to services/topology.py and to what the code
-reads. The healthcheck commands are run for real against the processes of `make run`.
+reads. The healthcheck commands are run for real against the processes of `make run`. The
+project compose.yaml makes (its includes resolved) names only images of deploy/images.txt, and
+with no profile active starts nothing of a profile (the s3 store) nor anything that needs one.
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "deploy" / "docker-compose.yml"
 ROOT_COMPOSE = ROOT / "compose.yaml"
 ENV_EXAMPLE = ROOT / ".env.example"
+IMAGES = ROOT / "deploy" / "images.txt"
+# MinIO's community images on Docker Hub, deleted on 2026-09-12: a pull fails.
+GONE_IMAGES = {"minio/minio", "minio/mc"}
 EXPECTED_SERVICES = {
     "postgres",
     "redis",
@@ -89,6 +94,64 @@ def load(text: str, env: dict[str, str] | None = None) -> dict[str, Any]:
     """The compose file as Compose sees it: interpolated, YAML merge keys resolved, validated."""
     resolved = yaml.safe_load(interpolate(text, env if env is not None else env_example()))
     return PyCompose.from_json(json.dumps(resolved)).to_dict()
+
+
+def project(root: Path = ROOT_COMPOSE) -> dict[str, Any]:
+    """The services Compose makes of compose.yaml: each included file loaded as it is, relative to
+    the file that includes it (an included service may not be redefined, as Compose requires)."""
+    top = load(root.read_text())
+    services = dict(top.get("services") or {})
+    for entry in top.get("include", []):
+        path = entry if isinstance(entry, str) else entry["path"]
+        path = path[0] if isinstance(path, list) else path
+        included = project(root.parent / path)
+        clash = set(services) & set(included["services"])
+        assert not clash, f"{path} redefines {sorted(clash)}"
+        services.update(included["services"])
+    return {**top, "services": services}
+
+
+def known_images() -> set[str]:
+    """The references deploy/images.txt lists."""
+    lines = (line.strip() for line in IMAGES.read_text().splitlines())
+    return {line for line in lines if line and not line.startswith("#")}
+
+
+def docker_hub_repository(image: str) -> str | None:
+    """owner/name of an image on Docker Hub (its registry when none is named), or None elsewhere."""
+    parts = image.split("@", 1)[0].split("/")
+    if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
+        if parts[0] not in ("docker.io", "index.docker.io", "registry-1.docker.io"):
+            return None
+        parts = parts[1:]
+    parts[-1] = parts[-1].split(":", 1)[0]
+    return "/".join(parts if len(parts) > 1 else ["library", *parts])
+
+
+def active(services: dict[str, Any], profiles: set[str]) -> set[str]:
+    """The services `docker compose up` starts with these profiles active."""
+    return {name for name, service in services.items() if not set(service.get("profiles") or []) - profiles}
+
+
+def image_and_profile_problems(compose: dict[str, Any]) -> list[str]:
+    """Images not known to pull, and a default start (no profile) that needs a profiled service."""
+    found = []
+    services = compose["services"]
+    known = known_images()
+    for name, service in services.items():
+        image = service.get("image")
+        if image is None:
+            continue
+        if image not in known:
+            found.append(f"{name}: {image} is not in deploy/images.txt")
+        if docker_hub_repository(image) in GONE_IMAGES:
+            found.append(f"{name}: {image} was deleted from Docker Hub")
+    started = active(services, set())
+    for name in sorted(started):
+        for dependency in services[name].get("depends_on") or {}:
+            if dependency not in started:
+                found.append(f"{name} depends on {dependency}, which only a profile starts")
+    return found
 
 
 def environment(service: dict[str, Any]) -> dict[str, str]:
@@ -200,6 +263,65 @@ def test_the_compose_files_parse_as_the_compose_spec(compose: dict[str, Any]) ->
 
     assert set(compose["services"]) == EXPECTED_SERVICES
     assert root["include"] == [{"path": "deploy/docker-compose.yml", "env_file": ".env"}]
+
+
+def test_every_image_is_known_to_pull_and_the_default_start_needs_no_profile() -> None:
+    compose = project()
+    services = compose["services"]
+
+    assert set(services) == EXPECTED_SERVICES
+    assert image_and_profile_problems(compose) == []
+    assert {"minio", "minio-init"} == set(services) - active(services, set())
+    assert all(services[name].get("profiles") == ["s3"] for name in ("minio", "minio-init"))
+    assert active(services, {"s3"}) == EXPECTED_SERVICES
+
+
+def test_the_default_media_backend_is_local(compose: dict[str, Any]) -> None:
+    with_s3 = load(COMPOSE.read_text(), {**env_example(), "MEDIA_BACKEND": "s3"})
+
+    for process in ("jobs", "worker", "gateway"):
+        assert environment(compose["services"][process])["MEDIA_BACKEND"] == "local"
+        assert environment(with_s3["services"][process])["MEDIA_BACKEND"] == "s3"
+
+
+def test_every_image_in_the_list_is_pinned_by_a_tag() -> None:
+    for image in known_images():
+        assert ":" in image.rsplit("/", 1)[-1] and not image.endswith(":latest"), image
+
+
+@pytest.mark.parametrize(
+    ("service", "change", "complaint"),
+    [
+        (
+            "minio",
+            lambda s: s.__setitem__("image", "minio/minio:RELEASE.2025-04-22T22-12-26Z"),
+            "deleted from Docker Hub",
+        ),
+        ("minio-init", lambda s: s.__setitem__("image", "docker.io/minio/mc:latest"), "not in deploy/images.txt"),
+        ("redis", lambda s: s.__setitem__("image", "redis:8-alpine"), "not in deploy/images.txt"),
+        (
+            "jobs",
+            lambda s: s["depends_on"].__setitem__("minio-init", {"condition": "service_started"}),
+            "only a profile",
+        ),
+        ("minio-init", lambda s: s.pop("profiles"), "minio-init depends on minio"),
+    ],
+)
+def test_the_checks_catch_an_unknown_image_or_a_profile_leak(service: str, change: Any, complaint: str) -> None:
+    broken = copy.deepcopy(project())
+    change(broken["services"][service])
+
+    assert any(complaint in problem for problem in image_and_profile_problems(broken)), image_and_profile_problems(
+        broken
+    )
+
+
+def test_docker_hub_names_are_read_as_docker_does() -> None:
+    assert docker_hub_repository("minio/minio:RELEASE.2025-04-22T22-12-26Z") == "minio/minio"
+    assert docker_hub_repository("docker.io/minio/mc") == "minio/mc"
+    assert docker_hub_repository("postgres:15-alpine") == "library/postgres"
+    assert docker_hub_repository("quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z") is None
+    assert docker_hub_repository("localhost:5000/minio/minio:1") is None
 
 
 def test_a_malformed_compose_file_is_refused() -> None:

@@ -1,4 +1,4 @@
-"""The port table of contract.md, the settings' defaults and services/topology.py agree."""
+"""The port table of docs/contract.md, the settings' defaults and services/topology.py agree."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from services.core.settings import CoreSettings
 from services.topology import BY_NAME, PORT_SETTINGS, PROCESSES
 
 ROOT = Path(__file__).resolve().parents[2]
-# contract.md, "Processes and default ports", as it stands; a change there is a breaking change.
+# docs/contract.md, "Processes and default ports", as it stands; a change there is a breaking change.
 CONTRACT: dict[str, dict[str, int]] = {
     "edge (Envoy)": {"port": 8000},
     "gateway (FastAPI)": {"port": 8080},
@@ -31,12 +31,12 @@ PROCESS_OF_ROW = {
     "providers service": "providers",
     "worker service": "worker",
 }
-# Where the contract's copy lives beside a checkout (the planning repository); absent in a bare clone.
-CONTRACT_FILE = ROOT.parent / "shared" / "spec" / "contract.md"
+# The contract's copy in this repository (tests/test_docs.py keeps it equal to the planning copy).
+CONTRACT_FILE = ROOT / "docs" / "contract.md"
 
 
 def parse_contract_table(text: str) -> dict[str, dict[str, int]]:
-    """The rows of contract.md's port table: process -> its default port (and metrics port)."""
+    """The rows of docs/contract.md's port table: process -> its default port (and metrics port)."""
     rows: dict[str, dict[str, int]] = {}
     section = text.split("## Processes and default ports", 1)[1].split("\n## ", 1)[0]
     for line in section.splitlines():
@@ -65,9 +65,6 @@ def test_the_topology_serves_the_contract_ports() -> None:
 
 
 def test_the_quoted_table_is_the_contract_of_this_checkout() -> None:
-    if not CONTRACT_FILE.exists():
-        # A bare clone has no planning repository beside it; the quoted table above still holds.
-        return
     parsed = parse_contract_table(CONTRACT_FILE.read_text())
 
     assert parsed == CONTRACT

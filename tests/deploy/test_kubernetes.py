@@ -1,4 +1,4 @@
-"""The manifests of k8s/, rendered by kustomize, held to the code and to contract.md.
+"""The manifests of k8s/, rendered by kustomize, held to the code and to docs/contract.md.
 
 Each overlay is rendered by the kubectl beside this Python (.venv/bin/kubectl, kustomize built
 in). Built-in objects are validated by kubernetes-validate in strict mode, custom resources by
@@ -209,7 +209,7 @@ def environment(cluster: Rendered, container: Manifest) -> dict[str, str | None]
 
 
 def expected_ports(process: Process) -> dict[str, int]:
-    """The named container ports of a process by default (contract.md)."""
+    """The named container ports of a process by default (docs/contract.md)."""
     if process.protocol == "grpc":
         return {"grpc": process.default_port, "metrics": process.default_metrics_port}
     ports = {"http": process.default_port}

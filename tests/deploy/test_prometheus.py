@@ -35,7 +35,7 @@ RULE_TESTS = PROMETHEUS_DIR / "tests" / "videogen.rules.test.yml"
 ALERTS_DOC = ROOT / "docs" / "alerts.md"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
-# The seed's five metrics (contract.md, Metrics), as Prometheus stores them.
+# The seed's five metrics (docs/contract.md, Metrics), as Prometheus stores them.
 SEED_QUERIES = (
     "job_completion_rate_total",
     "job_processing_time_seconds_count",
