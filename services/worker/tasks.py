@@ -16,8 +16,9 @@ from services.core.generators.registry import build_providers, load_registry
 from services.core.logging import get_logger
 from services.core.storage import create_storage
 from services.core.tasks import CANCEL_PROVIDER_TASK, GENERATE_VIDEO, GenerateVideo, broker_redis_url
+from services.worker.jobs_client import JobsClient, JobsUnavailable
 from services.worker.routing import Router
-from services.worker.runner import JobRunner, JobsUnavailable, RetryPolicy
+from services.worker.runner import JobRunner, RetryPolicy
 from services.worker.settings import WorkerSettings
 from services.worker.slots import ProviderSlots
 from videogen.v1 import lifecycle_pb2_grpc, routing_pb2_grpc
@@ -57,8 +58,11 @@ def register_tasks(app: Celery, settings: WorkerSettings) -> None:
                 client = redis.Redis.from_url(broker_redis_url(str(app.conf.broker_url)), socket_timeout=5)
                 slots = ProviderSlots(client, key_prefix=settings.celery_key_prefix)
             runners[pid] = JobRunner(
-                jobs=lifecycle_pb2_grpc.JobLifecycleServiceStub(channel),
-                credentials=credentials,
+                jobs=JobsClient(
+                    lifecycle_pb2_grpc.JobLifecycleServiceStub(channel),
+                    timeout=settings.worker_rpc_timeout,
+                    credentials=credentials,
+                ),
                 storage=create_storage(settings.media_root, settings),
                 providers=build_providers(registry),
                 router=Router(
