@@ -9,7 +9,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from services.core.generators.base import ProviderError, RenderedVideo, VideoProvider
+from services.core.generators.base import ProviderError, RenderedVideo, VideoProvider, VideoSpec
 from services.core.generators.capabilities import request_of
 from services.core.logging import get_logger
 from services.worker.liveness import Liveness
@@ -68,9 +68,16 @@ class ProviderFailover:
                 if failure is not None:
                     raise failure from None
                 raise
+            provider, spec = self._prepare(choice, job, metadata)
             began = time.monotonic()
             try:
-                video = self._generate_with(choice, job, metadata, partial, liveness)
+                with self._slot(choice.provider, liveness):
+                    video = provider.generate(
+                        spec,
+                        output=partial,
+                        progress=liveness.reporter(),
+                        on_task=liveness.task_recorder(choice.provider),
+                    )
             except ProviderError as exc:
                 self._router.report(choice.provider, error=exc, latency_ms=(time.monotonic() - began) * 1000)
                 tried.append(choice.provider)
@@ -83,18 +90,12 @@ class ProviderFailover:
             self._router.report(choice.provider, error=None, latency_ms=elapsed_ms)
             return choice, video, elapsed_ms
 
-    def _generate_with(
-        self, choice: Choice, job: jobs_pb2.Job, metadata: dict[str, Any], partial: Path, liveness: Liveness
-    ) -> RenderedVideo:
-        """One try on the provider chosen, holding one of its slots if it has a cap."""
+    def _prepare(self, choice: Choice, job: jobs_pb2.Job, metadata: dict[str, Any]) -> tuple[VideoProvider, VideoSpec]:
+        """The provider chosen and the video to ask it for; Unroutable when this worker lacks it."""
         provider = self._providers.get(choice.provider)
         if provider is None:
             raise Unroutable(f"provider {choice.provider!r} is not configured on this worker", choice.provider)
-        spec = provider.spec(job.prompt, metadata, model=choice.model)
-        with self._slot(choice.provider, liveness):
-            return provider.generate(
-                spec, output=partial, progress=liveness.reporter(), on_task=liveness.task_recorder(choice.provider)
-            )
+        return provider, provider.spec(job.prompt, metadata, model=choice.model)
 
     def _slot(self, provider: str, liveness: Liveness) -> AbstractContextManager[None]:
         """One of the provider's slots when it has a cap on our jobs running there, else nothing."""
