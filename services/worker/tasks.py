@@ -12,12 +12,13 @@ from celery import Celery, Task
 
 from services.core.auth import service_metadata
 from services.core.generators.base import ProviderError
-from services.core.generators.registry import build_providers, load_registry
+from services.core.generators.registry import RegistryConfig, build_providers, load_registry
 from services.core.logging import get_logger
 from services.core.storage import create_storage
 from services.core.tasks import CANCEL_PROVIDER_TASK, GENERATE_VIDEO, GenerateVideo, broker_redis_url
+from services.worker.jobs_client import JobsClient, JobsUnavailable
 from services.worker.routing import Router
-from services.worker.runner import JobRunner, JobsUnavailable, RetryPolicy
+from services.worker.runner import JobRunner, RetryPolicy
 from services.worker.settings import WorkerSettings
 from services.worker.slots import ProviderSlots
 from videogen.v1 import lifecycle_pb2_grpc, routing_pb2_grpc
@@ -36,6 +37,36 @@ def retry_policy(settings: WorkerSettings) -> RetryPolicy:
     )
 
 
+def build_runner(settings: WorkerSettings, registry: RegistryConfig, *, broker: str) -> JobRunner:
+    """The runner of one worker process, with its own channels to the jobs and providers services."""
+    credentials = service_metadata(settings.secret_key.get_secret_value())
+    concurrency = {c.name: c.max_concurrency for c in registry.providers if c.max_concurrency is not None}
+    slots = None
+    if concurrency:
+        client = redis.Redis.from_url(broker_redis_url(broker), socket_timeout=5)
+        slots = ProviderSlots(client, key_prefix=settings.celery_key_prefix)
+    return JobRunner(
+        jobs=JobsClient(
+            lifecycle_pb2_grpc.JobLifecycleServiceStub(grpc.insecure_channel(settings.jobs_target)),
+            timeout=settings.worker_rpc_timeout,
+            credentials=credentials,
+        ),
+        storage=create_storage(settings.media_root, settings),
+        providers=build_providers(registry),
+        router=Router(
+            routing_pb2_grpc.ProviderRoutingServiceStub(grpc.insecure_channel(settings.providers_target)),
+            timeout=settings.worker_rpc_timeout,
+            credentials=credentials,
+        ),
+        policy=retry_policy(settings),
+        progress_interval=settings.worker_progress_interval,
+        rpc_timeout=settings.worker_rpc_timeout,
+        heartbeat_interval=settings.worker_heartbeat_interval,
+        concurrency=concurrency,
+        slots=slots,
+    )
+
+
 def register_tasks(app: Celery, settings: WorkerSettings) -> None:
     """Declares generate_video on app; each worker process builds its runner on first use."""
     runners: dict[int, JobRunner] = {}
@@ -45,34 +76,10 @@ def register_tasks(app: Celery, settings: WorkerSettings) -> None:
     build_providers(registry)
 
     def runner() -> JobRunner:
-        # One channel per process, made after the fork (gRPC must not cross a fork).
+        # One runner (its channels) per process, made after the fork (gRPC must not cross a fork).
         pid = os.getpid()
         if pid not in runners:
-            channel = grpc.insecure_channel(settings.jobs_target)
-            providers_channel = grpc.insecure_channel(settings.providers_target)
-            credentials = service_metadata(settings.secret_key.get_secret_value())
-            concurrency = {c.name: c.max_concurrency for c in registry.providers if c.max_concurrency is not None}
-            slots = None
-            if concurrency:
-                client = redis.Redis.from_url(broker_redis_url(str(app.conf.broker_url)), socket_timeout=5)
-                slots = ProviderSlots(client, key_prefix=settings.celery_key_prefix)
-            runners[pid] = JobRunner(
-                jobs=lifecycle_pb2_grpc.JobLifecycleServiceStub(channel),
-                credentials=credentials,
-                storage=create_storage(settings.media_root, settings),
-                providers=build_providers(registry),
-                router=Router(
-                    routing_pb2_grpc.ProviderRoutingServiceStub(providers_channel),
-                    timeout=settings.worker_rpc_timeout,
-                    credentials=credentials,
-                ),
-                policy=retry_policy(settings),
-                progress_interval=settings.worker_progress_interval,
-                rpc_timeout=settings.worker_rpc_timeout,
-                heartbeat_interval=settings.worker_heartbeat_interval,
-                concurrency=concurrency,
-                slots=slots,
-            )
+            runners[pid] = build_runner(settings, registry, broker=str(app.conf.broker_url))
         return runners[pid]
 
     @app.task(name=GENERATE_VIDEO, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)  # type: ignore[untyped-decorator]

@@ -1,0 +1,258 @@
+"""The worker's jobs client against a real gRPC server: which answers are refusals, which errors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from dataclasses import dataclass, field
+
+import grpc
+import pytest
+from google.protobuf.message import Message
+from structlog.testing import capture_logs
+
+from services.core.generators.base import JobCancelled
+from services.worker.jobs_client import JobsClient, JobsUnavailable, Refused
+from services.worker.liveness import Liveness
+from videogen.v1 import jobs_pb2, lifecycle_pb2, lifecycle_pb2_grpc
+
+CREDENTIALS = (("authorization", "Bearer the-service-token"),)
+REFUSALS = [grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND]
+ERRORS = [
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.INTERNAL,
+    grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.INVALID_ARGUMENT,
+]
+
+
+@dataclass
+class Call:
+    """One call the fake jobs service got."""
+
+    rpc: str
+    request: Message
+    metadata: dict[str, str]
+    deadline: float | None
+
+
+@dataclass
+class FakeLifecycle(lifecycle_pb2_grpc.JobLifecycleServiceServicer):
+    """Answers every call the worker makes with the job, or aborts with `code` when one is set."""
+
+    code: grpc.StatusCode | None = None
+    port: int = 0
+    calls: list[Call] = field(default_factory=list)
+
+    def answer(self, rpc: str, request: Message, context: grpc.ServicerContext) -> jobs_pb2.Job:
+        metadata = {key: value for key, value in context.invocation_metadata() if isinstance(value, str)}
+        self.calls.append(Call(rpc, request, metadata, context.time_remaining()))
+        if self.code is not None:
+            context.abort(self.code, f"{rpc} says {self.code.name}")
+        return jobs_pb2.Job(id=getattr(request, "id", ""), status=jobs_pb2.JOB_STATUS_PROCESSING)
+
+    def StartJob(self, request: lifecycle_pb2.StartJobRequest, context: grpc.ServicerContext) -> jobs_pb2.Job:
+        return self.answer("StartJob", request, context)
+
+    def ReportProgress(
+        self, request: lifecycle_pb2.ReportProgressRequest, context: grpc.ServicerContext
+    ) -> jobs_pb2.Job:
+        return self.answer("ReportProgress", request, context)
+
+    def CompleteJob(self, request: lifecycle_pb2.CompleteJobRequest, context: grpc.ServicerContext) -> jobs_pb2.Job:
+        return self.answer("CompleteJob", request, context)
+
+    def FailJob(self, request: lifecycle_pb2.FailJobRequest, context: grpc.ServicerContext) -> jobs_pb2.Job:
+        return self.answer("FailJob", request, context)
+
+    def RetryJob(self, request: lifecycle_pb2.RetryJobRequest, context: grpc.ServicerContext) -> jobs_pb2.Job:
+        return self.answer("RetryJob", request, context)
+
+    def RecordProviderTask(
+        self, request: lifecycle_pb2.RecordProviderTaskRequest, context: grpc.ServicerContext
+    ) -> jobs_pb2.Job:
+        return self.answer("RecordProviderTask", request, context)
+
+
+@pytest.fixture
+def service() -> Iterator[FakeLifecycle]:
+    fake = FakeLifecycle()  # type: ignore[abstract]  # the worker never records telemetry
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    lifecycle_pb2_grpc.add_JobLifecycleServiceServicer_to_server(fake, server)
+    fake.port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield fake
+    finally:
+        server.stop(None)
+
+
+@pytest.fixture
+def jobs(service: FakeLifecycle) -> Iterator[JobsClient]:
+    with grpc.insecure_channel(f"127.0.0.1:{service.port}") as channel:
+        yield JobsClient(lifecycle_pb2_grpc.JobLifecycleServiceStub(channel), timeout=5, credentials=CREDENTIALS)
+
+
+# Each RPC the worker makes, called as the runner calls it.
+CALLS: dict[str, Callable[[JobsClient], object]] = {
+    "StartJob": lambda jobs: jobs.start("job-1", attempt=2, worker_id="w/1", request_id="req-1"),
+    "ReportProgress": lambda jobs: jobs.report_progress(
+        "job-1", attempt=2, percent=40, stage="rendering", request_id="req-1"
+    ),
+    "RecordProviderTask": lambda jobs: jobs.record_provider_task(
+        "job-1", attempt=2, provider="runway", task_id="task-9", request_id="req-1"
+    ),
+    "CompleteJob": lambda jobs: jobs.complete(
+        "job-1",
+        attempt=2,
+        result=jobs_pb2.VideoResult(video_url="/media/job-1-2.mp4", storage_key="job-1-2.mp4"),
+        provider="local",
+        model="local-pyav-h264-v1",
+        generation_time_ms=1200,
+        cost_usd=0.25,
+        request_id="req-1",
+    ),
+    "FailJob": lambda jobs: jobs.fail("job-1", attempt=2, error="bad", provider="runway", request_id="req-1"),
+    "RetryJob": lambda jobs: jobs.retry("job-1", attempt=2, error="flaky", delay=30.0, request_id="req-1"),
+}
+
+
+@pytest.mark.parametrize("code", REFUSALS)
+@pytest.mark.parametrize("rpc", list(CALLS))
+def test_failed_precondition_and_not_found_are_refusals_of_every_call(
+    service: FakeLifecycle, jobs: JobsClient, rpc: str, code: grpc.StatusCode
+) -> None:
+    service.code = code
+
+    with pytest.raises(Refused) as refused:
+        CALLS[rpc](jobs)
+
+    assert (refused.value.rpc, refused.value.code, refused.value.details) == (rpc, code, f"{rpc} says {code.name}")
+
+
+@pytest.mark.parametrize("code", ERRORS)
+def test_any_other_error_of_start_means_the_jobs_service_is_unavailable(
+    service: FakeLifecycle, jobs: JobsClient, code: grpc.StatusCode
+) -> None:
+    service.code = code
+
+    with pytest.raises(JobsUnavailable, match=f"^StartJob: {code.name}$"):
+        CALLS["StartJob"](jobs)
+
+
+@pytest.mark.parametrize("code", ERRORS)
+@pytest.mark.parametrize("rpc", ["CompleteJob", "FailJob", "RetryJob"])
+def test_any_other_error_of_an_outcome_is_raised_as_the_rpc_error(
+    service: FakeLifecycle, jobs: JobsClient, rpc: str, code: grpc.StatusCode
+) -> None:
+    service.code = code
+
+    with pytest.raises(grpc.RpcError) as error:
+        CALLS[rpc](jobs)
+
+    assert error.value.code() == code
+    assert not isinstance(error.value, Refused)
+
+
+@pytest.mark.parametrize("code", ERRORS)
+@pytest.mark.parametrize(
+    ("rpc", "event"),
+    [("ReportProgress", "job.progress_unreported"), ("RecordProviderTask", "job.provider_task_unrecorded")],
+)
+def test_any_other_error_of_a_report_is_logged_and_left(
+    service: FakeLifecycle, jobs: JobsClient, rpc: str, event: str, code: grpc.StatusCode
+) -> None:
+    service.code = code
+
+    with capture_logs() as logs:
+        CALLS[rpc](jobs)
+
+    assert [(line["event"], line["log_level"], line["error"]) for line in logs] == [(event, "warning", code.name)]
+
+
+@pytest.mark.parametrize("rpc", list(CALLS))
+def test_every_call_carries_the_credential_the_request_id_and_the_deadline(
+    service: FakeLifecycle, jobs: JobsClient, rpc: str
+) -> None:
+    CALLS[rpc](jobs)
+
+    (call,) = service.calls
+    assert call.rpc == rpc
+    assert call.metadata["authorization"] == "Bearer the-service-token"
+    assert call.metadata["x-request-id"] == "req-1"
+    assert call.deadline == pytest.approx(5, abs=1)
+
+
+def test_start_answers_the_job_and_names_the_attempt_and_the_worker(service: FakeLifecycle, jobs: JobsClient) -> None:
+    job = jobs.start("job-1", attempt=2, worker_id="w/1", request_id=None)
+
+    assert (job.id, job.status) == ("job-1", jobs_pb2.JOB_STATUS_PROCESSING)
+    (call,) = service.calls
+    assert call.request == lifecycle_pb2.StartJobRequest(id="job-1", worker_id="w/1", attempt=2)
+    assert "x-request-id" not in call.metadata
+
+
+def test_fail_names_the_provider_only_when_there_is_one_and_cuts_it_to_64(
+    service: FakeLifecycle, jobs: JobsClient
+) -> None:
+    jobs.fail("job-1", attempt=0, error="bad", provider="", request_id=None)
+    jobs.fail("job-1", attempt=0, error="bad", provider="p" * 100, request_id=None)
+
+    first, second = (call.request for call in service.calls)
+    assert isinstance(first, lifecycle_pb2.FailJobRequest) and isinstance(second, lifecycle_pb2.FailJobRequest)
+    assert not first.HasField("used_provider")
+    assert second.used_provider == "p" * 64
+
+
+def test_a_provider_task_id_is_recorded_cut_to_255(service: FakeLifecycle, jobs: JobsClient) -> None:
+    jobs.record_provider_task("job-1", attempt=1, provider="runway", task_id="t" * 300, request_id=None)
+
+    (call,) = service.calls
+    assert isinstance(call.request, lifecycle_pb2.RecordProviderTaskRequest)
+    assert call.request.task_id == "t" * 255
+
+
+def liveness(jobs: JobsClient) -> Liveness:
+    return Liveness(jobs, job_id="job-1", attempt=2, request_id="req-1", progress_interval=0)
+
+
+@pytest.mark.parametrize("code", REFUSALS)
+def test_a_refused_progress_stops_the_attempt(service: FakeLifecycle, jobs: JobsClient, code: grpc.StatusCode) -> None:
+    attempt = liveness(jobs)
+    service.code = code
+
+    with capture_logs() as logs:
+        assert attempt.send() is False
+
+    assert attempt.stopped
+    assert [(line["event"], line["reason"]) for line in logs] == [
+        ("job.no_longer_ours", f"ReportProgress says {code.name}")
+    ]
+    with pytest.raises(JobCancelled):
+        attempt.reporter()(0.5, "rendering")
+
+
+def test_a_progress_the_jobs_service_missed_does_not_stop_the_attempt(service: FakeLifecycle, jobs: JobsClient) -> None:
+    attempt = liveness(jobs)
+    service.code = grpc.StatusCode.UNAVAILABLE
+
+    assert attempt.send() is True
+    attempt.reporter()(0.5, "rendering")
+
+    assert not attempt.stopped
+
+
+def test_a_refused_provider_task_record_stops_the_attempt_at_its_next_progress(
+    service: FakeLifecycle, jobs: JobsClient
+) -> None:
+    attempt = liveness(jobs)
+    service.code = grpc.StatusCode.FAILED_PRECONDITION
+
+    attempt.task_recorder("runway")("task-9")
+
+    assert attempt.stopped
+    calls = len(service.calls)
+    with pytest.raises(JobCancelled):
+        attempt.reporter()(0.5, "rendering")
+    assert len(service.calls) == calls
