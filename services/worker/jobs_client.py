@@ -8,6 +8,7 @@ import grpc
 from google.protobuf.message import Message
 
 from services.core.logging import get_logger
+from services.worker.internal import InternalClient
 from videogen.v1 import jobs_pb2, lifecycle_pb2, lifecycle_pb2_grpc
 
 log = get_logger(__name__)
@@ -32,21 +33,9 @@ class JobsUnavailable(Exception):
     """The jobs service did not answer; the message should be tried again later."""
 
 
-class JobsClient:
+class JobsClient(InternalClient[lifecycle_pb2_grpc.JobLifecycleServiceStub]):
     """A JobLifecycleService client for one attempt's calls: credentials, request id and deadline
     on every call, and a refusal (REFUSALS) raised as Refused by every method."""
-
-    def __init__(
-        self,
-        stub: lifecycle_pb2_grpc.JobLifecycleServiceStub,
-        *,
-        timeout: float,
-        credentials: tuple[tuple[str, str], ...],
-    ) -> None:
-        self._stub = stub
-        self._timeout = timeout
-        # The service credential (services/core/auth.py), sent with every call.
-        self._credentials = credentials
 
     def start(self, job_id: str, *, attempt: int, worker_id: str, request_id: str | None) -> jobs_pb2.Job:
         """QUEUED -> PROCESSING for this attempt: the job to work on; Refused (skip the message)
@@ -121,9 +110,8 @@ class JobsClient:
         self, method: grpc.UnaryUnaryMultiCallable[Request, jobs_pb2.Job], request: Request, request_id: str | None
     ) -> jobs_pb2.Job:
         """One call with the credential, the request id and the deadline; a refusal raised as Refused."""
-        metadata = self._credentials + ((("x-request-id", request_id),) if request_id else ())
         try:
-            return method(request, timeout=self._timeout, metadata=metadata)
+            return method(request, timeout=self._timeout, metadata=self._metadata(request_id))
         except grpc.RpcError as exc:
             if exc.code() in REFUSALS:
                 rpc = type(request).DESCRIPTOR.name.removesuffix("Request")

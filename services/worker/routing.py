@@ -9,6 +9,7 @@ import grpc
 from services.core.generators.base import ProviderError
 from services.core.generators.capabilities import VideoRequest
 from services.core.logging import get_logger
+from services.worker.internal import InternalClient
 from videogen.v1 import routing_pb2, routing_pb2_grpc
 
 log = get_logger(__name__)
@@ -36,20 +37,8 @@ class Choice:
     cost_usd: float = 0.0
 
 
-class Router:
+class Router(InternalClient[routing_pb2_grpc.ProviderRoutingServiceStub]):
     """A ProviderService client with the worker's error semantics."""
-
-    def __init__(
-        self,
-        stub: routing_pb2_grpc.ProviderRoutingServiceStub,
-        *,
-        timeout: float,
-        credentials: tuple[tuple[str, str], ...],
-    ) -> None:
-        self._stub = stub
-        self._timeout = timeout
-        # The service credential (services/core/auth.py), sent with every call.
-        self._credentials = credentials
 
     def select(
         self, job_id: str, *, requested: str | None, model: str, exclude: list[str], video: VideoRequest
@@ -66,7 +55,7 @@ class Router:
         if model:
             request.requested_model = model
         try:
-            reply = self._stub.SelectProvider(request, timeout=self._timeout, metadata=self._credentials)
+            reply = self._stub.SelectProvider(request, timeout=self._timeout, metadata=self._metadata())
         except grpc.RpcError as exc:
             code, details = exc.code(), exc.details() or ""
             if code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE):
@@ -88,6 +77,6 @@ class Router:
             rate_limited=bool(error and error.rate_limited),
         )
         try:
-            self._stub.ReportOutcome(request, timeout=self._timeout, metadata=self._credentials)
+            self._stub.ReportOutcome(request, timeout=self._timeout, metadata=self._metadata())
         except grpc.RpcError as exc:
             log.warning("provider.outcome_unreported", provider=provider, error=exc.code().name)
