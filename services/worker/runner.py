@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 from billiard.exceptions import SoftTimeLimitExceeded
 
+from services.core.errors import InvalidArgument
 from services.core.generators.base import (
     InvalidOptions,
     JobCancelled,
@@ -25,7 +26,7 @@ from services.core.generators.base import (
     TaskCallback,
     VideoProvider,
 )
-from services.core.generators.capabilities import request_of
+from services.core.job.options import JobOptions
 from services.core.logging import get_logger
 from services.core.storage.base import MediaStorage
 from services.core.tasks import GenerateVideo
@@ -209,10 +210,8 @@ class JobRunner:
         """Generates with the provider routing picks, failing over to the next one on a provider
         error; a provider the client named gets no substitute, and a final error (a safety
         refusal) none either."""
-        named, wanted = metadata.get("provider"), metadata.get("model")
-        requested = named if isinstance(named, str) else None
-        model = wanted if isinstance(wanted, str) else ""
-        video_request = request_of(metadata)
+        options = _options_of(metadata)
+        requested, model, video_request = options.provider, options.model or "", options.request
         tried: list[str] = []
         failure: AttemptFailed | None = None
         while True:
@@ -228,7 +227,7 @@ class JobRunner:
             provider = self._providers.get(choice.provider)
             if provider is None:
                 raise Unroutable(f"provider {choice.provider!r} is not configured on this worker", choice.provider)
-            spec = provider.spec(job.prompt, metadata, model=choice.model)
+            spec = provider.spec(job.prompt, options, model=choice.model)
             began = time.monotonic()
             try:
                 with self._slot(choice.provider, liveness, request_id):
@@ -427,6 +426,14 @@ class _Liveness:
         with self._lock:
             self._sent = time.monotonic()
             return self._percent, self._stage
+
+
+def _options_of(metadata: dict[str, Any]) -> JobOptions:
+    """The job's options; the jobs service refused wrong ones at create, so one here fails the job."""
+    try:
+        return JobOptions.parse(metadata)
+    except InvalidArgument as exc:
+        raise InvalidOptions(str(exc)) from None
 
 
 def _describe(exc: BaseException) -> str:

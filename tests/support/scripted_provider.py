@@ -23,6 +23,7 @@ from services.core.generators.base import (
 )
 from services.core.generators.local import LocalRenderer
 from services.core.generators.registry import ProviderConfig
+from services.core.job.options import JobOptions
 
 TINY = {"durationSeconds": 1, "width": 64, "height": 64, "fps": 4}
 
@@ -41,7 +42,7 @@ class ScriptedProvider:
         """Always up: this double stands for a healthy remote provider."""
 
     def spec(self, prompt: str, metadata: Mapping[str, Any], *, model: str = "") -> VideoSpec:
-        spec = self._renderer.spec(prompt, TINY)
+        spec = self._renderer.spec(prompt, JobOptions.parse(TINY))
         self._scripts[prompt] = dict(metadata.get("script", {}))
         return spec
 
