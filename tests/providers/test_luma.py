@@ -125,7 +125,6 @@ def test_options_map_to_rays_nearest_legal_values(
         ({"durationSeconds": 7.5}, "metadata.durationSeconds"),
         ({"durationSeconds": 10, "imageUrl": "https://example.com/a.png"}, "metadata.durationSeconds"),
         ({"aspectRatio": "2:1"}, "metadata.aspectRatio"),
-        ({"imageUrl": 42}, "metadata.imageUrl"),
         ({"model": "ray-2"}, "metadata.model"),
     ],
 )

@@ -118,8 +118,6 @@ def test_model_input_is_sent_but_never_over_the_mapped_fields(
     [
         ({"durationSeconds": 12}, VEO, "metadata.durationSeconds"),
         ({"aspectRatio": "1:1"}, VEO, "metadata.aspectRatio"),
-        ({"imageUrl": "ftp://x/y.png"}, VEO, "metadata.imageUrl"),
-        ({"seed": True}, VEO, "metadata.seed"),
         ({}, "no-owner", "metadata.model"),
         ({}, "acme/clip:not-a-version!", "metadata.model"),
         ({}, "../account", "metadata.model"),

@@ -126,9 +126,3 @@ def test_a_value_too_far_from_every_legal_one_does_not_fit() -> None:
     assert fit(SHORT_WIDE, JobOptions.parse({"durationSeconds": 10}).request) == "makes 4, 6 or 8 s"
     assert fit(SHORT_WIDE, JobOptions.parse({"aspectRatio": "1:1"}).request) == "makes 16:9, 9:16"
     assert fit(FROM_IMAGE, JobOptions.parse({}).request) == "needs an input image"
-
-
-def test_values_of_the_wrong_type_mean_not_said() -> None:
-    request = JobOptions.parse({"durationSeconds": "long", "width": -5, "height": 720, "imageUrl": 3}).request
-
-    assert request == VideoRequest()
