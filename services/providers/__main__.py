@@ -7,7 +7,8 @@ import sys
 import uvloop
 
 from services.core.embedded import resolve_database_url
-from services.core.generators.registry import RegistryError, build_providers, load_registry
+from services.core.generators.kinds import build_providers
+from services.core.generators.registry import RegistryError, load_registry
 from services.core.logging import configure_logging
 from services.core.runtime import DatabaseService, serve_until_signal
 from services.core.settings import load_settings

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 from services.core import db
 from services.core.auth import keyed_guard
-from services.core.generators.registry import RegistryConfig, build_providers
+from services.core.generators.kinds import build_providers
+from services.core.generators.registry import RegistryConfig
 from services.core.grpc_server import ServiceBinding, start_grpc_app
 from services.core.logging import get_logger
 from services.core.runtime import Background, DatabaseService, database_health

@@ -7,10 +7,9 @@ import time
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
 
 from services.core.generators.base import ProviderError, RenderedVideo, VideoProvider, VideoSpec
-from services.core.generators.capabilities import request_of
+from services.core.job.options import JobOptions
 from services.core.logging import get_logger
 from services.worker.liveness import Liveness
 from services.worker.routing import Choice, Router, RoutingUnavailable, Unroutable
@@ -47,15 +46,12 @@ class ProviderFailover:
         self._slots = slots
 
     def generate(
-        self, job: jobs_pb2.Job, metadata: dict[str, Any], partial: Path, liveness: Liveness
+        self, job: jobs_pb2.Job, options: JobOptions, partial: Path, liveness: Liveness
     ) -> tuple[Choice, RenderedVideo, int]:
         """Generates with the provider routing picks, failing over to the next one on a provider
         error; a provider the client named gets no substitute, and a final error (a safety
         refusal) none either."""
-        named, wanted = metadata.get("provider"), metadata.get("model")
-        requested = named if isinstance(named, str) else None
-        model = wanted if isinstance(wanted, str) else ""
-        video_request = request_of(metadata)
+        requested, model, video_request = options.provider, options.model or "", options.request
         tried: list[str] = []
         failure: AttemptFailed | None = None
         while True:
@@ -68,7 +64,7 @@ class ProviderFailover:
                 if failure is not None:
                     raise failure from None
                 raise
-            provider, spec = self._prepare(choice, job, metadata)
+            provider, spec = self._prepare(choice, job, options)
             began = time.monotonic()
             try:
                 with self._slot(choice.provider, liveness):
@@ -90,12 +86,12 @@ class ProviderFailover:
             self._router.report(choice.provider, error=None, latency_ms=elapsed_ms)
             return choice, video, elapsed_ms
 
-    def _prepare(self, choice: Choice, job: jobs_pb2.Job, metadata: dict[str, Any]) -> tuple[VideoProvider, VideoSpec]:
+    def _prepare(self, choice: Choice, job: jobs_pb2.Job, options: JobOptions) -> tuple[VideoProvider, VideoSpec]:
         """The provider chosen and the video to ask it for; Unroutable when this worker lacks it."""
         provider = self._providers.get(choice.provider)
         if provider is None:
             raise Unroutable(f"provider {choice.provider!r} is not configured on this worker", choice.provider)
-        return provider, provider.spec(job.prompt, metadata, model=choice.model)
+        return provider, provider.spec(job.prompt, options, model=choice.model)
 
     def _slot(self, provider: str, liveness: Liveness) -> AbstractContextManager[None]:
         """One of the provider's slots when it has a cap on our jobs running there, else nothing."""

@@ -8,10 +8,13 @@ import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from billiard.exceptions import SoftTimeLimitExceeded
 
+from services.core.errors import InvalidArgument
 from services.core.generators.base import InvalidOptions, JobCancelled, RenderedVideo, VideoProvider
+from services.core.job.options import JobOptions
 from services.core.logging import get_logger
 from services.core.storage.base import MediaStorage, StoredVideo
 from services.core.tasks import GenerateVideo
@@ -131,9 +134,8 @@ class JobRunner:
         partial = self._storage.partial_path(key)
         self._cancel_previous(job, payload)
         try:
-            choice, video, elapsed_ms = self._failover.generate(
-                job, json.loads(job.metadata_json or "{}"), partial, liveness
-            )
+            options = _options_of(json.loads(job.metadata_json or "{}"))
+            choice, video, elapsed_ms = self._failover.generate(job, options, partial, liveness)
             # Storing may take a while (an upload): watchers see the stage; a refusal is a cancel.
             liveness.update(99, "storing")
             if not liveness.send():
@@ -233,6 +235,14 @@ def _video_result(video: RenderedVideo, stored: StoredVideo) -> jobs_pb2.VideoRe
         storage_key=stored.key,
         codec=video.codec,
     )
+
+
+def _options_of(metadata: dict[str, Any]) -> JobOptions:
+    """The job's options; the jobs service refused wrong ones at create, so one here fails the job."""
+    try:
+        return JobOptions.parse(metadata)
+    except InvalidArgument as exc:
+        raise InvalidOptions(str(exc)) from None
 
 
 def _describe(exc: BaseException) -> str:

@@ -12,7 +12,8 @@ from celery import Celery, Task
 
 from services.core.auth import service_metadata
 from services.core.generators.base import ProviderError
-from services.core.generators.registry import RegistryConfig, build_providers, load_registry
+from services.core.generators.kinds import build_providers
+from services.core.generators.registry import RegistryConfig, load_registry
 from services.core.logging import get_logger
 from services.core.storage import create_storage
 from services.core.tasks import CANCEL_PROVIDER_TASK, GENERATE_VIDEO, GenerateVideo, broker_redis_url

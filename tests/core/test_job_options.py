@@ -60,6 +60,22 @@ def test_any_other_priority_is_the_default_queue(priority: Any) -> None:
         ({"model": ""}, "metadata.model"),
         ({"modelInput": ["x"]}, "metadata.modelInput"),
         ({"numInferenceSteps": 0}, "metadata.numInferenceSteps"),
+        # Wrong values no provider kind sees any more: the job is refused at create.
+        ({"durationSeconds": "ten"}, "metadata.durationSeconds"),
+        ({"durationSeconds": "long", "width": -5, "height": 720, "imageUrl": 3}, "metadata.durationSeconds"),
+        ({"width": -5, "height": 720}, "metadata.width"),
+        ({"width": True}, "metadata.width"),
+        ({"height": "tall"}, "metadata.height"),
+        ({"fps": "fast"}, "metadata.fps"),
+        ({"fps": 0}, "metadata.fps"),
+        ({"seed": 1.5}, "metadata.seed"),
+        ({"seed": True}, "metadata.seed"),
+        ({"imageUrl": 3}, "metadata.imageUrl"),
+        ({"imageUrl": 42}, "metadata.imageUrl"),
+        ({"imageUrl": "ftp://x/y.png"}, "metadata.imageUrl"),
+        ({"imageUrl": "http://plain.example/a.png"}, "metadata.imageUrl"),
+        ({"negativePrompt": 7}, "metadata.negativePrompt"),
+        ({"numInferenceSteps": 2.5}, "metadata.numInferenceSteps"),
     ],
 )
 def test_a_wrong_option_is_refused_naming_its_field(metadata: dict[str, Any], field: str) -> None:

@@ -72,7 +72,9 @@ async def watch_over_edge(gateway: Gateway, job_id: str) -> list[jobs_pb2.JobEve
 
 async def occupy_the_worker(gateway: Gateway, gate: Path) -> None:
     """Both worker slots hold a job until gate exists, so that the next job stays queued."""
-    blockers = [await create(gateway, {"provider": "scripted", "script": {"gate": str(gate)}}) for _ in range(2)]
+    blockers = [
+        await create(gateway, {"provider": "scripted", "modelInput": {"script": {"gate": str(gate)}}}) for _ in range(2)
+    ]
     async with asyncio.timeout(30):
         for blocker in blockers:
             while (await gateway.client.get(f"/api/v1/jobs/{blocker['id']}")).json()["status"] != "processing":
@@ -135,7 +137,7 @@ async def test_last_event_id_skips_what_was_seen_and_a_seen_end_is_204(gateway: 
 
 async def test_a_resumed_stream_of_a_running_job_starts_after_the_last_event(gateway: Gateway, tmp_path: Path) -> None:
     gate = tmp_path / "gate"
-    job = await create(gateway, {"provider": "scripted", "script": {"gate": str(gate)}})
+    job = await create(gateway, {"provider": "scripted", "modelInput": {"script": {"gate": str(gate)}}})
     async with asyncio.timeout(30):
         while (current := (await gateway.client.get(f"/api/v1/jobs/{job['id']}")).json())["status"] != "processing":
             await asyncio.sleep(0.1)
@@ -157,7 +159,7 @@ async def test_many_sse_clients_of_a_job_share_one_redis_subscription(
     gateway: Gateway, tmp_path: Path, redis_url: str
 ) -> None:
     gate = tmp_path / "gate"
-    job = await create(gateway, {"provider": "scripted", "script": {"gate": str(gate)}})
+    job = await create(gateway, {"provider": "scripted", "modelInput": {"script": {"gate": str(gate)}}})
     streams = [gateway.client.stream("GET", f"/api/v1/jobs/{job['id']}/events") for _ in range(8)]
     answers = [await stream.__aenter__() for stream in streams]
     redis = aioredis.Redis.from_url(redis_url)
@@ -175,7 +177,7 @@ async def test_many_sse_clients_of_a_job_share_one_redis_subscription(
 
 async def test_a_client_that_goes_away_frees_its_watcher(gateway: Gateway, tmp_path: Path) -> None:
     gate = tmp_path / "gate"
-    job = await create(gateway, {"provider": "scripted", "script": {"gate": str(gate)}})
+    job = await create(gateway, {"provider": "scripted", "modelInput": {"script": {"gate": str(gate)}}})
     before = REGISTRY.get_sample_value("job_watchers") or 0
     try:
         async with gateway.client.stream("GET", f"/api/v1/jobs/{job['id']}/events") as answer:

@@ -169,7 +169,7 @@ async def seed(gateway: Gateway, gate: Path) -> Seeds:
         (await client.post("/api/v1/jobs", json={"userId": "fuzz-seed", "prompt": f"p{n}", "metadata": TINY})).json()
         for n in range(3)
     ]
-    script = {"provider": "scripted", "script": {"gate": str(gate)}}
+    script = {"provider": "scripted", "modelInput": {"script": {"gate": str(gate)}}}
     held = (
         await client.post("/api/v1/jobs", json={"userId": "fuzz-seed", "prompt": "held", "metadata": script})
     ).json()

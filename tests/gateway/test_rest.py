@@ -82,7 +82,7 @@ async def test_deleting_a_queued_job_cancels_it(gateway: Gateway, tmp_path: Any)
     gate = tmp_path / "gate"
     client = gateway.client
     busy = (await client.post("/api/v1/jobs", json={"userId": "u", "prompt": "p",
-            "metadata": {"provider": "scripted", "script": {"gate": str(gate)}}})).json()  # fmt: skip
+            "metadata": {"provider": "scripted", "modelInput": {"script": {"gate": str(gate)}}}})).json()  # fmt: skip
     await wait_status(gateway, busy["id"], "processing")
 
     answer = await client.delete(f"/api/v1/jobs/{busy['id']}")

@@ -128,7 +128,9 @@ async def test_a_watcher_sees_queued_processing_rising_progress_then_completed(
 ) -> None:
     stack = await start_stack(worker_concurrency=1)
     gate = tmp_path / "gate"
-    blocker = await create_job(stack.jobs, metadata={"provider": "scripted", "script": {"gate": str(gate)}})
+    blocker = await create_job(
+        stack.jobs, metadata={"provider": "scripted", "modelInput": {"script": {"gate": str(gate)}}}
+    )
     await stack.wait_for(blocker.id, lambda j: j.status == jobs_pb2.JOB_STATUS_PROCESSING)
     job = await create_job(stack.jobs, metadata=RENDER)
     stream = watch(stack.jobs, job.id)

@@ -15,6 +15,7 @@ import yaml
 from services.core.generators.comfyui import ComfyUI
 from services.core.generators.comfyui.workflow import WorkflowError, load_workflow
 from services.core.generators.registry import ProviderConfig, RegistryError
+from services.core.job.options import JobOptions
 from tests.support.processes import ROOT, clean_env
 
 EXAMPLES = ROOT / "deploy" / "comfyui"
@@ -45,7 +46,7 @@ def test_the_example_registry_entry_builds_with_its_workflow(monkeypatch: pytest
     provider = ComfyUI(ProviderConfig.model_validate({**entry, "enabled": True}))
 
     assert entry["enabled"] is False
-    assert provider.spec("p", {"durationSeconds": 5}).model == entry["models"][0]
+    assert provider.spec("p", JobOptions.parse({"durationSeconds": 5})).model == entry["models"][0]
 
 
 def test_filling_puts_numbers_as_numbers_and_never_reads_the_prompt_as_a_template(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ import structlog
 from services.core.generators.base import InvalidOptions, JobCancelled, ProviderError
 from services.core.generators.fal import Fal
 from services.core.generators.registry import ProviderConfig
+from services.core.job.options import JobOptions
 from tests.support.fake_fal import FakeFal
 
 KEY = "fal-key-id:5e3c9a7d1f2b4c6e"
@@ -51,7 +52,7 @@ def run(
 ) -> tuple[Path, list[tuple[float, str]], list[str]]:
     seen: list[tuple[float, str]] = []
     tasks: list[str] = []
-    spec = fal.spec("a fox in the snow", metadata or {}, model=model)
+    spec = fal.spec("a fox in the snow", JobOptions.parse(metadata or {}), model=model)
     output = tmp_path / "out.mp4"
     fal.generate(spec, output=output, progress=lambda f, s: seen.append((f, s)), on_task=tasks.append)
     return output, seen, tasks
@@ -127,15 +128,10 @@ def test_a_model_the_entry_describes_gets_the_common_input(
     ("metadata", "model", "field"),
     [
         ({"durationSeconds": 20}, VEO, "metadata.durationSeconds"),
-        ({"durationSeconds": "ten"}, VEO, "metadata.durationSeconds"),
         ({"aspectRatio": "1:1"}, VEO, "metadata.aspectRatio"),
         ({"width": 1000, "height": 1000}, VEO, "metadata.width/height"),
-        ({"aspectRatio": "wide"}, VEO, "metadata.aspectRatio"),
         ({"imageUrl": IMAGE}, VEO, "metadata.imageUrl"),
         ({}, KLING_I2V, "metadata.imageUrl"),
-        ({"imageUrl": "http://plain.example/a.png"}, KLING_I2V, "metadata.imageUrl"),
-        ({"seed": -1}, VEO, "metadata.seed"),
-        ({"modelInput": ["x"]}, VEO, "metadata.modelInput"),
         ({}, "veo3", "metadata.model"),
         ({}, "fal-ai/../admin", "metadata.model"),
     ],
@@ -146,7 +142,7 @@ def test_what_the_model_cannot_take_is_refused_naming_the_field(
     fal = provider(None, monkeypatch, models=[model], capabilities={} if model in (VEO, KLING_I2V) else {model: {}})
 
     with pytest.raises(InvalidOptions, match=field.replace(".", r"\.")):
-        fal.spec("p", metadata, model=model)
+        fal.spec("p", JobOptions.parse(metadata), model=model)
 
 
 def test_the_queue_position_and_logged_progress_are_reported(
@@ -257,7 +253,7 @@ def test_a_cancelled_job_cancels_the_request_and_stops(
     fake: FakeFal, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     fal = provider(fake, monkeypatch)
-    spec = fal.spec("p", {})
+    spec = fal.spec("p", JobOptions.parse({}))
 
     def progress(fraction: float, stage: str) -> None:
         if stage == "in progress":
@@ -285,7 +281,12 @@ def test_cancel_takes_the_recorded_task(fake: FakeFal, monkeypatch: pytest.Monke
     fal = provider(fake, monkeypatch, timeout_seconds=0.3)
     tasks: list[str] = []
     with pytest.raises(ProviderError):
-        fal.generate(fal.spec("p", {}), output=tmp_path / "v.mp4", progress=lambda f, s: None, on_task=tasks.append)
+        fal.generate(
+            fal.spec("p", JobOptions.parse({})),
+            output=tmp_path / "v.mp4",
+            progress=lambda f, s: None,
+            on_task=tasks.append,
+        )
     fake.submitted()[0].cancelled = False  # as if that attempt's worker had died
 
     fal.cancel(tasks[0], timeout=2)
@@ -331,7 +332,10 @@ def test_a_refused_key_fails_the_probe_and_no_key_shows_in_errors_or_logs(
         fake.outcome, fake.hold = "video", True
         with pytest.raises(JobCancelled):
             fal.generate(
-                fal.spec("p", {}), output=tmp_path / "v.mp4", progress=_cancel_when_running, on_task=lambda t: None
+                fal.spec("p", JobOptions.parse({})),
+                output=tmp_path / "v.mp4",
+                progress=_cancel_when_running,
+                on_task=lambda t: None,
             )
         monkeypatch.setenv("FAL_TEST_KEY", wrong)
         with pytest.raises(ProviderError, match="HTTP 401") as refused:

@@ -13,8 +13,11 @@ import pytest
 from structlog.testing import capture_logs
 
 from services.core.generators.base import InvalidOptions, JobCancelled, ProviderError, VideoSpec
+from services.core.generators.catalog import KINDS
+from services.core.generators.kinds import build_provider
 from services.core.generators.luma import Luma
-from services.core.generators.registry import ProviderConfig, build_provider
+from services.core.generators.registry import ProviderConfig
+from services.core.job.options import JobOptions
 from tests.support.fake_luma import FakeLuma
 
 KEY = "luma-api-7c6b5a4d3e2f"
@@ -70,7 +73,11 @@ def test_a_text_job_creates_a_ray_video_generation_with_the_bearer_key(
 ) -> None:
     provider = luma(fake, monkeypatch)
 
-    generate(provider, provider.spec("a fox in the snow", {"durationSeconds": 10, "aspectRatio": "9:16"}), tmp_path)
+    generate(
+        provider,
+        provider.spec("a fox in the snow", JobOptions.parse({"durationSeconds": 10, "aspectRatio": "9:16"})),
+        tmp_path,
+    )
 
     assert fake.created == [
         {"model": "ray-3.2", "type": "video", "prompt": "a fox in the snow", "aspect_ratio": "9:16",
@@ -83,7 +90,7 @@ def test_an_image_job_sends_its_first_frame(fake: FakeLuma, monkeypatch: pytest.
     provider = luma(fake, monkeypatch)
     metadata = {"imageUrl": "https://example.com/first.png", "width": 1024, "height": 768, "seed": 5}
 
-    generate(provider, provider.spec("it starts to snow", metadata), tmp_path)
+    generate(provider, provider.spec("it starts to snow", JobOptions.parse(metadata)), tmp_path)
 
     assert fake.created[0]["aspect_ratio"] == "4:3"
     assert fake.created[0]["video"] == {
@@ -107,7 +114,7 @@ def test_an_image_job_sends_its_first_frame(fake: FakeLuma, monkeypatch: pytest.
 def test_options_map_to_rays_nearest_legal_values(
     fake: FakeLuma, monkeypatch: pytest.MonkeyPatch, metadata: dict[str, Any], expected: tuple[float, str]
 ) -> None:
-    spec = luma(fake, monkeypatch).spec("p", metadata)
+    spec = luma(fake, monkeypatch).spec("p", JobOptions.parse(metadata))
 
     assert (spec.duration_seconds, spec.aspect_ratio, spec.model) == (*expected, "ray-3.2")
 
@@ -118,7 +125,6 @@ def test_options_map_to_rays_nearest_legal_values(
         ({"durationSeconds": 7.5}, "metadata.durationSeconds"),
         ({"durationSeconds": 10, "imageUrl": "https://example.com/a.png"}, "metadata.durationSeconds"),
         ({"aspectRatio": "2:1"}, "metadata.aspectRatio"),
-        ({"imageUrl": 42}, "metadata.imageUrl"),
         ({"model": "ray-2"}, "metadata.model"),
     ],
 )
@@ -128,7 +134,7 @@ def test_what_ray_cannot_make_is_refused_naming_the_field(
     model = metadata.pop("model", "")
 
     with pytest.raises(InvalidOptions, match=rf"^{field}\b"):
-        luma(fake, monkeypatch).spec("p", metadata, model=model)
+        luma(fake, monkeypatch).spec("p", JobOptions.parse(metadata), model=model)
 
 
 def test_the_generation_is_followed_through_queued_and_processing_to_a_real_video(
@@ -138,7 +144,10 @@ def test_the_generation_is_followed_through_queued_and_processing_to_a_real_vide
     recorder = Recorder()
 
     video = provider.generate(
-        provider.spec("p", {}), output=tmp_path / "v.mp4", progress=recorder.report, on_task=recorder.tasks.append
+        provider.spec("p", JobOptions.parse({})),
+        output=tmp_path / "v.mp4",
+        progress=recorder.report,
+        on_task=recorder.tasks.append,
     )
 
     assert recorder.tasks == list(fake.generations)
@@ -155,7 +164,7 @@ def test_a_429_is_waited_out_for_its_retry_after(
     fake.rate_limit, fake.retry_after = 1, "1"
     began = time.monotonic()
 
-    output = generate(provider, provider.spec("p", {}), tmp_path)
+    output = generate(provider, provider.spec("p", JobOptions.parse({})), tmp_path)
 
     assert time.monotonic() - began >= 1
     assert output.stat().st_size > 0
@@ -169,7 +178,7 @@ def test_a_failed_generation_is_a_provider_error_with_lumas_reason(
     fake.fail_with = ("generation_failed", "The model could not render this scene")
 
     with pytest.raises(ProviderError, match="could not render this scene") as caught:
-        generate(provider, provider.spec("p", {}), tmp_path)
+        generate(provider, provider.spec("p", JobOptions.parse({})), tmp_path)
 
     assert not caught.value.final
     assert "generation_failed" in str(caught.value)
@@ -180,7 +189,7 @@ def test_content_moderation_is_final(fake: FakeLuma, monkeypatch: pytest.MonkeyP
     fake.fail_with = ("content_moderated", "The prompt violates the content policy")
 
     with pytest.raises(ProviderError, match="moderation") as caught:
-        generate(provider, provider.spec("p", {}), tmp_path)
+        generate(provider, provider.spec("p", JobOptions.parse({})), tmp_path)
 
     assert caught.value.final
 
@@ -192,7 +201,7 @@ def test_an_input_luma_cannot_take_fails_as_invalid_options(
     fake.fail_with = ("image_too_large", "The start frame is larger than 10 MB")
 
     with pytest.raises(InvalidOptions, match="larger than 10 MB"):
-        generate(provider, provider.spec("p", {"imageUrl": "https://example.com/huge.png"}), tmp_path)
+        generate(provider, provider.spec("p", JobOptions.parse({"imageUrl": "https://example.com/huge.png"})), tmp_path)
 
 
 def test_an_expired_output_url_is_replaced_by_a_fresh_one_read_from_the_generation(
@@ -201,7 +210,7 @@ def test_an_expired_output_url_is_replaced_by_a_fresh_one_read_from_the_generati
     provider = luma(fake, monkeypatch)
     fake.expired_outputs = 1
 
-    output = generate(provider, provider.spec("p", {}), tmp_path)
+    output = generate(provider, provider.spec("p", JobOptions.parse({})), tmp_path)
 
     (generation,) = fake.generations.values()
     assert [c.path for c in fake.calls if c.path.startswith("/files/")] == [
@@ -218,7 +227,7 @@ def test_output_urls_that_stay_expired_end_in_a_clear_provider_error(
     fake.expired_outputs = 100
 
     with pytest.raises(ProviderError, match=r"HTTP 403 \(expired\?\)"):
-        generate(provider, provider.spec("p", {}), tmp_path)
+        generate(provider, provider.spec("p", JobOptions.parse({})), tmp_path)
 
 
 def test_a_cancelled_job_stops_waiting_and_says_luma_cannot_cancel(
@@ -229,12 +238,12 @@ def test_a_cancelled_job_stops_waiting_and_says_luma_cannot_cancel(
     recorder = Recorder(cancel_at="processing")
 
     with capture_logs() as logs, pytest.raises(JobCancelled):
-        generate(provider, provider.spec("p", {}), tmp_path, recorder)
+        generate(provider, provider.spec("p", JobOptions.parse({})), tmp_path, recorder)
 
     said = [entry for entry in logs if entry["event"] == "luma.cancel_unsupported"]
     assert [entry["generation_id"] for entry in said] == recorder.tasks
     assert {c.method for c in fake.calls} == {"POST", "GET"}
-    assert not Luma.info.cancellable
+    assert not KINDS["luma"].cancellable
 
 
 def test_cancel_calls_nothing_and_says_so(fake: FakeLuma, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -277,7 +286,7 @@ def test_the_key_is_in_no_error_and_no_log_line(
         fake.hold = True
         for cancel_at in ("processing", ""):
             try:
-                generate(provider, provider.spec("p", {}), tmp_path, Recorder(cancel_at=cancel_at))
+                generate(provider, provider.spec("p", JobOptions.parse({})), tmp_path, Recorder(cancel_at=cancel_at))
             except (JobCancelled, ProviderError) as exc:
                 errors.append(repr(exc))
             fake.hold, fake.fail_with = False, ("content_moderated", "flagged")

@@ -12,6 +12,7 @@ import pytest
 from services.core.generators.base import InvalidOptions, JobCancelled, ProviderError
 from services.core.generators.openai_videos import OpenAIVideos
 from services.core.generators.registry import ProviderConfig
+from services.core.job.options import JobOptions
 from tests.support.fake_openai import FakeOpenAI
 
 KEY = "sk-test-7f3a9c1e5b"
@@ -43,7 +44,9 @@ def adapter(server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, **fields: objec
 
 def run(provider: OpenAIVideos, tmp_path: Path, **metadata: object) -> tuple[Path, list[float]]:
     seen: list[float] = []
-    spec = provider.spec("a fox in the snow", {"durationSeconds": 4, "width": 1280, "height": 720, **metadata})
+    spec = provider.spec(
+        "a fox in the snow", JobOptions.parse({"durationSeconds": 4, "width": 1280, "height": 720, **metadata})
+    )
     output = tmp_path / "out.mp4"
     provider.generate(
         spec, output=output, progress=lambda fraction, stage: seen.append(fraction), on_task=lambda task_id: None
@@ -55,7 +58,9 @@ def test_generates_polls_and_downloads_a_real_video(
     server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     provider = adapter(server, monkeypatch)
-    spec = provider.spec("a fox in the snow", {"durationSeconds": 8, "width": 1280, "height": 720}, model="sora-2-pro")
+    spec = provider.spec(
+        "a fox in the snow", JobOptions.parse({"durationSeconds": 8, "width": 1280, "height": 720}), model="sora-2-pro"
+    )
 
     video = provider.generate(spec, output=tmp_path / "v.mp4", progress=lambda f, s: None, on_task=lambda task_id: None)
 
@@ -141,7 +146,7 @@ def test_a_cancelled_job_deletes_the_remote_video(
     server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     provider = adapter(server, monkeypatch)
-    spec = provider.spec("p", {"durationSeconds": 4})
+    spec = provider.spec("p", JobOptions.parse({"durationSeconds": 4}))
 
     def cancel(fraction: float, stage: str) -> None:
         raise JobCancelled("job")
@@ -152,12 +157,12 @@ def test_a_cancelled_job_deletes_the_remote_video(
     assert "/v1/videos/video_1" in server.paths("DELETE")
 
 
-@pytest.mark.parametrize("metadata", [{"durationSeconds": 20}, {"width": 5}, {"height": "tall"}])
+@pytest.mark.parametrize("metadata", [{"durationSeconds": 20}, {"width": 5}])
 def test_options_the_api_cannot_take_are_invalid(
     server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, metadata: dict[str, object]
 ) -> None:
     with pytest.raises(InvalidOptions):
-        adapter(server, monkeypatch).spec("p", metadata)
+        adapter(server, monkeypatch).spec("p", JobOptions.parse(metadata))
 
 
 def test_probe_lists_videos(server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,6 +15,7 @@ import structlog
 from services.core.generators.base import InvalidOptions, JobCancelled, ProviderError
 from services.core.generators.registry import ProviderConfig
 from services.core.generators.replicate import Replicate, cancel_after
+from services.core.job.options import JobOptions
 from tests.support.fake_replicate import FakeReplicate
 
 KEY = "r8_7Hq2mX9pL4vT1kZ3wN6bY"
@@ -50,7 +51,7 @@ def run(
 ) -> tuple[Path, list[tuple[float, str]], list[str]]:
     seen: list[tuple[float, str]] = []
     tasks: list[str] = []
-    spec = replicate.spec("a fox in the snow", metadata or {}, model=model)
+    spec = replicate.spec("a fox in the snow", JobOptions.parse(metadata or {}), model=model)
     output = tmp_path / "out.mp4"
     replicate.generate(spec, output=output, progress=lambda f, s: seen.append((f, s)), on_task=tasks.append)
     return output, seen, tasks
@@ -117,8 +118,6 @@ def test_model_input_is_sent_but_never_over_the_mapped_fields(
     [
         ({"durationSeconds": 12}, VEO, "metadata.durationSeconds"),
         ({"aspectRatio": "1:1"}, VEO, "metadata.aspectRatio"),
-        ({"imageUrl": "ftp://x/y.png"}, VEO, "metadata.imageUrl"),
-        ({"seed": True}, VEO, "metadata.seed"),
         ({}, "no-owner", "metadata.model"),
         ({}, "acme/clip:not-a-version!", "metadata.model"),
         ({}, "../account", "metadata.model"),
@@ -130,7 +129,7 @@ def test_what_the_model_cannot_take_is_refused_naming_the_field(
     replicate = provider(None, monkeypatch, models=[model], capabilities={} if model == VEO else {model: {}})
 
     with pytest.raises(InvalidOptions, match=field.replace(".", r"\.")):
-        replicate.spec("p", metadata, model=model)
+        replicate.spec("p", JobOptions.parse(metadata), model=model)
 
 
 @pytest.mark.parametrize(("seconds", "label"), [(1800, "30m"), (90, "1m30s"), (7200, "2h"), (0.2, "1s")])
@@ -254,7 +253,10 @@ def test_a_cancelled_job_cancels_the_prediction_and_stops(
 
     with pytest.raises(JobCancelled):
         replicate.generate(
-            replicate.spec("p", {}), output=tmp_path / "v.mp4", progress=_cancel_when_processing, on_task=lambda t: None
+            replicate.spec("p", JobOptions.parse({})),
+            output=tmp_path / "v.mp4",
+            progress=_cancel_when_processing,
+            on_task=lambda t: None,
         )
 
     prediction = fake.created()[0]
@@ -305,7 +307,7 @@ def test_a_refused_key_fails_the_probe_and_no_key_shows_in_errors_or_logs(
         errors.append(str(failed.value))
         fake.outcome = "video"
         with pytest.raises(JobCancelled):
-            spec = replicate.spec("p", {})
+            spec = replicate.spec("p", JobOptions.parse({}))
             replicate.generate(
                 spec, output=tmp_path / "v.mp4", progress=_cancel_when_processing, on_task=lambda t: None
             )

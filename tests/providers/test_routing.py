@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from services.core.errors import FailedPrecondition
-from services.core.generators.capabilities import ModelCapabilities, VideoRequest, fit, request_of
+from services.core.generators.capabilities import ModelCapabilities, VideoRequest, fit
 from services.core.generators.registry import ProviderConfig
+from services.core.job.options import JobOptions
 from services.providers.health import Health, HealthState
 from services.providers.routing import CannotMake, choose
 
@@ -38,7 +39,7 @@ def pick(candidates: list[tuple[ProviderConfig, HealthState]], **asked: Any) -> 
 
 def test_a_ten_second_wide_job_goes_to_a_provider_that_can_make_it() -> None:
     short, long = provider("short", veo=SHORT_WIDE), provider("long", ray=LONG_WIDE)
-    request = request_of({"durationSeconds": 10, "width": 1920, "height": 1080})
+    request = JobOptions.parse({"durationSeconds": 10, "width": 1920, "height": 1080}).request
 
     chosen = choose([(short, HEALTHY), (long, HEALTHY)], request=request, model="", requested=None, exclude=set(),
                     now=NOW)  # fmt: skip
@@ -53,8 +54,10 @@ def test_an_image_job_skips_models_without_image_input_and_a_text_job_those_that
     text_only = provider("text-only", veo=SHORT_WIDE)
     candidates = [(mixed, HEALTHY), (text_only, HEALTHY)]
 
-    from_image = pick(candidates, request=request_of({"durationSeconds": 5, "imageUrl": "https://x/y.png"}))
-    from_text = pick(candidates, request=request_of({"durationSeconds": 5}))
+    from_image = pick(
+        candidates, request=JobOptions.parse({"durationSeconds": 5, "imageUrl": "https://x/y.png"}).request
+    )
+    from_text = pick(candidates, request=JobOptions.parse({"durationSeconds": 5}).request)
 
     assert from_image == [("mixed", "image")]
     assert ("mixed", "image") not in from_text and ("mixed", "text") in from_text
@@ -64,7 +67,7 @@ def test_a_job_nobody_can_make_fails_naming_what_it_asked() -> None:
     candidates = [(provider("short", veo=SHORT_WIDE), HEALTHY), (provider("long", ray=LONG_WIDE), DOWN)]
 
     with pytest.raises(CannotMake) as caught:
-        pick(candidates, request=request_of({"durationSeconds": 30, "aspectRatio": "21:9"}))
+        pick(candidates, request=JobOptions.parse({"durationSeconds": 30, "aspectRatio": "21:9"}).request)
 
     message = str(caught.value)
     assert "a 30 s 21:9 video from text" in message
@@ -75,7 +78,7 @@ def test_a_named_provider_that_cannot_make_the_video_is_refused_for_good() -> No
     candidates = [(provider("short", veo=SHORT_WIDE), HEALTHY), (provider("long", ray=LONG_WIDE), HEALTHY)]
 
     with pytest.raises(CannotMake, match="provider 'short' cannot make a 10 s video"):
-        pick(candidates, requested="short", request=request_of({"durationSeconds": 10}))
+        pick(candidates, requested="short", request=JobOptions.parse({"durationSeconds": 10}).request)
 
 
 def test_providers_that_could_but_are_down_or_excluded_are_not_a_reason_to_fail_the_job() -> None:
@@ -113,19 +116,13 @@ def test_order_is_healthy_then_cheapest_for_this_video_then_fastest() -> None:
 def test_a_job_maps_to_the_models_nearest_legal_values(
     asked: dict[str, Any], duration: float, ratio: str | None
 ) -> None:
-    fitted = fit(LONG_WIDE, request_of(asked))
+    fitted = fit(LONG_WIDE, JobOptions.parse(asked).request)
 
     assert not isinstance(fitted, str)
     assert (fitted.duration_seconds, fitted.aspect_ratio) == (duration, ratio)
 
 
 def test_a_value_too_far_from_every_legal_one_does_not_fit() -> None:
-    assert fit(SHORT_WIDE, request_of({"durationSeconds": 10})) == "makes 4, 6 or 8 s"
-    assert fit(SHORT_WIDE, request_of({"aspectRatio": "1:1"})) == "makes 16:9, 9:16"
-    assert fit(FROM_IMAGE, request_of({})) == "needs an input image"
-
-
-def test_values_of_the_wrong_type_mean_not_said() -> None:
-    request = request_of({"durationSeconds": "long", "width": -5, "height": 720, "imageUrl": 3})
-
-    assert request == VideoRequest()
+    assert fit(SHORT_WIDE, JobOptions.parse({"durationSeconds": 10}).request) == "makes 4, 6 or 8 s"
+    assert fit(SHORT_WIDE, JobOptions.parse({"aspectRatio": "1:1"}).request) == "makes 16:9, 9:16"
+    assert fit(FROM_IMAGE, JobOptions.parse({}).request) == "needs an input image"

@@ -13,8 +13,10 @@ import pytest
 from structlog.testing import capture_logs
 
 from services.core.generators.base import InvalidOptions, JobCancelled, ProviderError, VideoSpec
-from services.core.generators.registry import ProviderConfig, build_provider
+from services.core.generators.kinds import build_provider
+from services.core.generators.registry import ProviderConfig
 from services.core.generators.runway import Runway
+from services.core.job.options import JobOptions
 from tests.support.fake_runway import FakeRunway
 
 KEY = "key_runway_5e1d0c9b8a7f"
@@ -69,7 +71,9 @@ def test_a_text_job_creates_a_text_to_video_task_with_runways_headers_and_fields
     fake: FakeRunway, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     provider = runway(fake, monkeypatch)
-    spec = provider.spec("a fox in the snow", {"durationSeconds": 5, "aspectRatio": "16:9", "seed": 7})
+    spec = provider.spec(
+        "a fox in the snow", JobOptions.parse({"durationSeconds": 5, "aspectRatio": "16:9", "seed": 7})
+    )
 
     generate(provider, spec, tmp_path)
 
@@ -87,7 +91,7 @@ def test_an_image_job_creates_an_image_to_video_task_with_its_first_frame(
 ) -> None:
     provider = runway(fake, monkeypatch)
     metadata = {"imageUrl": "https://example.com/first.png", "aspectRatio": "4:3", "durationSeconds": 3}
-    spec = provider.spec("it starts to snow", metadata, model="gen4_turbo")
+    spec = provider.spec("it starts to snow", JobOptions.parse(metadata), model="gen4_turbo")
 
     generate(provider, spec, tmp_path)
 
@@ -117,7 +121,7 @@ def test_options_map_to_the_models_nearest_legal_values(
     fake: FakeRunway, monkeypatch: pytest.MonkeyPatch, model: str, metadata: dict[str, Any],
     expected: tuple[float, str],
 ) -> None:  # fmt: skip
-    spec = runway(fake, monkeypatch).spec("p", metadata, model=model)
+    spec = runway(fake, monkeypatch).spec("p", JobOptions.parse(metadata), model=model)
 
     assert (spec.duration_seconds, spec.aspect_ratio) == expected
     assert spec.model == model
@@ -129,7 +133,7 @@ def test_an_entrys_own_shapes_are_asked_in_runways_pixel_sizes(
     shapes = {"gen4.5": {"durations": [5, 10], "aspect_ratios": ["16:9", "9:16"], "price_per_second": 0.12}}
     provider = runway(fake, monkeypatch, capabilities=shapes)
 
-    spec = provider.spec("p", {"aspectRatio": "9:16", "durationSeconds": 10})
+    spec = provider.spec("p", JobOptions.parse({"aspectRatio": "9:16", "durationSeconds": 10}))
 
     assert (spec.aspect_ratio, spec.duration_seconds) == ("720:1280", 10.0)
 
@@ -137,7 +141,9 @@ def test_an_entrys_own_shapes_are_asked_in_runways_pixel_sizes(
 def test_veo_gets_no_seed_and_no_audio(fake: FakeRunway, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     provider = runway(fake, monkeypatch)
 
-    generate(provider, provider.spec("p", {"durationSeconds": 4, "seed": 3}, model="veo3.1_fast"), tmp_path)
+    generate(
+        provider, provider.spec("p", JobOptions.parse({"durationSeconds": 4, "seed": 3}), model="veo3.1_fast"), tmp_path
+    )
 
     assert fake.created[0][1] == {"model": "veo3.1_fast", "ratio": "1280:720", "duration": 4, "promptText": "p",
                                   "audio": False}  # fmt: skip
@@ -150,10 +156,6 @@ def test_veo_gets_no_seed_and_no_audio(fake: FakeRunway, monkeypatch: pytest.Mon
         ("gen4.5", {"durationSeconds": 30}, "p", "metadata.durationSeconds"),
         ("gen4_turbo", {}, "p", "metadata.imageUrl"),
         ("gen4.5", {"aspectRatio": "1:1"}, "p", "metadata.aspectRatio"),
-        ("gen4.5", {"aspectRatio": "wide"}, "p", "metadata.aspectRatio"),
-        ("gen4.5", {"durationSeconds": "five"}, "p", "metadata.durationSeconds"),
-        ("gen4.5", {"imageUrl": "http://example.com/a.png"}, "p", "metadata.imageUrl"),
-        ("gen4.5", {"seed": -1}, "p", "metadata.seed"),
         ("gen4_aleph", {}, "p", "metadata.model"),
         ("gen4.5", {}, "x" * 1001, "prompt"),
     ],
@@ -162,7 +164,7 @@ def test_what_a_model_cannot_take_is_refused_naming_the_field(
     fake: FakeRunway, monkeypatch: pytest.MonkeyPatch, model: str, metadata: dict[str, Any], prompt: str, field: str
 ) -> None:
     with pytest.raises(InvalidOptions, match=rf"^{field}\b"):
-        runway(fake, monkeypatch).spec(prompt, metadata, model=model)
+        runway(fake, monkeypatch).spec(prompt, JobOptions.parse(metadata), model=model)
 
 
 def test_the_task_is_followed_through_queued_throttled_and_running_to_a_real_video(
@@ -172,7 +174,10 @@ def test_the_task_is_followed_through_queued_throttled_and_running_to_a_real_vid
     recorder = Recorder()
 
     video = provider.generate(
-        provider.spec("p", {}), output=tmp_path / "v.mp4", progress=recorder.report, on_task=recorder.tasks.append
+        provider.spec("p", JobOptions.parse({})),
+        output=tmp_path / "v.mp4",
+        progress=recorder.report,
+        on_task=recorder.tasks.append,
     )
 
     assert recorder.tasks == list(fake.tasks)
@@ -195,7 +200,7 @@ def test_a_429_is_waited_out_for_its_retry_after(
     fake.rate_limit, fake.retry_after = 1, "1"
     began = time.monotonic()
 
-    output = generate(provider, provider.spec("p", {}), tmp_path)
+    output = generate(provider, provider.spec("p", JobOptions.parse({})), tmp_path)
 
     assert time.monotonic() - began >= 1
     assert output.stat().st_size > 0
@@ -209,7 +214,7 @@ def test_a_failed_task_is_a_provider_error_with_runways_reason(
     fake.fail_with = ("INTERNAL.BAD_OUTPUT.CODE01", "The output did not pass our quality checks")
 
     with pytest.raises(ProviderError, match="did not pass our quality checks") as caught:
-        generate(provider, provider.spec("p", {}), tmp_path)
+        generate(provider, provider.spec("p", JobOptions.parse({})), tmp_path)
 
     assert not caught.value.final
     assert "INTERNAL.BAD_OUTPUT.CODE01" in str(caught.value)
@@ -221,7 +226,7 @@ def test_a_safety_refusal_is_final(fake: FakeRunway, monkeypatch: pytest.MonkeyP
     fake.fail_with = ("SAFETY.INPUT.TEXT", "The prompt was flagged by content moderation")
 
     with pytest.raises(ProviderError, match="moderation") as caught:
-        generate(provider, provider.spec("p", {}), tmp_path)
+        generate(provider, provider.spec("p", JobOptions.parse({})), tmp_path)
 
     assert caught.value.final
 
@@ -232,7 +237,7 @@ def test_an_expired_output_url_is_replaced_by_a_fresh_one_read_from_the_task(
     provider = runway(fake, monkeypatch)
     fake.expired_outputs = 1
 
-    output = generate(provider, provider.spec("p", {}), tmp_path)
+    output = generate(provider, provider.spec("p", JobOptions.parse({})), tmp_path)
 
     (task,) = fake.tasks.values()
     assert len(task.outputs) == 2
@@ -250,7 +255,7 @@ def test_output_urls_that_stay_expired_end_in_a_clear_provider_error(
     fake.expired_outputs = 100
 
     with pytest.raises(ProviderError, match="HTTP 403 \\(expired\\?\\)"):
-        generate(provider, provider.spec("p", {}), tmp_path)
+        generate(provider, provider.spec("p", JobOptions.parse({})), tmp_path)
 
 
 def test_a_cancelled_job_cancels_the_runway_task(
@@ -260,7 +265,7 @@ def test_a_cancelled_job_cancels_the_runway_task(
     fake.hold = True
 
     with pytest.raises(JobCancelled):
-        generate(provider, provider.spec("p", {}), tmp_path, Recorder(cancel_at="running"))
+        generate(provider, provider.spec("p", JobOptions.parse({})), tmp_path, Recorder(cancel_at="running"))
 
     (task,) = fake.tasks.values()
     assert fake.deleted == [task.id]
@@ -274,7 +279,7 @@ def test_a_task_that_outlives_the_timeout_is_cancelled_and_fails(
     fake.hold = True
 
     with pytest.raises(ProviderError, match=r"did not finish within 0\.5 s"):
-        generate(provider, provider.spec("p", {}), tmp_path)
+        generate(provider, provider.spec("p", JobOptions.parse({})), tmp_path)
 
     assert fake.deleted == list(fake.tasks)
 
@@ -284,7 +289,7 @@ def test_cancel_of_a_finished_or_unknown_task_is_fine(
 ) -> None:
     provider = runway(fake, monkeypatch)
     recorder = Recorder()
-    generate(provider, provider.spec("p", {}), tmp_path, recorder)
+    generate(provider, provider.spec("p", JobOptions.parse({})), tmp_path, recorder)
 
     provider.cancel(recorder.tasks[0], timeout=2)
     provider.cancel("5c1f9a3e-0000-4000-8000-000000000000", timeout=2)
@@ -325,7 +330,7 @@ def test_the_key_is_in_no_error_and_no_log_line(
         fake.hold = True
         for cancel_at in ("running", ""):
             try:
-                generate(provider, provider.spec("p", {}), tmp_path, Recorder(cancel_at=cancel_at))
+                generate(provider, provider.spec("p", JobOptions.parse({})), tmp_path, Recorder(cancel_at=cancel_at))
             except (JobCancelled, ProviderError) as exc:
                 errors.append(repr(exc))
             fake.hold, fake.fail_with = False, ("SAFETY.INPUT.TEXT", "flagged")

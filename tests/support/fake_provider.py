@@ -17,6 +17,7 @@ from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 from services.core.generators.local import LocalRenderer
+from services.core.job.options import JobOptions
 
 
 def sample_video(seconds: float = 1, width: int = 96, height: int = 64, fps: int = 8) -> bytes:
@@ -25,7 +26,8 @@ def sample_video(seconds: float = 1, width: int = 96, height: int = 64, fps: int
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "sample.mp4"
         spec = renderer.spec(
-            "fake provider", {"durationSeconds": seconds, "width": width, "height": height, "fps": fps}
+            "fake provider",
+            JobOptions.parse({"durationSeconds": seconds, "width": width, "height": height, "fps": fps}),
         )
         renderer.generate(spec, output=path, progress=lambda f, s: None, on_task=lambda task: None)
         return path.read_bytes()

@@ -1,20 +1,18 @@
 """A stand-in for a remote video provider, scripted by the job's metadata (tests only).
 
-metadata.script: {"fail": "message"} fails every attempt ({"final": true} too: a refusal no retry
-helps); {"gate": "/path"} holds the job, reporting progress, until that file exists; {"task": "/path"}
-reports a remote task whose id is that path, and cancel() of it writes "cancelled" there. The video
-itself is rendered by the real `local` provider.
+metadata.modelInput.script (its own input, as a hosted model's): {"fail": "message"} fails every
+attempt ({"final": true} too: a refusal no retry helps); {"gate": "/path"} holds the job,
+reporting progress, until that file exists; {"task": "/path"} reports a remote task whose id is
+that path, and cancel() of it writes "cancelled" there. The video itself is rendered by the real `local` provider.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from services.core.generators.base import (
-    KindInfo,
     ProgressCallback,
     ProviderError,
     RenderedVideo,
@@ -23,14 +21,13 @@ from services.core.generators.base import (
 )
 from services.core.generators.local import LocalRenderer
 from services.core.generators.registry import ProviderConfig
+from services.core.job.options import JobOptions
 
 TINY = {"durationSeconds": 1, "width": 64, "height": 64, "fps": 4}
 
 
 class ScriptedProvider:
-    """Does what metadata.script says, then renders a tiny real video."""
-
-    info: ClassVar[KindInfo] = KindInfo(base_url="", models={}, needs_key=False, cancellable=False)
+    """Does what metadata.modelInput.script says, then renders a tiny real video."""
 
     def __init__(self, config: ProviderConfig) -> None:
         self.name = config.name
@@ -40,9 +37,9 @@ class ScriptedProvider:
     def probe(self, timeout: float) -> None:
         """Always up: this double stands for a healthy remote provider."""
 
-    def spec(self, prompt: str, metadata: Mapping[str, Any], *, model: str = "") -> VideoSpec:
-        spec = self._renderer.spec(prompt, TINY)
-        self._scripts[prompt] = dict(metadata.get("script", {}))
+    def spec(self, prompt: str, options: JobOptions, *, model: str = "") -> VideoSpec:
+        spec = self._renderer.spec(prompt, JobOptions.parse(TINY))
+        self._scripts[prompt] = dict(options.model_input.get("script", {}))
         return spec
 
     def cancel(self, task_id: str, *, timeout: float) -> None:

@@ -63,7 +63,9 @@ async def test_a_final_provider_refusal_fails_the_job_without_retry_or_failover(
     stack = await start_stack(registry={"providers": [scripted("strict"), pricey_local]})
     script = {"fail": "SAFETY.INPUT.TEXT: the prompt was refused", "final": True}
 
-    job = await stack.wait_for((await create_job(stack.jobs, max_retries=3, metadata={"script": script})).id)
+    job = await stack.wait_for(
+        (await create_job(stack.jobs, max_retries=3, metadata={"modelInput": {"script": script}})).id
+    )
 
     assert (job.status, job.retry_count, job.used_provider) == (jobs_pb2.JOB_STATUS_FAILED, 0, "strict")
     assert "SAFETY.INPUT.TEXT" in job.error_message
@@ -73,7 +75,7 @@ async def test_the_attempt_records_its_provider_task_on_the_job(start_stack: Sta
     stack = await start_stack()
     gate, task = workdir / "gate", workdir / "task-1"
     script = {"task": str(task), "gate": str(gate)}
-    job = await create_job(stack.jobs, metadata={"provider": "scripted", "script": script})
+    job = await create_job(stack.jobs, metadata={"provider": "scripted", "modelInput": {"script": script}})
 
     running = await stack.wait_for(job.id, lambda j: j.HasField("provider_task"))
     gate.touch()
@@ -89,9 +91,9 @@ async def test_a_providers_concurrency_cap_holds_jobs_back_until_a_slot_frees(
 ) -> None:
     stack = await start_stack(registry={"providers": [scripted("capped", max_concurrency=1)]}, worker_concurrency=2)
     first_gate, second_gate = workdir / "gate-1", workdir / "gate-2"
-    first = await create_job(stack.jobs, metadata={"script": {"gate": str(first_gate)}})
+    first = await create_job(stack.jobs, metadata={"modelInput": {"script": {"gate": str(first_gate)}}})
     await stack.wait_for(first.id, lambda j: j.progress_stage == "waiting")
-    second = await create_job(stack.jobs, metadata={"script": {"gate": str(second_gate)}})
+    second = await create_job(stack.jobs, metadata={"modelInput": {"script": {"gate": str(second_gate)}}})
 
     waiting = await stack.wait_for(second.id, lambda j: j.progress_stage == "waiting for capped")
     await asyncio.sleep(1.5)  # a held slot stays held: the second never gets past waiting meanwhile
@@ -111,7 +113,7 @@ async def test_cancelling_a_job_cancels_its_provider_task_even_when_no_worker_co
     stack = await start_stack()
     gate, task = workdir / "gate", workdir / "task-1"
     job = await create_job(
-        stack.jobs, metadata={"provider": "scripted", "script": {"task": str(task), "gate": str(gate)}}
+        stack.jobs, metadata={"provider": "scripted", "modelInput": {"script": {"task": str(task), "gate": str(gate)}}}
     )
     await stack.wait_for(job.id, lambda j: j.HasField("provider_task"))
 

@@ -83,7 +83,9 @@ async def test_high_job_starts_before_waiting_low_jobs(start_stack: StackFactory
     stack = await start_stack(worker_concurrency=1)
     gate = workdir / "gate"
     user = unique_user()
-    busy = await create_job(stack.jobs, user_id=user, metadata={"provider": "scripted", "script": {"gate": str(gate)}})
+    busy = await create_job(
+        stack.jobs, user_id=user, metadata={"provider": "scripted", "modelInput": {"script": {"gate": str(gate)}}}
+    )
     await stack.wait_for(busy.id, lambda j: j.status == jobs_pb2.JOB_STATUS_PROCESSING)
     low = [
         await create_job(
@@ -109,7 +111,9 @@ async def test_provider_error_is_retried_max_retries_times_with_backoff_then_fai
     stack = await start_stack(job_retry_backoff_base=0.3, job_retry_backoff_max=0.6)
     began = time.monotonic()
     job = await create_job(
-        stack.jobs, max_retries=3, metadata={"provider": "scripted", "script": {"fail": "upstream said 503"}}
+        stack.jobs,
+        max_retries=3,
+        metadata={"provider": "scripted", "modelInput": {"script": {"fail": "upstream said 503"}}},
     )
 
     done = await stack.wait_for(job.id)
@@ -131,7 +135,9 @@ async def test_provider_error_is_retried_max_retries_times_with_backoff_then_fai
 async def test_cancel_while_queued_never_starts(start_stack: StackFactory, workdir: Path) -> None:
     stack = await start_stack(worker_concurrency=1)
     gate = workdir / "gate"
-    busy = await create_job(stack.jobs, metadata={"provider": "scripted", "script": {"gate": str(gate)}})
+    busy = await create_job(
+        stack.jobs, metadata={"provider": "scripted", "modelInput": {"script": {"gate": str(gate)}}}
+    )
     await stack.wait_for(busy.id, lambda j: j.status == jobs_pb2.JOB_STATUS_PROCESSING)
     waiting = await create_job(stack.jobs, metadata={"provider": "scripted"})
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, Protocol
 
 from services.core.generators.capabilities import ModelCapabilities
+from services.core.job.options import JobOptions
 
 
 class ProviderError(Exception):
@@ -23,7 +24,7 @@ class ProviderError(Exception):
 
 
 class InvalidOptions(ValueError):
-    """The job's metadata asks for something the provider cannot do; retrying will not help."""
+    """The job's options ask for something the provider cannot do; retrying will not help."""
 
 
 class JobCancelled(Exception):
@@ -32,8 +33,8 @@ class JobCancelled(Exception):
 
 @dataclass(frozen=True)
 class VideoSpec:
-    """What to generate: the prompt, the model, and the options read from the job's metadata,
-    already mapped to the model's legal values."""
+    """What to generate: the prompt, the model, and the job's options already mapped to the
+    model's legal values."""
 
     prompt: str
     duration_seconds: float
@@ -46,7 +47,7 @@ class VideoSpec:
     # An https URL of the first frame (image-to-video), from metadata.imageUrl.
     image_url: str | None = None
     seed: int | None = None
-    # Anything else of the job's metadata the kind passes through (its own fields).
+    # The kind's own further fields (a hosted model's input, a server's tuning fields).
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -90,15 +91,14 @@ class KindInfo:
 class VideoProvider(Protocol):
     """Turns a prompt into a video file; probe() tells whether it can right now.
 
-    A kind's class also carries `info: ClassVar[KindInfo]` (services/core/generators/registry.py
-    reads it) and is built with its registry entry, ProviderConfig."""
+    A kind is built with its registry entry, ProviderConfig (kinds.py); what it knows without
+    one, its KindInfo, is in catalog.py."""
 
-    info: ClassVar[KindInfo]
     name: str
 
-    def spec(self, prompt: str, metadata: Mapping[str, Any], *, model: str = "") -> VideoSpec:
-        """The request this provider would make of the job, mapped to the model's nearest legal
-        values, or InvalidOptions naming the field."""
+    def spec(self, prompt: str, options: JobOptions, *, model: str = "") -> VideoSpec:
+        """The request this provider would make of the job, its options mapped to the model's
+        nearest legal values, or InvalidOptions naming the field."""
         ...
 
     def generate(

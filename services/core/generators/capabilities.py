@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -79,7 +78,7 @@ class ModelCapabilities(BaseModel):
 
 @dataclass(frozen=True)
 class VideoRequest:
-    """What a job asks for, read from its metadata."""
+    """What a job asks for (JobOptions.request reads it from the job's options)."""
 
     duration_seconds: float = DEFAULT_SECONDS
     # width / height; None: any shape.
@@ -124,36 +123,3 @@ def estimated_cost(capabilities: ModelCapabilities | None, seconds: float, per_r
     if capabilities is not None and capabilities.price_per_second is not None:
         return round(capabilities.price_per_second * seconds, 6)
     return per_request
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-        return None
-    return float(value)
-
-
-def request_of(metadata: Mapping[str, Any]) -> VideoRequest:
-    """What the job's metadata asks for. Values of the wrong type are left to the provider's own
-    checks (which name the field); here they mean "not said"."""
-    seconds = _number(metadata.get("durationSeconds")) or DEFAULT_SECONDS
-    label = metadata.get("aspectRatio")
-    ratio: float | None = None
-    if isinstance(label, str) and RATIO.fullmatch(label):
-        ratio = ratio_value(label)
-    else:
-        label = ""
-        width, height = _number(metadata.get("width")), _number(metadata.get("height"))
-        if width is not None and height is not None:
-            ratio, label = width / height, _reduced(int(width), int(height))
-    image = metadata.get("imageUrl")
-    return VideoRequest(
-        duration_seconds=seconds,
-        aspect_ratio=ratio,
-        aspect_label=label,
-        image_input=isinstance(image, str) and bool(image),
-    )
-
-
-def _reduced(width: int, height: int) -> str:
-    divisor = math.gcd(width, height) or 1
-    return f"{width // divisor}:{height // divisor}"

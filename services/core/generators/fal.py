@@ -16,36 +16,28 @@ import time
 from collections.abc import Mapping
 from contextlib import closing
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import httpx
 
 from services.core.generators.base import (
     InvalidOptions,
     JobCancelled,
-    KindInfo,
     ProgressCallback,
     ProviderError,
     RenderedVideo,
     TaskCallback,
     VideoSpec,
 )
-from services.core.generators.capabilities import ModelCapabilities
-from services.core.generators.hosted import (
-    CANCEL_SECONDS,
-    HostedModel,
-    InputStyle,
-    hosted_spec,
-    model_input,
-    seconds_suffixed,
-    seconds_text,
-)
+from services.core.generators.catalog import FAL_MODELS, FAL_OTHER
+from services.core.generators.hosted import CANCEL_SECONDS, model_input
 from services.core.generators.http import ProviderHttp, fetch_video
 from services.core.generators.registry import ProviderConfig
+from services.core.generators.spec_mapping import hosted_spec
+from services.core.job.options import JobOptions
 from services.core.logging import get_logger
 
 log = get_logger(__name__)
-HOST = "https://queue.fal.run"
 # Apps published under a namespace: their app path has one more part.
 NAMESPACES = ("workflows", "comfy")
 MODEL = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+$")
@@ -56,37 +48,6 @@ PROBE_REQUEST = "00000000-0000-0000-0000-000000000000"
 LIFECYCLE = {"X-Fal-Object-Lifecycle-Preference": json.dumps({"expiration_duration_seconds": 86400})}
 SAFETY = frozenset({"content_policy_violation"})
 PERCENT = re.compile(r"(\d{1,3}(?:\.\d+)?)\s*%")
-
-VEO = InputStyle(duration=seconds_suffixed)
-KLING = InputStyle(duration=seconds_text, seed=False)
-KLING_IMAGE = InputStyle(duration=seconds_text, seed=False, aspect_ratio=False)
-# Prices: each model's fal.ai page, at its default settings (Veo: 720p with audio).
-MODELS: dict[str, HostedModel] = {
-    "fal-ai/veo3.1": HostedModel(
-        ModelCapabilities(durations=[4, 6, 8], aspect_ratios=["16:9", "9:16"], price_per_second=0.40), VEO
-    ),
-    "fal-ai/veo3.1/image-to-video": HostedModel(
-        ModelCapabilities(
-            durations=[4, 6, 8],
-            aspect_ratios=["16:9", "9:16"],
-            text_to_video=False,
-            image_to_video=True,
-            price_per_second=0.40,
-        ),
-        VEO,
-    ),
-    "fal-ai/kling-video/v3/turbo/pro/text-to-video": HostedModel(
-        ModelCapabilities(durations=list(range(3, 16)), aspect_ratios=["16:9", "9:16", "1:1"], price_per_second=0.14),
-        KLING,
-    ),
-    # Its video takes the shape of the image.
-    "fal-ai/kling-video/v2.5-turbo/pro/image-to-video": HostedModel(
-        ModelCapabilities(durations=[5, 10], text_to_video=False, image_to_video=True, price_per_second=0.07),
-        KLING_IMAGE,
-    ),
-}
-# Any other model: duration as a string of whole seconds, as most of fal's video models take it.
-OTHER = InputStyle()
 
 
 def app_path(model: str) -> str:
@@ -101,19 +62,13 @@ def app_path(model: str) -> str:
 class Fal:
     """A client of fal.ai's queue for one registry entry."""
 
-    info: ClassVar[KindInfo] = KindInfo(
-        base_url=HOST,
-        models={name: model.capabilities for name, model in MODELS.items()},
-        default_model="fal-ai/veo3.1",
-    )
-
     def __init__(self, config: ProviderConfig) -> None:
         self.name = config.name
         self._config = config
 
-    def spec(self, prompt: str, metadata: Mapping[str, Any], *, model: str = "") -> VideoSpec:
+    def spec(self, prompt: str, options: JobOptions, *, model: str = "") -> VideoSpec:
         """The job's options at the model's nearest legal values."""
-        spec = hosted_spec(self._config, prompt, metadata, model=model)
+        spec = hosted_spec(self._config, prompt, options, model=model)
         app_path(spec.model)
         return spec
 
@@ -122,7 +77,7 @@ class Fal:
     ) -> RenderedVideo:
         """Submits the request, waits for it, downloads its video to output."""
         deadline = time.monotonic() + self._config.timeout_seconds
-        style = MODELS[spec.model].style if spec.model in MODELS else OTHER
+        style = FAL_MODELS[spec.model].style if spec.model in FAL_MODELS else FAL_OTHER
         with closing(self._http()) as http:
             try:
                 submitted = http.json(

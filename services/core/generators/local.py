@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import colorsys
 import hashlib
-import math
-from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
 
 import av
 from av.codec.context import Flags
@@ -20,19 +17,17 @@ from PIL import Image, ImageDraw, ImageFont
 
 from services.core.generators.base import (
     InvalidOptions,
-    KindInfo,
     ProgressCallback,
     ProviderError,
     RenderedVideo,
     TaskCallback,
     VideoSpec,
 )
-from services.core.generators.capabilities import ModelCapabilities
+from services.core.generators.catalog import LOCAL_MODEL as MODEL
+from services.core.generators.registry import ProviderConfig
+from services.core.job.options import JobOptions
 
-if TYPE_CHECKING:
-    from services.core.generators.registry import ProviderConfig
-
-MODEL = "local-pyav-h264-v1"
+# Each option's bounds and its value when the job names none.
 BOUNDS = {
     "durationSeconds": (1, 60, 4),
     "width": (64, 1920, 640),
@@ -41,11 +36,9 @@ BOUNDS = {
 }
 
 
-def _option(metadata: Mapping[str, Any], name: str) -> float:
+def _option(name: str, value: float | None) -> float:
     low, high, default = BOUNDS[name]
-    value = metadata.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise InvalidOptions(f"metadata.{name} must be a number between {low} and {high}")
+    value = default if value is None else value
     if not low <= value <= high:
         raise InvalidOptions(f"metadata.{name} must be between {low} and {high}")
     return float(value)
@@ -60,29 +53,22 @@ class LocalRenderer:
     """The `local` provider: no network, no credentials, a few seconds of real video."""
 
     content_type = "video/mp4"
-    info: ClassVar[KindInfo] = KindInfo(
-        base_url="",
-        models={MODEL: ModelCapabilities(min_seconds=1, max_seconds=60, price_per_second=0.0)},
-        default_model=MODEL,
-        needs_key=False,
-        cancellable=False,
-    )
 
     def __init__(self, config: ProviderConfig | None = None) -> None:
         self.name = config.name if config is not None else "local"
 
-    def spec(self, prompt: str, metadata: Mapping[str, Any], *, model: str = "") -> VideoSpec:
-        """Reads durationSeconds, width, height (even) and fps from the metadata, within bounds."""
-        width, height = int(_option(metadata, "width")), int(_option(metadata, "height"))
+    def spec(self, prompt: str, options: JobOptions, *, model: str = "") -> VideoSpec:
+        """The job's length, width, height (even) and fps within bounds, or their defaults."""
+        width, height = int(_option("width", options.width)), int(_option("height", options.height))
         for name, size in (("width", width), ("height", height)):
             if size % 2:
                 raise InvalidOptions(f"metadata.{name} must be an even number of pixels")
         return VideoSpec(
             prompt=prompt,
-            duration_seconds=_option(metadata, "durationSeconds"),
+            duration_seconds=_option("durationSeconds", options.duration_seconds),
             width=width,
             height=height,
-            fps=int(_option(metadata, "fps")),
+            fps=int(_option("fps", options.fps)),
             model=MODEL,
         )
 

@@ -15,40 +15,28 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import httpx
 
 from services.core.generators.base import (
     InvalidOptions,
     JobCancelled,
-    KindInfo,
     ProgressCallback,
     ProviderError,
     RenderedVideo,
     TaskCallback,
     VideoSpec,
 )
-from services.core.generators.capabilities import ModelCapabilities
 from services.core.generators.http import ProviderHttp, fetch_video
 from services.core.generators.registry import ProviderConfig
 from services.core.generators.spec_mapping import fitted, whole_seconds
+from services.core.job.options import JobOptions
 from services.core.logging import get_logger
 
 log = get_logger(__name__)
-MODEL = "ray-3.2"
 # We ask for 720p SDR, Luma's default; 540p, 1080p and HDR cost differently (docs/providers.md).
 RESOLUTION = "720p"
-# $0.30 a 5 s block at 720p SDR (a 10 s video bills as two): Luma's list price as partners
-# publish it (Runware); Luma's own pricing page gives the table without per-second figures.
-MODELS = {
-    MODEL: ModelCapabilities(
-        durations=[5, 10],
-        aspect_ratios=["16:9", "9:16", "1:1", "4:3", "3:4", "21:9"],
-        image_to_video=True,
-        price_per_second=0.06,
-    )
-}
 # A video from a first frame is 5 s only (10 s is text-to-video only).
 IMAGE_SECONDS = 5
 # Failure codes that say our request (its image, its options) is what Luma cannot take.
@@ -60,10 +48,6 @@ NO_GENERATION = "00000000-0000-0000-0000-000000000000"
 class Luma:
     """A client of Luma's Agents API for one registry entry."""
 
-    info: ClassVar[KindInfo] = KindInfo(
-        base_url="https://agents.lumalabs.ai/v1", models=MODELS, default_model=MODEL, cancellable=False
-    )
-
     def __init__(self, config: ProviderConfig, *, transport: httpx.BaseTransport | None = None) -> None:
         self.name = config.name
         self._config = config
@@ -71,12 +55,12 @@ class Luma:
         headers = {"Authorization": f"Bearer {key.get_secret_value()}"} if key is not None else {}
         self._http = ProviderHttp(config, headers=headers, transport=transport)
 
-    def spec(self, prompt: str, metadata: Mapping[str, Any], *, model: str = "") -> VideoSpec:
+    def spec(self, prompt: str, options: JobOptions, *, model: str = "") -> VideoSpec:
         """durationSeconds to 5 or 10 s, aspectRatio (or width/height) to Luma's nearest ratio
         (16:9 when the job names none), imageUrl to the first frame; a seed is not taken."""
-        job = fitted(self._config, metadata, model=model)
+        job = fitted(self._config, options, model=model)
         seconds = whole_seconds(job.fit.duration_seconds, job.capabilities)
-        if job.image_url and seconds > IMAGE_SECONDS:
+        if options.image_url and seconds > IMAGE_SECONDS:
             raise InvalidOptions(
                 f"metadata.durationSeconds: {self.name} ({job.model}) makes {IMAGE_SECONDS} s from an image, "
                 f"not {job.request.describe()}"
@@ -89,7 +73,7 @@ class Luma:
             fps=0,
             model=job.model,
             aspect_ratio=job.fit.aspect_ratio or "16:9",
-            image_url=job.image_url,
+            image_url=options.image_url,
         )
 
     def generate(

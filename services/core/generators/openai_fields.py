@@ -10,42 +10,30 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
 from typing import Any
 
 from services.core.generators.base import InvalidOptions, VideoSpec
 from services.core.generators.capabilities import ratio_value
+from services.core.generators.catalog import OPENAI_SIZES
 from services.core.generators.input_images import InputImage
+from services.core.generators.spec_mapping import within
+from services.core.job.options import JobOptions
 
-# The sizes OpenAI's shape allows, by aspect ratio.
-OPENAI_SIZES = {"16:9": (1280, 720), "9:16": (720, 1280), "7:4": (1792, 1024), "4:7": (1024, 1792)}
 # Other shapes are made 720 pixels on their short side, in multiples of 16 (what diffusion
 # models take), unless the job names its pixels.
 SHORT_SIDE = 720
 # The job's own fields a dialect passes on: metadata name -> (vLLM-Omni field, Together field,
-# smallest, largest, whole numbers only).
-TUNING: dict[str, tuple[str, str, float, float, bool]] = {
-    "numInferenceSteps": ("num_inference_steps", "steps", 1, 200, True),
-    "guidanceScale": ("guidance_scale", "guidance_scale", 0, 20, False),
+# smallest, largest).
+TUNING: dict[str, tuple[str, str, float, float]] = {
+    "numInferenceSteps": ("num_inference_steps", "steps", 1, 200),
+    "guidanceScale": ("guidance_scale", "guidance_scale", 0, 20),
 }
-MAX_NEGATIVE_PROMPT = 2000
 
 
-def whole(metadata: Mapping[str, Any], name: str, low: int, high: int) -> int | None:
-    """metadata[name] as a whole number within bounds (None when absent)."""
-    value = metadata.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value) or not low <= value <= high:
-        raise InvalidOptions(f"metadata.{name} must be a whole number from {low} to {high}")
-    return int(value)
-
-
-def pixels(metadata: Mapping[str, Any], label: str, *, openai_sizes: bool) -> tuple[int, int]:
+def pixels(options: JobOptions, label: str, *, openai_sizes: bool) -> tuple[int, int]:
     """The width and height to ask for: OpenAI's size for the ratio when only those are legal,
     else the job's own pixels, else OpenAI's size for the ratio, else the ratio at SHORT_SIDE."""
-    width, height = whole(metadata, "width", 16, 4096), whole(metadata, "height", 16, 4096)
+    width, height = within("width", options.width, 16, 4096), within("height", options.height, 16, 4096)
     if width is not None and height is not None and not openai_sizes:
         return width, height
     if label in OPENAI_SIZES:
@@ -55,24 +43,21 @@ def pixels(metadata: Mapping[str, Any], label: str, *, openai_sizes: bool) -> tu
     return (long_side, SHORT_SIDE) if ratio >= 1 else (SHORT_SIDE, long_side)
 
 
-def extras(metadata: Mapping[str, Any]) -> dict[str, Any]:
-    """The job's tuning fields (negativePrompt, numInferenceSteps, guidanceScale), checked."""
+def extras(options: JobOptions) -> dict[str, Any]:
+    """The job's tuning fields (negativePrompt, numInferenceSteps, guidanceScale) within what the
+    servers take."""
     found: dict[str, Any] = {}
-    negative = metadata.get("negativePrompt")
-    if negative is not None:
-        if not isinstance(negative, str) or len(negative) > MAX_NEGATIVE_PROMPT:
-            raise InvalidOptions(f"metadata.negativePrompt must be text of at most {MAX_NEGATIVE_PROMPT} characters")
-        found["negativePrompt"] = negative
-    for name, (_, _, low, high, integral) in TUNING.items():
-        value = metadata.get(name)
+    if options.negative_prompt is not None:
+        found["negativePrompt"] = options.negative_prompt
+    tuning = {"numInferenceSteps": options.inference_steps, "guidanceScale": options.guidance_scale}
+    for name, (_, _, low, high) in TUNING.items():
+        value = tuning[name]
         if value is None:
             continue
-        kind = "a whole number" if integral else "a number"
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        if not low <= value <= high:
+            kind = "a whole number" if name == "numInferenceSteps" else "a number"
             raise InvalidOptions(f"metadata.{name} must be {kind} from {low:g} to {high:g}")
-        if not low <= value <= high or (integral and value != int(value)):
-            raise InvalidOptions(f"metadata.{name} must be {kind} from {low:g} to {high:g}")
-        found[name] = int(value) if integral else float(value)
+        found[name] = value
     return found
 
 

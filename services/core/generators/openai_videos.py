@@ -16,7 +16,7 @@ import contextlib
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import httpx
 
@@ -24,21 +24,19 @@ from services.core.generators import openai_fields
 from services.core.generators.base import (
     InvalidOptions,
     JobCancelled,
-    KindInfo,
     ProgressCallback,
     ProviderError,
     RenderedVideo,
     TaskCallback,
     VideoSpec,
 )
-from services.core.generators.capabilities import ModelCapabilities, fit, request_of
+from services.core.generators.catalog import OPENAI_SHAPE, SERVER_DEFAULT
 from services.core.generators.http import ProviderHttp, fetch_video
 from services.core.generators.input_images import ImageFetcher
 from services.core.generators.registry import ProviderConfig
+from services.core.generators.spec_mapping import fit_or_refuse, within
+from services.core.job.options import JobOptions
 
-# The model of an entry that lists none: whatever the server runs, asked in OpenAI's shape.
-SERVER_DEFAULT = "server-default"
-OPENAI_SHAPE = ModelCapabilities(durations=[4, 8, 12], aspect_ratios=list(openai_fields.OPENAI_SIZES))
 # Words of a failure's code or message that mean the server's moderation refused the prompt.
 SAFETY_WORDS = ("moderation", "safety", "content_policy", "content policy", "nsfw")
 # How long a cancel may take when our job is cancelled mid-generation.
@@ -47,10 +45,6 @@ CANCEL_SECONDS = 5.0
 
 class OpenAIVideos:
     """A client of one OpenAI-compatible Videos endpoint."""
-
-    info: ClassVar[KindInfo] = KindInfo(
-        base_url=None, models={SERVER_DEFAULT: OPENAI_SHAPE}, default_model=SERVER_DEFAULT, needs_key=False
-    )
 
     def __init__(
         self,
@@ -64,32 +58,26 @@ class OpenAIVideos:
         self._transport = transport
         self._images = images or ImageFetcher()
 
-    def spec(self, prompt: str, metadata: Mapping[str, Any], *, model: str = "") -> VideoSpec:
+    def spec(self, prompt: str, options: JobOptions, *, model: str = "") -> VideoSpec:
         """The model's nearest legal length (whole seconds) and shape for the job's
         durationSeconds, aspectRatio or width/height and imageUrl; fps, seed and the tuning
         fields when given (sent where the dialect takes them)."""
         model = model or self._config.model
         capabilities = self._config.capabilities_of(model) or OPENAI_SHAPE
-        request = request_of(metadata)
-        fitted = fit(capabilities, request)
-        if isinstance(fitted, str):
-            raise InvalidOptions(f"{_field_of(fitted)}: {model} on {self.name} {fitted}; asked {request.describe()}")
-        label = fitted.aspect_ratio or request.aspect_label or next(iter(capabilities.aspect_ratios), "16:9")
-        width, height = openai_fields.pixels(metadata, label, openai_sizes=capabilities is OPENAI_SHAPE)
-        image = metadata.get("imageUrl")
-        if image is not None and (not isinstance(image, str) or not image.startswith("https://")):
-            raise InvalidOptions("metadata.imageUrl must be an https URL")
+        fitted = fit_or_refuse(capabilities, options, provider=self.name, model=model)
+        label = fitted.aspect_ratio or options.request.aspect_label or next(iter(capabilities.aspect_ratios), "16:9")
+        width, height = openai_fields.pixels(options, label, openai_sizes=capabilities is OPENAI_SHAPE)
         return VideoSpec(
             prompt=prompt,
             duration_seconds=float(max(1, round(fitted.duration_seconds))),
             width=width,
             height=height,
-            fps=openai_fields.whole(metadata, "fps", 1, 120) or 0,
+            fps=within("fps", options.fps, 1, 120) or 0,
             model=model,
             aspect_ratio=label,
-            image_url=image or None,
-            seed=openai_fields.whole(metadata, "seed", 0, 2**32 - 1),
-            extra=openai_fields.extras(metadata),
+            image_url=options.image_url,
+            seed=options.seed,
+            extra=openai_fields.extras(options),
         )
 
     def generate(
@@ -222,12 +210,3 @@ def _output_url(video: Any) -> str | None:
     outputs = video.get("outputs") if isinstance(video, dict) else None
     url = outputs.get("video_url") if isinstance(outputs, dict) else None
     return url if isinstance(url, str) and url.startswith(("https://", "http://")) else None
-
-
-def _field_of(reason: str) -> str:
-    """The metadata field a fit's refusal is about."""
-    if "image" in reason:
-        return "metadata.imageUrl"
-    if reason.endswith(" s"):
-        return "metadata.durationSeconds"
-    return "metadata.aspectRatio"

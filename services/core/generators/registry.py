@@ -3,13 +3,13 @@
 Credentials are never in the file: an entry names the environment variable that holds its key
 (`api_key_env`), read when the provider is built and never logged or answered. An entry whose
 key variable is unset is disabled (left out, with a log line), so one file can list every kind.
-Each kind knows its host, its models and what each makes (KindInfo); an entry overrides any of
-them (`base_url`, `models`, `capabilities`).
+Each kind knows its host, its models and what each makes (KindInfo, in catalog.py); an entry
+overrides any of them (`base_url`, `models`, `capabilities`). The provider objects are built in
+kinds.py, which imports the kinds (they import this module for ProviderConfig).
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 from collections.abc import Mapping
@@ -19,23 +19,13 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
-from services.core.generators.base import KindInfo, VideoProvider
+from services.core.generators.base import KindInfo
 from services.core.generators.capabilities import ModelCapabilities
+from services.core.generators.catalog import KINDS, LOCAL_MODEL
 from services.core.job.rules import PROVIDER_NAME
 from services.core.logging import get_logger
 
 log = get_logger(__name__)
-LOCAL_MODEL = "local-pyav-h264-v1"
-# Each kind's class, "module:Class"; the class carries its KindInfo as `info`.
-KINDS: dict[str, str] = {
-    "local": "services.core.generators.local:LocalRenderer",
-    "openai-compatible": "services.core.generators.openai_videos:OpenAIVideos",
-    "runway": "services.core.generators.runway:Runway",
-    "luma": "services.core.generators.luma:Luma",
-    "fal": "services.core.generators.fal:Fal",
-    "replicate": "services.core.generators.replicate:Replicate",
-    "comfyui": "services.core.generators.comfyui:ComfyUI",
-}
 # Older names of kinds, still read.
 KIND_ALIASES = {"openai-videos": "openai-compatible"}
 # The largest video a provider may hand us, unless its entry says otherwise.
@@ -46,16 +36,9 @@ class RegistryError(ValueError):
     """The registry file is missing, unreadable or invalid; the message names the place."""
 
 
-def kind_class(kind: str) -> type[VideoProvider]:
-    """The class of a known kind."""
-    module_name, _, class_name = KINDS[kind].partition(":")
-    cls: type[VideoProvider] = getattr(importlib.import_module(module_name), class_name)
-    return cls
-
-
 def kind_info(kind: str) -> KindInfo | None:
     """What a kind knows by itself (None for plugins, which know nothing in advance)."""
-    return kind_class(kind).info if kind in KINDS else None
+    return KINDS.get(kind)
 
 
 class ProviderConfig(BaseModel):
@@ -224,18 +207,3 @@ def load_registry(path: Path | None, environ: Mapping[str, str] | None = None) -
     if not used:
         raise RegistryError(f"PROVIDERS_CONFIG {path}: no provider is enabled (set one's key variable)")
     return RegistryConfig(providers=used)
-
-
-def build_provider(config: ProviderConfig) -> VideoProvider:
-    """The provider object of one registry entry."""
-    if config.kind == "plugin":
-        module_name, _, class_name = (config.plugin or "").partition(":")
-        plugin: VideoProvider = getattr(importlib.import_module(module_name), class_name)(config)
-        return plugin
-    provider: VideoProvider = kind_class(config.kind)(config)  # type: ignore[call-arg]
-    return provider
-
-
-def build_providers(registry: RegistryConfig) -> dict[str, VideoProvider]:
-    """Every provider of the registry, by name."""
-    return {config.name: build_provider(config) for config in registry.providers}

@@ -17,33 +17,26 @@ import time
 from collections.abc import Mapping
 from contextlib import closing
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from services.core.generators.base import (
     InvalidOptions,
     JobCancelled,
-    KindInfo,
     ProgressCallback,
     ProviderError,
     RenderedVideo,
     TaskCallback,
     VideoSpec,
 )
-from services.core.generators.capabilities import ModelCapabilities
-from services.core.generators.hosted import (
-    CANCEL_SECONDS,
-    HostedModel,
-    InputStyle,
-    hosted_spec,
-    model_input,
-    whole_seconds,
-)
+from services.core.generators.catalog import REPLICATE_MODELS, REPLICATE_OTHER
+from services.core.generators.hosted import CANCEL_SECONDS, model_input
 from services.core.generators.http import ProviderHttp, fetch_video
 from services.core.generators.registry import ProviderConfig
+from services.core.generators.spec_mapping import hosted_spec
+from services.core.job.options import JobOptions
 from services.core.logging import get_logger
 
 log = get_logger(__name__)
-HOST = "https://api.replicate.com/v1"
 MODEL = re.compile(r"^(?P<owner>[A-Za-z0-9_.-]+)/(?P<name>[A-Za-z0-9_.-]+)(?::(?P<version>[A-Za-z0-9]{1,128}))?$")
 PREDICTION_ID = re.compile(r"^[A-Za-z0-9]{1,128}$")
 RUNNING = frozenset({"starting", "processing"})
@@ -53,26 +46,6 @@ MAX_WAIT = 60
 SAFETY = re.compile(r"nsfw|safety|sensitive|content polic|moderat|flagged", re.IGNORECASE)
 # A progress bar in the logs, as tqdm writes it: " 45%|####      | 45/100".
 PERCENT = re.compile(r"^\s*(\d{1,3})%\s*\|", re.MULTILINE)
-
-VEO = InputStyle(duration=whole_seconds, image_field="image", fixed={"resolution": "720p"})
-KLING = InputStyle(duration=whole_seconds, image_field="start_image", seed=False)
-# Prices: Replicate's per-second prices at the models' settings here (Veo: 720p with audio).
-MODELS: dict[str, HostedModel] = {
-    "google/veo-3.1": HostedModel(
-        ModelCapabilities(
-            durations=[4, 6, 8], aspect_ratios=["16:9", "9:16"], image_to_video=True, price_per_second=0.40
-        ),
-        VEO,
-    ),
-    "kwaivgi/kling-v2.5-turbo-pro": HostedModel(
-        ModelCapabilities(
-            durations=[5, 10], aspect_ratios=["16:9", "9:16", "1:1"], image_to_video=True, price_per_second=0.07
-        ),
-        KLING,
-    ),
-}
-# Any other model: duration as a JSON integer, the first frame as `image`.
-OTHER = InputStyle(duration=whole_seconds, image_field="image")
 
 
 def cancel_after(seconds: float) -> str:
@@ -87,19 +60,13 @@ def cancel_after(seconds: float) -> str:
 class Replicate:
     """A client of Replicate's predictions API for one registry entry."""
 
-    info: ClassVar[KindInfo] = KindInfo(
-        base_url=HOST,
-        models={name: model.capabilities for name, model in MODELS.items()},
-        default_model="google/veo-3.1",
-    )
-
     def __init__(self, config: ProviderConfig) -> None:
         self.name = config.name
         self._config = config
 
-    def spec(self, prompt: str, metadata: Mapping[str, Any], *, model: str = "") -> VideoSpec:
+    def spec(self, prompt: str, options: JobOptions, *, model: str = "") -> VideoSpec:
         """The job's options at the model's nearest legal values."""
-        spec = hosted_spec(self._config, prompt, metadata, model=model)
+        spec = hosted_spec(self._config, prompt, options, model=model)
         match = MODEL.fullmatch(spec.model)
         if match is None or not (match["owner"].strip(".") and match["name"].strip(".")):
             raise InvalidOptions(f"metadata.model: {spec.model!r} is not a Replicate model (owner/name[:version])")
@@ -160,7 +127,8 @@ class Replicate:
         match = MODEL.fullmatch(spec.model)
         assert match is not None  # spec() checked it
         base = match["owner"] + "/" + match["name"]
-        body: dict[str, Any] = {"input": model_input(spec, MODELS[base].style if base in MODELS else OTHER)}
+        style = REPLICATE_MODELS[base].style if base in REPLICATE_MODELS else REPLICATE_OTHER
+        body: dict[str, Any] = {"input": model_input(spec, style)}
         path = f"/models/{base}/predictions"
         if match["version"]:
             body["version"], path = match["version"], "/predictions"

@@ -16,46 +16,29 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import httpx
 
 from services.core.generators.base import (
     InvalidOptions,
     JobCancelled,
-    KindInfo,
     ProgressCallback,
     ProviderError,
     RenderedVideo,
     TaskCallback,
     VideoSpec,
 )
-from services.core.generators.capabilities import RATIO_TOLERANCE, ModelCapabilities, ratio_value
+from services.core.generators.capabilities import RATIO_TOLERANCE, ratio_value
+from services.core.generators.catalog import RUNWAY_ALL_SIZES, RUNWAY_MODELS
 from services.core.generators.http import ProviderHttp, fetch_video
 from services.core.generators.registry import ProviderConfig
 from services.core.generators.spec_mapping import fitted, whole_seconds
+from services.core.job.options import JobOptions
 from services.core.logging import get_logger
 
 log = get_logger(__name__)
 API_VERSION = "2024-11-06"
-# Ratios are output sizes in pixels; these are the ones both endpoints take for the model.
-WIDE = ["1280:720", "720:1280"]
-GEN4_IMAGE = [*WIDE, "1104:832", "832:1104", "960:960", "1584:672"]
-VEO = [*WIDE, "1920:1080", "1080:1920"]
-# The sizes a model the kind does not know (an entry's own) is asked in, nearest shape first.
-ALL_SIZES = [*VEO, *GEN4_IMAGE[len(WIDE) :]]
-# Credits cost $0.01; credits per second from Runway's model table (runwayml/skills, 2026-04).
-MODELS: dict[str, ModelCapabilities] = {
-    "gen4.5": ModelCapabilities(min_seconds=2, max_seconds=10, aspect_ratios=WIDE, image_to_video=True,
-                                price_per_second=0.12),
-    "gen4_turbo": ModelCapabilities(min_seconds=2, max_seconds=10, aspect_ratios=GEN4_IMAGE, text_to_video=False,
-                                    image_to_video=True, price_per_second=0.05),
-    # Veo without audio (we ask for none): the low end of Runway's 20-40 and 10-15 credits/s.
-    "veo3.1": ModelCapabilities(durations=[4, 6, 8], aspect_ratios=VEO, image_to_video=True, price_per_second=0.20),
-    "veo3.1_fast": ModelCapabilities(durations=[4, 6, 8], aspect_ratios=VEO, image_to_video=True,
-                                     price_per_second=0.10),
-    "veo3": ModelCapabilities(durations=[8], aspect_ratios=VEO, image_to_video=True, price_per_second=0.40),
-}  # fmt: skip
 # Models that take no seed, and those whose audio we turn off (it costs more).
 UNSEEDED = frozenset({"veo3", "veo3.1", "veo3.1_fast"})
 SILENT = frozenset({"veo3.1", "veo3.1_fast"})
@@ -72,8 +55,6 @@ class TaskEnded(ProviderError):
 class Runway:
     """A client of Runway's API for one registry entry."""
 
-    info: ClassVar[KindInfo] = KindInfo(base_url="https://api.dev.runwayml.com", models=MODELS, default_model="gen4.5")
-
     def __init__(self, config: ProviderConfig, *, transport: httpx.BaseTransport | None = None) -> None:
         self.name = config.name
         self._config = config
@@ -83,13 +64,13 @@ class Runway:
             headers["Authorization"] = f"Bearer {key.get_secret_value()}"
         self._http = ProviderHttp(config, headers=headers, transport=transport)
 
-    def spec(self, prompt: str, metadata: Mapping[str, Any], *, model: str = "") -> VideoSpec:
+    def spec(self, prompt: str, options: JobOptions, *, model: str = "") -> VideoSpec:
         """durationSeconds to whole seconds the model makes, aspectRatio (or width/height) to its
         nearest pixel ratio, imageUrl to the first frame, seed passed on."""
-        job = fitted(self._config, metadata, model=model)
-        if job.model in MODELS and len(prompt.encode("utf-16-le")) // 2 > PROMPT_LIMIT:
+        job = fitted(self._config, options, model=model)
+        if job.model in RUNWAY_MODELS and len(prompt.encode("utf-16-le")) // 2 > PROMPT_LIMIT:
             raise InvalidOptions(f"prompt: {job.model} on {self.name} takes at most {PROMPT_LIMIT} characters")
-        ratio = _pixel_ratio(job.model, job.fit.aspect_ratio, job.request.aspect_ratio, metadata)
+        ratio = _pixel_ratio(job.model, job.fit.aspect_ratio, job.request.aspect_ratio, options)
         width, height = (int(side) for side in ratio.split(":")) if ratio else (0, 0)
         return VideoSpec(
             prompt=prompt,
@@ -99,8 +80,8 @@ class Runway:
             fps=0,
             model=job.model,
             aspect_ratio=ratio,
-            image_url=job.image_url,
-            seed=job.seed,
+            image_url=options.image_url,
+            seed=options.seed,
         )
 
     def generate(
@@ -230,11 +211,11 @@ def _task_failure(name: str, task_id: str, task: Mapping[str, Any]) -> TaskEnded
     return TaskEnded(f"{name}: task {task_id} {label}: {reason}" + (f" ({code})" if code else ""), final=safety)
 
 
-def _pixel_ratio(model: str, chosen: str | None, wanted: float | None, metadata: Mapping[str, Any]) -> str:
+def _pixel_ratio(model: str, chosen: str | None, wanted: float | None, options: JobOptions) -> str:
     """The size Runway takes for the fitted shape: the model's pixel ratio of that shape (an
     entry may say "16:9"), its first when the job names no shape; among sizes of one shape
     (1280:720, 1920:1080), the one nearest the job's width x height."""
-    sizes = MODELS[model].aspect_ratios if model in MODELS else ALL_SIZES
+    sizes = RUNWAY_MODELS[model].aspect_ratios if model in RUNWAY_MODELS else RUNWAY_ALL_SIZES
     target = ratio_value(chosen) if chosen else wanted
     if target is None:
         return sizes[0]
@@ -243,8 +224,7 @@ def _pixel_ratio(model: str, chosen: str | None, wanted: float | None, metadata:
     if best > RATIO_TOLERANCE:
         return chosen or sizes[0]
     same = [size for size in sizes if distance[size] - best < 1e-9]
-    width, height = metadata.get("width"), metadata.get("height")
-    if not (isinstance(width, int | float) and isinstance(height, int | float)):
+    if options.width is None or options.height is None:
         return same[0]
-    area = float(width) * float(height)
+    area = options.width * options.height
     return min(same, key=lambda size: abs(math.prod(int(side) for side in size.split(":")) - area))

@@ -1,21 +1,16 @@
-"""How a remote kind reads a job's metadata: the options checked (a wrong type names its field),
-then mapped to the chosen model's nearest legal values (capabilities.fit), or refused naming the
+"""How a remote kind reads a job's options (already typed and checked by JobOptions.parse): mapped
+to the chosen model's nearest legal values (capabilities.fit), or refused naming the metadata
 field that asks what the model cannot make."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from services.core.generators.base import InvalidOptions
-from services.core.generators.capabilities import RATIO, Fit, ModelCapabilities, VideoRequest, fit, request_of
+from services.core.generators.base import InvalidOptions, VideoSpec
+from services.core.generators.capabilities import Fit, ModelCapabilities, VideoRequest, fit
 from services.core.generators.registry import ProviderConfig
-
-# Providers fetch the first frame themselves: an https URL of a sane length (Runway's limit).
-MAX_IMAGE_URL = 2048
-MAX_SEED = 2**32 - 1
+from services.core.job.options import JobOptions
 
 
 @dataclass(frozen=True)
@@ -26,49 +21,65 @@ class Fitted:
     capabilities: ModelCapabilities
     request: VideoRequest
     fit: Fit
-    image_url: str | None
-    seed: int | None
 
 
-def fitted(config: ProviderConfig, metadata: Mapping[str, Any], *, model: str = "") -> Fitted:
+def fitted(config: ProviderConfig, options: JobOptions, *, model: str = "") -> Fitted:
     """The job's options on model (the entry's default when empty), at the model's nearest legal
-    values; InvalidOptions naming the metadata field that is wrong or cannot be made."""
-    check_types(metadata)
+    values; InvalidOptions naming the metadata field that cannot be made."""
     model = model or config.model
     capabilities = config.capabilities_of(model)
     if capabilities is None or not config.supports(model):
         raise InvalidOptions(f"metadata.model: {config.name} has no model {model!r}")
-    request = request_of(metadata)
+    chosen = fit_or_refuse(capabilities, options, provider=config.name, model=model)
+    return Fitted(model, capabilities, options.request, chosen)
+
+
+def fit_or_refuse(capabilities: ModelCapabilities, options: JobOptions, *, provider: str, model: str) -> Fit:
+    """The model's nearest legal values for the job, or InvalidOptions naming the field it cannot make."""
+    request = options.request
     chosen = fit(capabilities, request)
     if isinstance(chosen, str):
-        raise InvalidOptions(
-            f"metadata.{_field_of(chosen)}: {config.name} ({model}) {chosen}, not {request.describe()}"
-        )
-    image = metadata.get("imageUrl") or None
-    seed = metadata.get("seed")
-    return Fitted(model, capabilities, request, chosen, image, seed)
+        field = _field_of(chosen, options)
+        raise InvalidOptions(f"metadata.{field}: {provider} ({model}) {chosen}, not {request.describe()}")
+    return chosen
 
 
-def check_types(metadata: Mapping[str, Any]) -> None:
-    """InvalidOptions naming the field when an option a remote kind reads has the wrong type."""
-    seconds = metadata.get("durationSeconds")
-    if seconds is not None and not _positive(seconds):
-        raise InvalidOptions("metadata.durationSeconds must be a positive number of seconds")
-    label = metadata.get("aspectRatio")
-    if label is not None and not (isinstance(label, str) and RATIO.fullmatch(label)):
-        raise InvalidOptions('metadata.aspectRatio must be a ratio such as "16:9"')
-    for name in ("width", "height"):
-        value = metadata.get(name)
-        if value is not None and not _positive(value):
-            raise InvalidOptions(f"metadata.{name} must be a positive number of pixels")
-    image = metadata.get("imageUrl")
-    if image is not None and not (
-        isinstance(image, str) and image.startswith("https://") and len(image) <= MAX_IMAGE_URL
-    ):
-        raise InvalidOptions(f"metadata.imageUrl must be an https URL of at most {MAX_IMAGE_URL} characters")
-    seed = metadata.get("seed")
-    if seed is not None and not (isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed <= MAX_SEED):
-        raise InvalidOptions(f"metadata.seed must be a whole number from 0 to {MAX_SEED}")
+def hosted_spec(config: ProviderConfig, prompt: str, options: JobOptions, *, model: str) -> VideoSpec:
+    """The job's request of a hosted model (fal, replicate) on this entry: its nearest legal length
+    and aspect ratio when the model's capabilities are known, the job's own otherwise; the job's
+    modelInput passes through as the model's other fields."""
+    model = model or config.model
+    if not model:
+        raise InvalidOptions(f"metadata.model: {config.name} names no model to use")
+    request = options.request
+    duration, ratio = request.duration_seconds, request.aspect_label
+    capabilities = config.capabilities_of(model)
+    if capabilities is not None:
+        chosen = fit_or_refuse(capabilities, options, provider=config.name, model=model)
+        # A model that makes any shape is asked for the job's own.
+        duration, ratio = chosen.duration_seconds, chosen.aspect_ratio or request.aspect_label
+    return VideoSpec(
+        prompt=prompt,
+        duration_seconds=duration,
+        width=options.width or 0,
+        height=options.height or 0,
+        fps=0,
+        model=model,
+        aspect_ratio=ratio,
+        image_url=options.image_url,
+        seed=options.seed,
+        extra=dict(options.model_input),
+    )
+
+
+def within(name: str, value: float | None, low: int, high: int) -> int | None:
+    """An option as the whole number a model takes within its bounds (None when unsaid), or
+    InvalidOptions naming the field."""
+    if value is None:
+        return None
+    if value != int(value) or not low <= value <= high:
+        raise InvalidOptions(f"metadata.{name} must be a whole number from {low} to {high}")
+    return int(value)
 
 
 def whole_seconds(seconds: float, capabilities: ModelCapabilities) -> int:
@@ -79,12 +90,10 @@ def whole_seconds(seconds: float, capabilities: ModelCapabilities) -> int:
     return int(min(math.floor(capabilities.max_seconds), max(math.ceil(capabilities.min_seconds), whole)))
 
 
-def _positive(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-
-
-def _field_of(reason: str) -> str:
+def _field_of(reason: str, options: JobOptions) -> str:
     """The metadata field a fit() refusal is about."""
     if "image" in reason:
         return "imageUrl"
-    return "durationSeconds" if reason.endswith(" s") else "aspectRatio"
+    if reason.endswith(" s"):
+        return "durationSeconds"
+    return "aspectRatio" if options.aspect_ratio is not None else "width/height"

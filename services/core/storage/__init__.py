@@ -4,13 +4,10 @@ the MediaStorage interface of base.py."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from services.core.settings import CoreSettings
 from services.core.storage.base import MediaStorage
 from services.core.storage.local import local_media
-
-if TYPE_CHECKING:
-    from services.core.settings import CoreSettings
 
 
 def create_storage(media_root: Path, settings: CoreSettings) -> MediaStorage:

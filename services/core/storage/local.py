@@ -5,13 +5,10 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from services.core.media_urls import MediaUrlSigner
+from services.core.settings import CoreSettings
 from services.core.storage.base import StoredVideo, check_key, content_type
-
-if TYPE_CHECKING:
-    from services.core.settings import CoreSettings
 
 
 class LocalMediaStorage:

@@ -10,12 +10,11 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from services.core.settings import CoreSettings
 from services.core.storage.base import StorageUnavailable, StoredVideo, check_key, content_type
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-
-    from services.core.settings import CoreSettings
 
 # Videos past this size go up in parts of this size, several at once (boto3's managed transfer).
 MULTIPART_BYTES = 16 * 1024 * 1024

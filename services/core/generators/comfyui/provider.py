@@ -13,15 +13,13 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import urlencode
 
 from services.core.generators.base import (
     InvalidOptions,
     JobCancelled,
-    KindInfo,
     ProgressCallback,
     ProviderError,
     RenderedVideo,
@@ -36,6 +34,7 @@ from services.core.generators.comfyui.workflow import Value, WorkflowError, load
 from services.core.generators.http import ProviderHttp, fetch_video
 from services.core.generators.input_images import ImageFetcher
 from services.core.generators.registry import ProviderConfig
+from services.core.job.options import JobOptions
 from services.core.logging import get_logger
 
 log = get_logger(__name__)
@@ -46,9 +45,6 @@ ENDING_RECHECK = 0.2
 
 class ComfyUI:
     """A client of one ComfyUI server and one workflow (one model)."""
-
-    # No host of its own and no models: the entry names the server, the workflow and what it makes.
-    info: ClassVar[KindInfo] = KindInfo(base_url=None, models={}, needs_key=False)
 
     def __init__(self, config: ProviderConfig, *, images: ImageFetcher | None = None) -> None:
         """Reads and checks the workflow file (WorkflowError naming it and what is wrong).
@@ -68,13 +64,13 @@ class ComfyUI:
         self._http = ProviderHttp(config, headers=self._headers, describe_error=refusal)
         self._images = images or ImageFetcher()
 
-    def spec(self, prompt: str, metadata: Mapping[str, Any], *, model: str = "") -> VideoSpec:
+    def spec(self, prompt: str, options: JobOptions, *, model: str = "") -> VideoSpec:
         """The job at the workflow's nearest legal values (options.py), or InvalidOptions."""
         if model and model != self._model:
             raise InvalidOptions(f"metadata.model: {self.name} runs {self._model} only")
         capabilities, workflow = self._capabilities, self._workflow
         return job_spec(
-            prompt, metadata, provider=self.name, model=self._model, capabilities=capabilities, workflow=workflow
+            prompt, options, provider=self.name, model=self._model, capabilities=capabilities, workflow=workflow
         )
 
     def generate(
