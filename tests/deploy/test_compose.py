@@ -27,10 +27,10 @@ from services.core.settings import CoreSettings
 from services.topology import BY_NAME, ENVOY, PROCESSES, Process
 from tests.support import databases
 from tests.support.deployment import (
-    LISTEN_EVERYWHERE,
     OTHER_KNOWN,
     SETTINGS,
     command_module,
+    listen_everywhere,
     variables_known,
     variables_needed,
 )
@@ -216,8 +216,8 @@ def problems(compose: dict[str, Any]) -> list[str]:
             found.append(f"{name}: DATABASE_URL does not point at the postgres service")
         if "REDIS_URL" in env and not env["REDIS_URL"].startswith("redis://redis:6379/"):
             found.append(f"{name}: REDIS_URL does not point at the redis service")
-        if module in SERVING and not LISTEN_EVERYWHERE.items() <= env.items():
-            found.append(f"{name}: listens on loopback alone (set {sorted(LISTEN_EVERYWHERE)} to 0.0.0.0)")
+        if module in SERVING and not (wanted := listen_everywhere(module)).items() <= env.items():
+            found.append(f"{name}: listens on loopback alone (set {sorted(wanted)} to 0.0.0.0)")
         if "MEDIA_DIR" in variables_needed(module):
             mounted = {str(volume).split(":")[1] for volume in service.get("volumes", []) if isinstance(volume, str)}
             if env.get("MEDIA_DIR") not in mounted:

@@ -36,11 +36,11 @@ from services.core.settings import CoreSettings
 from services.core.tasks import queue_keys
 from services.topology import BY_NAME, Process
 from tests.support.deployment import (
-    LISTEN_EVERYWHERE,
     PROVIDER_KEYS,
     ROOT,
     SECRETS,
     command_module,
+    listen_everywhere,
     reads_provider_keys,
     secrets_read,
     sources,
@@ -519,7 +519,8 @@ def test_every_python_process_listens_on_the_pod_address(overlay: str) -> None:
         container = main_container(deployment)
         if module_of(container) is not None:
             env = environment(cluster, container)
-            assert {key: env.get(key) for key in LISTEN_EVERYWHERE} == LISTEN_EVERYWHERE, name
+            wanted = listen_everywhere(module_of(container) or "")
+            assert {key: env.get(key) for key in wanted} == wanted, name
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

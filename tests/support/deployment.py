@@ -37,6 +37,8 @@ SITE_SPECIFIC = {
 # The listening addresses a container sets: the settings default to loopback (`make run`), where
 # a container's ports would be unreachable from the other containers and the kubelet.
 LISTEN_EVERYWHERE = {"API_HOST": "0.0.0.0", "GRPC_BIND_HOST": "0.0.0.0", "METRICS_BIND_HOST": "0.0.0.0"}
+# Read by KEDA's Redis scaler from the worker's environment (k8s/components/keda), by no service.
+AUTOSCALER_READS = {"services.worker": {"REDIS_HOST", "REDIS_PORT"}}
 
 # The settings class each command reads.
 SETTINGS: dict[str, type[CoreSettings]] = {
@@ -107,7 +109,13 @@ def variables_needed(module: str) -> set[str]:
 def variables_known(module: str) -> set[str]:
     """Every variable that `python -m module` reads: a variable set outside it is a typo."""
     fields = {name.upper() for name in SETTINGS[module].model_fields}
-    return fields | OTHER_KNOWN
+    return fields | OTHER_KNOWN | AUTOSCALER_READS.get(module, set())
+
+
+def listen_everywhere(module: str) -> dict[str, str]:
+    """The listening addresses of LISTEN_EVERYWHERE that `python -m module` reads."""
+    fields = SETTINGS[module].model_fields
+    return {name: value for name, value in LISTEN_EVERYWHERE.items() if name.lower() in fields}
 
 
 def command_module(command: list[str]) -> str | None:
