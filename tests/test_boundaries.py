@@ -134,3 +134,30 @@ def test_the_cycle_check_sees_a_loop_but_not_a_function_import(tmp_path: Path) -
     (core / "d.py").write_text("def g():\n    from services.core.e import h\n")
     (core / "e.py").write_text("from services.core.d import g\n")
     assert import_cycles(tmp_path / "services") == [["services.core.a", "services.core.b", "services.core.c"]]
+
+
+# Imports inside functions, each for a reason other than a cycle.
+LAZY_IMPORTS = {
+    # boto3 takes a second to import, and only MEDIA_BACKEND=s3 needs it.
+    ("services.core.storage", "services.core.storage.s3"),
+}
+
+
+def function_imports(root: Path = SERVICES) -> set[tuple[str, str]]:
+    """(module, imported module under services) for every import made inside a function."""
+    found = set()
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for inner in ast.walk(node):
+                if isinstance(inner, ast.ImportFrom) and inner.module and inner.module.startswith("services."):
+                    found.add((module_name(path, root), inner.module))
+                elif isinstance(inner, ast.Import):
+                    names = [alias.name for alias in inner.names if alias.name.startswith("services.")]
+                    found.update((module_name(path, root), name) for name in names)
+    return found
+
+
+def test_no_import_hides_in_a_function_but_the_known_lazy_ones() -> None:
+    assert function_imports() == LAZY_IMPORTS
