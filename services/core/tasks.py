@@ -95,7 +95,10 @@ def create_celery(settings: CoreSettings, *, broker: str, name: str = "videogen"
             "health_check_interval": 10,
         },
         worker_hijack_root_logger=False,
-        worker_cancel_long_running_tasks_on_connection_loss=True,
+        # A Redis blip must not kill a running render: its message stays unacknowledged, and a
+        # copy redelivered later names the same attempt, which the jobs service refuses to start
+        # twice (the worker skips it).
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         worker_send_task_events=False,
         task_send_sent_event=False,
     )

@@ -109,7 +109,9 @@ class JobsService:
         log.info("job.created", job_id=job.id, user_id=job.user_id, queue=job.queue)
         await self._transitions.changed(job)
         if self._dispatcher is not None:
-            await self._dispatcher.publish_new(job.id, job.queue, request_id=request_id)
+            # Shielded: a caller that gives up after the commit (a client's deadline) must not cut
+            # the publish short, or the job would wait with no message until the orphan sweep.
+            await asyncio.shield(self._dispatcher.publish_new(job.id, job.queue, request_id=request_id))
         return Created(job, replayed=False)
 
     def _plain(self, new: NewJob) -> bool:

@@ -54,6 +54,20 @@ async def start(database_url: str, broker: str, prefix: str, **settings: Any) ->
     )
 
 
+async def redis_proxy(redis_url: str) -> tuple[TcpProxy, str]:
+    """A started TcpProxy in front of the Redis of redis_url (TCP or unix socket), and its URL."""
+    parsed = make_url(redis_url) if redis_url.startswith("redis://") else None
+    if parsed is None:
+        upstream = lambda: asyncio.open_unix_connection(redis_url.removeprefix("unix://").split("?")[0])  # noqa: E731
+        db_index = "0"
+    else:
+        upstream = lambda: asyncio.open_connection(parsed.host or "127.0.0.1", parsed.port or 6379)  # noqa: E731
+        db_index = parsed.database or "0"
+    proxy = TcpProxy(upstream)
+    await proxy.start()
+    return proxy, f"redis://127.0.0.1:{proxy.port}/{db_index}"
+
+
 @pytest.fixture
 async def stack(own_database_url: str, redis_url: str) -> AsyncIterator[tuple[JobsClients, Broker, JobsServer]]:
     prefix = f"d{uuid.uuid4().hex[:10]}-"
@@ -115,17 +129,9 @@ async def test_a_message_for_an_older_attempt_never_starts_the_job(
 async def test_job_created_while_the_broker_is_down_is_published_when_it_returns(
     own_database_url: str, redis_url: str
 ) -> None:
-    parsed = make_url(redis_url) if redis_url.startswith("redis://") else None
-    if parsed is None:
-        upstream = lambda: asyncio.open_unix_connection(redis_url.removeprefix("unix://").split("?")[0])  # noqa: E731
-        db_index = "0"
-    else:
-        upstream = lambda: asyncio.open_connection(parsed.host or "127.0.0.1", parsed.port or 6379)  # noqa: E731
-        db_index = parsed.database or "0"
-    proxy = TcpProxy(upstream)
-    await proxy.start()
+    proxy, proxied = await redis_proxy(redis_url)
     prefix = f"d{uuid.uuid4().hex[:10]}-"
-    server = await start(own_database_url, f"redis://127.0.0.1:{proxy.port}/{db_index}", prefix)
+    server = await start(own_database_url, proxied, prefix)
     broker = Broker(redis_url, prefix)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
@@ -161,4 +167,33 @@ async def test_a_low_job_waiting_too_long_is_promoted(own_database_url: str, red
             assert [m["attempt"] for m in broker.messages("high_priority")] == [0]
     finally:
         await server.stop(0)
+        drop_keys(redis_url, prefix)
+
+
+async def test_a_create_whose_client_gives_up_after_the_commit_still_gets_its_message(
+    own_database_url: str, redis_url: str
+) -> None:
+    proxy, proxied = await redis_proxy(redis_url)
+    prefix = f"d{uuid.uuid4().hex[:10]}-"
+    # No orphan sweep to fall back on: only the create's own publish (or its release) can send it.
+    server = await start(own_database_url, proxied, prefix, orphan_sweep_after_seconds=3600)
+    broker = Broker(redis_url, prefix)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            jobs = jobs_pb2_grpc.JobServiceStub(channel)
+            proxy.blackhole = True  # the broker stops answering: the publish hangs until its timeout
+            with pytest.raises(grpc.aio.AioRpcError) as gave_up:
+                await jobs.CreateJob(
+                    jobs_pb2.CreateJobRequest(user_id="u", prompt="p", metadata_json="{}"), timeout=0.5
+                )
+            assert gave_up.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            listed = await jobs.ListJobs(jobs_pb2.ListJobsRequest(user_id="u"))
+            assert [job.status for job in listed.jobs] == [jobs_pb2.JOB_STATUS_QUEUED]  # committed
+            proxy.blackhole = False
+
+            await broker.wait_depth("default", 1, timeout=20)
+            assert [m["job_id"] for m in broker.messages("default")] == [listed.jobs[0].id]
+    finally:
+        await server.stop(0)
+        await proxy.cut()
         drop_keys(redis_url, prefix)

@@ -10,13 +10,15 @@ Upstream = Callable[[], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWrit
 
 
 class TcpProxy:
-    """Forwards 127.0.0.1:port to an upstream; cut() drops every connection and refuses new ones."""
+    """Forwards 127.0.0.1:port to an upstream; cut() drops every connection and refuses new ones,
+    and while `blackhole` is set, what either side sends is swallowed (a server that never answers)."""
 
     def __init__(self, upstream: Upstream) -> None:
         self._upstream = upstream
         self.port = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self.blackhole = False
 
     async def start(self) -> None:
         """Listens (on the same port as before, after a cut)."""
@@ -45,6 +47,8 @@ class TcpProxy:
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError, asyncio.CancelledError):
             while data := await reader.read(65536):
+                if self.blackhole:
+                    continue
                 writer.write(data)
                 await writer.drain()
         writer.close()

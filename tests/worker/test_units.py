@@ -140,6 +140,13 @@ def test_each_queue_has_its_own_routing_key_and_order_is_fixed() -> None:
     assert (app.conf.worker_prefetch_multiplier, app.conf.task_acks_late) == (1, True)
 
 
+def test_a_lost_broker_connection_does_not_cancel_running_tasks() -> None:
+    # Celery 6 will end them by default; a redelivered copy is harmless (the attempt token), a killed render is not.
+    app = create_celery(settings(), broker="redis://127.0.0.1:1/0")
+
+    assert app.conf.worker_cancel_long_running_tasks_on_connection_loss is False
+
+
 @pytest.mark.parametrize(("priority", "queue"), [("high", "high_priority"), ("low", "low_priority"), ("x", "default")])
 def test_priority_routing(priority: str, queue: str) -> None:
     assert JobOptions.parse({"priority": priority}).queue == queue
