@@ -31,6 +31,10 @@ class JobsSettings(CoreSettings):
     # A queued job whose message went out this long ago while its queue is empty in Redis lost
     # its message (a Redis restart, a dead worker) and is published again.
     orphan_sweep_after_seconds: Annotated[float, Field(gt=0, le=86_400)] = 30.0
+    # A queued job whose message went out this long ago is published again whatever the queues
+    # hold (a message lost behind a backlog; high-priority jobs are never promoted). The copy
+    # names the same attempt: whichever a worker takes second is skipped.
+    dispatch_republish_after_seconds: Annotated[float, Field(gt=0, le=86_400)] = 900.0
     # Jobs one user may create per minute (0: no limit), and at once after a quiet spell.
     jobs_rate_limit_per_minute: Annotated[int, Field(ge=0, le=1_000_000)] = 600
     jobs_rate_limit_burst: Annotated[int, Field(ge=1, le=100_000)] = 100

@@ -142,3 +142,37 @@ async def test_heartbeats_keep_a_long_attempt_alive(recovering: Recovering) -> N
 
     still = await jobs.GetJob(jobs_pb2.GetJobRequest(id=job.id))
     assert (still.status, still.retry_count) == (jobs_pb2.JOB_STATUS_PROCESSING, 0)
+
+
+async def test_a_message_lost_behind_a_backlog_is_published_again_after_the_bound(
+    own_database_url: str, redis_url: str
+) -> None:
+    prefix = f"r{uuid.uuid4().hex[:10]}-"
+    settings = jobs_settings(
+        celery_key_prefix=prefix,
+        dispatch_interval=0.1,
+        priority_aging_seconds=3600,
+        orphan_sweep_after_seconds=3600,
+        dispatch_republish_after_seconds=1.0,
+    )
+    server = await start_brokered_jobs(settings, database_url=own_database_url, redis_url=redis_url)
+    broker = Broker(redis_url, prefix)
+    queue = f"{prefix}high_priority"
+    try:
+        async with jobs_clients(server.port) as clients:
+            kept = await create_job(clients.jobs, metadata={"priority": "high"})
+            lost = await create_job(clients.jobs, metadata={"priority": "high"})
+            await broker.wait_depth("high_priority", 2)
+            # A worker died holding lost's message; kept's stays, so the queue is never empty and
+            # the empty-queue sweep never looks (and high-priority jobs are never promoted).
+            broker.client.lpop(queue)  # the newest: lost's
+            assert [m["job_id"] for m in broker.messages("high_priority")] == [kept.id]
+
+            async with asyncio.timeout(10):
+                while lost.id not in [m["job_id"] for m in broker.messages("high_priority")]:
+                    await asyncio.sleep(0.05)
+            # Every copy names the first attempt: a worker starts the job once and skips the rest.
+            assert {m["attempt"] for m in broker.messages("high_priority")} == {0}
+    finally:
+        await server.stop(0)
+        drop_keys(redis_url, prefix)

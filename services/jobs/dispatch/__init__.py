@@ -50,6 +50,7 @@ def open_dispatch(
         aging_seconds=settings.priority_aging_seconds,
         lease_seconds=settings.job_lease_seconds,
         orphan_after_seconds=settings.orphan_sweep_after_seconds,
+        republish_after_seconds=settings.dispatch_republish_after_seconds,
     )
     watch = None if watch_client is None else RedisBrokerWatch(watch_client, settings)
     dispatcher = Dispatcher(sessions, publisher, policy, broker=watch, webhooks=webhooks, on_reaped=on_reaped)

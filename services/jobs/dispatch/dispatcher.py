@@ -13,6 +13,9 @@ PostgreSQL is the source of truth and Redis only carries messages. Each round cl
 - a queued job whose message is gone otherwise is re-published: its queue's Redis lists are
   empty yet it has waited longer than `orphan_after` since its message went out (a worker died
   holding it, or this process died between claiming and publishing);
+- a queued job whose message went out longer than `republish_after` ago is re-published
+  whatever its queue holds: a message lost behind a backlog, or a high-priority one (never
+  promoted), is not lost for good;
 - a processing job whose worker stopped heart-beating for `lease` seconds is reaped: queued
   again for its next attempt while retries are left, else failed. The worker that lost it is
   fenced off by the attempt number, should it still be alive.
@@ -34,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core.logging import get_logger
 from services.core.periodic import every
+from services.core.queues import QUEUES
 from services.core.tasks import CancelProviderTask, GenerateVideo
 from services.jobs.dispatch.publisher import JobPublisher
 from services.jobs.webhooks.outbox import WebhookOutbox
@@ -127,6 +131,8 @@ class DispatchPolicy:
     lease_seconds: float = 60.0
     # A queued job published this long ago, in a queue Redis holds nothing for, lost its message.
     orphan_after_seconds: float = 30.0
+    # A queued job published this long ago is published again, whatever its queue holds.
+    republish_after_seconds: float = 900.0
 
 
 class Dispatcher:
@@ -237,19 +243,22 @@ class Dispatcher:
                 log.info("dispatch.broker_epoch_started")
 
     async def _orphans(self) -> list[tuple[str, str, int]]:
-        """Claims long-waiting queued jobs of queues whose Redis lists are empty."""
+        """Claims queued jobs whose message may be lost: long-waiting ones of queues whose Redis
+        lists are empty, and, whatever the queues hold, those waiting past the republish bound."""
+        stale = {"queues": list(QUEUES), "after": self._policy.republish_after_seconds, "limit": self._policy.batch}
+        claimed = await self._claim(_SWEEP, stale)
         if self._broker is None:
-            return []
+            return claimed
         try:
             depths = await self._broker.queue_depths()
         except Exception as exc:
             log.warning("dispatch.queue_depths_unknown", error=repr(exc))
-            return []
+            return claimed
         empty = sorted(queue for queue, depth in depths.items() if depth == 0)
         if not empty:
-            return []
+            return claimed
         params = {"queues": empty, "after": self._policy.orphan_after_seconds, "limit": self._policy.batch}
-        return await self._claim(_SWEEP, params)
+        return [*claimed, *await self._claim(_SWEEP, params)]
 
     async def cancel_provider_task(self, job_id: str, task: dict[str, Any] | None) -> None:
         """Asks a worker to cancel the provider task a job left, when it left one."""
