@@ -10,13 +10,20 @@ from typing import TYPE_CHECKING
 
 import grpc
 import pytest
+import redis.asyncio as aioredis
 
+from services.core import db
+from services.core.tasks import broker_url, create_celery
+from services.jobs.dispatch.dispatcher import Dispatcher, DispatchPolicy
+from services.jobs.dispatch.publisher import JobPublisher
 from services.jobs.server import JobsServer
 from tests.conftest import jobs_settings, start_brokered_jobs
 from tests.jobs.test_dispatch import Broker
+from tests.support import databases
 from tests.support.brokers import drop_keys
 from tests.support.factories import create_job
 from tests.support.internal import jobs_clients
+from tests.support.tcp_proxy import TcpProxy
 from videogen.v1 import jobs_pb2, lifecycle_pb2
 
 if TYPE_CHECKING:
@@ -175,4 +182,67 @@ async def test_a_message_lost_behind_a_backlog_is_published_again_after_the_boun
             assert {m["attempt"] for m in broker.messages("high_priority")} == {0}
     finally:
         await server.stop(0)
+        drop_keys(redis_url, prefix)
+
+
+async def test_a_database_outage_longer_than_the_lease_burns_no_attempt(own_database_url: str, redis_url: str) -> None:
+    proxy = TcpProxy(databases.upstream_of(own_database_url))
+    await proxy.start()
+    prefix = f"r{uuid.uuid4().hex[:10]}-"
+    settings = jobs_settings(
+        celery_key_prefix=prefix, dispatch_interval=0.1, priority_aging_seconds=3600, job_lease_seconds=LEASE
+    )
+    server = await start_brokered_jobs(
+        settings, database_url=databases.through_proxy(own_database_url, proxy.port), redis_url=redis_url
+    )
+    try:
+        async with jobs_clients(server.port) as clients:
+            job = await create_job(clients.jobs)
+            await clients.lifecycle.StartJob(lifecycle_pb2.StartJobRequest(id=job.id, worker_id="w", attempt=0))
+
+            await proxy.cut()  # PostgreSQL unreachable for twice the lease: no heartbeat can land
+            await asyncio.sleep(2 * LEASE)
+            await proxy.start()
+
+            # The worker is heard again well within a lease of the database's return.
+            async with asyncio.timeout(10):
+                while True:
+                    try:
+                        await clients.lifecycle.ReportProgress(
+                            lifecycle_pb2.ReportProgressRequest(id=job.id, percent=50, stage="rendering", attempt=0)
+                        )
+                        break
+                    except grpc.aio.AioRpcError as exc:
+                        assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc  # not refused: not reaped
+                        await asyncio.sleep(0.05)
+            await asyncio.sleep(LEASE / 2)
+            kept = await clients.jobs.GetJob(jobs_pb2.GetJobRequest(id=job.id))
+            assert (kept.status, kept.retry_count) == (jobs_pb2.JOB_STATUS_PROCESSING, 0)
+    finally:
+        await server.stop(0)
+        await proxy.cut()
+        drop_keys(redis_url, prefix)
+
+
+async def test_the_reaper_waits_a_lease_after_a_start_and_after_a_freeze(own_database_url: str, redis_url: str) -> None:
+    prefix = f"r{uuid.uuid4().hex[:10]}-"
+    settings = jobs_settings(celery_key_prefix=prefix)
+    engine = db.create_engine(settings, own_database_url)
+    broker = broker_url(settings, redis_url)
+    publisher = JobPublisher(create_celery(settings, broker=broker), aioredis.Redis.from_url(redis_url))
+    now = [1000.0]
+    dispatcher = Dispatcher(
+        db.create_sessions(engine), publisher, DispatchPolicy(lease_seconds=10), clock=lambda: now[0]
+    )
+    try:
+        held = []
+        for step in (0, 4, 4, 2, 10, 4, 4, 2):  # rounds a few seconds apart, then one 10 s gap
+            now[0] += step
+            await dispatcher.dispatch_once()
+            held.append(dispatcher.holds_a_lease(now[0]))
+        # A lease after the first round; the gap (a frozen process) starts the count again.
+        assert held == [False, False, False, True, False, False, False, True]
+    finally:
+        await publisher.close()
+        await engine.dispose()
         drop_keys(redis_url, prefix)

@@ -18,7 +18,10 @@ PostgreSQL is the source of truth and Redis only carries messages. Each round cl
   promoted), is not lost for good;
 - a processing job whose worker stopped heart-beating for `lease` seconds is reaped: queued
   again for its next attempt while retries are left, else failed. The worker that lost it is
-  fenced off by the attempt number, should it still be alive.
+  fenced off by the attempt number, should it still be alive. No job is reaped before this
+  dispatcher has held the database for one whole lease, after its start or after an outage
+  (rounds failing, or none for half a lease: the process was frozen): workers whose heartbeats
+  could not land meanwhile get a lease to be heard again.
 
 Every copy of a message names its attempt, so a duplicate is harmless: the conditional start
 lets exactly one copy start the attempt.
@@ -27,18 +30,19 @@ lets exactly one copy start the attempt.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from prometheus_client import Counter
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core.logging import get_logger
 from services.core.periodic import every
 from services.core.queues import QUEUES
 from services.core.tasks import CancelProviderTask, GenerateVideo
+from services.jobs.dispatch import statements as sql
 from services.jobs.dispatch.publisher import JobPublisher
 from services.jobs.webhooks.outbox import WebhookOutbox
 
@@ -49,59 +53,6 @@ RECOVERED = Counter(
     "after their message was lost.",
     ["action"],
 )
-
-_CLAIM_DUE = text(
-    """
-    UPDATE jobs SET enqueued_at = now()
-    WHERE id IN (
-        SELECT id FROM jobs
-        WHERE status = 'queued' AND enqueued_at IS NULL AND run_after <= now()
-        ORDER BY run_after LIMIT :limit FOR UPDATE SKIP LOCKED)
-    RETURNING id, queue, retry_count
-    """
-)
-_PROMOTE = text(
-    """
-    UPDATE jobs
-    SET queue = CASE queue WHEN 'low_priority' THEN 'default' ELSE 'high_priority' END,
-        enqueued_at = now()
-    WHERE id IN (
-        SELECT id FROM jobs
-        WHERE status = 'queued' AND enqueued_at IS NOT NULL AND queue <> 'high_priority'
-          AND enqueued_at < now() - make_interval(secs => :age)
-        ORDER BY enqueued_at LIMIT :limit FOR UPDATE SKIP LOCKED)
-    RETURNING id, queue, retry_count
-    """
-)
-_SWEEP = text(
-    """
-    UPDATE jobs SET enqueued_at = now()
-    WHERE id IN (
-        SELECT id FROM jobs
-        WHERE status = 'queued' AND enqueued_at IS NOT NULL AND queue = ANY(:queues)
-          AND enqueued_at < now() - make_interval(secs => :after)
-        ORDER BY enqueued_at LIMIT :limit FOR UPDATE SKIP LOCKED)
-    RETURNING id, queue, retry_count
-    """
-)
-_REAP = text(
-    """
-    UPDATE jobs SET
-        status = CASE WHEN retry_count < max_retries THEN 'queued' ELSE 'failed' END,
-        retry_count = CASE WHEN retry_count < max_retries THEN retry_count + 1 ELSE retry_count END,
-        completed_at = CASE WHEN retry_count < max_retries THEN NULL ELSE now() END,
-        error_message = :error,
-        run_after = now(), enqueued_at = NULL, worker_id = NULL, heartbeat_at = NULL,
-        progress_percent = 0, progress_stage = '', updated_at = now()
-    WHERE id IN (
-        SELECT id FROM jobs
-        WHERE status = 'processing' AND heartbeat_at < now() - make_interval(secs => :lease)
-        ORDER BY heartbeat_at LIMIT :limit FOR UPDATE SKIP LOCKED)
-    RETURNING id, status, retry_count, provider_task
-    """
-)
-_UNPUBLISH_ALL = text("UPDATE jobs SET enqueued_at = NULL WHERE status = 'queued' AND enqueued_at IS NOT NULL")
-_RELEASE = text("UPDATE jobs SET enqueued_at = NULL WHERE id = :id AND status = 'queued' AND retry_count = :attempt")
 
 
 class BrokerWatch(Protocol):
@@ -147,6 +98,7 @@ class Dispatcher:
         *,
         webhooks: WebhookOutbox | None = None,
         on_reaped: Callable[[Collection[str]], Awaitable[None]] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._sessions = sessions
         # Where the reaper's status changes become webhook deliveries (in its transaction), if set.
@@ -155,6 +107,11 @@ class Dispatcher:
         self._policy = policy
         self._broker = broker
         self._stopping = asyncio.Event()
+        # Since when (monotonic) the rounds have reached the database without a break; None until
+        # a round succeeds after a start or an outage. The reaper waits a lease from it.
+        self._held_since: float | None = None
+        self._last_round: float | None = None
+        self._clock = clock
         # Told (after the commit) of the jobs the reaper changed, so that their watchers hear of it.
         self.on_reaped = on_reaped
 
@@ -167,12 +124,31 @@ class Dispatcher:
         self._stopping.set()
 
     async def dispatch_once(self) -> int:
-        """Reaps jobs of dead workers, publishes due jobs, promotes long waiters and re-publishes
-        lost messages; how many messages went out."""
-        await self.reap()
+        """Reaps jobs of dead workers (once the database has been held for a lease), publishes
+        due jobs, promotes long waiters and re-publishes lost messages; how many went out."""
+        began = self._clock()
+        if self._last_round is not None and began - self._last_round > self._policy.lease_seconds / 2:
+            self._held_since = None  # no round for half a lease: this process was frozen or starved
+        self._last_round = began
+        try:
+            sent = await self._dispatch(reaping=self.holds_a_lease(began))
+        except BaseException:
+            self._held_since = None
+            raise
+        if self._held_since is None:
+            self._held_since = began
+        return sent
+
+    def holds_a_lease(self, now: float) -> bool:
+        """Whether the database has been held for a whole lease by now, so reaping is fair."""
+        return self._held_since is not None and now - self._held_since >= self._policy.lease_seconds
+
+    async def _dispatch(self, *, reaping: bool) -> int:
+        if reaping:
+            await self.reap()
         await self._after_broker_loss()
-        due = await self._claim(_CLAIM_DUE, {"limit": self._policy.batch})
-        promoted = await self._claim(_PROMOTE, {"limit": self._policy.batch, "age": self._policy.aging_seconds})
+        due = await self._claim(sql.CLAIM_DUE, {"limit": self._policy.batch})
+        promoted = await self._claim(sql.PROMOTE, {"limit": self._policy.batch, "age": self._policy.aging_seconds})
         for job_id, queue, _attempt in promoted:
             log.info("job.promoted", job_id=job_id, queue=queue)
         orphans = await self._orphans()
@@ -193,7 +169,7 @@ class Dispatcher:
         async with self._sessions.begin() as session:
             rows = (
                 await session.execute(
-                    _REAP, {"lease": self._policy.lease_seconds, "limit": self._policy.batch, "error": error}
+                    sql.REAP, {"lease": self._policy.lease_seconds, "limit": self._policy.batch, "error": error}
                 )
             ).all()
             if self.webhooks is not None:
@@ -231,7 +207,7 @@ class Dispatcher:
         if lost:
             try:
                 async with self._sessions.begin() as session:
-                    count = (await session.execute(_UNPUBLISH_ALL)).rowcount  # type: ignore[attr-defined]
+                    count = (await session.execute(sql.UNPUBLISH_ALL)).rowcount  # type: ignore[attr-defined]
             except BaseException:
                 # Not done: let a later round see the loss again.
                 await self._broker.forget_epoch()
@@ -246,7 +222,7 @@ class Dispatcher:
         """Claims queued jobs whose message may be lost: long-waiting ones of queues whose Redis
         lists are empty, and, whatever the queues hold, those waiting past the republish bound."""
         stale = {"queues": list(QUEUES), "after": self._policy.republish_after_seconds, "limit": self._policy.batch}
-        claimed = await self._claim(_SWEEP, stale)
+        claimed = await self._claim(sql.SWEEP, stale)
         if self._broker is None:
             return claimed
         try:
@@ -258,7 +234,7 @@ class Dispatcher:
         if not empty:
             return claimed
         params = {"queues": empty, "after": self._policy.orphan_after_seconds, "limit": self._policy.batch}
-        return [*claimed, *await self._claim(_SWEEP, params)]
+        return [*claimed, *await self._claim(sql.SWEEP, params)]
 
     async def cancel_provider_task(self, job_id: str, task: dict[str, Any] | None) -> None:
         """Asks a worker to cancel the provider task a job left, when it left one."""
@@ -280,7 +256,7 @@ class Dispatcher:
     async def release(self, job_id: str, attempt: int) -> None:
         """Marks a job's message as not sent, so that a later round publishes it."""
         async with self._sessions.begin() as session:
-            await session.execute(_RELEASE, {"id": job_id, "attempt": attempt})
+            await session.execute(sql.RELEASE, {"id": job_id, "attempt": attempt})
 
     async def _claim(self, statement: object, params: dict[str, object]) -> list[tuple[str, str, int]]:
         async with self._sessions.begin() as session:
