@@ -9,6 +9,7 @@ import pytest
 from services.core.errors import InvalidArgument
 from services.core.generators.capabilities import VideoRequest
 from services.core.job.options import JobOptions
+from services.core.job.rules import parse_json_object
 
 
 def test_every_option_is_read_typed() -> None:
@@ -83,3 +84,13 @@ def test_a_wrong_option_is_refused_naming_its_field(metadata: dict[str, Any], fi
         JobOptions.parse(metadata)
 
     assert caught.value.field == field
+
+
+def test_deep_json_is_refused_before_it_is_parsed() -> None:
+    # json.loads would recurse 5,000 levels (to the interpreter's limit) before failing.
+    with pytest.raises(InvalidArgument, match="nested at most 64 deep"):
+        parse_json_object("[" * 5000 + "]" * 5000, field="metadata", max_bytes=16 * 1024)
+    with pytest.raises(InvalidArgument, match="nested at most 64 deep"):
+        parse_json_object('{"a": ' + "[" * 64 + "]" * 64 + "}", field="metadata", max_bytes=16 * 1024)
+    brackets_in_strings = '{"a": "' + "[" * 500 + '", "b": [[1]]}'
+    assert parse_json_object(brackets_in_strings, field="metadata", max_bytes=16 * 1024)["b"] == [[1]]

@@ -161,7 +161,7 @@ class Fal:
         """Polls the status until COMPLETED; queue position and logged percentages as progress."""
         done = 0.0
         while True:
-            status = http.json("GET", f"{path}/status?logs=1", deadline)
+            status = http.poll(f"{path}/status?logs=1", deadline, timeout_seconds=self._config.timeout_seconds)
             state = status.get("status") if isinstance(status, dict) else None
             if state == "COMPLETED":
                 return dict(status)

@@ -89,6 +89,16 @@ class ProviderHttp:
         except ValueError:
             raise ProviderError(f"{self.name}: {method} {_path(url)}: the answer is not JSON") from None
 
+    def poll(self, url: str, deadline: float, *, timeout_seconds: float) -> Any:
+        """The JSON of one status GET of a task due by deadline; a GET the deadline cut short is
+        the task's own timeout ("no video within"), whatever the server was doing."""
+        try:
+            return self.json("GET", url, deadline)
+        except ProviderError:
+            if time.monotonic() >= deadline:
+                raise ProviderError(f"{self.name}: no video within {timeout_seconds:g}s") from None
+            raise
+
     def request(self, method: str, url: str, deadline: float, **kwargs: Any) -> httpx.Response:
         """One call (a full URL or a path under the base URL), repeated after a 429 for as long
         as its Retry-After fits the deadline and, unless it is a POST, after a brief outage

@@ -135,7 +135,10 @@ class Luma:
             generation = self._read(generation_id, deadline)
 
     def _read(self, generation_id: str, deadline: float) -> dict[str, Any]:
-        return self._generation(self._http.json("GET", f"/generations/{generation_id}", deadline), "GET")
+        answer = self._http.poll(
+            f"/generations/{generation_id}", deadline, timeout_seconds=self._config.timeout_seconds
+        )
+        return self._generation(answer, "GET")
 
     def _generation(self, answer: Any, method: str) -> dict[str, Any]:
         if not isinstance(answer, dict):

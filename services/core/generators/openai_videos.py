@@ -162,7 +162,7 @@ class OpenAIVideos:
             if time.monotonic() + self._config.poll_interval_seconds > deadline:
                 raise ProviderError(f"{self.name}: no video within {self._config.timeout_seconds:.0f}s ({status})")
             time.sleep(self._config.poll_interval_seconds)
-            answer = http.json("GET", f"/videos/{video_id}", deadline)
+            answer = http.poll(f"/videos/{video_id}", deadline, timeout_seconds=self._config.timeout_seconds)
             if not isinstance(answer, dict):
                 raise ProviderError(f"{self.name}: GET /videos/{video_id}: the answer is not a video")
             video = answer

@@ -160,7 +160,9 @@ class Replicate:
         return prediction
 
     def _read(self, http: ProviderHttp, prediction_id: str, deadline: float) -> dict[str, Any]:
-        return self._checked(http.json("GET", f"/predictions/{prediction_id}", deadline))
+        return self._checked(
+            http.poll(f"/predictions/{prediction_id}", deadline, timeout_seconds=self._config.timeout_seconds)
+        )
 
     def _checked(self, prediction: Any) -> dict[str, Any]:
         """The prediction, when it is one (an id and a status we know)."""

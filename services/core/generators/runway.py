@@ -148,7 +148,7 @@ class Runway:
             status = str(task.get("status") or "")
 
     def _task(self, task_id: str, deadline: float) -> dict[str, Any]:
-        task = self._http.json("GET", f"/v1/tasks/{task_id}", deadline)
+        task = self._http.poll(f"/v1/tasks/{task_id}", deadline, timeout_seconds=self._config.timeout_seconds)
         if not isinstance(task, dict):
             raise ProviderError(f"{self.name}: GET /v1/tasks/{task_id}: the answer is not a task")
         return task

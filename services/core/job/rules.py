@@ -23,6 +23,8 @@ METADATA_MAX_BYTES = 16 * 1024
 # Deeper JSON cannot be answered back (the serializers recurse); it is refused.
 JSON_MAX_DEPTH = 64
 TAKE_DEFAULT, TAKE_MAX = 20, 100
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(r"[\[\]{}]")
 LIST_MAX_SKIP = 100_000
 
 
@@ -90,6 +92,10 @@ def parse_json_object(text: str, *, field: str, max_bytes: int) -> dict[str, Any
         return {}
     if len(text) > 4 * max_bytes:
         raise InvalidArgument(field, f"must be at most {max_bytes} bytes of JSON")
+    # Before parsing: json.loads recurses once per level, and thousands of levels would run the
+    # whole process to its recursion limit (where any finalizer that runs then fails too).
+    if _bracket_depth(text) > JSON_MAX_DEPTH:
+        raise InvalidArgument(field, f"must be nested at most {JSON_MAX_DEPTH} deep")
     try:
         value = json.loads(text, parse_constant=_refuse_constant)
     except (ValueError, RecursionError) as exc:
@@ -107,6 +113,15 @@ def parse_json_object(text: str, *, field: str, max_bytes: int) -> dict[str, Any
     if b"\\u0000" in encoded or b"\x00" in encoded:
         raise InvalidArgument(field, "must not contain NUL characters")
     return value
+
+
+def _bracket_depth(text: str) -> int:
+    """How deep the brackets of JSON text nest, strings aside (an upper bound for bad JSON)."""
+    deepest = depth = 0
+    for bracket in _BRACKETS.findall(_STRINGS.sub("", text)):
+        depth += 1 if bracket in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
 
 
 def _refuse_constant(name: str) -> float:
