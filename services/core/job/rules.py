@@ -102,8 +102,6 @@ def parse_json_object(text: str, *, field: str, max_bytes: int) -> dict[str, Any
         raise InvalidArgument(field, f"must be valid JSON ({exc})") from None
     if not isinstance(value, dict):
         raise InvalidArgument(field, "must be a JSON object")
-    if (problem := depth_problem(value)) is not None:
-        raise InvalidArgument(field, problem)
     try:
         encoded = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
     except (UnicodeEncodeError, RecursionError):
