@@ -17,6 +17,7 @@ from services.core.job.status import JobStatus
 from services.core.logging import get_logger
 from services.core.models import Job
 from services.jobs import repository
+from services.jobs.domain import IllegalTransition
 from services.jobs.transitions import Transitions, on_attempt, refuse
 
 log = get_logger(__name__)
@@ -81,9 +82,24 @@ class Attempts:
             "progress_stage": "completed",
             "error_message": None,
         }
-        job = await self._processing(job_id, "complete", values, attempt, event="job.completed")
+        try:
+            job = await self._processing(job_id, "complete", values, attempt, event="job.completed")
+        except IllegalTransition:
+            # A worker asks again when an outage ate the answer: the completion it made is its answer.
+            landed = await self._completed_with(job_id, completion.result.storage_key)
+            if landed is None:
+                raise
+            log.info("job.completion_replayed", job_id=job_id, attempt=attempt)
+            return landed
         log.info("job.completed", job_id=job_id, provider=completion.used_provider)
         return job
+
+    async def _completed_with(self, job_id: str, storage_key: str) -> Job | None:
+        """The job, when it is completed with this very video (the key names the attempt)."""
+        async with self._sessions() as session:
+            job = await repository.get_job(session, job_id)
+        stored = job.result if job is not None and job.status == JobStatus.COMPLETED else None
+        return job if stored is not None and stored.get("storage_key") == storage_key else None
 
     async def fail(
         self, job_id: str, *, error: str, provider: str | None, model: str | None, attempt: int | None = None

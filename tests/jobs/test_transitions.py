@@ -46,7 +46,9 @@ LEGAL = {
     ("failed", "delete"): "deleted",
     ("cancelled", "delete"): "deleted",
 }
-ILLEGAL = [(status, action) for status in STATUSES for action in ACTIONS if (status, action) not in LEGAL]
+# A completion asked again with its own video answers the completed job (a replay, below).
+REPLAYS = {("completed", "complete")}
+ILLEGAL = [(s, a) for s in STATUSES for a in ACTIONS if (s, a) not in LEGAL and (s, a) not in REPLAYS]
 
 
 @pytest.mark.parametrize(("status", "action"), sorted(LEGAL))
@@ -75,6 +77,33 @@ async def test_illegal_transition_is_refused_and_changes_nothing(
 
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert status in (caught.value.details() or "")
+    assert bare(await jobs.GetJob(jobs_pb2.GetJobRequest(id=job.id))) == bare(job)
+
+
+async def test_a_completion_asked_again_after_its_answer_was_lost_answers_the_completed_job(
+    jobs: Stub, lifecycle: JobLifecycleServiceAsyncStub
+) -> None:
+    job = await job_in(jobs, lifecycle, "processing")
+    done = await ACTIONS["complete"](jobs, lifecycle, job.id)
+
+    again = await ACTIONS["complete"](jobs, lifecycle, job.id)
+
+    assert again.status == jobs_pb2.JOB_STATUS_COMPLETED
+    assert bare(again) == bare(done) == bare(await jobs.GetJob(jobs_pb2.GetJobRequest(id=job.id)))
+
+
+async def test_a_completion_with_another_video_of_a_completed_job_is_refused(
+    jobs: Stub, lifecycle: JobLifecycleServiceAsyncStub
+) -> None:
+    job = await job_in(jobs, lifecycle, "completed")
+    other = lifecycle_pb2.CompleteJobRequest(
+        id=job.id, result=video_result(job.id, attempt=1), used_provider="local", used_model="m", generation_time_ms=5
+    )
+
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await lifecycle.CompleteJob(other)
+
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert bare(await jobs.GetJob(jobs_pb2.GetJobRequest(id=job.id))) == bare(job)
 
 
