@@ -80,7 +80,8 @@ class JobsClient(InternalClient[lifecycle_pb2_grpc.JobLifecycleServiceStub]):
         cost_usd: float,
         request_id: str | None,
     ) -> None:
-        """PROCESSING -> COMPLETED with the stored video; Refused, or the grpc.RpcError."""
+        """PROCESSING -> COMPLETED with the stored video, asked again through an outage (a replay
+        of a completion that landed is answered as it was); Refused, or the grpc.RpcError."""
         request = lifecycle_pb2.CompleteJobRequest(
             id=job_id,
             result=result,
@@ -90,21 +91,25 @@ class JobsClient(InternalClient[lifecycle_pb2_grpc.JobLifecycleServiceStub]):
             attempt=attempt,
             cost_usd=cost_usd,
         )
-        self._call(self._stub.CompleteJob, request, request_id)
+        self._patiently(
+            lambda: self._call(self._stub.CompleteJob, request, request_id), rpc="CompleteJob", job_id=job_id
+        )
 
     def fail(self, job_id: str, *, attempt: int, error: str, provider: str, request_id: str | None) -> None:
-        """PROCESSING -> FAILED, naming the provider that failed if any; Refused, or the grpc.RpcError."""
+        """PROCESSING -> FAILED, naming the provider that failed if any, asked again through an
+        outage; Refused, or the grpc.RpcError."""
         request = lifecycle_pb2.FailJobRequest(id=job_id, error_message=error, attempt=attempt)
         if provider:
             request.used_provider = provider[:64]
-        self._call(self._stub.FailJob, request, request_id)
+        self._patiently(lambda: self._call(self._stub.FailJob, request, request_id), rpc="FailJob", job_id=job_id)
 
     def retry(self, job_id: str, *, attempt: int, error: str, delay: float, request_id: str | None) -> None:
-        """PROCESSING -> QUEUED for another attempt after delay seconds; Refused, or the grpc.RpcError."""
+        """PROCESSING -> QUEUED for another attempt after delay seconds, asked again through an
+        outage; Refused, or the grpc.RpcError."""
         request = lifecycle_pb2.RetryJobRequest(
             id=job_id, error_message=error, retry_after_seconds=delay, attempt=attempt
         )
-        self._call(self._stub.RetryJob, request, request_id)
+        self._patiently(lambda: self._call(self._stub.RetryJob, request, request_id), rpc="RetryJob", job_id=job_id)
 
     def _call(
         self, method: grpc.UnaryUnaryMultiCallable[Request, jobs_pb2.Job], request: Request, request_id: str | None

@@ -55,7 +55,12 @@ class Router(InternalClient[routing_pb2_grpc.ProviderRoutingServiceStub]):
         if model:
             request.requested_model = model
         try:
-            reply = self._stub.SelectProvider(request, timeout=self._timeout, metadata=self._metadata())
+            # An outage of the providers service (or its database) is waited out, not an attempt lost.
+            reply = self._patiently(
+                lambda: self._stub.SelectProvider(request, timeout=self._timeout, metadata=self._metadata()),
+                rpc="SelectProvider",
+                job_id=job_id,
+            )
         except grpc.RpcError as exc:
             code, details = exc.code(), exc.details() or ""
             if code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE):

@@ -29,3 +29,6 @@ class WorkerSettings(CoreSettings):
     worker_stats_timeout: Annotated[float, Field(gt=0, le=30)] = 1.0
     # Deadline of each call to the jobs service.
     worker_rpc_timeout: Annotated[float, Field(gt=0, le=300)] = 10.0
+    # How long an attempt's outcome (and its provider choice) is asked again while the jobs or
+    # providers service, or their database, is down: an outage shorter than this burns no attempt.
+    worker_outage_patience: Annotated[float, Field(ge=0, le=3600)] = 600.0

@@ -42,13 +42,17 @@ class FakeLifecycle(lifecycle_pb2_grpc.JobLifecycleServiceServicer):
     """Answers every call the worker makes with the job, or aborts with `code` when one is set."""
 
     code: grpc.StatusCode | None = None
+    # When set, only this many next calls are aborted with `code` (an outage that ends).
+    failures_left: int | None = None
     port: int = 0
     calls: list[Call] = field(default_factory=list)
 
     def answer(self, rpc: str, request: Message, context: grpc.ServicerContext) -> jobs_pb2.Job:
         metadata = {key: value for key, value in context.invocation_metadata() if isinstance(value, str)}
         self.calls.append(Call(rpc, request, metadata, context.time_remaining()))
-        if self.code is not None:
+        if self.code is not None and self.failures_left != 0:
+            if self.failures_left is not None:
+                self.failures_left -= 1
             context.abort(self.code, f"{rpc} says {self.code.name}")
         return jobs_pb2.Job(id=getattr(request, "id", ""), status=jobs_pb2.JOB_STATUS_PROCESSING)
 
@@ -153,6 +157,49 @@ def test_any_other_error_of_an_outcome_is_raised_as_the_rpc_error(
 
     assert error.value.code() == code
     assert not isinstance(error.value, Refused)
+
+
+def patient(service: FakeLifecycle, channel: grpc.Channel, *, patience: float, pauses: list[float]) -> JobsClient:
+    stub = lifecycle_pb2_grpc.JobLifecycleServiceStub(channel)
+    return JobsClient(stub, timeout=5, credentials=CREDENTIALS, patience=patience, sleep=pauses.append)
+
+
+@pytest.mark.parametrize("code", [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED])
+@pytest.mark.parametrize("rpc", ["CompleteJob", "FailJob", "RetryJob"])
+def test_an_outcome_is_asked_again_through_an_outage_until_it_lands(
+    service: FakeLifecycle, rpc: str, code: grpc.StatusCode
+) -> None:
+    service.code, service.failures_left = code, 4
+    pauses: list[float] = []
+    with grpc.insecure_channel(f"127.0.0.1:{service.port}") as channel:
+        CALLS[rpc](patient(service, channel, patience=600, pauses=pauses))
+
+    assert [call.rpc for call in service.calls] == [rpc] * 5
+    assert pauses == [0.5, 1.0, 2.0, 4.0]
+
+
+@pytest.mark.parametrize("code", [grpc.StatusCode.INTERNAL, grpc.StatusCode.INVALID_ARGUMENT, *REFUSALS])
+def test_an_outcome_is_not_asked_again_after_an_answer_that_is_no_outage(
+    service: FakeLifecycle, code: grpc.StatusCode
+) -> None:
+    service.code = code
+    pauses: list[float] = []
+    with grpc.insecure_channel(f"127.0.0.1:{service.port}") as channel, pytest.raises((grpc.RpcError, Refused)):
+        CALLS["CompleteJob"](patient(service, channel, patience=600, pauses=pauses))
+
+    assert (len(service.calls), pauses) == (1, [])
+
+
+def test_an_outage_longer_than_the_patience_is_raised(service: FakeLifecycle) -> None:
+    service.code = grpc.StatusCode.UNAVAILABLE
+    with grpc.insecure_channel(f"127.0.0.1:{service.port}") as channel:
+        stub = lifecycle_pb2_grpc.JobLifecycleServiceStub(channel)
+        jobs = JobsClient(stub, timeout=5, credentials=CREDENTIALS, patience=1.2)
+        with pytest.raises(grpc.RpcError) as error:
+            CALLS["CompleteJob"](jobs)
+
+    # Asked at once and after 0.5 s; the next pause (1 s) would end past the patience.
+    assert (error.value.code(), len(service.calls)) == (grpc.StatusCode.UNAVAILABLE, 2)
 
 
 @pytest.mark.parametrize("code", ERRORS)
