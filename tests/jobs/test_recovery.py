@@ -246,3 +246,59 @@ async def test_the_reaper_waits_a_lease_after_a_start_and_after_a_freeze(own_dat
         await publisher.close()
         await engine.dispose()
         drop_keys(redis_url, prefix)
+
+
+async def test_a_reap_decided_before_a_stall_takes_nothing_and_waits_a_lease_again(
+    own_database_url: str, redis_url: str
+) -> None:
+    prefix = f"r{uuid.uuid4().hex[:10]}-"
+    # The server's own reaper never acts here (a lease of an hour): the test's dispatcher does.
+    settings = jobs_settings(celery_key_prefix=prefix, job_lease_seconds=3600)
+    server = await start_brokered_jobs(settings, database_url=own_database_url, redis_url=redis_url)
+    engine = db.create_engine(settings, own_database_url)
+    publisher = JobPublisher(
+        create_celery(settings, broker=broker_url(settings, redis_url)), aioredis.Redis.from_url(redis_url)
+    )
+    now, stall = [1000.0], [0.0]
+
+    def clock() -> float:
+        # The round's first reading is its decision; when stall is set, the later ones come that
+        # much later (the round's statements stalled), once.
+        reading, now[0] = now[0], now[0] + stall[0]
+        stall[0] = 0.0
+        return reading
+
+    dispatcher = Dispatcher(db.create_sessions(engine), publisher, DispatchPolicy(lease_seconds=10), clock=clock)
+    try:
+        async with jobs_clients(server.port) as clients:
+            job = await create_job(clients.jobs)
+            await clients.lifecycle.StartJob(lifecycle_pb2.StartJobRequest(id=job.id, worker_id="w", attempt=0))
+            connection = await databases.connect(own_database_url)
+            try:
+                await connection.execute(
+                    "UPDATE jobs SET heartbeat_at = now() - interval '1 minute' WHERE id = $1", job.id
+                )
+            finally:
+                await connection.close()
+            for step in (0, 4, 4):  # rounds 4 s apart, not yet a lease
+                now[0] += step
+                await dispatcher.dispatch_once()
+            now[0] += 4
+            assert dispatcher.holds_a_lease(now[0])
+
+            stall[0] = 3.0  # this round decides to reap; its candidates come back 3 s (over a quarter lease) later
+            await dispatcher.dispatch_once()
+
+            kept = await clients.jobs.GetJob(jobs_pb2.GetJobRequest(id=job.id))
+            assert (kept.status, kept.retry_count) == (jobs_pb2.JOB_STATUS_PROCESSING, 0)
+            assert not dispatcher.holds_a_lease(now[0])
+            for step in (2, 4, 4):  # a lease after the stall, the silent worker's job is taken back
+                now[0] += step
+                await dispatcher.dispatch_once()
+            reaped = await clients.jobs.GetJob(jobs_pb2.GetJobRequest(id=job.id))
+            assert (reaped.status, reaped.retry_count) == (jobs_pb2.JOB_STATUS_QUEUED, 1)
+    finally:
+        await server.stop(0)
+        await publisher.close()
+        await engine.dispose()
+        drop_keys(redis_url, prefix)

@@ -86,6 +86,15 @@ class DispatchPolicy:
     republish_after_seconds: float = 900.0
 
 
+class _Stalled(Exception):
+    """The reaper's candidates came back too long after the round decided to reap."""
+
+    def __init__(self, candidates: int, seconds: float) -> None:
+        super().__init__(f"{candidates} candidates after {seconds:.3f}s")
+        self.candidates = candidates
+        self.seconds = round(seconds, 3)
+
+
 class Dispatcher:
     """One round at a time, or forever with run()."""
 
@@ -131,21 +140,21 @@ class Dispatcher:
             self._held_since = None  # no round for half a lease: this process was frozen or starved
         self._last_round = began
         try:
-            sent = await self._dispatch(reaping=self.holds_a_lease(began))
+            sent = await self._dispatch(reaping=self.holds_a_lease(began), decided_at=began)
         except BaseException:
             self._held_since = None
             raise
         if self._held_since is None:
-            self._held_since = began
+            self._held_since = self._clock()
         return sent
 
     def holds_a_lease(self, now: float) -> bool:
         """Whether the database has been held for a whole lease by now, so reaping is fair."""
         return self._held_since is not None and now - self._held_since >= self._policy.lease_seconds
 
-    async def _dispatch(self, *, reaping: bool) -> int:
+    async def _dispatch(self, *, reaping: bool, decided_at: float) -> int:
         if reaping:
-            await self.reap()
+            await self.reap(decided_at=decided_at)
         await self._after_broker_loss()
         due = await self._claim(sql.CLAIM_DUE, {"limit": self._policy.batch})
         promoted = await self._claim(sql.PROMOTE, {"limit": self._policy.batch, "age": self._policy.aging_seconds})
@@ -163,18 +172,26 @@ class Dispatcher:
                 await self.release(job_id, attempt)
         return sent
 
-    async def reap(self) -> list[tuple[str, str, int]]:
-        """Takes processing jobs back from workers that stopped heart-beating."""
+    async def reap(self, *, decided_at: float | None = None) -> list[tuple[str, str, int]]:
+        """Takes processing jobs back from workers that stopped heart-beating. When the candidates
+        came back later than a quarter lease after the round decided to reap (this process or the
+        database stalled in between: a freeze, a failover), nothing is taken and the lease grace
+        starts again, since the workers' heartbeats could not land during the stall either."""
         error = f"the worker running the job stopped answering (no heartbeat for {self._policy.lease_seconds:g} s)"
-        async with self._sessions.begin() as session:
-            rows = (
-                await session.execute(
-                    sql.REAP, {"lease": self._policy.lease_seconds, "limit": self._policy.batch, "error": error}
-                )
-            ).all()
-            if self.webhooks is not None:
-                events = ((row.id, "job.retrying" if row.status == "queued" else "job.failed") for row in rows)
-                await self.webhooks.record_many(session, events)
+        lease, limit = self._policy.lease_seconds, self._policy.batch
+        try:
+            async with self._sessions.begin() as session:
+                ids = (await session.execute(sql.REAP_CANDIDATES, {"lease": lease, "limit": limit})).scalars().all()
+                if ids and decided_at is not None and self._clock() - decided_at > lease / 4:
+                    raise _Stalled(len(ids), self._clock() - decided_at)
+                rows = (await session.execute(sql.REAP, {"ids": list(ids), "error": error})).all() if ids else []
+                if self.webhooks is not None:
+                    events = ((row.id, "job.retrying" if row.status == "queued" else "job.failed") for row in rows)
+                    await self.webhooks.record_many(session, events)
+        except _Stalled as stalled:
+            log.warning("dispatch.reap_deferred", candidates=stalled.candidates, stalled_seconds=stalled.seconds)
+            self._held_since = None
+            return []
         if rows and self.on_reaped is not None:
             await self.on_reaped([row.id for row in rows])
         for row in rows:

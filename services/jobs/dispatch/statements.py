@@ -39,6 +39,14 @@ SWEEP = text(
     RETURNING id, queue, retry_count
     """
 )
+# The reaper's candidates, locked; REAP then takes back those of them the round still may.
+REAP_CANDIDATES = text(
+    """
+    SELECT id FROM jobs
+    WHERE status = 'processing' AND heartbeat_at < now() - make_interval(secs => :lease)
+    ORDER BY heartbeat_at LIMIT :limit FOR UPDATE SKIP LOCKED
+    """
+)
 REAP = text(
     """
     UPDATE jobs SET
@@ -48,10 +56,7 @@ REAP = text(
         error_message = :error,
         run_after = now(), enqueued_at = NULL, worker_id = NULL, heartbeat_at = NULL,
         progress_percent = 0, progress_stage = '', updated_at = now()
-    WHERE id IN (
-        SELECT id FROM jobs
-        WHERE status = 'processing' AND heartbeat_at < now() - make_interval(secs => :lease)
-        ORDER BY heartbeat_at LIMIT :limit FOR UPDATE SKIP LOCKED)
+    WHERE id = ANY(:ids) AND status = 'processing'
     RETURNING id, status, retry_count, provider_task
     """
 )
