@@ -110,6 +110,30 @@ async def status_counts(database_url: str) -> dict[str, int]:
     return {row["status"]: row["n"] for row in rows}
 
 
+async def created_twice(database_url: str) -> list[str]:
+    """Prompts that more than one job of the table carries: a create that made two jobs (every
+    job of the load has a prompt of its own)."""
+    connection = await asyncpg.connect(database_url, timeout=5)
+    try:
+        rows = await connection.fetch("SELECT prompt FROM jobs GROUP BY prompt HAVING count(*) > 1", timeout=10)
+    finally:
+        await connection.close()
+    return [row["prompt"] for row in rows]
+
+
+def stale_videos(rows: Iterable[JobRow], media: Path) -> list[str]:
+    """Video files (partials aside) that no completed job's result names: an attempt's video left
+    behind after the attempt lost its job."""
+    named = {str((row.result or {}).get("storage_key")) for row in rows if row.status == "completed"}
+    if not media.is_dir():
+        return []
+    return sorted(
+        str(path.relative_to(media))
+        for path in media.rglob("*.mp4")
+        if ".partial" not in path.parts and str(path.relative_to(media)) not in named
+    )
+
+
 def missing_videos(rows: Iterable[JobRow], media: Path) -> list[str]:
     """Completed jobs whose stored video is not on disk at the size their result records."""
     missing = []

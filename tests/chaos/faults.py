@@ -1,8 +1,9 @@
-"""The faults: kill -9 of processes of `make run`, Redis lost, PostgreSQL stopped."""
+"""The faults: kill -9 or SIGSTOP of processes of `make run`, Redis lost, PostgreSQL stopped or frozen."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import signal
@@ -11,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from tests.chaos.servers import Postgres, Redis
-from tests.chaos.system import ProcessInfo, System
+from tests.chaos.system import ProcessInfo, System, process_tree, read_process
 
 # One kill in this many aims at the Celery main process rather than a prefork child.
 MAIN_KILL_ODDS = 5
@@ -94,5 +95,66 @@ async def kill_jobs_service(system: System) -> Fault:
         fault.kills.append(kill(info, "services.jobs"))
     if not fault.kills:
         fault.notes.append("no jobs service process to kill")
+    fault.ended = time.time()
+    return fault
+
+
+def freeze(infos: list[ProcessInfo]) -> list[ProcessInfo]:
+    """SIGSTOP each process (the ones gone already are left out); answers the frozen ones."""
+    frozen = []
+    for info in infos:
+        try:
+            os.kill(info.pid, signal.SIGSTOP)
+        except ProcessLookupError:
+            continue
+        frozen.append(info)
+    return frozen
+
+
+def thaw(infos: list[ProcessInfo]) -> None:
+    """SIGCONT each process that is still the one frozen."""
+    for info in infos:
+        now = read_process(info.pid)
+        if now is not None and now.started == info.started:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(info.pid, signal.SIGCONT)
+
+
+async def freeze_for(name: str, infos: list[ProcessInfo], *, down: float) -> Fault:
+    """SIGSTOP these processes for `down` seconds, then SIGCONT: a pause, a partition, a VM stall."""
+    fault = Fault(f"{name} frozen (SIGSTOP) for {down:.0f}s", time.time())
+    frozen = freeze(infos)
+    try:
+        await asyncio.sleep(down)
+    finally:
+        thaw(frozen)
+    fault.ended = time.time()
+    fault.notes.append(f"froze {len(frozen)} processes: {sorted(i.pid for i in frozen)}")
+    return fault
+
+
+def postgres_processes(postgres: Postgres) -> list[ProcessInfo]:
+    """The postmaster and every backend and auxiliary process under it."""
+    pid = int((postgres.pgdata / "postmaster.pid").read_text().split()[0])
+    main = read_process(pid)
+    return [] if main is None else [main, *process_tree(pid)]
+
+
+def worker_replica(system: System, index: int = 0) -> list[ProcessInfo]:
+    """One worker service (`python -m services.worker`, the index-th by pid) and its Celery tree."""
+    workers = sorted(system.processes("services.worker"), key=lambda info: info.pid)
+    if not workers:
+        return []
+    chosen = workers[min(index, len(workers) - 1)]
+    return [chosen, *process_tree(chosen.pid)]
+
+
+async def kill_edge(system: System) -> Fault:
+    """kill -9 of Envoy; `make run` starts it again."""
+    fault = Fault("kill -9 of the Envoy edge", time.time())
+    for info in system.processes("envoy"):
+        fault.kills.append(kill(info, "envoy"))
+    if not fault.kills:
+        fault.notes.append("no Envoy process to kill")
     fault.ended = time.time()
     return fault

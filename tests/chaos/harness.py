@@ -8,7 +8,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
@@ -17,6 +17,7 @@ import httpx
 from tests.chaos import accounting
 from tests.chaos.faults import Fault
 from tests.chaos.load import Api, create_jobs, job_mix, probe
+from tests.chaos.remote import KEY, KEY_ENV, SlowRunway, registry_file
 from tests.chaos.report import Observed, Outcome, outcome_of
 from tests.chaos.servers import Postgres, Redis
 from tests.chaos.system import System, system_env
@@ -52,6 +53,9 @@ class Context:
     redis: Redis
     rng: random.Random
     load_started: float
+    api: Api
+    # The slow remote provider of scenarios that want long renders, else None.
+    remote: SlowRunway | None = None
 
     async def at(self, fraction: float) -> None:
         """Sleeps until this fraction of the load's window has passed."""
@@ -68,7 +72,26 @@ class Context:
             await asyncio.sleep(0.05)
 
 
-Scenario = Callable[[Context], Awaitable[Fault]]
+Inject = Callable[[Context], Awaitable[Fault]]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A fault, the settings it runs under, and what it holds the system to beyond the common figures."""
+
+    fault: Inject
+    settings: dict[str, str] = field(default_factory=dict)
+    # Seconds each render of the slow remote provider takes; 0: no remote provider.
+    remote_seconds: float = 0.0
+    # The fault must cost no job an attempt (retryCount 0 everywhere, no render paid twice).
+    no_attempt_burned: bool = False
+    # No video file of an attempt that did not complete may remain.
+    no_stale_video: bool = False
+
+    @property
+    def doc(self) -> str:
+        """The first line of the fault's docstring."""
+        return (self.fault.__doc__ or "").strip().splitlines()[0]
 
 
 def run_scenario(name: str, scenario: Scenario, options: Options) -> Outcome:
@@ -76,37 +99,45 @@ def run_scenario(name: str, scenario: Scenario, options: Options) -> Outcome:
     began = time.monotonic()
     root = Path(tempfile.mkdtemp(prefix=f"vg-chaos-{name}-"))
     postgres, redis = Postgres(root), Redis(root)
+    remote = SlowRunway(render_seconds=scenario.remote_seconds).start() if scenario.remote_seconds else None
     try:
         postgres.create()
         redis.start()
         env = system_env(database_url=postgres.url, redis_url=redis.url, workdir=root)
-        system = System({**env, **dict(options.settings)}, root)
+        if remote is not None:
+            env.update(PROVIDERS_CONFIG=str(registry_file(remote, root)), **{KEY_ENV: KEY})
+        system = System({**env, **scenario.settings, **dict(options.settings)}, root)
         try:
             system.wait_ready()
-            observed = asyncio.run(_drive(system, postgres, redis, scenario, options))
+            observed = asyncio.run(_drive(system, postgres, redis, scenario, options, remote))
         finally:
             code = system.stop()
         outcome = outcome_of(name, system, observed, media=root / "media", began=began, exit_code=code)
+        outcome.require(no_attempt_burned=scenario.no_attempt_burned, no_stale_video=scenario.no_stale_video)
         if options.logs is not None:
             options.logs.mkdir(parents=True, exist_ok=True)
             (options.logs / f"{name}.log").write_text(system.run.output())
         return outcome
     finally:
+        if remote is not None:
+            remote.stop()
         redis.close()
         postgres.close()
         shutil.rmtree(root, ignore_errors=True)
 
 
-async def _drive(system: System, postgres: Postgres, redis: Redis, scenario: Scenario, options: Options) -> Observed:
+async def _drive(
+    system: System, postgres: Postgres, redis: Redis, scenario: Scenario, options: Options, remote: SlowRunway | None
+) -> Observed:
     rng = random.Random(options.seed)
     async with httpx.AsyncClient(base_url=system.edge_url, timeout=30) as client:
         api = Api(client, system.alive)
-        specs = job_mix(options.jobs, label=scenario.__name__, rng=rng)
-        context = Context(options, system, postgres, redis, rng, time.monotonic())
+        specs = job_mix(options.jobs, label=scenario.fault.__name__, rng=rng)
+        context = Context(options, system, postgres, redis, rng, time.monotonic(), api, remote)
         load = asyncio.create_task(
             create_jobs(api, specs, rate=options.rate, senders=options.senders, give_up_after=options.settle)
         )
-        fault = await scenario(context)
+        fault = await scenario.fault(context)
         ready_at, probed_at, probe_note = await probe(api, timeout=options.settle)
         await load
         last = max([fault.ended, *(a.at for a in api.accepted)])
@@ -115,8 +146,9 @@ async def _drive(system: System, postgres: Postgres, redis: Redis, scenario: Sce
         all_final_at, rows = await accounting.wait_final(postgres.url, ids, deadline=deadline, alive=system.alive)
         try:
             table = await accounting.status_counts(postgres.url)
+            created_twice = await accounting.created_twice(postgres.url)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
-            table = {}
+            table, created_twice = {}, []
     note = "" if system.alive() else "`make run` had exited"
     return Observed(
         fault=fault,
@@ -130,4 +162,6 @@ async def _drive(system: System, postgres: Postgres, redis: Redis, scenario: Sce
         all_final_at=all_final_at,
         deadline_note=note,
         table=table,
+        created_twice=created_twice,
+        paid=remote.paid() if remote is not None else None,
     )

@@ -45,6 +45,10 @@ class Observed:
     all_final_at: float | None
     deadline_note: str
     table: dict[str, int]
+    # Prompts carried by more than one job (a create that made two).
+    created_twice: list[str] = field(default_factory=list)
+    # Generations the slow remote provider was paid for, per prompt (None: no remote provider).
+    paid: Counter[str] | None = None
 
 
 @dataclass
@@ -64,12 +68,39 @@ class Outcome:
     all_final_seconds: float | None
     took: float
     notes: list[str] = field(default_factory=list)
+    # Attempts beyond the first over the accepted jobs (retryCount summed): what the fault cost.
+    burned: int = 0
+    # Jobs whose remote render was paid for more than once (None: no remote provider).
+    paid_twice: list[str] | None = None
+    # Video files no completed job names (an attempt's video left behind).
+    stale: list[str] = field(default_factory=list)
+    created_twice: list[str] = field(default_factory=list)
+    # What this scenario holds the system to beyond the common figures, broken: reasons.
+    broken: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
-        """Whether a job was lost, completed twice, run twice at once or completed without its video,
-        or a client got a 5xx other than 503."""
-        return bool(self.lost or self.twice or self.overlaps or self.no_video or self.answers.other_5xx)
+        """Whether a job was lost, completed twice, created twice, run twice at once or completed
+        without its video, a client got a 5xx other than 503, or a scenario's own bound broke."""
+        return bool(
+            self.lost
+            or self.twice
+            or self.created_twice
+            or self.overlaps
+            or self.no_video
+            or self.answers.other_5xx
+            or self.broken
+        )
+
+    def require(self, *, no_attempt_burned: bool, no_stale_video: bool) -> None:
+        """Holds the scenario to its own bounds, noting each one broken."""
+        if no_attempt_burned and self.burned:
+            self.broken.append(f"{self.burned} attempts burned by the fault (retryCount summed)")
+        if no_attempt_burned and self.paid_twice:
+            self.broken.append(f"{len(self.paid_twice)} remote renders paid twice")
+        if no_stale_video and self.stale:
+            self.broken.append(f"{len(self.stale)} videos of attempts that did not complete remain")
+        self.notes.extend(f"BROKEN: {reason}" for reason in self.broken)
 
 
 def outcome_of(
@@ -96,6 +127,10 @@ def outcome_of(
         recover_seconds=None if observed.probed_at is None else observed.probed_at - fault.ended,
         all_final_seconds=None if observed.all_final_at is None else observed.all_final_at - fault.ended,
         took=time.monotonic() - began,
+        burned=sum(observed.rows[i].retry_count for i in ids if i in observed.rows),
+        paid_twice=None if observed.paid is None else [p for p, n in observed.paid.items() if n > 1],
+        stale=accounting.stale_videos(observed.rows.values(), media),
+        created_twice=observed.created_twice,
     )
     outcome.notes = _context_notes(system, observed, records, exit_code=exit_code)
     if found is None:
@@ -196,15 +231,22 @@ def line(outcome: Outcome) -> str:
     return (
         f"{verdict:4} {outcome.scenario}: accepted {outcome.accepted}, final {outcome.final}, "
         f"lost {len(outcome.lost)}, completed twice {len(outcome.twice)}, two workers at once {overlaps}, "
-        f"no video {len(outcome.no_video)}, "
+        f"no video {len(outcome.no_video)}, created twice {len(outcome.created_twice)}, "
+        f"attempts burned {outcome.burned}, paid twice {_count(outcome.paid_twice)}, "
+        f"stale videos {len(outcome.stale)}, "
         f"5xx {outcome.answers.other_5xx} (+{outcome.answers.unavailable} x 503), recovered in {recover}, "
         f"all final {settled} after the fault (took {outcome.took:.0f}s)"
     )
 
 
+def _count(items: list[str] | None) -> str:
+    return "n/a" if items is None else str(len(items))
+
+
 def table(outcomes: list[Outcome]) -> str:
     """The final table of every scenario."""
-    head = ["scenario", "accepted", "final", "lost", "twice", "overlap", "no video", "5xx", "503", "recover"]
+    head = ["scenario", "accepted", "final", "lost", "twice", "created twice", "overlap", "no video", "burned"]
+    head += ["paid twice", "stale", "5xx", "503", "recover"]
     rows = [[*head, "all final", "took"]]
     for o in outcomes:
         rows.append(
@@ -214,8 +256,12 @@ def table(outcomes: list[Outcome]) -> str:
                 str(o.final),
                 str(len(o.lost)),
                 str(len(o.twice)),
+                str(len(o.created_twice)),
                 "n/a" if o.overlaps is None else str(len(o.overlaps)),
                 str(len(o.no_video)),
+                str(o.burned),
+                _count(o.paid_twice),
+                str(len(o.stale)),
                 str(o.answers.other_5xx),
                 str(o.answers.unavailable),
                 "never" if o.recover_seconds is None else f"{o.recover_seconds:.1f}s",

@@ -2,12 +2,36 @@
 
 from __future__ import annotations
 
-from tests.chaos.faults import Fault, kill_jobs_service, kill_workers, restart_redis, stop_postgres
+import asyncio
+import time
+
+from tests.chaos.faults import (
+    Fault,
+    freeze_for,
+    kill_edge,
+    kill_jobs_service,
+    kill_workers,
+    postgres_processes,
+    restart_redis,
+    stop_postgres,
+    worker_replica,
+)
 from tests.chaos.harness import Context, Scenario
+from tests.chaos.remote import create_remote_jobs, wait_processing
+from tests.chaos.system import FAST_SETTINGS
 
 WORKER_KILLS = 20
 REDIS_DOWN_SECONDS = 2.0
 POSTGRES_DOWN_SECONDS = 10.0
+LEASE = float(FAST_SETTINGS["JOB_LEASE_SECONDS"])
+# The long outages: longer than a lease, as a managed PostgreSQL failover is.
+OUTAGE_SECONDS = 1.5 * LEASE
+PARTITION_SECONDS = 2 * LEASE
+# Remote renders run through an outage and end after it.
+REMOTE_SECONDS = OUTAGE_SECONDS + LEASE
+REMOTE_JOBS = 4
+# Room for the remote renders beside the load's own jobs.
+REMOTE_SETTINGS = {"WORKER_CONCURRENCY": "8"}
 
 
 async def worker_kill(context: Context) -> Fault:
@@ -38,6 +62,58 @@ async def jobs_kill(context: Context) -> Fault:
     return noted(await kill_jobs_service(context.system), processing)
 
 
+async def remote_in_flight(context: Context, label: str) -> str:
+    """Starts REMOTE_JOBS slow remote renders and waits until they are processing."""
+    jobs = await create_remote_jobs(context.api, REMOTE_JOBS, label=label)
+    processing = await wait_processing(context.api, jobs, timeout=30)
+    return f"{processing} of {len(jobs)} remote renders ({REMOTE_SECONDS:.0f}s each) were processing"
+
+
+async def until_ready(context: Context, *, timeout: float = 60) -> None:
+    """Until /health/ready answers 200 again."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not await context.api.ready():
+        await asyncio.sleep(0.2)
+
+
+async def postgres_long(context: Context) -> Fault:
+    """PostgreSQL stopped for 1.5 leases, then frozen (SIGSTOP) for 1.5 leases, remote renders running through each."""
+    await context.at(0.1)
+    started = time.time()
+    notes = [await remote_in_flight(context, "postgres-long-stop")]
+    stopped = await stop_postgres(context.postgres, down=OUTAGE_SECONDS)
+    await until_ready(context)
+    notes.append(await remote_in_flight(context, "postgres-long-freeze"))
+    frozen = await freeze_for("PostgreSQL", postgres_processes(context.postgres), down=OUTAGE_SECONDS)
+    fault = Fault(f"{stopped.name}; then {frozen.name}", started, frozen.ended)
+    fault.notes = [*notes, *stopped.notes, *frozen.notes]
+    return fault
+
+
+async def jobs_freeze(context: Context) -> Fault:
+    """Every jobs service frozen (SIGSTOP) for 1.5 leases, remote renders running through it."""
+    await context.at(0.2)
+    note = await remote_in_flight(context, "jobs-freeze")
+    fault = await freeze_for("every jobs service", context.system.processes("services.jobs"), down=OUTAGE_SECONDS)
+    fault.notes.insert(0, note)
+    return fault
+
+
+async def worker_partition(context: Context) -> Fault:
+    """A worker (its service, Celery main and children) frozen for 2 leases, then thawed."""
+    await context.at(0.2)
+    note = await remote_in_flight(context, "worker-partition")
+    fault = await freeze_for("a worker", worker_replica(context.system), down=PARTITION_SECONDS)
+    fault.notes.insert(0, note)
+    return fault
+
+
+async def envoy_restart(context: Context) -> Fault:
+    """kill -9 of the Envoy edge mid-load; `make run` starts it again, clients retry with their key."""
+    await context.at(0.4)
+    return await kill_edge(context.system)
+
+
 def noted(fault: Fault, processing: int) -> Fault:
     """The fault, noting how many jobs were processing when it hit."""
     fault.notes.insert(0, f"{processing} jobs were processing when the fault hit")
@@ -45,8 +121,16 @@ def noted(fault: Fault, processing: int) -> Fault:
 
 
 SCENARIOS: dict[str, Scenario] = {
-    "worker-kill": worker_kill,
-    "redis-restart": redis_restart,
-    "postgres-stop": postgres_stop,
-    "jobs-kill": jobs_kill,
+    "worker-kill": Scenario(worker_kill),
+    "redis-restart": Scenario(redis_restart),
+    "postgres-stop": Scenario(postgres_stop),
+    "jobs-kill": Scenario(jobs_kill),
+    "postgres-long": Scenario(
+        postgres_long, REMOTE_SETTINGS, remote_seconds=REMOTE_SECONDS, no_attempt_burned=True, no_stale_video=True
+    ),
+    "jobs-freeze": Scenario(
+        jobs_freeze, REMOTE_SETTINGS, remote_seconds=REMOTE_SECONDS, no_attempt_burned=True, no_stale_video=True
+    ),
+    "worker-partition": Scenario(worker_partition, REMOTE_SETTINGS, remote_seconds=REMOTE_SECONDS, no_stale_video=True),
+    "envoy-restart": Scenario(envoy_restart),
 }
