@@ -20,13 +20,15 @@ ORIGIN = r"""regexp_replace(regexp_replace(
     lower(substring(url from '^[^:/?#]+://[^/?#]*')), '^(https://.*)\:443$', '\1'), '^(http://.*)\:80$', '\1')"""
 # Due rows: pending ones whose time came, and delivering ones whose sender's lease ran out (it
 # crashed or was stopped mid-attempt), but none to a blocked origin (at its cap, or its circuit
-# open). Each claim counts an attempt and takes a lease; due_at is kept to put a row back.
+# open) unless its circuit is open and its window over: the sender makes those dead at once.
+# Each claim counts an attempt and takes a lease; due_at is kept to put a row back.
 _CLAIM = text(
     f"""
     WITH due AS (
         SELECT id, next_attempt_at AS due_at FROM webhook_deliveries
         WHERE state IN ('pending', 'delivering') AND next_attempt_at <= now()
-            AND {ORIGIN} <> ALL(:blocked)
+            AND ({ORIGIN} <> ALL(:blocked)
+                OR ({ORIGIN} = ANY(:open) AND now() >= scheduled_at + make_interval(secs => :retry_for)))
         ORDER BY next_attempt_at LIMIT :limit FOR UPDATE SKIP LOCKED)
     UPDATE webhook_deliveries AS d SET
         state = 'delivering', attempts = d.attempts + 1, updated_at = now(),
@@ -36,7 +38,7 @@ _CLAIM = text(
         due.due_at, {ORIGIN} AS origin,
         now() >= d.scheduled_at + make_interval(secs => :retry_for) AS window_over
     """
-).bindparams(bindparam("blocked", type_=ARRAY(Text)))
+).bindparams(bindparam("blocked", type_=ARRAY(Text)), bindparam("open", type_=ARRAY(Text)))
 
 
 @dataclass(frozen=True)
@@ -77,11 +79,23 @@ async def insert_delivery(session: AsyncSession, job: Job, *, event: str, payloa
 
 
 async def claim_due(
-    session: AsyncSession, *, limit: int, lease: float, retry_for: float, blocked: Sequence[str] = ()
+    session: AsyncSession,
+    *,
+    limit: int,
+    lease: float,
+    retry_for: float,
+    blocked: Sequence[str] = (),
+    open_circuits: Sequence[str] = (),
 ) -> list[Claimed]:
-    """Claims up to limit due deliveries, none to a blocked origin (FOR UPDATE SKIP LOCKED:
-    replicas share the work)."""
-    values = {"limit": limit, "lease": lease, "retry_for": retry_for, "blocked": list(blocked)}
+    """Claims up to limit due deliveries, none to a blocked origin but those to an open circuit
+    whose window is over (FOR UPDATE SKIP LOCKED: replicas share the work)."""
+    values = {
+        "limit": limit,
+        "lease": lease,
+        "retry_for": retry_for,
+        "blocked": list(blocked),
+        "open": list(open_circuits),
+    }
     rows = (await session.execute(_CLAIM, values)).all()
     return [
         Claimed(

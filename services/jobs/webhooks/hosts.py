@@ -70,7 +70,11 @@ class HostGate:
     def blocked(self) -> list[str]:
         """The origins not to claim now: at their cap, open, or half-open with the probe out."""
         busy = {origin for origin, count in self._in_flight.items() if count >= self._rules.max_per_host}
-        return sorted(busy | {origin for origin in self._circuits if self._refusal(origin) is Admission.OPEN})
+        return sorted(busy.union(self.open_origins()))
+
+    def open_origins(self) -> list[str]:
+        """The origins whose circuit is open now (or half-open with the probe out)."""
+        return sorted(origin for origin in self._circuits if self._refusal(origin) is Admission.OPEN)
 
     def admit(self, origin: str) -> Admission:
         """Whether a delivery to origin may be attempted now; a yes takes one of its slots."""

@@ -157,7 +157,8 @@ class WebhookSender:
 
     async def _put_back(self, refused: list[tuple[Claimed, Admission]]) -> None:
         """Back to pending, not counted as an attempt; dead at once when the window is over and the
-        circuit open (a probe would come after the window). Unrecorded, the lease brings them back."""
+        circuit open (dead letters come with the window, not with the next probe). Unrecorded, the
+        lease brings them back."""
         try:
             async with self._sessions.begin() as session:
                 for delivery, admission in refused:
@@ -189,7 +190,12 @@ class WebhookSender:
         try:
             async with self._sessions.begin() as session:
                 return await deliveries.claim_due(
-                    session, limit=limit, lease=self._policy.lease, retry_for=retry_for, blocked=self._gate.blocked()
+                    session,
+                    limit=limit,
+                    lease=self._policy.lease,
+                    retry_for=retry_for,
+                    blocked=self._gate.blocked(),
+                    open_circuits=self._gate.open_origins(),
                 )
         except Exception as exc:
             if not db.is_unavailable(exc):
