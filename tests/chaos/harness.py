@@ -8,15 +8,16 @@ import shutil
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import asyncpg
 import httpx
 
 from tests.chaos import accounting
 from tests.chaos.faults import Fault
-from tests.chaos.load import Api, create_jobs, job_mix, probe
+from tests.chaos.load import Accepted, Api, JobSpec, create_jobs, job_mix, probe
 from tests.chaos.report import Observed, Outcome, outcome_of
 from tests.chaos.servers import Postgres, Redis
 from tests.chaos.system import System, system_env
@@ -71,37 +72,75 @@ class Context:
 Scenario = Callable[[Context], Awaitable[Fault]]
 
 
+@dataclass
+class Verdict:
+    """A staged scenario's own checks: lines for the report, and what failed."""
+
+    notes: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+@runtime_checkable
+class Staged(Protocol):
+    """A scenario that brings more than a fault: settings of `make run` (under --set), servers of
+    its own (opened before `make run` starts, closed after it stops), the jobs' bodies, and checks
+    made once the jobs are final, before `make run` stops (tests/chaos/webhooks.py)."""
+
+    settings: dict[str, str]
+
+    def open(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def shape(self, specs: list[JobSpec]) -> None: ...
+
+    async def verdict(self, context: Context, accepted: list[Accepted]) -> Verdict: ...
+
+    async def __call__(self, context: Context) -> Fault: ...
+
+
 def run_scenario(name: str, scenario: Scenario, options: Options) -> Outcome:
     """Runs one scenario on its own servers; nothing of it is left running or on disk after."""
     began = time.monotonic()
     root = Path(tempfile.mkdtemp(prefix=f"vg-chaos-{name}-"))
     postgres, redis = Postgres(root), Redis(root)
+    staged = scenario if isinstance(scenario, Staged) else None
     try:
         postgres.create()
         redis.start()
+        if staged is not None:
+            staged.open()
         env = system_env(database_url=postgres.url, redis_url=redis.url, workdir=root)
-        system = System({**env, **dict(options.settings)}, root)
+        system = System({**env, **(staged.settings if staged else {}), **dict(options.settings)}, root)
         try:
             system.wait_ready()
-            observed = asyncio.run(_drive(system, postgres, redis, scenario, options))
+            observed, verdict = asyncio.run(_drive(system, postgres, redis, scenario, options, label=name))
         finally:
             code = system.stop()
         outcome = outcome_of(name, system, observed, media=root / "media", began=began, exit_code=code)
+        outcome.notes.extend(verdict.notes)
+        outcome.problems.extend(verdict.problems)
         if options.logs is not None:
             options.logs.mkdir(parents=True, exist_ok=True)
             (options.logs / f"{name}.log").write_text(system.run.output())
         return outcome
     finally:
+        if staged is not None:
+            staged.close()
         redis.close()
         postgres.close()
         shutil.rmtree(root, ignore_errors=True)
 
 
-async def _drive(system: System, postgres: Postgres, redis: Redis, scenario: Scenario, options: Options) -> Observed:
+async def _drive(
+    system: System, postgres: Postgres, redis: Redis, scenario: Scenario, options: Options, *, label: str
+) -> tuple[Observed, Verdict]:
     rng = random.Random(options.seed)
     async with httpx.AsyncClient(base_url=system.edge_url, timeout=30) as client:
         api = Api(client, system.alive)
-        specs = job_mix(options.jobs, label=scenario.__name__, rng=rng)
+        specs = job_mix(options.jobs, label=label.replace("-", "_"), rng=rng)
+        if isinstance(scenario, Staged):
+            scenario.shape(specs)
         context = Context(options, system, postgres, redis, rng, time.monotonic())
         load = asyncio.create_task(
             create_jobs(api, specs, rate=options.rate, senders=options.senders, give_up_after=options.settle)
@@ -113,12 +152,13 @@ async def _drive(system: System, postgres: Postgres, redis: Redis, scenario: Sce
         deadline = time.monotonic() + max(0.0, last + options.settle - time.time())
         ids = [a.job_id for a in api.accepted]
         all_final_at, rows = await accounting.wait_final(postgres.url, ids, deadline=deadline, alive=system.alive)
+        verdict = await scenario.verdict(context, api.accepted) if isinstance(scenario, Staged) else Verdict()
         try:
             table = await accounting.status_counts(postgres.url)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
             table = {}
     note = "" if system.alive() else "`make run` had exited"
-    return Observed(
+    observed = Observed(
         fault=fault,
         accepted=api.accepted,
         not_accepted=len(api.not_accepted),
@@ -131,3 +171,4 @@ async def _drive(system: System, postgres: Postgres, redis: Redis, scenario: Sce
         deadline_note=note,
         table=table,
     )
+    return observed, verdict

@@ -64,12 +64,16 @@ class Outcome:
     all_final_seconds: float | None
     took: float
     notes: list[str] = field(default_factory=list)
+    # What a scenario's own checks found wrong (a staged scenario's, e.g. webhook-blackhole's).
+    problems: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
         """Whether a job was lost, completed twice, run twice at once or completed without its video,
-        or a client got a 5xx other than 503."""
-        return bool(self.lost or self.twice or self.overlaps or self.no_video or self.answers.other_5xx)
+        a client got a 5xx other than 503, or a check of the scenario's own failed."""
+        return bool(
+            self.lost or self.twice or self.overlaps or self.no_video or self.answers.other_5xx or self.problems
+        )
 
 
 def outcome_of(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tests.chaos.faults import Fault, kill_jobs_service, kill_workers, restart_redis, stop_postgres
 from tests.chaos.harness import Context, Scenario
+from tests.chaos.webhooks import webhook_blackhole
 
 WORKER_KILLS = 20
 REDIS_DOWN_SECONDS = 2.0
@@ -49,4 +50,5 @@ SCENARIOS: dict[str, Scenario] = {
     "redis-restart": redis_restart,
     "postgres-stop": postgres_stop,
     "jobs-kill": jobs_kill,
+    "webhook-blackhole": webhook_blackhole,
 }
