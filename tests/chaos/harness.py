@@ -118,7 +118,7 @@ def run_scenario(name: str, scenario: Scenario, options: Options) -> Outcome:
         finally:
             code = system.stop()
         outcome = outcome_of(name, system, observed, media=root / "media", began=began, exit_code=code)
-        outcome.notes.extend(verdict.notes)
+        outcome.notes.extend([*verdict.notes, *(f"check failed: {problem}" for problem in verdict.problems)])
         outcome.problems.extend(verdict.problems)
         if options.logs is not None:
             options.logs.mkdir(parents=True, exist_ok=True)
