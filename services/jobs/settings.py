@@ -68,6 +68,12 @@ class JobsSettings(CoreSettings):
     webhook_retry_for_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 24.0
     webhook_concurrency: Annotated[int, Field(ge=1, le=1000)] = 16
     webhook_poll_interval: Annotated[float, Field(gt=0, le=60)] = 1.0
+    # Fairness between receivers (docs/webhooks.md#fairness-between-receivers): attempts in flight
+    # per origin (scheme, host, port) in one replica; failed attempts in a row that open an
+    # origin's circuit (0: no breaker); seconds it stays open before one probe goes through.
+    webhook_max_per_host: Annotated[int, Field(ge=1, le=1000)] = 4
+    webhook_circuit_failures: Annotated[int, Field(ge=0, le=1000)] = 5
+    webhook_circuit_cooldown_seconds: Annotated[float, Field(gt=0, le=86_400)] = 30.0
 
     @model_validator(mode="before")
     @classmethod

@@ -1,7 +1,8 @@
 """`python -m tests.chaos [-s SCENARIO ...] [--jobs N]`: runs the scenarios, prints their figures.
 
-Exits 1 when a scenario lost a job, completed one twice, let two workers run one at once, or
-answered a client a 5xx other than 503.
+Exits 1 when a scenario lost a job, completed one twice, let two workers run one at once,
+answered a client a 5xx other than 503, or failed a check of its own (webhook-blackhole: the
+healthy receiver's p99, deliveries neither delivered nor dead).
 """
 
 from __future__ import annotations

@@ -10,13 +10,14 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import asyncpg
 import httpx
 
 from tests.chaos import accounting
 from tests.chaos.faults import Fault
-from tests.chaos.load import Api, create_jobs, job_mix, probe
+from tests.chaos.load import Accepted, Api, JobSpec, create_jobs, job_mix, probe
 from tests.chaos.remote import KEY, KEY_ENV, SlowRunway, registry_file
 from tests.chaos.report import Observed, Outcome, outcome_of
 from tests.chaos.servers import Postgres, Redis
@@ -75,6 +76,28 @@ class Context:
 Inject = Callable[[Context], Awaitable[Fault]]
 
 
+@dataclass
+class Verdict:
+    """A staged scenario's own checks: lines for the report, and what failed."""
+
+    notes: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+class Stage(Protocol):
+    """What a scenario may bring beyond its fault: servers of its own (opened before `make run`
+    starts, closed after it stops), the jobs' bodies, and checks made once the jobs are final,
+    before `make run` stops (tests/chaos/webhooks.py)."""
+
+    def open(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def shape(self, specs: list[JobSpec]) -> None: ...
+
+    async def verdict(self, context: Context, accepted: list[Accepted]) -> Verdict: ...
+
+
 @dataclass(frozen=True)
 class Scenario:
     """A fault, the settings it runs under, and what it holds the system to beyond the common figures."""
@@ -87,6 +110,7 @@ class Scenario:
     no_attempt_burned: bool = False
     # No video file of an attempt that did not complete may remain.
     no_stale_video: bool = False
+    stage: Stage | None = None
 
     @property
     def doc(self) -> str:
@@ -103,22 +127,28 @@ def run_scenario(name: str, scenario: Scenario, options: Options) -> Outcome:
     try:
         postgres.create()
         redis.start()
+        if scenario.stage is not None:
+            scenario.stage.open()
         env = system_env(database_url=postgres.url, redis_url=redis.url, workdir=root)
         if remote is not None:
             env.update(PROVIDERS_CONFIG=str(registry_file(remote, root)), **{KEY_ENV: KEY})
         system = System({**env, **scenario.settings, **dict(options.settings)}, root)
         try:
             system.wait_ready()
-            observed = asyncio.run(_drive(system, postgres, redis, scenario, options, remote))
+            observed, verdict = asyncio.run(_drive(system, postgres, redis, scenario, options, remote, label=name))
         finally:
             code = system.stop()
         outcome = outcome_of(name, system, observed, media=root / "media", began=began, exit_code=code)
         outcome.require(no_attempt_burned=scenario.no_attempt_burned, no_stale_video=scenario.no_stale_video)
+        outcome.notes.extend([*verdict.notes, *(f"check failed: {problem}" for problem in verdict.problems)])
+        outcome.broken.extend(verdict.problems)
         if options.logs is not None:
             options.logs.mkdir(parents=True, exist_ok=True)
             (options.logs / f"{name}.log").write_text(system.run.output())
         return outcome
     finally:
+        if scenario.stage is not None:
+            scenario.stage.close()
         if remote is not None:
             remote.stop()
         redis.close()
@@ -127,12 +157,21 @@ def run_scenario(name: str, scenario: Scenario, options: Options) -> Outcome:
 
 
 async def _drive(
-    system: System, postgres: Postgres, redis: Redis, scenario: Scenario, options: Options, remote: SlowRunway | None
-) -> Observed:
+    system: System,
+    postgres: Postgres,
+    redis: Redis,
+    scenario: Scenario,
+    options: Options,
+    remote: SlowRunway | None,
+    *,
+    label: str,
+) -> tuple[Observed, Verdict]:
     rng = random.Random(options.seed)
     async with httpx.AsyncClient(base_url=system.edge_url, timeout=30) as client:
         api = Api(client, system.alive)
-        specs = job_mix(options.jobs, label=scenario.fault.__name__, rng=rng)
+        specs = job_mix(options.jobs, label=label.replace("-", "_"), rng=rng)
+        if scenario.stage is not None:
+            scenario.stage.shape(specs)
         context = Context(options, system, postgres, redis, rng, time.monotonic(), api, remote)
         load = asyncio.create_task(
             create_jobs(api, specs, rate=options.rate, senders=options.senders, give_up_after=options.settle)
@@ -144,13 +183,14 @@ async def _drive(
         deadline = time.monotonic() + max(0.0, last + options.settle - time.time())
         ids = [a.job_id for a in api.accepted]
         all_final_at, rows = await accounting.wait_final(postgres.url, ids, deadline=deadline, alive=system.alive)
+        verdict = Verdict() if scenario.stage is None else await scenario.stage.verdict(context, api.accepted)
         try:
             table = await accounting.status_counts(postgres.url)
             created_twice = await accounting.created_twice(postgres.url)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
             table, created_twice = {}, []
     note = "" if system.alive() else "`make run` had exited"
-    return Observed(
+    observed = Observed(
         fault=fault,
         accepted=api.accepted,
         not_accepted=len(api.not_accepted),
@@ -165,3 +205,4 @@ async def _drive(
         created_twice=created_twice,
         paid=remote.paid() if remote is not None else None,
     )
+    return observed, verdict

@@ -19,6 +19,7 @@ from tests.chaos.faults import (
 from tests.chaos.harness import Context, Scenario
 from tests.chaos.remote import create_remote_jobs, wait_processing
 from tests.chaos.system import FAST_SETTINGS
+from tests.chaos.webhooks import webhook_blackhole
 
 WORKER_KILLS = 20
 REDIS_DOWN_SECONDS = 2.0
@@ -133,4 +134,5 @@ SCENARIOS: dict[str, Scenario] = {
     ),
     "worker-partition": Scenario(worker_partition, REMOTE_SETTINGS, remote_seconds=REMOTE_SECONDS, no_stale_video=True),
     "envoy-restart": Scenario(envoy_restart),
+    "webhook-blackhole": Scenario(webhook_blackhole, webhook_blackhole.settings, stage=webhook_blackhole),
 }

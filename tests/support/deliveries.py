@@ -26,6 +26,8 @@ QUICK = {
     "webhook_retry_max_seconds": 0.2,
     "webhook_poll_interval": 0.1,
     "webhook_timeout_seconds": 2.0,
+    # A failing receiver's circuit opens after five failures in a row: probed again soon.
+    "webhook_circuit_cooldown_seconds": 0.2,
 }
 
 

@@ -4,14 +4,17 @@ Standard Webhooks, fails or stalls on demand."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
+import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -29,6 +32,8 @@ class Received:
     body: bytes
     signed: bool
     status: int
+    # When the request had been read (epoch seconds).
+    at: float = 0.0
 
     @property
     def host(self) -> str:
@@ -50,6 +55,16 @@ class Received:
         """The body: {"type", "timestamp", "data"}."""
         parsed: dict[str, Any] = json.loads(self.body)
         return parsed
+
+    @property
+    def event_at(self) -> float:
+        """The body's timestamp (when the event happened), in epoch seconds."""
+        return datetime.fromisoformat(str(self.envelope["timestamp"])).timestamp()
+
+    @property
+    def latency(self) -> float:
+        """Seconds from the event to this POST's arrival."""
+        return self.at - self.event_at
 
     @property
     def event_type(self) -> str:
@@ -131,7 +146,7 @@ class WebhookReceiver:
         """Reads, verifies and answers one POST."""
         body = request.rfile.read(int(request.headers.get("Content-Length", "0")))
         headers = {name.lower(): value for name, value in request.headers.items()}
-        received = Received(headers=headers, body=body, signed=False, status=0)
+        received = Received(headers=headers, body=body, signed=False, status=0, at=time.time())
         signed = received.verifies_with(self.secret)
         self.holding.set()
         time.sleep(self.delay)
@@ -180,3 +195,60 @@ def webhook_receiver(secret: str, **behaviour: Any) -> Iterator[WebhookReceiver]
     finally:
         receiver._server.shutdown()
         receiver._server.server_close()
+
+
+class Blackhole:
+    """A receiver that never answers: it accepts every connection on 127.0.0.1 and then holds it,
+    reading nothing, until it is closed (a hung server, a firewall that lets SYNs through)."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0), backlog=1024)
+        self._held: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._accept, name="blackhole", daemon=True)
+
+    @property
+    def port(self) -> int:
+        """The port it listens on, on 127.0.0.1."""
+        return int(self._listener.getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        """Where to send webhooks that will never be answered."""
+        return f"http://127.0.0.1:{self.port}/hooks/never"
+
+    @property
+    def connections(self) -> int:
+        """How many connections it has taken so far."""
+        with self._lock:
+            return len(self._held)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            with self._lock:
+                self._held.append(connection)
+
+    def close(self) -> None:
+        """Stops listening and drops every connection it held."""
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() (close() alone does not)
+        self._listener.close()
+        self._thread.join(5)
+        with self._lock:
+            for connection in self._held:
+                connection.close()
+
+
+@contextmanager
+def blackhole() -> Iterator[Blackhole]:
+    """A receiver that never answers, for the duration of the block."""
+    hole = Blackhole()
+    hole._thread.start()
+    try:
+        yield hole
+    finally:
+        hole.close()

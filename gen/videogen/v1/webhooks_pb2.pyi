@@ -87,7 +87,8 @@ class WebhookDelivery(_message.Message):
     """The HTTP status of the last attempt, when the receiver answered."""
     last_error: _builtins.str
     """Why the last attempt failed, when it did, as a category: "status <code>",
-    "timeout", "refused", "tls", "dns", "forbidden address" or "connection error".
+    "timeout", "refused", "tls", "dns", "forbidden address", "connection error",
+    or "circuit open" (dead without a last attempt: the receiver's circuit was open).
     """
     payload_json: _builtins.str
     """The job's JSON as the REST API answered it at the event: the "data" of the

@@ -17,6 +17,7 @@ from services.core.runtime import Background
 from services.core.storage.base import MediaStorage
 from services.jobs.convert import job_to_proto
 from services.jobs.settings import JobsSettings
+from services.jobs.webhooks.hosts import GateRules
 from services.jobs.webhooks.outbox import DeliveryDesk, WebhookOutbox
 from services.jobs.webhooks.sender import DeliveryPolicy, WebhookSender
 
@@ -67,6 +68,11 @@ def open_webhooks(
         retry_for_hours=settings.webhook_retry_for_hours,
         concurrency=settings.webhook_concurrency,
         poll_interval=settings.webhook_poll_interval,
+        hosts=GateRules(
+            max_per_host=settings.webhook_max_per_host,
+            failures_to_open=settings.webhook_circuit_failures,
+            cooldown=settings.webhook_circuit_cooldown_seconds,
+        ),
     )
     egress = Egress(allow_private=settings.webhook_allow_private_targets, resolver=resolver)
     return Webhooks(

@@ -7,27 +7,38 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import Text, bindparam, func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.core.ids import new_cuid
 from services.core.models import Job, WebhookDelivery
 
+# A delivery's origin (services/jobs/webhooks/hosts.py): scheme://host[:port] of its URL,
+# lower-cased, without a default port. `\:` keeps SQLAlchemy from reading `:443` as a parameter.
+ORIGIN = r"""regexp_replace(regexp_replace(
+    lower(substring(url from '^[^:/?#]+://[^/?#]*')), '^(https://.*)\:443$', '\1'), '^(http://.*)\:80$', '\1')"""
 # Due rows: pending ones whose time came, and delivering ones whose sender's lease ran out (it
-# crashed or was stopped mid-attempt). Each claim counts an attempt and takes a lease.
+# crashed or was stopped mid-attempt), but none to a blocked origin (at its cap, or its circuit
+# open) unless its circuit is open and its window over: the sender makes those dead at once.
+# Each claim counts an attempt and takes a lease; due_at is kept to put a row back.
 _CLAIM = text(
-    """
-    UPDATE webhook_deliveries SET
-        state = 'delivering', attempts = attempts + 1, updated_at = now(),
-        next_attempt_at = now() + make_interval(secs => :lease)
-    WHERE id IN (
-        SELECT id FROM webhook_deliveries
+    f"""
+    WITH due AS (
+        SELECT id, next_attempt_at AS due_at FROM webhook_deliveries
         WHERE state IN ('pending', 'delivering') AND next_attempt_at <= now()
+            AND ({ORIGIN} <> ALL(:blocked)
+                OR ({ORIGIN} = ANY(:open) AND now() >= scheduled_at + make_interval(secs => :retry_for)))
         ORDER BY next_attempt_at LIMIT :limit FOR UPDATE SKIP LOCKED)
-    RETURNING id, job_id, event_id, event_type, payload, url, attempts, created_at,
-        now() >= scheduled_at + make_interval(secs => :retry_for) AS window_over
+    UPDATE webhook_deliveries AS d SET
+        state = 'delivering', attempts = d.attempts + 1, updated_at = now(),
+        next_attempt_at = now() + make_interval(secs => :lease)
+    FROM due WHERE d.id = due.id
+    RETURNING d.id, d.job_id, d.event_id, d.event_type, d.payload, d.url, d.attempts, d.created_at,
+        due.due_at, {ORIGIN} AS origin,
+        now() >= d.scheduled_at + make_interval(secs => :retry_for) AS window_over
     """
-)
+).bindparams(bindparam("blocked", type_=ARRAY(Text)), bindparam("open", type_=ARRAY(Text)))
 
 
 @dataclass(frozen=True)
@@ -46,6 +57,10 @@ class Claimed:
     created_at: datetime
     # Whether the retry window is over: a failure of this attempt makes the delivery dead.
     last_chance: bool
+    # Where it goes: scheme://host[:port] (ORIGIN).
+    origin: str = ""
+    # When it was due before this claim: where a delivery put back goes.
+    due_at: datetime | None = None
 
 
 async def insert_delivery(session: AsyncSession, job: Job, *, event: str, payload: dict[str, Any]) -> None:
@@ -63,9 +78,25 @@ async def insert_delivery(session: AsyncSession, job: Job, *, event: str, payloa
     )
 
 
-async def claim_due(session: AsyncSession, *, limit: int, lease: float, retry_for: float) -> list[Claimed]:
-    """Claims up to limit due deliveries (FOR UPDATE SKIP LOCKED: replicas share the work)."""
-    rows = (await session.execute(_CLAIM, {"limit": limit, "lease": lease, "retry_for": retry_for})).all()
+async def claim_due(
+    session: AsyncSession,
+    *,
+    limit: int,
+    lease: float,
+    retry_for: float,
+    blocked: Sequence[str] = (),
+    open_circuits: Sequence[str] = (),
+) -> list[Claimed]:
+    """Claims up to limit due deliveries, none to a blocked origin but those to an open circuit
+    whose window is over (FOR UPDATE SKIP LOCKED: replicas share the work)."""
+    values = {
+        "limit": limit,
+        "lease": lease,
+        "retry_for": retry_for,
+        "blocked": list(blocked),
+        "open": list(open_circuits),
+    }
+    rows = (await session.execute(_CLAIM, values)).all()
     return [
         Claimed(
             id=row.id,
@@ -77,6 +108,8 @@ async def claim_due(session: AsyncSession, *, limit: int, lease: float, retry_fo
             attempts=row.attempts,
             created_at=row.created_at,
             last_chance=bool(row.window_over),
+            origin=row.origin,
+            due_at=row.due_at,
         )
         for row in rows
     ]
@@ -114,6 +147,25 @@ async def mark_failed(
         values["state"] = "pending"
         values["next_attempt_at"] = func.now() + timedelta(seconds=retry_in)
     return bool((await session.execute(_held(claimed).values(**values))).rowcount)  # type: ignore[attr-defined]
+
+
+async def put_back(session: AsyncSession, claimed: Claimed) -> bool:
+    """delivering -> pending, due when it was before the claim, whose attempt is not counted."""
+    statement = _held(claimed).values(
+        state="pending",
+        attempts=WebhookDelivery.attempts - 1,
+        next_attempt_at=claimed.due_at or func.now(),
+        updated_at=func.now(),
+    )
+    return bool((await session.execute(statement)).rowcount)  # type: ignore[attr-defined]
+
+
+async def mark_short_circuited(session: AsyncSession, claimed: Claimed, *, error: str) -> bool:
+    """delivering -> dead without an attempt (its window is over and its host's circuit open)."""
+    statement = _held(claimed).values(
+        state="dead", attempts=WebhookDelivery.attempts - 1, last_error=error, updated_at=func.now()
+    )
+    return bool((await session.execute(statement)).rowcount)  # type: ignore[attr-defined]
 
 
 async def list_for_job(

@@ -4,7 +4,8 @@ Deliveries live in PostgreSQL (services/jobs/webhooks/deliveries.py), never only
 claims due rows with FOR UPDATE SKIP LOCKED and a lease, so replicas share the work and a
 delivery whose sender died mid-attempt is attempted again once the lease ends: at least once,
 with the same webhook-id and the same body every time. The loop runs beside the RPCs: a slow or
-failing receiver only occupies one of WEBHOOK_CONCURRENCY slots, never a job's transition.
+failing receiver never holds up a job's transition, and holds at most WEBHOOK_MAX_PER_HOST of the
+WEBHOOK_CONCURRENCY slots, fewer once its circuit opens (services/jobs/webhooks/hosts.py).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from services.core.egress import Egress
 from services.core.logging import get_logger
 from services.jobs.webhooks import deliveries
 from services.jobs.webhooks.deliveries import Claimed
+from services.jobs.webhooks.hosts import Admission, GateRules, HostGate
 from services.jobs.webhooks.outbox import WebhookOutbox
 from services.jobs.webhooks.post import Attempt, WebhookPoster
 
@@ -47,6 +49,21 @@ UNFINISHED = Gauge(
     ["state"],
 )
 _COUNTED_STATES = ("pending", "delivering", "dead")
+CIRCUITS_OPEN = Gauge(
+    "webhook_circuits_open",
+    "Webhook receivers (origins) whose circuit is open or half-open in this process: no attempt "
+    "goes to them but a probe after WEBHOOK_CIRCUIT_COOLDOWN_SECONDS.",
+)
+DEFERRED = Counter(
+    "webhook_deliveries_deferred_total",
+    "Claimed webhook deliveries put back without an attempt (not counted as one), by reason: "
+    "host_busy (WEBHOOK_MAX_PER_HOST in flight to its origin) or circuit_open.",
+    ["reason"],
+)
+for _reason in (Admission.BUSY, Admission.OPEN):
+    DEFERRED.labels(_reason.value)
+# The lastError of a delivery that died without an attempt: its window ended while its circuit was open.
+CIRCUIT_OPEN = "circuit open"
 
 
 @dataclass(frozen=True)
@@ -62,6 +79,8 @@ class DeliveryPolicy:
     concurrency: int = 16
     poll_interval: float = 1.0
     gauge_interval: float = 15.0
+    # Attempts in flight per origin, and the circuit breaker (WEBHOOK_MAX_PER_HOST, WEBHOOK_CIRCUIT_*).
+    hosts: GateRules = field(default_factory=GateRules)
 
     @property
     def lease(self) -> float:
@@ -95,6 +114,7 @@ class WebhookSender:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._counted_at = 0.0
         self._poster = WebhookPoster(egress, timeout=policy.timeout, max_connections=policy.concurrency)
+        self._gate = HostGate(policy.hosts)
 
     async def run(self) -> None:
         """Claims due deliveries into free slots until stop(); a database outage only delays them."""
@@ -103,8 +123,7 @@ class WebhookSender:
                 self._outbox.added.clear()
                 free = self._policy.concurrency - len(self._in_flight)
                 claimed = await self._claim(free) if free > 0 else []
-                for delivery in claimed:
-                    self._start(delivery)
+                await self._admit(claimed)
                 await self._count()
                 if claimed and len(claimed) == free:
                     continue  # more may be due
@@ -123,8 +142,41 @@ class WebhookSender:
         self._stopping.set()
         self._outbox.added.set()
 
-    def _start(self, delivery: Claimed) -> None:
-        task = asyncio.create_task(self.deliver(delivery), name=f"webhook-{delivery.id}")
+    async def _admit(self, claimed: list[Claimed]) -> None:
+        """Starts the claimed deliveries the gate lets through; puts the others back."""
+        refused = []
+        for delivery in claimed:
+            admission = self._gate.admit(delivery.origin)
+            if admission.runs:
+                self._start(delivery, admission)
+            else:
+                refused.append((delivery, admission))
+        CIRCUITS_OPEN.set(self._gate.open_circuits())
+        if refused:
+            await self._put_back(refused)
+
+    async def _put_back(self, refused: list[tuple[Claimed, Admission]]) -> None:
+        """Back to pending, not counted as an attempt; dead at once when the window is over and the
+        circuit open (dead letters come with the window, not with the next probe). Unrecorded, the
+        lease brings them back."""
+        try:
+            async with self._sessions.begin() as session:
+                for delivery, admission in refused:
+                    if admission is Admission.OPEN and delivery.last_chance:
+                        await deliveries.mark_short_circuited(session, delivery, error=CIRCUIT_OPEN)
+                    else:
+                        await deliveries.put_back(session, delivery)
+        except Exception as exc:
+            log.warning("webhook.put_back_failed", count=len(refused), error=repr(exc))
+            return
+        for delivery, admission in refused:
+            DEFERRED.labels(admission.value).inc()
+            if admission is Admission.OPEN and delivery.last_chance:
+                DELIVERIES.labels("dead").inc()
+                log.warning("webhook.dead", error=CIRCUIT_OPEN, **_fields(delivery))
+
+    def _start(self, delivery: Claimed, admission: Admission = Admission.GO) -> None:
+        task = asyncio.create_task(self.deliver(delivery, admission), name=f"webhook-{delivery.id}")
         self._in_flight.add(task)
 
         def finished(done: asyncio.Task[None]) -> None:
@@ -137,20 +189,33 @@ class WebhookSender:
         retry_for = self._policy.retry_for_hours * 3600
         try:
             async with self._sessions.begin() as session:
-                return await deliveries.claim_due(session, limit=limit, lease=self._policy.lease, retry_for=retry_for)
+                return await deliveries.claim_due(
+                    session,
+                    limit=limit,
+                    lease=self._policy.lease,
+                    retry_for=retry_for,
+                    blocked=self._gate.blocked(),
+                    open_circuits=self._gate.open_origins(),
+                )
         except Exception as exc:
             if not db.is_unavailable(exc):
                 log.exception("webhook.claim_failed")
             return []
 
-    async def deliver(self, delivery: Claimed) -> None:
-        """One attempt: POST, then record delivered, or pending again after a backoff, or dead."""
+    async def deliver(self, delivery: Claimed, admission: Admission = Admission.GO) -> None:
+        """One attempt: POST, then record delivered, or pending again after a backoff, or dead. The
+        attempt holds one of its origin's slots (admission) until the POST ends."""
         body = webhooks.envelope(delivery.event_type, delivery.created_at, delivery.payload)
         headers = webhooks.request_headers(
             self._policy.keys, event_id=delivery.event_id, timestamp=int(time.time()), body=body
         )
         started = time.perf_counter()
-        attempt = await self._poster.post(delivery.url, body=body, headers=headers)
+        delivered: bool | None = None
+        try:
+            attempt = await self._poster.post(delivery.url, body=body, headers=headers)
+            delivered = attempt.error is None
+        finally:
+            self._gate.finished(delivery.origin, admission, delivered=delivered)
         DELIVERY_SECONDS.observe(time.perf_counter() - started)
         try:
             await self._record(delivery, attempt)
@@ -159,15 +224,7 @@ class WebhookSender:
             log.warning("webhook.outcome_not_recorded", delivery_id=delivery.id, error=repr(exc))
 
     async def _record(self, delivery: Claimed, attempt: Attempt) -> None:
-        fields = {
-            "delivery_id": delivery.id,
-            "job_id": delivery.job_id,
-            "event_id": delivery.event_id,
-            "event_type": delivery.event_type,
-            "host": urlsplit(delivery.url).hostname,
-            "attempt": delivery.attempts,
-            "status_code": attempt.status,
-        }
+        fields = {**_fields(delivery), "status_code": attempt.status}
         if attempt.error is None:
             assert attempt.status is not None
             async with self._sessions.begin() as session:
@@ -198,3 +255,15 @@ class WebhookSender:
             return
         for state in _COUNTED_STATES:
             UNFINISHED.labels(state).set(counts.get(state, 0))
+
+
+def _fields(delivery: Claimed) -> dict[str, object]:
+    """The log fields of a delivery (its host, never its URL: a URL may carry a token)."""
+    return {
+        "delivery_id": delivery.id,
+        "job_id": delivery.job_id,
+        "event_id": delivery.event_id,
+        "event_type": delivery.event_type,
+        "host": urlsplit(delivery.url).hostname,
+        "attempt": delivery.attempts,
+    }
