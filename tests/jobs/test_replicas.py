@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from services.core.queues import DEFAULT, LOW_PRIORITY
 from services.core.storage.local import LocalMediaStorage
 from tests.support import databases
 from tests.support.deliveries import SECRET
@@ -131,6 +132,31 @@ async def test_each_job_past_the_republish_bound_is_published_again_once(replica
 
     assert both_worked(rounds[0])
     assert replicas.broker.per_job() == Counter(dict.fromkeys(ids, 2))  # the first copy and one more
+
+
+async def test_each_long_waiter_is_promoted_once_by_the_replicas_together(
+    own_database_url: str, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with started_replicas(
+        2,
+        database_url=own_database_url,
+        redis_url=redis_url,
+        media_dir=tmp_path,
+        monkeypatch=monkeypatch,
+        priority_aging_seconds=60.0,
+    ) as replicas:
+        members = replicas.members
+        low = {"priority": "low"}
+        ids = [(await create_job(members[i % 2].clients.jobs, metadata=low)).id for i in range(ITEMS)]
+        # Waited past PRIORITY_AGING_SECONDS on low_priority, whose messages are still there.
+        await sql(own_database_url, "UPDATE jobs SET enqueued_at = now() - interval '120 seconds'")
+
+        rounds = await until_idle(replicas)
+
+        assert both_worked(rounds[0])
+        assert replicas.broker.per_job((LOW_PRIORITY,)) == Counter(dict.fromkeys(ids, 1))  # the first copy
+        assert replicas.broker.per_job((DEFAULT,)) == Counter(dict.fromkeys(ids, 1))  # promoted once
+        assert replicas.broker.per_job() == Counter(dict.fromkeys(ids, 2))  # and nothing else
 
 
 async def test_after_redis_lost_its_data_each_queued_job_is_published_once(replicas: Replicas) -> None:

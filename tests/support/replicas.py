@@ -238,19 +238,19 @@ class Broker:
         self.client = redis.Redis.from_url(url)
         self.prefix = prefix
 
-    def messages(self) -> list[tuple[str, int]]:
-        """(job id, attempt) of every generation message waiting on any queue."""
+    def messages(self, queues: tuple[str, ...] = QUEUES) -> list[tuple[str, int]]:
+        """(job id, attempt) of every generation message waiting on queues."""
         found = []
-        for queue in QUEUES:
+        for queue in queues:
             for raw in self.client.lrange(f"{self.prefix}{queue}", 0, -1):
                 kwargs = json.loads(base64.b64decode(json.loads(raw)["body"]))[1]
                 if "attempt" in kwargs:
                     found.append((kwargs["job_id"], kwargs["attempt"]))
         return found
 
-    def per_job(self) -> Counter[str]:
-        """How many messages name each job."""
-        return Counter(job_id for job_id, _ in self.messages())
+    def per_job(self, queues: tuple[str, ...] = QUEUES) -> Counter[str]:
+        """How many messages on queues name each job."""
+        return Counter(job_id for job_id, _ in self.messages(queues))
 
     def empty_queues(self) -> None:
         """Drops every waiting message (as a Redis that lost them, or workers that took them)."""
@@ -263,12 +263,20 @@ class Broker:
 
 @contextlib.asynccontextmanager
 async def started_replicas(
-    count: int, *, database_url: str, redis_url: str, media_dir: Path, monkeypatch: pytest.MonkeyPatch
+    count: int,
+    *,
+    database_url: str,
+    redis_url: str,
+    media_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    **overrides: Any,
 ) -> AsyncIterator[Replicas]:
-    """count jobs services on database_url and redis_url, each past its loops' first round."""
+    """count jobs services on database_url and redis_url (REPLICA_SETTINGS, overridden by
+    keyword), each past its loops' first round."""
     built = record_builds(monkeypatch)
     prefix = f"r{uuid.uuid4().hex[:10]}-"
-    settings = jobs_settings(**REPLICA_SETTINGS, celery_key_prefix=prefix, media_dir=media_dir)
+    values = {**REPLICA_SETTINGS, **overrides, "celery_key_prefix": prefix, "media_dir": media_dir}
+    settings = jobs_settings(**values)
     servers: list[JobsServer] = []
     try:
         async with contextlib.AsyncExitStack() as opened:
