@@ -46,14 +46,26 @@ class JobsClient(InternalClient[lifecycle_pb2_grpc.JobLifecycleServiceStub]):
         except grpc.RpcError as exc:
             raise JobsUnavailable(f"StartJob: {exc.code().name}") from exc
 
-    def report_progress(self, job_id: str, *, attempt: int, percent: int, stage: str, request_id: str | None) -> None:
-        """Reports the attempt's progress (its heartbeat too); Refused once the job is not ours.
-        Any other error is logged and left: the next report or the heartbeat tries again."""
+    def report_progress(
+        self,
+        job_id: str,
+        *,
+        attempt: int,
+        percent: int,
+        stage: str,
+        request_id: str | None,
+        timeout: float | None = None,
+    ) -> bool:
+        """Reports the attempt's progress (its heartbeat too): True once the jobs service took it,
+        Refused once the job is not ours. Any other error is logged and left (False): the next
+        report or the heartbeat tries again. timeout shortens the deadline (never lengthens it)."""
         request = lifecycle_pb2.ReportProgressRequest(id=job_id, percent=percent, stage=stage, attempt=attempt)
         try:
-            self._call(self._stub.ReportProgress, request, request_id)
+            self._call(self._stub.ReportProgress, request, request_id, timeout=timeout)
         except grpc.RpcError as exc:
-            log.warning("job.progress_unreported", job_id=job_id, error=exc.code().name)
+            log.warning("job.progress_unreported", job_id=job_id, error=exc.code().name, details=exc.details())
+            return False
+        return True
 
     def record_provider_task(
         self, job_id: str, *, attempt: int, provider: str, task_id: str, request_id: str | None
@@ -112,11 +124,18 @@ class JobsClient(InternalClient[lifecycle_pb2_grpc.JobLifecycleServiceStub]):
         self._patiently(lambda: self._call(self._stub.RetryJob, request, request_id), rpc="RetryJob", job_id=job_id)
 
     def _call(
-        self, method: grpc.UnaryUnaryMultiCallable[Request, jobs_pb2.Job], request: Request, request_id: str | None
+        self,
+        method: grpc.UnaryUnaryMultiCallable[Request, jobs_pb2.Job],
+        request: Request,
+        request_id: str | None,
+        *,
+        timeout: float | None = None,
     ) -> jobs_pb2.Job:
-        """One call with the credential, the request id and the deadline; a refusal raised as Refused."""
+        """One call with the credential, the request id and the deadline (the shorter of timeout
+        and the client's); a refusal raised as Refused."""
+        deadline = self._timeout if timeout is None else min(timeout, self._timeout)
         try:
-            return method(request, timeout=self._timeout, metadata=self._metadata(request_id))
+            return method(request, timeout=deadline, metadata=self._metadata(request_id))
         except grpc.RpcError as exc:
             if exc.code() in REFUSALS:
                 rpc = type(request).DESCRIPTOR.name.removesuffix("Request")

@@ -15,9 +15,17 @@ from services.worker.slots import ProviderSlots
 log = get_logger(__name__)
 
 
+# While the jobs service does not answer, the latest report is sent again this often, each time
+# with this short a deadline: a path that swallows packets holds a call for its whole deadline,
+# and the report must land as soon as the path heals, not a WORKER_RPC_TIMEOUT later.
+OUTAGE_RETRY_GAP = 0.2
+OUTAGE_PROBE_TIMEOUT = 0.5
+
+
 class Liveness:
     """What the attempt last reported, shared by the provider's progress calls and the heartbeat;
-    `stopped` once the jobs service refused one of them (the job is no longer this attempt's)."""
+    `stopped` once the jobs service refused one of them (the job is no longer this attempt's),
+    `unreachable` while its reports go unanswered (only the latest is kept, to be sent again)."""
 
     def __init__(
         self, jobs: JobsClient, *, job_id: str, attempt: int, request_id: str | None, progress_interval: float
@@ -25,14 +33,20 @@ class Liveness:
         self.job_id = job_id
         self.attempt = attempt
         self.stopped = False
+        self.unreachable = False
         self._jobs = jobs
         self._request_id = request_id
         self._progress_interval = progress_interval
         # The provider slot the attempt holds (refreshed with each report), if any.
         self._slot: tuple[ProviderSlots, str, str] | None = None
         self._lock = threading.Lock()
+        # One report in flight at a time, whichever thread sends it: an outage never piles calls up.
+        self._sending = threading.Lock()
+        # Set when the render has progress to report: wakes the heartbeat thread, which sends it.
+        self._wake = threading.Event()
+        self._pending = False
         self._percent, self._stage = 0, "starting"
-        self._sent = time.monotonic()
+        self._sent = self._asked = time.monotonic()
 
     def update(self, percent: int, stage: str) -> None:
         """Notes the attempt's progress, to be sent with the next report."""
@@ -40,40 +54,63 @@ class Liveness:
             self._percent, self._stage = percent, stage
 
     def since_sent(self) -> float:
-        """Seconds since the last report."""
+        """Seconds since the last report was sent (answered or not)."""
         with self._lock:
             return time.monotonic() - self._sent
 
     def send(self) -> bool:
-        """One ReportProgress of the attempt (its heartbeat too); False once the job is not ours."""
-        with self._lock:
-            self._sent = time.monotonic()
-            percent, stage = self._percent, self._stage
-        if self._slot is not None:
-            slots, provider, holder = self._slot
-            slots.refresh(provider, holder)
-        try:
-            self._jobs.report_progress(
-                self.job_id, attempt=self.attempt, percent=percent, stage=stage, request_id=self._request_id
-            )
-        except Refused as exc:
-            self.stopped = True
-            log.info("job.no_longer_ours", job_id=self.job_id, attempt=self.attempt, reason=exc.details)
-            return False
-        return True
+        """One ReportProgress of the latest progress (its heartbeat too); False once the job is not
+        ours. While the jobs service does not answer, its deadline is short and it returns True:
+        the report stays the latest, and the heartbeat sends it again."""
+        with self._sending:
+            with self._lock:
+                self._sent = time.monotonic()
+                self._pending = False
+                percent, stage = self._percent, self._stage
+            if self._slot is not None:
+                slots, provider, holder = self._slot
+                slots.refresh(provider, holder)
+            try:
+                delivered = self._jobs.report_progress(
+                    self.job_id,
+                    attempt=self.attempt,
+                    percent=percent,
+                    stage=stage,
+                    request_id=self._request_id,
+                    timeout=OUTAGE_PROBE_TIMEOUT if self.unreachable else None,
+                )
+            except Refused as exc:
+                self.stopped = True
+                log.info("job.no_longer_ours", job_id=self.job_id, attempt=self.attempt, reason=exc.details)
+                return False
+            self._note_reachable(delivered, percent)
+            return True
+
+    def _note_reachable(self, delivered: bool, percent: int) -> None:
+        """Logs the start and the end of an outage of the jobs service, as this attempt saw it."""
+        if delivered != self.unreachable:
+            return
+        self.unreachable = not delivered
+        if delivered:
+            log.info("job.progress_resent", job_id=self.job_id, attempt=self.attempt, percent=percent)
+        else:
+            log.warning("job.jobs_unreachable", job_id=self.job_id, attempt=self.attempt)
 
     def reporter(self) -> ProgressCallback:
-        """Reports progress at most every progress_interval; a refusal means the job was cancelled
-        (or handed to another attempt), and so does one the heartbeat got."""
+        """Notes the progress and has the heartbeat thread report it, at most every
+        progress_interval; never waits for the jobs service, so that its outage never holds the
+        render. A refusal (a cancel, or the job handed to another attempt) stops the render."""
 
         def report(fraction: float, stage: str) -> None:
             if self.stopped:
                 raise JobCancelled(self.job_id)
             self.update(min(99, int(fraction * 100)), stage)
-            if self.since_sent() < self._progress_interval and fraction < 1:
-                return
-            if not self.send():
-                raise JobCancelled(self.job_id)
+            with self._lock:
+                now = time.monotonic()
+                if now - self._asked < self._progress_interval and fraction < 1:
+                    return
+                self._asked, self._pending = now, True
+            self._wake.set()
 
         return report
 
@@ -115,19 +152,38 @@ class Liveness:
 
     @contextmanager
     def heartbeat(self, interval: float, *, join_timeout: float) -> Iterator[None]:
-        """Beats while the attempt runs, so that a provider that reports no progress for a long
-        time (a remote render) never looks like a dead worker to the jobs service's reaper."""
+        """Sends the attempt's reports while it runs: the render's progress, a beat every interval
+        (so that a provider that reports nothing for long, a remote render, never looks like a
+        dead worker to the jobs service's reaper), and while the jobs service does not answer, the
+        latest report every OUTAGE_RETRY_GAP, so that it lands as soon as the service is back."""
         done = threading.Event()
-
-        def beat() -> None:
-            while not done.wait(interval / 2):
-                if self.since_sent() >= interval and not self.stopped:
-                    self.send()
-
-        thread = threading.Thread(target=beat, name=f"heartbeat-{self.job_id}", daemon=True)
+        thread = threading.Thread(
+            target=self._beat, args=(interval, done), name=f"heartbeat-{self.job_id}", daemon=True
+        )
         thread.start()
         try:
             yield
         finally:
             done.set()
+            self._wake.set()
             thread.join(timeout=join_timeout)
+
+    def _beat(self, interval: float, done: threading.Event) -> None:
+        """The heartbeat thread: sends whenever a report is due, until done or the job is not ours."""
+        while not done.is_set() and not self.stopped:
+            self._wake.wait(self._due_in(interval))
+            self._wake.clear()
+            if done.is_set():
+                return
+            if self._due_in(interval) <= 0:
+                self.send()
+
+    def _due_in(self, interval: float) -> float:
+        """Seconds until the next report is due: the latest again after an unanswered one, what
+        the render asked for at once, a beat after interval."""
+        since = self.since_sent()
+        if self.unreachable:
+            return max(0.0, OUTAGE_RETRY_GAP - since)
+        if self._pending:
+            return 0.0
+        return max(0.0, interval - since)

@@ -32,6 +32,7 @@ from services.jobs.dispatch.dispatcher import BrokerWatch, Dispatcher
 from services.jobs.retention import Retention, RetentionPolicy
 from services.jobs.server import JobsServer
 from services.jobs.webhooks.deliveries import Claimed
+from services.jobs.webhooks.hosts import Admission
 from services.jobs.webhooks.outbox import WebhookOutbox
 from services.jobs.webhooks.sender import WebhookSender
 from tests.conftest import jobs_settings, start_brokered_jobs, wait_serving
@@ -124,9 +125,9 @@ class ObservedDispatcher(Dispatcher):
         finally:
             self.first_round.set()
 
-    async def reap(self) -> list[tuple[str, str, int]]:
+    async def reap(self, *, decided_at: float | None = None) -> list[tuple[str, str, int]]:
         """The reaper's round, remembered."""
-        rows = await super().reap()
+        rows = await super().reap(decided_at=decided_at)
         self.reaped.extend(job_id for job_id, _, _ in rows)
         return rows
 
@@ -139,10 +140,10 @@ class ObservedSender(WebhookSender):
         self.outbox = outbox
         self.attempted: list[str] = []
 
-    async def deliver(self, delivery: Claimed) -> None:
+    async def deliver(self, delivery: Claimed, admission: Admission = Admission.GO) -> None:
         """One attempt, remembered."""
         self.attempted.append(delivery.id)
-        await super().deliver(delivery)
+        await super().deliver(delivery, admission)
 
     def wake(self) -> None:
         """Makes its loop claim due deliveries now, as a delivery recorded in this process does."""

@@ -2,8 +2,11 @@
 
 metadata.modelInput.script (its own input, as a hosted model's): {"fail": "message"} fails every
 attempt ({"final": true} too: a refusal no retry helps); {"gate": "/path"} holds the job,
-reporting progress, until that file exists; {"task": "/path"} reports a remote task whose id is
-that path, and cancel() of it writes "cancelled" there. The video itself is rendered by the real `local` provider.
+reporting progress, until that file exists (with {"echo": "/path"} too, it reports only when that
+file's text changes, as its stage, like a quiet remote render, and once the report returned
+writes the text to /path.heard); {"task": "/path"} reports a remote task whose id is that path,
+and cancel() of it writes "cancelled" there. The video itself is rendered by the real `local`
+provider.
 """
 
 from __future__ import annotations
@@ -55,8 +58,18 @@ class ScriptedProvider:
         if "fail" in script:
             raise ProviderError(str(script["fail"]), final=bool(script.get("final")))
         if "gate" in script:
-            gate = Path(script["gate"])
-            while not gate.exists():
-                progress(0.1, "waiting")
-                time.sleep(0.05)
+            self._hold(Path(script["gate"]), progress, echo=script.get("echo"))
         return self._renderer.generate(spec, output=output, progress=progress, on_task=on_task)
+
+    def _hold(self, gate: Path, progress: ProgressCallback, *, echo: str | None) -> None:
+        """Reports progress until the gate file exists: with echo, the file's text on each change."""
+        reported = None
+        while not gate.exists():
+            source = Path(echo) if echo else None
+            stage = source.read_text() if source is not None and source.exists() else "waiting"
+            if stage != reported or source is None:
+                progress(0.1, stage)
+                reported = stage
+                if echo:
+                    Path(f"{echo}.heard").write_text(stage)
+            time.sleep(0.05)

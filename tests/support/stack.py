@@ -22,6 +22,7 @@ from services.providers.settings import ProvidersSettings
 from tests.conftest import jobs_settings, start_brokered_jobs, wait_serving
 from tests.support.brokers import drop_keys
 from tests.support.processes import ROOT, ServiceProcess, clean_env
+from tests.support.tcp_proxy import TcpProxy
 from videogen.v1 import jobs_pb2, jobs_pb2_grpc, providers_pb2_grpc
 
 if TYPE_CHECKING:
@@ -71,6 +72,8 @@ class Stack:
     metrics_port: int
     media: Path
     workdir: Path
+    # The path from the worker to the jobs service, when the test asked to cut it (jobs_proxy).
+    jobs_proxy: TcpProxy | None = None
 
     async def event(self, event: str, timeout: float = 30, **fields: Any) -> dict[str, Any]:
         """Waits for a worker log event without blocking the jobs service in this loop."""
@@ -100,8 +103,10 @@ def workdir() -> Iterator[Path]:
 
 @pytest.fixture
 async def start_stack(own_database_url: str, redis_url: str, workdir: Path) -> AsyncIterator[StackFactory]:
-    """Starts the stack with worker settings overridden by keyword (jobs settings by `jobs`)."""
+    """Starts the stack with worker settings overridden by keyword (jobs settings by `jobs`); with
+    jobs_proxy, the worker reaches the jobs service through a TcpProxy the test can cut."""
     started: list[tuple[JobsServer, ServiceProcess, grpc.aio.Channel]] = []
+    proxies: list[TcpProxy] = []
     provider_servers: list[ProvidersServer] = []
     channels: list[grpc.aio.Channel] = []
 
@@ -115,12 +120,14 @@ async def start_stack(own_database_url: str, redis_url: str, workdir: Path) -> A
         registry: dict[str, Any] | None = None,
         providers: dict[str, Any] | None = None,
         jobs: dict[str, Any] | None = None,
+        jobs_proxy: bool = False,
         **worker_env: Any,
     ) -> Stack:
         settings = jobs_settings(
             celery_key_prefix=prefix, dispatch_interval=0.2, media_dir=workdir / "media", **(jobs or {})
         )
         server = await start_brokered_jobs(settings, database_url=own_database_url, redis_url=redis_url)
+        proxy = await _proxy_to(server.port, proxies) if jobs_proxy else None
         config = workdir / "providers.json"
         config.write_text(json.dumps(registry or DEFAULT_REGISTRY))
         providers_server = await start_providers_server(
@@ -130,7 +137,7 @@ async def start_stack(own_database_url: str, redis_url: str, workdir: Path) -> A
             registry=load_registry(config),
         )
         env = clean_env(
-            JOBS_TARGET=f"127.0.0.1:{server.port}",
+            JOBS_TARGET=f"127.0.0.1:{proxy.port if proxy else server.port}",
             PROVIDERS_TARGET=f"127.0.0.1:{providers_server.port}",
             PROVIDERS_CONFIG=str(config),
             REDIS_URL=redis_url,
@@ -165,6 +172,7 @@ async def start_stack(own_database_url: str, redis_url: str, workdir: Path) -> A
             metrics_port=serving["metrics_port"],
             media=workdir / "media",
             workdir=workdir,
+            jobs_proxy=proxy,
         )
 
     yield start
@@ -172,8 +180,18 @@ async def start_stack(own_database_url: str, redis_url: str, workdir: Path) -> A
         worker.stop()
         await channel.close(None)
         await server.stop(0)
+    for cut in proxies:
+        await cut.cut()
     for providers in provider_servers:
         await providers.stop(0)
     for extra in channels:
         await extra.close(None)
     drop_keys(redis_url, prefix)
+
+
+async def _proxy_to(port: int, proxies: list[TcpProxy]) -> TcpProxy:
+    """A started TcpProxy to 127.0.0.1:port, noted in proxies to be cut at the end."""
+    proxy = TcpProxy(lambda: asyncio.open_connection("127.0.0.1", port))
+    await proxy.start()
+    proxies.append(proxy)
+    return proxy

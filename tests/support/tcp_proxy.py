@@ -11,14 +11,31 @@ Upstream = Callable[[], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWrit
 
 class TcpProxy:
     """Forwards 127.0.0.1:port to an upstream; cut() drops every connection and refuses new ones,
-    and while `blackhole` is set, what either side sends is swallowed (a server that never answers)."""
+    and while `blackhole` is set, what either side sends is swallowed (a server that never answers).
+    Once it is cleared, each connection that lost bytes is closed, as TCP resets one a long
+    partition broke: a stream with a hole (HTTP/2's header table, Redis' replies) is corrupt."""
 
     def __init__(self, upstream: Upstream) -> None:
         self._upstream = upstream
         self.port = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
-        self.blackhole = False
+        # Both ends of each connection that lost bytes to the blackhole.
+        self._broken: set[asyncio.StreamWriter] = set()
+        self._blackhole = False
+
+    @property
+    def blackhole(self) -> bool:
+        """Whether what either side sends is swallowed."""
+        return self._blackhole
+
+    @blackhole.setter
+    def blackhole(self, on: bool) -> None:
+        self._blackhole = on
+        if not on:
+            for writer in self._broken:
+                writer.close()
+            self._broken.clear()
 
     async def start(self) -> None:
         """Listens (on the same port as before, after a cut)."""
@@ -42,12 +59,15 @@ class TcpProxy:
             writer.close()
             return
         self._writers.update((writer, up_writer))
-        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+        await asyncio.gather(self._pipe(reader, up_writer, writer), self._pipe(up_reader, writer, up_writer))
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: asyncio.StreamWriter
+    ) -> None:
         with contextlib.suppress(OSError, asyncio.CancelledError):
             while data := await reader.read(65536):
                 if self.blackhole:
+                    self._broken.update((writer, peer))
                     continue
                 writer.write(data)
                 await writer.drain()

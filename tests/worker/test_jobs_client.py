@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
@@ -303,3 +305,24 @@ def test_a_refused_provider_task_record_stops_the_attempt_at_its_next_progress(
     with pytest.raises(JobCancelled):
         attempt.reporter()(0.5, "rendering")
     assert len(service.calls) == calls
+
+
+def test_the_render_never_waits_for_a_report_the_heartbeat_sends_and_its_refusal_stops_it(
+    service: FakeLifecycle, jobs: JobsClient
+) -> None:
+    attempt = liveness(jobs)
+    service.code = grpc.StatusCode.FAILED_PRECONDITION
+    sent = threading.Event()
+
+    with attempt.heartbeat(60, join_timeout=5):
+        attempt.reporter()(0.5, "rendering")  # only asks the heartbeat thread to send
+        deadline = time.monotonic() + 5
+        while not attempt.stopped and time.monotonic() < deadline:
+            sent.wait(0.01)
+        with pytest.raises(JobCancelled):
+            attempt.reporter()(0.6, "rendering")
+
+    (call,) = service.calls
+    assert call.rpc == "ReportProgress"
+    assert isinstance(call.request, lifecycle_pb2.ReportProgressRequest)
+    assert (call.request.percent, call.request.stage) == (50, "rendering")
