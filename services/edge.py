@@ -14,6 +14,7 @@ import yaml
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from services.core.settings import CoreSettings
+from services.topology import REPLICA_PORT_STEP, parse_replicas, replica_ports_clash
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "deploy" / "envoy" / "envoy.yaml"
 RATE_LIMIT_FILTER = "envoy.filters.http.local_ratelimit"
@@ -41,7 +42,7 @@ class RateLimit:
 
 
 class EdgeSettings(CoreSettings):
-    """CoreSettings plus what only the edge of `make run` reads (containers run the template)."""
+    """CoreSettings plus what only `make run` and its edge read (containers run the template)."""
 
     # Where the edge listens; unset: every interface with APP_ENV=production, else loopback.
     edge_bind_host: str | None = None
@@ -52,6 +53,21 @@ class EdgeSettings(CoreSettings):
     # Envoy reads them again when they change.
     edge_tls_cert_file: Path | None = None
     edge_tls_key_file: Path | None = None
+    # How many of jobs, providers and worker `make run` starts (`jobs=2,worker=2`); unnamed: one.
+    run_replicas: str = ""
+
+    @field_validator("run_replicas")
+    @classmethod
+    def _replicas(cls, value: str) -> str:
+        parse_replicas(value)
+        return value
+
+    @model_validator(mode="after")
+    def _replica_ports_free(self) -> EdgeSettings:
+        clash = replica_ports_clash(self, self.replica_counts) if self.replica_counts else None
+        if clash is not None:
+            raise ValueError(f"RUN_REPLICAS: {clash} (replica k listens on each port + {REPLICA_PORT_STEP}*k)")
+        return self
 
     @field_validator("edge_bind_host", mode="before")
     @classmethod
@@ -104,6 +120,11 @@ class EdgeSettings(CoreSettings):
         return self
 
     @property
+    def replica_counts(self) -> dict[str, int]:
+        """RUN_REPLICAS by process name."""
+        return parse_replicas(self.run_replicas)
+
+    @property
     def rate_limit(self) -> RateLimit:
         """The edge's token bucket."""
         return RateLimit(self.edge_rate_limit_per_second, self.edge_rate_limit_burst)
@@ -128,7 +149,7 @@ def render_local(
     edge_port: int,
     admin_port: int,
     metrics_port: int,
-    upstreams: dict[str, tuple[str, int]],
+    upstreams: dict[str, list[tuple[str, int]]],
     out: Path,
     bind_host: str = "127.0.0.1",
     rate_limit: RateLimit | None = None,
@@ -137,7 +158,8 @@ def render_local(
 ) -> Path:
     """Writes the template to out for one machine: the edge on bind_host with its rate limit (the
     template's when None) and TLS when given (its SDS file beside out), the metrics and admin
-    listeners on loopback, our ports, and each service cluster's host and port."""
+    listeners on loopback, our ports, and each service cluster's endpoints (every replica's host
+    and port)."""
     config: dict[str, Any] = yaml.safe_load(template.read_text())
     config["admin"]["address"]["socket_address"]["port_value"] = admin_port
     listeners = {listener["name"]: listener for listener in config["static_resources"]["listeners"]}
@@ -151,17 +173,22 @@ def render_local(
         sds_file.write_text(yaml.safe_dump(secret, sort_keys=False))
         add_tls(config, sds_file=str(sds_file))
     listeners["metrics"]["address"]["socket_address"].update(address="127.0.0.1", port_value=metrics_port)
-    upstreams = {**upstreams, "envoy_admin": ("127.0.0.1", admin_port)}
+    upstreams = {**upstreams, "envoy_admin": [("127.0.0.1", admin_port)]}
     for cluster in config["static_resources"]["clusters"]:
-        host, port = upstreams[cluster["name"]]
         cluster["type"] = "STATIC"
-        address = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
-        address["socket_address"].update(address=host, port_value=port)
+        cluster["load_assignment"]["endpoints"] = [
+            {"lb_endpoints": [endpoint(host, port) for host, port in upstreams[cluster["name"]]]}
+        ]
         for check in cluster.get("health_checks", []):
             check.update(interval="1s", no_traffic_interval="1s")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(yaml.safe_dump(config, sort_keys=False))
     return out
+
+
+def endpoint(host: str, port: int) -> dict[str, Any]:
+    """An lb_endpoint of an Envoy cluster."""
+    return {"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}
 
 
 def edge_listener(config: dict[str, Any]) -> dict[str, Any]:
