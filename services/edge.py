@@ -13,8 +13,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from services.core.settings import CoreSettings
-from services.topology import REPLICA_PORT_STEP, parse_replicas, replica_ports_clash
+from services.topology import ReplicaSettings
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "deploy" / "envoy" / "envoy.yaml"
 RATE_LIMIT_FILTER = "envoy.filters.http.local_ratelimit"
@@ -41,8 +40,8 @@ class RateLimit:
     burst: int
 
 
-class EdgeSettings(CoreSettings):
-    """CoreSettings plus what only `make run` and its edge read (containers run the template)."""
+class EdgeSettings(ReplicaSettings):
+    """What only `make run` and its edge read (containers run the template): RUN_REPLICAS and EDGE_*."""
 
     # Where the edge listens; unset: every interface with APP_ENV=production, else loopback.
     edge_bind_host: str | None = None
@@ -53,21 +52,6 @@ class EdgeSettings(CoreSettings):
     # Envoy reads them again when they change.
     edge_tls_cert_file: Path | None = None
     edge_tls_key_file: Path | None = None
-    # How many of jobs, providers and worker `make run` starts (`jobs=2,worker=2`); unnamed: one.
-    run_replicas: str = ""
-
-    @field_validator("run_replicas")
-    @classmethod
-    def _replicas(cls, value: str) -> str:
-        parse_replicas(value)
-        return value
-
-    @model_validator(mode="after")
-    def _replica_ports_free(self) -> EdgeSettings:
-        clash = replica_ports_clash(self, self.replica_counts) if self.replica_counts else None
-        if clash is not None:
-            raise ValueError(f"RUN_REPLICAS: {clash} (replica k listens on each port + {REPLICA_PORT_STEP}*k)")
-        return self
 
     @field_validator("edge_bind_host", mode="before")
     @classmethod
@@ -118,11 +102,6 @@ class EdgeSettings(CoreSettings):
         if self.edge_rate_limit_burst < self.edge_rate_limit_per_second:
             raise ValueError("EDGE_RATE_LIMIT_BURST must be at least EDGE_RATE_LIMIT_PER_SECOND")
         return self
-
-    @property
-    def replica_counts(self) -> dict[str, int]:
-        """RUN_REPLICAS by process name."""
-        return parse_replicas(self.run_replicas)
 
     @property
     def rate_limit(self) -> RateLimit:

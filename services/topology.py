@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from pydantic import field_validator, model_validator
+
 from services.core.settings import CoreSettings, load_settings
 
 
@@ -190,6 +192,31 @@ def replica_ports_clash(settings: CoreSettings, counts: Mapping[str, int]) -> st
     return None
 
 
+class ReplicaSettings(CoreSettings):
+    """CoreSettings plus RUN_REPLICAS, which `make run` and its Prometheus targets read."""
+
+    # How many of jobs, providers and worker `make run` starts (`jobs=2,worker=2`); unnamed: one.
+    run_replicas: str = ""
+
+    @field_validator("run_replicas")
+    @classmethod
+    def _replicas(cls, value: str) -> str:
+        parse_replicas(value)
+        return value
+
+    @model_validator(mode="after")
+    def _replica_ports_free(self) -> ReplicaSettings:
+        clash = replica_ports_clash(self, self.replica_counts) if self.replica_counts else None
+        if clash is not None:
+            raise ValueError(f"RUN_REPLICAS: {clash} (replica k listens on each port + {REPLICA_PORT_STEP}*k)")
+        return self
+
+    @property
+    def replica_counts(self) -> dict[str, int]:
+        """RUN_REPLICAS by process name."""
+        return parse_replicas(self.run_replicas)
+
+
 def file_sd(
     settings: CoreSettings, host: str = "127.0.0.1", counts: Mapping[str, int] | None = None
 ) -> list[dict[str, Any]]:
@@ -211,10 +238,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("what", choices=["file-sd"])
     parser.add_argument("--host", default="127.0.0.1", help="the address the processes are reached at")
     args = parser.parse_args(argv)
-    # RUN_REPLICAS is make run's setting (services/edge.py), which reads this table.
-    from services.edge import EdgeSettings
-
-    settings = load_settings(EdgeSettings)
+    settings = load_settings(ReplicaSettings)
     json.dump(file_sd(settings, args.host, settings.replica_counts), sys.stdout, indent=2)
     sys.stdout.write("\n")
 
