@@ -7,6 +7,7 @@ answered a client a 5xx other than 503.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import signal
 import sys
 import time
@@ -15,7 +16,7 @@ from types import FrameType
 
 from tests.chaos.harness import Options, run_scenario
 from tests.chaos.report import Outcome, line, table
-from tests.chaos.scenarios import SCENARIOS
+from tests.chaos.scenarios import REPLICAS, SCENARIOS
 
 
 def parse(argv: list[str] | None) -> tuple[list[str], Options]:
@@ -31,6 +32,7 @@ def parse(argv: list[str] | None) -> tuple[list[str], Options]:
         help="seconds after the fault (or the last create) before an unfinished job counts as lost",
     )
     parser.add_argument("--seed", type=int, default=Options.seed)
+    parser.add_argument("--replicas", default="", help="RUN_REPLICAS for every scenario, e.g. jobs=2,worker=2")
     parser.add_argument("--logs", type=Path, help="write each scenario's `make run` output to DIR/<scenario>.log")
     parser.add_argument(
         "--set",
@@ -42,7 +44,13 @@ def parse(argv: list[str] | None) -> tuple[list[str], Options]:
     )
     args = parser.parse_args(argv)
     options = Options(
-        jobs=args.jobs, rate=args.rate, settle=args.settle, seed=args.seed, logs=args.logs, settings=tuple(args.set)
+        jobs=args.jobs,
+        rate=args.rate,
+        settle=args.settle,
+        seed=args.seed,
+        logs=args.logs,
+        settings=tuple(args.set),
+        replicas=args.replicas,
     )
     return args.scenario or list(SCENARIOS), options
 
@@ -75,7 +83,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         for name in names:
             say(f"== {name}: {options.jobs} jobs at {options.rate:g}/s ...")
-            outcome = run_scenario(name, SCENARIOS[name], options)
+            replicas = options.replicas or REPLICAS.get(name, "")
+            outcome = run_scenario(name, SCENARIOS[name], dataclasses.replace(options, replicas=replicas))
             outcomes.append(outcome)
             say(f"   fault: {outcome.fault}")
             for note in outcome.notes:

@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from tests.chaos.servers import Postgres, Redis
-from tests.chaos.system import ProcessInfo, System
+from tests.chaos.system import ProcessInfo, System, process_tree
 
 # One kill in this many aims at the Celery main process rather than a prefork child.
 MAIN_KILL_ODDS = 5
@@ -94,5 +94,22 @@ async def kill_jobs_service(system: System) -> Fault:
         fault.kills.append(kill(info, "services.jobs"))
     if not fault.kills:
         fault.notes.append("no jobs service process to kill")
+    fault.ended = time.time()
+    return fault
+
+
+async def kill_one_replica_each(system: System, rng: random.Random) -> Fault:
+    """kill -9 one of several jobs services, and one worker replica's whole process tree (its
+    supervisor, Celery main process and prefork children, as when its machine dies)."""
+    fault = Fault("kill -9 of one jobs replica and one worker replica's tree", time.time())
+    jobs, workers = system.processes("services.jobs"), system.processes("services.worker")
+    fault.notes.append(f"{len(jobs)} jobs services and {len(workers)} workers were running")
+    if jobs:
+        fault.kills.append(kill(rng.choice(jobs), "services.jobs"))
+    if workers:
+        worker = rng.choice(workers)
+        tree = process_tree(worker.pid)
+        fault.kills.append(kill(worker, "services.worker"))
+        fault.kills.extend(kill(info, "worker-tree") for info in tree)
     fault.ended = time.time()
     return fault

@@ -35,6 +35,8 @@ class Options:
     logs: Path | None = None
     # Settings of `make run` over FAST_SETTINGS, e.g. to see a scenario fail without a mechanism.
     settings: tuple[tuple[str, str], ...] = ()
+    # RUN_REPLICAS of `make run` (`jobs=2,worker=2`); empty: one of each.
+    replicas: str = ""
 
     @property
     def window(self) -> float:
@@ -79,7 +81,7 @@ def run_scenario(name: str, scenario: Scenario, options: Options) -> Outcome:
     try:
         postgres.create()
         redis.start()
-        env = system_env(database_url=postgres.url, redis_url=redis.url, workdir=root)
+        env = system_env(database_url=postgres.url, redis_url=redis.url, workdir=root, replicas=options.replicas)
         system = System({**env, **dict(options.settings)}, root)
         try:
             system.wait_ready()

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from tests.chaos.faults import Fault, kill_jobs_service, kill_workers, restart_redis, stop_postgres
+from tests.chaos.faults import (
+    Fault,
+    kill_jobs_service,
+    kill_one_replica_each,
+    kill_workers,
+    restart_redis,
+    stop_postgres,
+)
 from tests.chaos.harness import Context, Scenario
 
 WORKER_KILLS = 20
@@ -38,6 +45,13 @@ async def jobs_kill(context: Context) -> Fault:
     return noted(await kill_jobs_service(context.system), processing)
 
 
+async def replicas_kill(context: Context) -> Fault:
+    """Two jobs services and two workers (RUN_REPLICAS); kill -9 one of each mid-load."""
+    await context.at(0.4)
+    processing = await context.while_processing()
+    return noted(await kill_one_replica_each(context.system, context.rng), processing)
+
+
 def noted(fault: Fault, processing: int) -> Fault:
     """The fault, noting how many jobs were processing when it hit."""
     fault.notes.insert(0, f"{processing} jobs were processing when the fault hit")
@@ -49,4 +63,7 @@ SCENARIOS: dict[str, Scenario] = {
     "redis-restart": redis_restart,
     "postgres-stop": postgres_stop,
     "jobs-kill": jobs_kill,
+    "replicas-kill": replicas_kill,
 }
+# RUN_REPLICAS of the scenarios that need more than one of a process (Options.replicas overrides).
+REPLICAS = {"replicas-kill": "jobs=2,worker=2"}
