@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from services.core.settings import CoreSettings
+from services.topology import ReplicaSettings
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "deploy" / "envoy" / "envoy.yaml"
 RATE_LIMIT_FILTER = "envoy.filters.http.local_ratelimit"
@@ -40,8 +40,8 @@ class RateLimit:
     burst: int
 
 
-class EdgeSettings(CoreSettings):
-    """CoreSettings plus what only the edge of `make run` reads (containers run the template)."""
+class EdgeSettings(ReplicaSettings):
+    """What only `make run` and its edge read (containers run the template): RUN_REPLICAS and EDGE_*."""
 
     # Where the edge listens; unset: every interface with APP_ENV=production, else loopback.
     edge_bind_host: str | None = None
@@ -128,7 +128,7 @@ def render_local(
     edge_port: int,
     admin_port: int,
     metrics_port: int,
-    upstreams: dict[str, tuple[str, int]],
+    upstreams: dict[str, list[tuple[str, int]]],
     out: Path,
     bind_host: str = "127.0.0.1",
     rate_limit: RateLimit | None = None,
@@ -137,7 +137,8 @@ def render_local(
 ) -> Path:
     """Writes the template to out for one machine: the edge on bind_host with its rate limit (the
     template's when None) and TLS when given (its SDS file beside out), the metrics and admin
-    listeners on loopback, our ports, and each service cluster's host and port."""
+    listeners on loopback, our ports, and each service cluster's endpoints (every replica's host
+    and port)."""
     config: dict[str, Any] = yaml.safe_load(template.read_text())
     config["admin"]["address"]["socket_address"]["port_value"] = admin_port
     listeners = {listener["name"]: listener for listener in config["static_resources"]["listeners"]}
@@ -151,17 +152,22 @@ def render_local(
         sds_file.write_text(yaml.safe_dump(secret, sort_keys=False))
         add_tls(config, sds_file=str(sds_file))
     listeners["metrics"]["address"]["socket_address"].update(address="127.0.0.1", port_value=metrics_port)
-    upstreams = {**upstreams, "envoy_admin": ("127.0.0.1", admin_port)}
+    upstreams = {**upstreams, "envoy_admin": [("127.0.0.1", admin_port)]}
     for cluster in config["static_resources"]["clusters"]:
-        host, port = upstreams[cluster["name"]]
         cluster["type"] = "STATIC"
-        address = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
-        address["socket_address"].update(address=host, port_value=port)
+        cluster["load_assignment"]["endpoints"] = [
+            {"lb_endpoints": [endpoint(host, port) for host, port in upstreams[cluster["name"]]]}
+        ]
         for check in cluster.get("health_checks", []):
             check.update(interval="1s", no_traffic_interval="1s")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(yaml.safe_dump(config, sort_keys=False))
     return out
+
+
+def endpoint(host: str, port: int) -> dict[str, Any]:
+    """An lb_endpoint of an Envoy cluster."""
+    return {"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}
 
 
 def edge_listener(config: dict[str, Any]) -> dict[str, Any]:

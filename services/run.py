@@ -1,7 +1,8 @@
 """`make run`: every process of the system on one machine, in the foreground.
 
 Resolves PostgreSQL and Redis (embedded ones under DATA_DIR when DATABASE_URL / REDIS_URL are
-unset), migrates once, starts each service as a child process, waits until each reports SERVING,
+unset), migrates once, starts each service as a child process (jobs, providers and worker as
+many times as RUN_REPLICAS says, each replica on its own ports), waits until each reports SERVING,
 prints where everything listens, and on Ctrl-C or SIGTERM stops them all gracefully.
 """
 
@@ -15,32 +16,38 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 
 from services import probe
 from services.core import migrate
+from services.core.channels import loopback_target
 from services.core.embedded import resolve_database_url, resolve_redis_url
 from services.core.logging import configure_logging, get_logger
 from services.core.redact import redact
 from services.core.restarts import RestartBudget
 from services.core.settings import load_settings
 from services.edge import EdgeSettings, envoy_command, render_local
-from services.topology import GATEWAY, JOBS, PROCESSES, PROVIDERS
+from services.topology import Replica, replicas
 
 log = get_logger("services.run")
 READY_TIMEOUT = 120.0
+# The edge's clusters, each listing every replica of its process.
+UPSTREAMS = ("gateway", "jobs", "providers")
 
 
 @dataclass(frozen=True)
 class Child:
-    """A process of the system and how to know it is ready: gRPC health, or an HTTP GET."""
+    """A process of the system, what its environment adds (a replica's ports), and how to know it
+    is ready: gRPC health, or an HTTP GET."""
 
     name: str
     command: tuple[str, ...]
     health_target: str = ""
     health_service: str = ""
     ready_url: str = ""
+    env: dict[str, str] = field(default_factory=dict)
 
 
 def python(module: str) -> tuple[str, ...]:
@@ -48,27 +55,39 @@ def python(module: str) -> tuple[str, ...]:
     return (sys.executable, "-m", module)
 
 
+def ports_of(settings: EdgeSettings, name: str) -> list[int]:
+    """The serving ports of every replica of a process."""
+    return [r.port(settings) for r in replicas(settings.replica_counts) if r.process.name == name]
+
+
 def children(settings: EdgeSettings) -> list[Child]:
-    """The processes of contract.md's table (services/topology.py), in start-up order."""
+    """The processes of contract.md's table (services/topology.py), each replica of RUN_REPLICAS
+    once, in start-up order; the edge balances over every replica of a cluster."""
     edge_config = render_local(
         edge_port=settings.edge_port,
         admin_port=settings.envoy_admin_port,
         metrics_port=settings.envoy_metrics_port,
-        upstreams={process.name: ("127.0.0.1", process.port(settings)) for process in (GATEWAY, JOBS, PROVIDERS)},
+        upstreams={name: [("127.0.0.1", port) for port in ports_of(settings, name)] for name in UPSTREAMS},
         out=settings.data_dir / "envoy.yaml",
         bind_host=settings.edge_host,
         rate_limit=settings.rate_limit,
         tls=settings.tls,
     )
-    started: list[Child] = []
-    for process in PROCESSES:
-        command = python(process.module) if process.module else tuple(envoy_command(edge_config))
-        if process.protocol == "grpc":
-            started.append(Child(process.name, command, f"127.0.0.1:{process.port(settings)}", process.health_service))
-        else:
-            url = f"http://127.0.0.1:{process.health_port(settings)}{process.health_path}"
-            started.append(Child(process.name, command, ready_url=url))
-    return started
+    return [child_of(replica, settings, edge_config) for replica in replicas(settings.replica_counts)]
+
+
+def child_of(replica: Replica, settings: EdgeSettings, edge_config: Path) -> Child:
+    """How to start one replica and know it is ready."""
+    process = replica.process
+    command = python(process.module) if process.module else tuple(envoy_command(edge_config))
+    env = replica.port_env(settings) if replica.index else {}
+    if replica.index and process.name == "worker":
+        # Celery's node name (WORKER_NAME@host) tells the replicas apart in stats and job records.
+        env["WORKER_NAME"] = f"{os.environ.get('WORKER_NAME', 'worker')}-{replica.index + 1}"
+    if process.protocol == "grpc":
+        return Child(replica.name, command, f"127.0.0.1:{replica.port(settings)}", process.health_service, env=env)
+    url = f"http://127.0.0.1:{replica.health_port(settings)}{process.health_path}"
+    return Child(replica.name, command, ready_url=url, env=env)
 
 
 def is_ready(child: Child) -> bool:
@@ -101,12 +120,7 @@ def banner(settings: EdgeSettings, database_url: str, redis_url: str) -> str:
         ("gateway", f"http://127.0.0.1:{settings.api_port}"),
         ("envoy admin", f"http://127.0.0.1:{settings.envoy_admin_port}"),
         ("envoy metrics", f"http://127.0.0.1:{settings.envoy_metrics_port}/stats/prometheus"),
-        ("jobs (gRPC)", f"127.0.0.1:{settings.jobs_grpc_port}  videogen.v1.JobService"),
-        ("jobs metrics", f"http://127.0.0.1:{settings.jobs_metrics_port}/metrics"),
-        ("providers (gRPC)", f"127.0.0.1:{settings.providers_grpc_port}  videogen.v1.ProviderService"),
-        ("providers metrics", f"http://127.0.0.1:{settings.providers_metrics_port}/metrics"),
-        ("worker (gRPC)", f"127.0.0.1:{settings.worker_grpc_port}  videogen.v1.WorkerService"),
-        ("worker metrics", f"http://127.0.0.1:{settings.worker_metrics_port}/metrics"),
+        *replica_rows(settings),
         ("media", _media(settings)),
         ("database", database_url),
         ("redis", redis_url),
@@ -115,6 +129,17 @@ def banner(settings: EdgeSettings, database_url: str, redis_url: str) -> str:
     # A URL's password (DATABASE_URL's, REDIS_URL's, an S3 endpoint's) shows as ***.
     lines = [f"  {name:<{width}}  {redact(where)}" for name, where in rows]
     return "\nVideoGen is running (Ctrl-C stops it):\n" + "\n".join(lines) + "\n\n"
+
+
+def replica_rows(settings: EdgeSettings) -> list[tuple[str, str]]:
+    """The gRPC and metrics ports of each replica of the gRPC services."""
+    rows = []
+    for replica in replicas(settings.replica_counts):
+        if replica.process.protocol == "grpc":
+            grpc_port, metrics_port = replica.port(settings), replica.metrics_port(settings)
+            rows.append((f"{replica.name} (gRPC)", f"127.0.0.1:{grpc_port}  {replica.process.health_service}"))
+            rows.append((f"{replica.name} metrics", f"http://127.0.0.1:{metrics_port}/metrics"))
+    return rows
 
 
 def _reachable(host: str) -> str:
@@ -130,6 +155,11 @@ def _media(settings: EdgeSettings) -> str:
         endpoint = settings.s3_endpoint_url or f"AWS S3 ({settings.s3_region})"
         return f"s3://{settings.s3_bucket}/{settings.s3_key_prefix}  at {endpoint}"
     return str(settings.media_root.resolve())
+
+
+def start(child: Child, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Starts the child with the shared environment plus its own."""
+    return subprocess.Popen(list(child.command), env={**env, **child.env})
 
 
 def stop_all(processes: dict[str, subprocess.Popen[bytes]], grace: float) -> int:
@@ -158,10 +188,11 @@ def child_env(settings: EdgeSettings, database_url: str, redis_url: str) -> dict
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "MIGRATE_ON_START": "false",
-        # Everything runs on this machine: each service finds the others on loopback.
-        "JOBS_TARGET": f"127.0.0.1:{settings.jobs_grpc_port}",
-        "PROVIDERS_TARGET": f"127.0.0.1:{settings.providers_grpc_port}",
-        "WORKER_TARGET": f"127.0.0.1:{settings.worker_grpc_port}",
+        # Everything runs on this machine: each service finds the others (every replica) on
+        # loopback, and its channels spread the calls round-robin (services/core/channels.py).
+        "JOBS_TARGET": loopback_target(ports_of(settings, "jobs")),
+        "PROVIDERS_TARGET": loopback_target(ports_of(settings, "providers")),
+        "WORKER_TARGET": loopback_target(ports_of(settings, "worker")),
     }
 
 
@@ -181,7 +212,7 @@ def supervise(
                 return 1
             # A crash (an OOM kill, a kill -9) restarts the process, as a supervisor would.
             log.warning("run.child_restarting", service=name, code=process.returncode)
-            processes[name] = subprocess.Popen(list(by_name[name].command), env=env)
+            processes[name] = start(by_name[name], env)
             log.info("run.child_restarted", service=name, pid=processes[name].pid)
     return 0
 
@@ -207,7 +238,7 @@ def main() -> None:
         deadline = time.monotonic() + READY_TIMEOUT
         started = children(settings)
         for child in started:
-            processes[child.name] = subprocess.Popen(list(child.command), env=env)
+            processes[child.name] = start(child, env)
             wait_serving(child, processes[child.name], deadline)
         sys.stdout.write(banner(settings, database_url, redis_url))
         sys.stdout.flush()

@@ -37,7 +37,7 @@ from videogen.v1 import jobs_pb2, jobs_pb2_grpc
 
 REAL_SECRET_KEY = "5c0d3f8a9b1e4c7d2a6f0e9b8c7d6a5f"
 REAL_API_KEY = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
-LOOPBACK_UPSTREAMS = {"gateway": ("127.0.0.1", 1), "jobs": ("127.0.0.1", 1), "providers": ("127.0.0.1", 1)}
+LOOPBACK_UPSTREAMS = {"gateway": [("127.0.0.1", 1)], "jobs": [("127.0.0.1", 1)], "providers": [("127.0.0.1", 1)]}
 # The most requests a second that `make bench` has driven through the edge (docs/benchmarks.md:
 # reads at concurrency 64, 675/s; creation 540/s); `make chaos` creates far fewer.
 BENCH_PEAK_PER_SECOND = 700
@@ -61,11 +61,32 @@ def test_envoy_validates_the_rendered_local_configuration(tmp_path: Path) -> Non
         edge_port=18000,
         admin_port=19901,
         metrics_port=19902,
-        upstreams={"gateway": ("127.0.0.1", 18080), "jobs": ("127.0.0.1", 50151), "providers": ("127.0.0.1", 50152)},
+        upstreams={
+            "gateway": [("127.0.0.1", 18080)],
+            "jobs": [("127.0.0.1", 50151), ("127.0.0.1", 50251)],
+            "providers": [("127.0.0.1", 50152)],
+        },
         out=tmp_path / "envoy.yaml",
     )
 
     assert validate(out).returncode == 0
+
+
+def test_the_edge_balances_over_every_replica_and_ejects_one_that_refuses(tmp_path: Path) -> None:
+    replicas = [("127.0.0.1", 50151), ("127.0.0.1", 50251)]
+
+    upstreams = {**LOOPBACK_UPSTREAMS, "jobs": replicas}
+
+    out = render_local(edge_port=18000, admin_port=19901, metrics_port=19902, upstreams=upstreams, out=tmp_path / "a")
+
+    clusters = {c["name"]: c for c in yaml.safe_load(out.read_text())["static_resources"]["clusters"]}
+    (group,) = clusters["jobs"]["load_assignment"]["endpoints"]
+    addresses = [e["endpoint"]["address"]["socket_address"] for e in group["lb_endpoints"]]
+    assert [(a["address"], a["port_value"]) for a in addresses] == replicas
+    for name in ("gateway", "jobs", "providers"):
+        assert clusters[name]["lb_policy"] == "LEAST_REQUEST"
+        assert clusters[name]["outlier_detection"]["consecutive_local_origin_failure"] == 2
+        assert clusters[name]["health_checks"][0]["interval"] == "1s"
 
 
 def test_a_broken_route_fails_validation(tmp_path: Path) -> None:
@@ -109,7 +130,7 @@ def test_the_metrics_listener_serves_prometheus_stats_and_readiness_and_nothing_
         edge_port=free_port(),
         admin_port=free_port(),
         metrics_port=metrics_port,
-        upstreams={"gateway": ("127.0.0.1", 1), "jobs": ("127.0.0.1", 1), "providers": ("127.0.0.1", 1)},
+        upstreams={"gateway": [("127.0.0.1", 1)], "jobs": [("127.0.0.1", 1)], "providers": [("127.0.0.1", 1)]},
         out=tmp_path / "envoy.yaml",
     )
     envoy = subprocess.Popen(envoy_command(config), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import os
 import signal
@@ -17,8 +18,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.edge import EdgeSettings
 from services.run import banner
+from services.topology import REPLICA_PORT_STEP
 from tests.support.certificates import make_server_certificate
 from tests.support.local_run import local_run
+from tests.support.processes import free_port
 from videogen.v1 import jobs_pb2, jobs_pb2_grpc, lifecycle_pb2, lifecycle_pb2_grpc
 
 
@@ -83,6 +86,84 @@ async def test_run_restarts_a_crashed_service(own_database_url: str, redis_url: 
                 job = created.json()
                 while (job := (await client.get(f"/api/v1/jobs/{job['id']}")).json())["status"] != "completed":
                     await asyncio.sleep(0.1)
+
+
+def child_pids(parent: int, module: str) -> list[int]:
+    """The pids of parent's children running `python -m module`."""
+    found = []
+    for pid in Path(f"/proc/{parent}/task/{parent}/children").read_text().split():
+        with contextlib.suppress(OSError):
+            if module.encode() in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0"):
+                found.append(int(pid))
+    return found
+
+
+def is_free(port: int) -> bool:
+    """Whether a TCP port of loopback can be bound now."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def replica_ports(*variables: str) -> dict[str, str]:
+    """Free ports for these variables whose second replica's ports (+REPLICA_PORT_STEP) are free too."""
+    chosen: dict[str, str] = {}
+    taken: set[int] = set()
+    for variable in variables:
+        port = free_port()
+        while not (port + REPLICA_PORT_STEP < 65536 and is_free(port + REPLICA_PORT_STEP)) or taken & {
+            port,
+            port + REPLICA_PORT_STEP,
+        }:
+            port = free_port()
+        taken |= {port, port + REPLICA_PORT_STEP}
+        chosen[variable] = str(port)
+    return chosen
+
+
+def calls_served(metrics: str, method: str) -> float:
+    """How many calls of a method a service's /metrics says it started."""
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("grpc_server_started_total{") and f'grpc_method="{method}"' in line
+    )
+
+
+async def test_run_replicas_starts_two_of_each_and_the_edge_reaches_both_jobs_services(
+    own_database_url: str, redis_url: str
+) -> None:
+    ports = replica_ports("JOBS_GRPC_PORT", "JOBS_METRICS_PORT", "WORKER_GRPC_PORT", "WORKER_METRICS_PORT")
+    body = {"userId": "replicas", "prompt": "a fox", "metadata": {"durationSeconds": 1, "width": 64, "height": 64,
+            "fps": 4}}  # fmt: skip
+    with local_run(own_database_url, redis_url, name="replicas", RUN_REPLICAS="jobs=2,worker=2", **ports) as system:
+        await asyncio.to_thread(system.process.wait_event, "run.ready", 120)
+        pid = system.process.process.pid
+        started = {module: len(child_pids(pid, module)) for module in ("services.jobs", "services.worker")}
+        edge = f"127.0.0.1:{system.port('EDGE_PORT')}"
+        async with httpx.AsyncClient(base_url=f"http://{edge}", timeout=30) as client:
+            jobs = [(await client.post("/api/v1/jobs", json=body)).json() for _ in range(6)]
+            async with asyncio.timeout(60):
+                for job in jobs:
+                    while (job := (await client.get(f"/api/v1/jobs/{job['id']}")).json())["status"] != "completed":
+                        await asyncio.sleep(0.1)
+        async with grpc.aio.insecure_channel(edge) as channel:
+            for _ in range(30):
+                await jobs_pb2_grpc.JobServiceStub(channel).ListJobs(jobs_pb2.ListJobsRequest())
+        served = []
+        for metrics_port in (int(ports["JOBS_METRICS_PORT"]), int(ports["JOBS_METRICS_PORT"]) + REPLICA_PORT_STEP):
+            text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+            served.append((calls_served(text, "CreateJob"), calls_served(text, "ListJobs")))
+        output = system.process.output()
+
+    assert started == {"services.jobs": 2, "services.worker": 2}
+    # The gateway's channel (round_robin) alternates its creates; Envoy picks the less busy one.
+    assert sum(creates for creates, _ in served) == 6
+    assert all(creates > 0 and lists > 0 for creates, lists in served), served
+    assert "jobs-2 (gRPC)" in output and "worker-2 (gRPC)" in output
 
 
 def listening_addresses(port: int) -> set[str]:

@@ -16,6 +16,7 @@ from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined
 from grpc_reflection.v1alpha import reflection
 
 from services.core.auth import CallGuard
+from services.core.channels import server_keepalive_options
 from services.core.interceptors import ServiceInterceptor
 from services.core.logging import get_logger
 
@@ -91,6 +92,7 @@ async def start_grpc_app(
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.so_reuseport", 0),
+        *server_keepalive_options(),
     ]
     server = grpc.aio.server(interceptors=[ServiceInterceptor(guard)], options=options)
     health = health_aio.HealthServicer()

@@ -9,6 +9,7 @@ import grpc
 import redis.asyncio as aioredis
 from grpc_health.v1 import health_pb2_grpc
 
+from services.core.channels import aio_channel
 from services.gateway.settings import GatewaySettings
 
 if TYPE_CHECKING:
@@ -39,14 +40,11 @@ class Backends:
 
 def open_backends(settings: GatewaySettings, *, redis_url: str) -> Backends:
     """Channels to jobs, providers and worker; they connect lazily and reconnect by themselves."""
-    options = [
-        ("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
-        # A restarted service is found again within seconds, not gRPC's default two minutes.
-        ("grpc.initial_reconnect_backoff_ms", 250),
-        ("grpc.max_reconnect_backoff_ms", 2000),
-    ]
     targets = {"jobs": settings.jobs_target, "providers": settings.providers_target, "worker": settings.worker_target}
-    channels = {name: grpc.aio.insecure_channel(target, options=options) for name, target in targets.items()}
+    # Each target may list several replicas: calls go round-robin to those that are up.
+    channels = {
+        name: aio_channel(target, max_message_bytes=settings.grpc_max_message_bytes) for name, target in targets.items()
+    }
     return Backends(
         jobs=jobs_pb2_grpc.JobServiceStub(channels["jobs"]),
         providers=providers_pb2_grpc.ProviderServiceStub(channels["providers"]),

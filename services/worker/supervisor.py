@@ -27,6 +27,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from services.core.auth import CallGuard
+from services.core.channels import aio_channel
 from services.core.embedded import resolve_redis_url
 from services.core.grpc_server import ServiceBinding, start_grpc_app, wait_for_stop_signal, watch_dependency
 from services.core.logging import get_logger
@@ -141,7 +142,7 @@ async def serve(settings: WorkerSettings) -> int:
             authenticator=None,
         ),
     )
-    async with grpc.aio.insecure_channel(settings.jobs_target) as jobs_channel:
+    async with aio_channel(settings.jobs_target) as jobs_channel:
         jobs_health = health_pb2_grpc.HealthStub(jobs_channel)
         watcher = asyncio.create_task(
             watch_dependency(

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import grpc
 import redis
 import structlog
 from celery import Celery, Task
 
 from services.core.auth import service_metadata
+from services.core.channels import sync_channel
 from services.core.generators.base import ProviderError
 from services.core.generators.kinds import build_providers
 from services.core.generators.registry import RegistryConfig, load_registry
@@ -48,7 +48,7 @@ def build_runner(settings: WorkerSettings, registry: RegistryConfig, *, broker: 
         slots = ProviderSlots(client, key_prefix=settings.celery_key_prefix)
     return JobRunner(
         jobs=JobsClient(
-            lifecycle_pb2_grpc.JobLifecycleServiceStub(grpc.insecure_channel(settings.jobs_target)),
+            lifecycle_pb2_grpc.JobLifecycleServiceStub(sync_channel(settings.jobs_target)),
             timeout=settings.worker_rpc_timeout,
             credentials=credentials,
             patience=settings.worker_outage_patience,
@@ -56,7 +56,7 @@ def build_runner(settings: WorkerSettings, registry: RegistryConfig, *, broker: 
         storage=create_storage(settings.media_root, settings),
         providers=build_providers(registry),
         router=Router(
-            routing_pb2_grpc.ProviderRoutingServiceStub(grpc.insecure_channel(settings.providers_target)),
+            routing_pb2_grpc.ProviderRoutingServiceStub(sync_channel(settings.providers_target)),
             timeout=settings.worker_rpc_timeout,
             credentials=credentials,
             patience=settings.worker_outage_patience,

@@ -32,6 +32,7 @@ def parse(argv: list[str] | None) -> tuple[list[str], Options]:
         help="seconds after the fault (or the last create) before an unfinished job counts as lost",
     )
     parser.add_argument("--seed", type=int, default=Options.seed)
+    parser.add_argument("--replicas", default="", help="RUN_REPLICAS for every scenario, e.g. jobs=2,worker=2")
     parser.add_argument("--logs", type=Path, help="write each scenario's `make run` output to DIR/<scenario>.log")
     parser.add_argument(
         "--set",
@@ -43,7 +44,13 @@ def parse(argv: list[str] | None) -> tuple[list[str], Options]:
     )
     args = parser.parse_args(argv)
     options = Options(
-        jobs=args.jobs, rate=args.rate, settle=args.settle, seed=args.seed, logs=args.logs, settings=tuple(args.set)
+        jobs=args.jobs,
+        rate=args.rate,
+        settle=args.settle,
+        seed=args.seed,
+        logs=args.logs,
+        settings=tuple(args.set),
+        replicas=args.replicas,
     )
     return args.scenario or list(SCENARIOS), options
 

@@ -158,3 +158,20 @@ async def kill_edge(system: System) -> Fault:
         fault.notes.append("no Envoy process to kill")
     fault.ended = time.time()
     return fault
+
+
+async def kill_one_replica_each(system: System, rng: random.Random) -> Fault:
+    """kill -9 one of several jobs services, and one worker replica's whole process tree (its
+    supervisor, Celery main process and prefork children, as when its machine dies)."""
+    fault = Fault("kill -9 of one jobs replica and one worker replica's tree", time.time())
+    jobs, workers = system.processes("services.jobs"), system.processes("services.worker")
+    fault.notes.append(f"{len(jobs)} jobs services and {len(workers)} workers were running")
+    if jobs:
+        fault.kills.append(kill(rng.choice(jobs), "services.jobs"))
+    if workers:
+        worker = rng.choice(workers)
+        tree = process_tree(worker.pid)
+        fault.kills.append(kill(worker, "services.worker"))
+        fault.kills.extend(kill(info, "worker-tree") for info in tree)
+    fault.ended = time.time()
+    return fault

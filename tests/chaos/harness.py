@@ -37,6 +37,8 @@ class Options:
     logs: Path | None = None
     # Settings of `make run` over FAST_SETTINGS, e.g. to see a scenario fail without a mechanism.
     settings: tuple[tuple[str, str], ...] = ()
+    # RUN_REPLICAS of `make run` for every scenario (`jobs=2,worker=2`); empty: each scenario's own.
+    replicas: str = ""
 
     @property
     def window(self) -> float:
@@ -129,10 +131,11 @@ def run_scenario(name: str, scenario: Scenario, options: Options) -> Outcome:
         redis.start()
         if scenario.stage is not None:
             scenario.stage.open()
-        env = system_env(database_url=postgres.url, redis_url=redis.url, workdir=root)
+        env = system_env(database_url=postgres.url, redis_url=redis.url, workdir=root, replicas=options.replicas)
         if remote is not None:
             env.update(PROVIDERS_CONFIG=str(registry_file(remote, root)), **{KEY_ENV: KEY})
-        system = System({**env, **scenario.settings, **dict(options.settings)}, root)
+        settings = {**scenario.settings, **({"RUN_REPLICAS": options.replicas} if options.replicas else {})}
+        system = System({**env, **settings, **dict(options.settings)}, root)
         try:
             system.wait_ready()
             observed, verdict = asyncio.run(_drive(system, postgres, redis, scenario, options, remote, label=name))

@@ -10,6 +10,7 @@ from tests.chaos.faults import (
     freeze_for,
     kill_edge,
     kill_jobs_service,
+    kill_one_replica_each,
     kill_workers,
     postgres_processes,
     restart_redis,
@@ -33,6 +34,8 @@ REMOTE_SECONDS = OUTAGE_SECONDS + LEASE
 REMOTE_JOBS = 4
 # Room for the remote renders beside the load's own jobs.
 REMOTE_SETTINGS = {"WORKER_CONCURRENCY": "8"}
+# One worker frozen, the other one working on.
+TWO_WORKERS = {"RUN_REPLICAS": "worker=2", "WORKER_CONCURRENCY": "4"}
 
 
 async def worker_kill(context: Context) -> Fault:
@@ -101,7 +104,7 @@ async def jobs_freeze(context: Context) -> Fault:
 
 
 async def worker_partition(context: Context) -> Fault:
-    """A worker (its service, Celery main and children) frozen for 2 leases, then thawed."""
+    """One of two workers (its service, Celery main and children) frozen for 2 leases, then thawed."""
     await context.at(0.2)
     note = await remote_in_flight(context, "worker-partition")
     fault = await freeze_for("a worker", worker_replica(context.system), down=PARTITION_SECONDS)
@@ -113,6 +116,13 @@ async def envoy_restart(context: Context) -> Fault:
     """kill -9 of the Envoy edge mid-load; `make run` starts it again, clients retry with their key."""
     await context.at(0.4)
     return await kill_edge(context.system)
+
+
+async def replicas_kill(context: Context) -> Fault:
+    """Two jobs services and two workers (RUN_REPLICAS); kill -9 one of each mid-load."""
+    await context.at(0.4)
+    processing = await context.while_processing()
+    return noted(await kill_one_replica_each(context.system, context.rng), processing)
 
 
 def noted(fault: Fault, processing: int) -> Fault:
@@ -132,7 +142,8 @@ SCENARIOS: dict[str, Scenario] = {
     "jobs-freeze": Scenario(
         jobs_freeze, REMOTE_SETTINGS, remote_seconds=REMOTE_SECONDS, no_attempt_burned=True, no_stale_video=True
     ),
-    "worker-partition": Scenario(worker_partition, REMOTE_SETTINGS, remote_seconds=REMOTE_SECONDS, no_stale_video=True),
+    "worker-partition": Scenario(worker_partition, TWO_WORKERS, remote_seconds=REMOTE_SECONDS, no_stale_video=True),
+    "replicas-kill": Scenario(replicas_kill, {"RUN_REPLICAS": "jobs=2,worker=2"}),
     "envoy-restart": Scenario(envoy_restart),
     "webhook-blackhole": Scenario(webhook_blackhole, webhook_blackhole.settings, stage=webhook_blackhole),
 }

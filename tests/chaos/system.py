@@ -152,10 +152,12 @@ class ProcessWatch:
             return list(self.seen.values())
 
 
-def system_env(*, database_url: str, redis_url: str, workdir: Path) -> dict[str, str]:
-    """The environment of `make run` for a scenario: its servers, free ports, its own directories."""
+def system_env(*, database_url: str, redis_url: str, workdir: Path, replicas: str = "") -> dict[str, str]:
+    """The environment of `make run` for a scenario: its servers, free ports, its own directories,
+    and RUN_REPLICAS when given."""
     return clean_env(
         **free_ports_env(),
+        **({"RUN_REPLICAS": replicas} if replicas else {}),
         **FAST_SETTINGS,
         DATABASE_URL=database_url,
         REDIS_URL=redis_url,

@@ -29,6 +29,7 @@ import pytest
 import yaml
 from referencing import Registry, Resource
 
+from services.core.channels import channel_options
 from services.core.generators.registry import RegistryConfig
 from services.core.grpc_server import LIVENESS
 from services.core.queues import QUEUES
@@ -70,8 +71,12 @@ CALLERS = {
     "worker": {"gateway"},
 }
 MONITORING = "monitoring"
-# Envoy's STRICT_DNS clusters need every pod's address from DNS.
+# Envoy's STRICT_DNS clusters, and the services' round_robin channels, need every pod's address
+# from DNS.
 HEADLESS = {"gateway", "jobs", "providers"}
+# The gRPC targets the Python processes read, by the Service each must name. WorkerService (the
+# gateway's statistics) is answered by any worker for all: its cluster IP is enough.
+GRPC_TARGETS = {"JOBS_TARGET": "jobs", "PROVIDERS_TARGET": "providers", "WORKER_TARGET": "worker"}
 
 Manifest = dict[str, Any]
 
@@ -674,6 +679,51 @@ def test_envoy_upstreams_are_headless_services_on_served_ports(overlay: str) -> 
         for listener in config["static_resources"]["listeners"]
     }
     assert listeners == {"edge": BY_NAME["envoy"].default_port, "metrics": BY_NAME["envoy"].default_metrics_port}
+
+
+def grpc_target_problems(cluster: Rendered) -> list[str]:
+    """Each gRPC target that is not `dns:///<service>:<port>`, or names a Service that should be
+    headless (so that the clients see every pod) and is not."""
+    found = []
+    for workload in cluster.workloads():
+        for container in containers(workload):
+            env = environment(cluster, container)
+            for variable, name in GRPC_TARGETS.items():
+                wanted = f"dns:///{name}:{BY_NAME[name].default_port}"
+                if variable in env and env[variable] != wanted:
+                    found.append(f"{container['name']}: {variable}={env[variable]}, not {wanted}")
+                service = cluster.named("Service", name)
+                if variable in env and name in HEADLESS and (service or {}).get("spec", {}).get("clusterIP") != "None":
+                    found.append(f"{container['name']}: {variable} names {name}, which is not headless")
+    return found
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_grpc_target_resolves_every_pod_of_a_headless_service(overlay: str) -> None:
+    cluster = rendered(overlay)
+
+    assert grpc_target_problems(cluster) == []
+    assert any("JOBS_TARGET" in environment(cluster, main_container(d)) for d in cluster.deployments().values())
+
+
+def test_a_grpc_target_without_dns_or_on_a_cluster_ip_is_caught() -> None:
+    objects = copy.deepcopy(list(rendered("dev").objects))
+    config = next(o for o in objects if o["kind"] == "ConfigMap" and "JOBS_TARGET" in o.get("data", {}))
+    config["data"]["JOBS_TARGET"] = "jobs:50051"
+    providers = next(o for o in objects if o["kind"] == "Service" and o["metadata"]["name"] == "providers")
+    del providers["spec"]["clusterIP"]
+
+    problems = grpc_target_problems(Rendered("dev", tuple(objects)))
+
+    assert any("JOBS_TARGET=jobs:50051" in problem for problem in problems), problems
+    assert any("providers, which is not headless" in problem for problem in problems), problems
+
+
+def test_the_services_channels_balance_round_robin_with_keepalive() -> None:
+    options = dict(channel_options())
+
+    assert json.loads(str(options["grpc.service_config"]))["loadBalancingConfig"] == [{"round_robin": {}}]
+    assert int(options["grpc.keepalive_time_ms"]) > 0
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

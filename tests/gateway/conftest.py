@@ -54,9 +54,9 @@ async def start_edge(stack: Stack, gateway_port: int) -> tuple[subprocess.Popen[
             admin_port=free_port(),
             metrics_port=free_port(),
             upstreams={
-                "gateway": ("127.0.0.1", gateway_port),
-                "jobs": ("127.0.0.1", stack.server.port),
-                "providers": ("127.0.0.1", stack.providers_server.port),
+                "gateway": [("127.0.0.1", gateway_port)],
+                "jobs": [("127.0.0.1", stack.server.port)],
+                "providers": [("127.0.0.1", stack.providers_server.port)],
             },
             out=stack.workdir / "envoy.yaml",
         )

@@ -111,9 +111,9 @@ def edge_in_front(out_dir: Path, **render_options: Any) -> Iterator[Edge]:
         admin_port=edge.admin_port,
         metrics_port=edge.metrics_port,
         upstreams={
-            "gateway": ("127.0.0.1", gateway.server_address[1]),
-            "jobs": ("127.0.0.1", grpc_port),
-            "providers": ("127.0.0.1", grpc_port),
+            "gateway": [("127.0.0.1", gateway.server_address[1])],
+            "jobs": [("127.0.0.1", grpc_port)],
+            "providers": [("127.0.0.1", grpc_port)],
         },
         out=edge.config,
         **render_options,

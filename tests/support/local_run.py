@@ -33,6 +33,8 @@ def local_run(database_url: str, redis_url: str, *, name: str, **env: str) -> It
     working directory and Redis keys at the end."""
     workdir = Path(tempfile.mkdtemp(prefix=f"vg-{name}-"))
     ports = free_ports_env()
+    # A port variable among env (a test's choice) replaces the free one.
+    ports.update({variable: env.pop(variable) for variable in list(env) if variable in ports})
     prefix = f"{name}{uuid.uuid4().hex[:8]}-"
     variables = clean_env(
         **ports,
