@@ -36,6 +36,8 @@ class Fault:
     ended: float = 0.0
     kills: list[Kill] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # Processes frozen (SIGSTOP) during the fault and thawed after.
+    frozen: list[int] = field(default_factory=list)
 
 
 def kill(info: ProcessInfo, role: str) -> Kill:
@@ -129,7 +131,8 @@ async def freeze_for(name: str, infos: list[ProcessInfo], *, down: float) -> Fau
     finally:
         thaw(frozen)
     fault.ended = time.time()
-    fault.notes.append(f"froze {len(frozen)} processes: {sorted(i.pid for i in frozen)}")
+    fault.frozen = sorted(info.pid for info in frozen)
+    fault.notes.append(f"froze {len(frozen)} processes")
     return fault
 
 

@@ -114,6 +114,7 @@ def outcome_of(
     lost = [i for i in ids if i not in final]
     found = accounting.attempts(records, fault.kills, system.watch)
     pairs = [] if found is None else accounting.overlapping(found)
+    sure = [(a, b) for a, b in pairs if a.surely_overlaps(b)]
     outcome = Outcome(
         scenario=name,
         fault=fault.name,
@@ -121,7 +122,7 @@ def outcome_of(
         final=len(final),
         lost=lost,
         twice=[job_id for job_id, n in accounting.completions(records).items() if n > 1],
-        overlaps=None if found is None else [(a, b) for a, b in pairs if a.surely_overlaps(b)],
+        overlaps=None if found is None else [(a, b) for a, b in sure if not fenced(a, b, fault.frozen)],
         no_video=accounting.missing_videos(observed.rows.values(), media),
         answers=observed.answers,
         recover_seconds=None if observed.probed_at is None else observed.probed_at - fault.ended,
@@ -140,6 +141,10 @@ def outcome_of(
         outcome.notes.append(f"{len(found)} attempts started; how they ended: {dict(ends.most_common())}")
     outcome.notes.extend(_lost_stories(records, lost, observed.rows, origin=fault.started))
     outcome.notes.extend(_overlap_lines(outcome.overlaps or [], origin=fault.started))
+    outcome.notes.extend(
+        f"fenced off (a frozen worker's attempt, refused when it thawed): {text}"
+        for text in _overlap_lines([(a, b) for a, b in sure if fenced(a, b, fault.frozen)], origin=fault.started)
+    )
     maybe = [(a, b) for a, b in pairs if not a.surely_overlaps(b)]
     outcome.notes.extend(
         f"not proven (an end only bounded): {text}" for text in _overlap_lines(maybe, origin=fault.started)
@@ -149,6 +154,12 @@ def outcome_of(
         for job_id in outcome.no_video[:STORIES]
     )
     return outcome
+
+
+def fenced(first: Attempt, second: Attempt, frozen: list[int]) -> bool:
+    """Whether one of two overlapping attempts was a frozen process's that the jobs service
+    refused once it thawed: it did nothing while the other ran, and its outcome was not taken."""
+    return any(attempt.pid in frozen and attempt.how == "cancelled" for attempt in (first, second))
 
 
 def _context_notes(

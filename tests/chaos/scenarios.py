@@ -89,7 +89,7 @@ async def postgres_long(context: Context) -> Fault:
     await until_ready(context)
     notes.append(await remote_in_flight(context, "postgres-long-freeze"))
     frozen = await freeze_for("PostgreSQL", postgres_processes(context.postgres), down=OUTAGE_SECONDS)
-    fault = Fault(f"{stopped.name}; then {frozen.name}", started, frozen.ended)
+    fault = Fault(f"{stopped.name}; then {frozen.name}", started, frozen.ended, frozen=frozen.frozen)
     fault.notes = [*notes, *stopped.notes, *frozen.notes]
     return fault
 

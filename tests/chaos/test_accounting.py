@@ -8,6 +8,7 @@ from typing import Any
 
 from tests.chaos import accounting
 from tests.chaos.faults import Kill
+from tests.chaos.report import fenced
 from tests.chaos.system import ProcessWatch
 
 T0 = 1_800_000_000.0
@@ -75,3 +76,14 @@ def test_only_the_jobs_service_completing_a_job_counts() -> None:
         line("job.completed", 4, job_id="k", service="worker"),
     ]
     assert accounting.completions(records) == {"j": 2, "k": 1}
+
+
+def test_an_overlap_with_a_frozen_workers_refused_attempt_is_fenced_not_twice() -> None:
+    frozen = accounting.Attempt("job-1", 10, T0, T0 + 20, "cancelled")
+    other = accounting.Attempt("job-1", 11, T0 + 10, T0 + 30, "completed")
+    running = accounting.Attempt("job-1", 12, T0 + 10, T0 + 30, "completed")
+
+    assert fenced(frozen, other, frozen=[10])
+    # Not frozen, or frozen but its outcome taken: two workers at once.
+    assert not fenced(frozen, other, frozen=[])
+    assert not fenced(running, other, frozen=[12])
