@@ -180,6 +180,9 @@ def _context_notes(
     notes.append(f"`make run` exit code after Ctrl-C: {exit_code}")
     if system.outlived:
         notes.append(f"processes that outlived `make run` (killed): {system.outlived}")
+    replayed = sum(1 for a in observed.accepted if a.replayed)
+    if replayed:
+        notes.append(f"{replayed} creates were answered as replays of a create that had landed (Idempotency-Key)")
     if observed.not_accepted:
         notes.append(f"{observed.not_accepted} creates never got a 201 (given up)")
     if observed.answers.failures:

@@ -7,6 +7,7 @@ import time
 
 from tests.chaos.faults import (
     Fault,
+    freeze,
     freeze_for,
     kill_edge,
     kill_jobs_service,
@@ -15,6 +16,7 @@ from tests.chaos.faults import (
     postgres_processes,
     restart_redis,
     stop_postgres,
+    thaw,
     worker_replica,
 )
 from tests.chaos.harness import Context, Scenario
@@ -32,6 +34,8 @@ PARTITION_SECONDS = 2 * LEASE
 # Remote renders run through an outage and end after it.
 REMOTE_SECONDS = OUTAGE_SECONDS + LEASE
 REMOTE_JOBS = 4
+# How long creates queue at the edge before it is killed (envoy-restart).
+EDGE_QUEUE_SECONDS = 0.6
 # Room for the remote renders beside the load's own jobs.
 REMOTE_SETTINGS = {"WORKER_CONCURRENCY": "8"}
 # One worker frozen, the other one working on.
@@ -113,9 +117,18 @@ async def worker_partition(context: Context) -> Fault:
 
 
 async def envoy_restart(context: Context) -> Fault:
-    """kill -9 of the Envoy edge mid-load; `make run` starts it again, clients retry with their key."""
+    """kill -9 of the Envoy edge mid-load, creates in flight through it; `make run` starts it
+    again, and clients retry with their Idempotency-Key."""
     await context.at(0.4)
-    return await kill_edge(context.system)
+    # The gateway paused for a moment so that creates are in flight at the edge when it dies:
+    # the gateway then commits them with nobody left to answer, and their clients try again.
+    gateway = freeze(context.system.processes("services.gateway"))
+    await asyncio.sleep(EDGE_QUEUE_SECONDS)
+    fault = await kill_edge(context.system)
+    await asyncio.sleep(0.2)
+    thaw(gateway)
+    fault.notes.append(f"the gateway was paused {EDGE_QUEUE_SECONDS:g}s before the kill, creates queued at the edge")
+    return fault
 
 
 async def replicas_kill(context: Context) -> Fault:
