@@ -23,6 +23,10 @@ KEEPALIVE_TIME_MS = 20_000
 KEEPALIVE_TIMEOUT_MS = 10_000
 # Servers refuse (GOAWAY too_many_pings) pings closer together than this; below KEEPALIVE_TIME_MS.
 MIN_PING_INTERVAL_MS = 10_000
+# A server asks its clients (GOAWAY) to open a new connection after this long, so that they
+# resolve their `dns:///` target again and a replica started since gets its share of the calls.
+# Calls and streams in progress finish on the old connection (no grace limit).
+MAX_CONNECTION_AGE_MS = 300_000
 
 ChannelOptions = list[tuple[str, str | int]]
 
@@ -45,11 +49,13 @@ def channel_options(*, max_message_bytes: int | None = None) -> ChannelOptions:
 
 
 def server_keepalive_options() -> ChannelOptions:
-    """What a server needs to accept the clients' keepalive pings (else GOAWAY too_many_pings)."""
+    """What a server needs to accept the clients' keepalive pings (else GOAWAY too_many_pings),
+    and the age at which it sends its clients to a new connection (MAX_CONNECTION_AGE_MS)."""
     return [
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_recv_ping_interval_without_data_ms", MIN_PING_INTERVAL_MS),
         ("grpc.http2.max_ping_strikes", 0),
+        ("grpc.max_connection_age_ms", MAX_CONNECTION_AGE_MS),
     ]
 
 

@@ -10,7 +10,13 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 
-from services.core.channels import aio_channel, channel_options, loopback_target
+from services.core.channels import (
+    MAX_CONNECTION_AGE_MS,
+    aio_channel,
+    channel_options,
+    loopback_target,
+    server_keepalive_options,
+)
 
 METHOD = "/test.Who/Am"
 
@@ -82,3 +88,47 @@ async def test_a_stopped_replica_leaves_the_rotation(replicas: list[tuple[grpc.a
         seen = await answers(channel, 10)
 
     assert seen == {"b": 10}
+
+
+def test_servers_send_clients_to_a_new_connection_after_a_while() -> None:
+    options = dict(server_keepalive_options())
+
+    # Clients then resolve their dns:/// target again and a new replica gets its share.
+    assert int(options["grpc.max_connection_age_ms"]) == MAX_CONNECTION_AGE_MS
+    assert "grpc.max_connection_age_grace_ms" not in options
+
+
+async def test_a_stream_outlives_the_connection_age_and_calls_go_on() -> None:
+    async def tick(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> AsyncIterator[bytes]:
+        for index in range(8):
+            await asyncio.sleep(0.2)
+            yield str(index).encode()
+
+    async def who(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        return b"a"
+
+    handler = grpc.method_handlers_generic_handler(
+        "test.Who",
+        {
+            "Am": grpc.unary_unary_rpc_method_handler(who, lambda b: b, lambda b: b),
+            "Tick": grpc.unary_stream_rpc_method_handler(tick, lambda b: b, lambda b: b),
+        },
+    )
+    aged = [(k, 300 if k == "grpc.max_connection_age_ms" else v) for k, v in server_keepalive_options()]
+    server = grpc.aio.server(options=aged)
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with aio_channel(f"127.0.0.1:{port}") as channel:
+            stream = channel.unary_stream(
+                "/test.Who/Tick", request_serializer=lambda b: b, response_deserializer=lambda b: b
+            )
+            # A watch (WatchJob, an SSE stream) is not cut when its connection gets old.
+            ticks = [item async for item in stream(b"", timeout=10)]
+            calls = await answers(channel, 5)
+    finally:
+        await server.stop(None)
+
+    assert ticks == [str(i).encode() for i in range(8)]
+    assert calls == {"a": 5}
