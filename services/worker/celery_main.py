@@ -13,6 +13,7 @@ from services.core.logging import configure_logging
 from services.core.queues import QUEUES
 from services.core.settings import load_settings
 from services.core.tasks import broker_url, create_celery
+from services.worker.kombu_patch import patch_kombu_redis
 from services.worker.settings import WorkerSettings
 from services.worker.tasks import register_tasks
 
@@ -26,6 +27,8 @@ def main() -> None:
         configure_logging(service="worker", level=settings.log_level)
 
     configure_logging(service="worker", level=settings.log_level)
+    # Before the consumer connects: a lost Redis must not end the worker (kombu bug, see module).
+    patch_kombu_redis()
     app = create_celery(settings, broker=broker_url(settings, resolve_redis_url(settings)))
     register_tasks(app, settings)
     app.worker_main(

@@ -114,11 +114,12 @@ class Postgres:
 
 
 class Redis:
-    """A Redis without persistence on 127.0.0.1:port; a restart starts it empty."""
+    """A Redis on 127.0.0.1:port; without persistence (the default) a restart starts it empty."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, persistent: bool = False) -> None:
         self.port = free_port()
         self._root = root
+        self._persistent = persistent
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -127,10 +128,12 @@ class Redis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 30) -> None:
-        """Starts an empty server and waits until it answers PING."""
+        """Starts the server (empty unless persistent) and waits until it answers PING."""
         command = [str(redis_server_bin()), "--port", str(self.port), "--bind", "127.0.0.1"]
-        # No persistence: a restart starts empty, as a Redis whose data was lost.
-        command += ["--save", "", "--appendonly", "no", "--dir", str(self._root)]
+        # Without persistence a restart starts empty, as a Redis whose data was lost; with it
+        # (append-only file, fsync on every write) a restart keeps every key.
+        appendonly = ["yes", "--appendfsync", "always"] if self._persistent else ["no"]
+        command += ["--save", "", "--appendonly", *appendonly, "--dir", str(self._root)]
         command += ["--logfile", str(self._root / "redis.log")]
         self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1, socket_connect_timeout=1)
