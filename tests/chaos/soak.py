@@ -1,8 +1,8 @@
 """The soak scenario (long: not in the default run): a steady load for `--soak-minutes`, no fault.
 
 Every SAMPLE_SECONDS it reads the RSS of every process of `make run` (/proc/<pid>/status, summed
-per role, so that a replaced Celery child counts as its role), the messages waiting in the
-Celery queues in Redis, and the jobs queued or processing in PostgreSQL. It fails when a role's
+per role, so that a replaced Celery child counts as its role); every QUEUE_SECONDS the messages
+waiting in the Celery queues in Redis and the jobs queued or processing in PostgreSQL. It fails when a role's
 RSS grew by GROWTH_BOUND or more between the end of the warm-up and the end of the load, or
 the backlog was unbounded: over BACKLOG_SECONDS of load at once, or still rising in the last
 quarter. A lost job fails it like every scenario.
@@ -29,6 +29,7 @@ from tests.chaos.load import Accepted, JobSpec
 from tests.chaos.system import System
 
 SAMPLE_SECONDS = 10.0
+QUEUE_SECONDS = 1.0
 # The warm-up: this fraction of the load's window, before which RSS may grow freely.
 WARM_UP = 0.2
 # Growth of a role's RSS after the warm-up that fails the soak (0.10: 10 %).
@@ -43,13 +44,20 @@ MEDIAN_OF = 3
 
 @dataclass(frozen=True)
 class Sample:
-    """What the soak read at one moment, `at` seconds into the load."""
+    """The memory of `make run`, `at` seconds into the load."""
 
     at: float
     # kB of resident memory per role, and how many processes the role had.
     rss: dict[str, int]
     processes: dict[str, int]
-    # Messages in the Celery queues of Redis, and jobs queued or processing in PostgreSQL.
+
+
+@dataclass(frozen=True)
+class Queue:
+    """The backlog, `at` seconds into the load: messages in the Celery queues of Redis, and jobs
+    queued or processing in PostgreSQL."""
+
+    at: float
     depth: int
     backlog: int
 
@@ -106,11 +114,12 @@ class Soak:
     """The scenario (a Stage of tests/chaos/harness.py): the fault is the sampling itself."""
 
     samples: list[Sample] = field(default_factory=list)
+    queue: list[Queue] = field(default_factory=list)
     missed: int = 0
 
     def open(self) -> None:
         """A new run: no samples yet."""
-        self.samples, self.missed = [], 0
+        self.samples, self.queue, self.missed = [], [], 0
 
     def close(self) -> None:
         """Nothing to stop."""
@@ -119,58 +128,71 @@ class Soak:
         """The common job mix, as it is."""
 
     async def __call__(self, context: Context) -> Fault:
-        """No fault: the sampling, every SAMPLE_SECONDS until the load's window has passed."""
+        """No fault: the sampling, until the load's window has passed."""
         fault = Fault(f"none: a steady load of {context.options.rate:g} jobs/s", time.time())
         prefix = context.system.env.get("CELERY_KEY_PREFIX", "")
         keys = depth_keys(CoreSettings.model_construct(celery_key_prefix=prefix))
         client = aioredis.Redis.from_url(context.redis.url)
         try:
-            ticks = int(context.options.window // SAMPLE_SECONDS) + 1
-            for tick in range(ticks + 1):
-                await asyncio.sleep(max(0.0, context.load_started + tick * SAMPLE_SECONDS - time.monotonic()))
-                await self._sample(context, client, keys)
-                if tick * SAMPLE_SECONDS >= context.options.window or not context.system.alive():
+            every = round(SAMPLE_SECONDS / QUEUE_SECONDS)
+            tick = 0
+            while context.system.alive():
+                await asyncio.sleep(max(0.0, context.load_started + tick * QUEUE_SECONDS - time.monotonic()))
+                last = tick * QUEUE_SECONDS >= context.options.window
+                if tick % every == 0 or last:
+                    self.samples.append(
+                        Sample(time.monotonic() - context.load_started, *memory_by_role(context.system))
+                    )
+                await self._read_queue(context, client, keys)
+                if last:
                     break
+                tick += 1
         finally:
             await client.aclose()
         fault.ended = time.time()
         return fault
 
-    async def _sample(self, context: Context, client: aioredis.Redis, keys: list[str]) -> None:
-        """One sample, or one missed when Redis or PostgreSQL did not answer."""
+    async def _read_queue(self, context: Context, client: aioredis.Redis, keys: list[str]) -> None:
+        """One sample of the backlog, or one missed when Redis or PostgreSQL did not answer."""
         at = time.monotonic() - context.load_started
-        rss, processes = memory_by_role(context.system)
         try:
             depth = await queue_depth(client, keys)
             jobs = await backlog(context.postgres.url)
         except (OSError, RedisError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
             self.missed += 1
             return
-        self.samples.append(Sample(at, rss, processes, depth, jobs))
+        self.queue.append(Queue(at, depth, jobs))
 
     async def verdict(self, context: Context, accepted: list[Accepted]) -> Verdict:
         """The soak's figures and bounds over its samples."""
-        verdict = judge(self.samples, rate=context.options.rate, window=context.options.window)
+        verdict = judge(self.samples, self.queue, rate=context.options.rate, window=context.options.window)
         if self.missed:
-            verdict.notes.append(f"{self.missed} samples missed (Redis or PostgreSQL did not answer)")
+            verdict.notes.append(f"{self.missed} backlog samples missed (Redis or PostgreSQL did not answer)")
         return verdict
 
 
-def judge(samples: list[Sample], *, rate: float, window: float) -> Verdict:
+def judge(samples: list[Sample], queue: list[Queue], *, rate: float, window: float) -> Verdict:
     """Per role RSS after the warm-up and at the end, the backlog's peak and trend, held to their bounds."""
     verdict = Verdict()
     warm = [s for s in samples if s.at >= WARM_UP * window]
-    if len(warm) < 2:
-        verdict.problems.append(f"{len(warm)} samples after the warm-up: too few to judge the soak")
+    steady = [q for q in queue if q.at >= WARM_UP * window]
+    if len(warm) < 2 or len(steady) < 2:
+        verdict.problems.append(f"{len(warm)} and {len(steady)} samples after the warm-up: too few to judge")
         return verdict
     verdict.notes.append(
-        f"soak: {len(samples)} samples every {SAMPLE_SECONDS:g}s over {window:.0f}s, "
-        f"warm-up {WARM_UP * window:.0f}s; RSS per role: median of {MEDIAN_OF} samples"
+        f"soak over {window:.0f}s, warm-up {WARM_UP * window:.0f}s: RSS read {len(samples)} times "
+        f"(every {SAMPLE_SECONDS:g}s; per role, the median of {MEDIAN_OF}), the backlog {len(queue)} times"
     )
     for name in sorted(warm[0].rss):
         verdict.notes.append(_role_line(name, warm, verdict.problems))
     verdict.notes.extend(
-        _backlog_lines(warm, bound=rate * BACKLOG_SECONDS, rise=rate * RISE_SECONDS, problems=verdict.problems)
+        _backlog_lines(
+            steady,
+            last_quarter=0.75 * window,
+            bound=rate * BACKLOG_SECONDS,
+            rise=rate * RISE_SECONDS,
+            problems=verdict.problems,
+        )
     )
     return verdict
 
@@ -188,11 +210,14 @@ def _role_line(name: str, warm: list[Sample], problems: list[str]) -> str:
     )
 
 
-def _backlog_lines(warm: list[Sample], *, bound: float, rise: float, problems: list[str]) -> list[str]:
+def _backlog_lines(
+    steady: list[Queue], *, last_quarter: float, bound: float, rise: float, problems: list[str]
+) -> list[str]:
     """The peaks of the queue depth and of the backlog, and the backlog's rise over the last quarter."""
-    depth = max(s.depth for s in warm)
-    jobs = max(s.backlog for s in warm)
-    last = warm[-max(2, len(warm) // 4) :]
+    depth = max(q.depth for q in steady)
+    jobs = max(q.backlog for q in steady)
+    last = [q for q in steady if q.at >= last_quarter]
+    last = last if len(last) >= 2 else steady[-2:]
     rose = slope([(s.at, float(s.backlog)) for s in last]) * (last[-1].at - last[0].at)
     if depth > bound:
         problems.append(f"queue depth reached {depth} messages (bound {bound:.0f})")
