@@ -214,8 +214,9 @@ def _backlog_lines(
     steady: list[Queue], *, last_quarter: float, bound: float, rise: float, problems: list[str]
 ) -> list[str]:
     """The peaks of the queue depth and of the backlog, and the backlog's rise over the last quarter."""
-    depth = max(q.depth for q in steady)
-    jobs = max(q.backlog for q in steady)
+    deepest = max(steady, key=lambda q: q.depth)
+    fullest = max(steady, key=lambda q: q.backlog)
+    depth, jobs = deepest.depth, fullest.backlog
     last = [q for q in steady if q.at >= last_quarter]
     last = last if len(last) >= 2 else steady[-2:]
     rose = slope([(s.at, float(s.backlog)) for s in last]) * (last[-1].at - last[0].at)
@@ -226,7 +227,8 @@ def _backlog_lines(
     if rose > rise:
         problems.append(f"the backlog still rose by {rose:.0f} jobs over the last quarter (bound {rise:.0f})")
     return [
-        f"max queue depth {depth} messages, max jobs queued or processing {jobs} (bound {bound:.0f} each); "
+        f"max queue depth {depth} messages (+{deepest.at:.0f}s), max jobs queued or processing {jobs} "
+        f"(+{fullest.at:.0f}s; bound {bound:.0f} each); "
         f"backlog trend over the last quarter {rose:+.1f} jobs (bound +{rise:.0f})"
     ]
 
