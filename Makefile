@@ -13,10 +13,10 @@ PROTOS := $(wildcard protos/videogen/v1/*.proto)
 LOCKS := requirements-dev.lock requirements.lock requirements-protogen.lock
 PIP_TOOLS := pip==26.3 pip-tools==7.6.2
 
-.PHONY: help venv lock proto k8s-rules k8s-envoy run test chaos bench lint fmt clean
+.PHONY: help venv lock proto k8s-rules k8s-envoy run test chaos chaos-all bench lint fmt clean
 
 help: ## list the targets
-	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(STAMP): requirements-dev.lock
 	@scripts/bootstrap.sh "$(PYTHON)" "$(VENV)"
@@ -54,6 +54,9 @@ test: $(STAMP) ## run every test
 
 chaos: $(STAMP) ## faults under load on make run's processes (CHAOS_ARGS="-s worker-kill --jobs 100")
 	@$(PY) -m tests.chaos $(CHAOS_ARGS)
+
+chaos-all: $(STAMP) ## every chaos scenario and the 20-minute soak (not in CI; CHAOS_ARGS="--soak-minutes 5")
+	@$(PY) -m tests.chaos --all $(CHAOS_ARGS)
 
 bench: $(STAMP) ## creation, reads and memory through the edge, beside baselines (BENCH_ARGS="--seconds 5")
 	@$(PY) -m bench $(BENCH_ARGS)

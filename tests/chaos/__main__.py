@@ -1,8 +1,11 @@
-"""`python -m tests.chaos [-s SCENARIO ...] [--jobs N]`: runs the scenarios, prints their figures.
+"""`python -m tests.chaos [-s SCENARIO ...] [--all] [--jobs N]`: runs the scenarios, prints their figures.
+
+Without `-s` it runs every scenario but the long ones (soak); `--all` runs those too.
 
 Exits 1 when a scenario lost a job, completed one twice, let two workers run one at once,
 answered a client a 5xx other than 503, or failed a check of its own (webhook-blackhole: the
-healthy receiver's p99, deliveries neither delivered nor dead).
+healthy receiver's p99, deliveries neither delivered nor dead; soak: a role's RSS grew 10 % or
+more after the warm-up, or the queue's backlog was unbounded).
 """
 
 from __future__ import annotations
@@ -22,7 +25,16 @@ from tests.chaos.scenarios import SCENARIOS
 def parse(argv: list[str] | None) -> tuple[list[str], Options]:
     """The scenarios to run and their options."""
     parser = argparse.ArgumentParser(prog="python -m tests.chaos", description=__doc__.split("\n\n")[0])
-    parser.add_argument("-s", "--scenario", action="append", choices=sorted(SCENARIOS), help="repeatable; default all")
+    parser.add_argument(
+        "-s", "--scenario", action="append", choices=sorted(SCENARIOS), help="repeatable; default all but soak"
+    )
+    parser.add_argument("--all", action="store_true", help="every scenario, soak included (make chaos-all)")
+    parser.add_argument(
+        "--soak-minutes", type=float, default=Options.soak_minutes, help="soak: minutes of load (default %(default)s)"
+    )
+    parser.add_argument(
+        "--soak-rate", type=float, default=Options.soak_rate, help="soak: jobs created per second (default %(default)s)"
+    )
     parser.add_argument("--jobs", type=int, default=Options.jobs, help="jobs per scenario (default %(default)s)")
     parser.add_argument("--rate", type=float, default=Options.rate, help="jobs created per second")
     parser.add_argument(
@@ -51,8 +63,11 @@ def parse(argv: list[str] | None) -> tuple[list[str], Options]:
         logs=args.logs,
         settings=tuple(args.set),
         replicas=args.replicas,
+        soak_minutes=args.soak_minutes,
+        soak_rate=args.soak_rate,
     )
-    return args.scenario or list(SCENARIOS), options
+    default = [name for name, scenario in SCENARIOS.items() if args.all or not scenario.long]
+    return args.scenario or default, options
 
 
 def setting(text: str) -> tuple[str, str]:
@@ -82,8 +97,9 @@ def main(argv: list[str] | None = None) -> None:
     outcomes: list[Outcome] = []
     try:
         for name in names:
-            say(f"== {name}: {options.jobs} jobs at {options.rate:g}/s ...")
-            outcome = run_scenario(name, SCENARIOS[name], options)
+            own = SCENARIOS[name].options_for(options)
+            say(f"== {name}: {own.jobs} jobs at {own.rate:g}/s ...")
+            outcome = run_scenario(name, SCENARIOS[name], own)
             outcomes.append(outcome)
             say(f"   fault: {outcome.fault}")
             for note in outcome.notes:

@@ -39,6 +39,9 @@ class Options:
     settings: tuple[tuple[str, str], ...] = ()
     # RUN_REPLICAS of `make run` for every scenario (`jobs=2,worker=2`); empty: each scenario's own.
     replicas: str = ""
+    # The soak's steady load: jobs at soak_rate a second for soak_minutes (--jobs and --rate do not apply).
+    soak_minutes: float = 20.0
+    soak_rate: float = 4.0
 
     @property
     def window(self) -> float:
@@ -113,6 +116,14 @@ class Scenario:
     # No video file of an attempt that did not complete may remain.
     no_stale_video: bool = False
     stage: Stage | None = None
+    # The scenario's own load from the shared options (the soak's steady rate), else the options as given.
+    load: Callable[[Options], Options] | None = None
+    # A long scenario: left out of the default run (CI); `--all` or `-s NAME` runs it (`make chaos-all`).
+    long: bool = False
+
+    def options_for(self, options: Options) -> Options:
+        """The options this scenario runs under."""
+        return options if self.load is None else self.load(options)
 
     @property
     def doc(self) -> str:

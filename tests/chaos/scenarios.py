@@ -21,6 +21,7 @@ from tests.chaos.faults import (
 )
 from tests.chaos.harness import Context, Scenario
 from tests.chaos.remote import create_remote_jobs, wait_processing
+from tests.chaos.soak import soak, steady_load
 from tests.chaos.system import FAST_SETTINGS
 from tests.chaos.webhooks import webhook_blackhole
 
@@ -159,4 +160,5 @@ SCENARIOS: dict[str, Scenario] = {
     "replicas-kill": Scenario(replicas_kill, {"RUN_REPLICAS": "jobs=2,worker=2"}),
     "envoy-restart": Scenario(envoy_restart),
     "webhook-blackhole": Scenario(webhook_blackhole, webhook_blackhole.settings, stage=webhook_blackhole),
+    "soak": Scenario(soak, stage=soak, load=steady_load, long=True),
 }
