@@ -34,6 +34,8 @@ class Liveness:
         self.attempt = attempt
         self.stopped = False
         self.unreachable = False
+        # Set once the attempt sends its outcome: no report may follow (it would be refused).
+        self.ending = False
         self._jobs = jobs
         self._request_id = request_id
         self._progress_interval = progress_interval
@@ -63,6 +65,8 @@ class Liveness:
         ours. While the jobs service does not answer, its deadline is short and it returns True:
         the report stays the latest, and the heartbeat sends it again."""
         with self._sending:
+            if self.ending:
+                return True
             with self._lock:
                 self._sent = time.monotonic()
                 self._pending = False
@@ -85,6 +89,12 @@ class Liveness:
                 return False
             self._note_reachable(delivered, percent)
             return True
+
+    def end_reports(self) -> None:
+        """Before the attempt's outcome: waits for a report in flight, and sends none after, so
+        that no report reaches the jobs service after the outcome (and is refused there)."""
+        with self._sending:
+            self.ending = True
 
     def _note_reachable(self, delivered: bool, percent: int) -> None:
         """Logs the start and the end of an outage of the jobs service, as this attempt saw it."""
@@ -170,7 +180,7 @@ class Liveness:
 
     def _beat(self, interval: float, done: threading.Event) -> None:
         """The heartbeat thread: sends whenever a report is due, until done or the job is not ours."""
-        while not done.is_set() and not self.stopped:
+        while not done.is_set() and not self.stopped and not self.ending:
             self._wake.wait(self._due_in(interval))
             self._wake.clear()
             if done.is_set():

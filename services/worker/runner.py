@@ -141,19 +141,23 @@ class JobRunner:
             if not liveness.send():
                 raise JobCancelled(job.id)
             stored = self._storage.store(partial, key)
+            liveness.end_reports()
             return self._complete(job, payload, choice, video, stored, elapsed_ms=elapsed_ms)
         except JobCancelled:
             log.info("job.stopped_cancelled", job_id=job.id)
             return "cancelled"
         except (InvalidOptions, Unroutable) as exc:
+            liveness.end_reports()
             return self._fail(job, payload, str(exc), provider=getattr(exc, "provider", ""))
         except AttemptFailed as exc:
+            liveness.end_reports()
             if not exc.final:
                 log.warning("job.attempt_failed", job_id=job.id, error=str(exc))
                 return self._retry_or_fail(job, payload, _describe(exc), provider=exc.provider)
             return self._fail(job, payload, str(exc), provider=exc.provider)
         except (SoftTimeLimitExceeded, Exception) as exc:
             log.warning("job.attempt_failed", job_id=job.id, error=repr(exc))
+            liveness.end_reports()
             return self._retry_or_fail(job, payload, _describe(exc), provider=getattr(exc, "provider", ""))
         finally:
             partial.unlink(missing_ok=True)

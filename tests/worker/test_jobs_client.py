@@ -326,3 +326,17 @@ def test_the_render_never_waits_for_a_report_the_heartbeat_sends_and_its_refusal
     assert call.rpc == "ReportProgress"
     assert isinstance(call.request, lifecycle_pb2.ReportProgressRequest)
     assert (call.request.percent, call.request.stage) == (50, "rendering")
+
+
+def test_no_report_follows_the_attempts_outcome(service: FakeLifecycle, jobs: JobsClient) -> None:
+    attempt = liveness(jobs)
+
+    with attempt.heartbeat(0.05, join_timeout=5):
+        attempt.reporter()(1.0, "done")  # asks the heartbeat thread for a report
+        attempt.end_reports()  # waits for a report in flight; the outcome would go now
+        reports = len(service.calls)
+        time.sleep(0.3)  # six beats' time
+        assert attempt.send()  # nothing sent, nothing refused
+
+    # The outcome is the attempt's last word: a report after it would be refused and logged.
+    assert len(service.calls) == reports <= 1
