@@ -22,6 +22,9 @@ QUICK = {
     "webhook_retry_max_seconds": 0.2,
     "webhook_poll_interval": 0.1,
     "webhook_retry_for_hours": 1 / 3600,  # a one-second retry window: dead letters come quickly
+    # No circuit breaker: a dead letter here shows the receiver's last answer, not "circuit open"
+    # (tests/jobs test the breaker).
+    "webhook_circuit_failures": 0,
 }
 
 
