@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
+import pytest
 import redis.asyncio as aioredis
 import yaml
 from prometheus_client import REGISTRY
@@ -79,6 +81,16 @@ async def occupy_the_worker(gateway: Gateway, gate: Path) -> None:
         for blocker in blockers:
             while (await gateway.client.get(f"/api/v1/jobs/{blocker['id']}")).json()["status"] != "processing":
                 await asyncio.sleep(0.05)
+
+
+@pytest.fixture(autouse=True)
+async def _no_watcher_outlives_its_test() -> AsyncIterator[None]:
+    """The module's tests share a stack and count its watchers: after each test, waits until the
+    edge, the gateway and WatchJob have let go of the test's streams, as a stopped stack would."""
+    yield
+    async with asyncio.timeout(10):
+        while REGISTRY.get_sample_value("job_watchers"):
+            await asyncio.sleep(0.05)
 
 
 async def test_sse_and_watchjob_clients_see_queued_processing_rising_progress_completed(

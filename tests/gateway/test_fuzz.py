@@ -30,7 +30,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from services.core.job.rules import PROVIDER_NAME
-from tests.gateway.conftest import Gateway
+from tests.gateway.conftest import Gateway, GatewayFactory
+from tests.support.factories import unique_user
 
 # No 5xx; every status, content type, header and body as /openapi.json documents it; and a
 # request that breaks the documented schema is refused with a 4xx.
@@ -206,8 +207,9 @@ async def test_a_thousand_generated_requests_through_the_edge_get_no_5xx_and_onl
 
 
 async def test_with_the_jobs_and_providers_services_down_every_answer_is_still_documented(
-    gateway: Gateway, capsys: pytest.CaptureFixture[str]
+    start_gateway: GatewayFactory, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    gateway = await start_gateway()  # its own: this test stops the services
     await gateway.stack.server.stop(0)
     await gateway.stack.providers_server.stop(0)
 
@@ -274,7 +276,7 @@ async def test_a_provider_name_is_checked_at_the_edge_by_the_pattern_the_schema_
 async def test_metadata_nested_deeper_than_64_is_refused_so_that_no_stored_job_fails_to_answer(
     gateway: Gateway,
 ) -> None:
-    client = gateway.client
+    client, user = gateway.client, unique_user()
 
     def nested(depth: int) -> dict[str, Any]:
         value: dict[str, Any] = {}
@@ -282,13 +284,13 @@ async def test_metadata_nested_deeper_than_64_is_refused_so_that_no_stored_job_f
             value = {"a": value}
         return value
 
-    deep = await client.post("/api/v1/jobs", json={"userId": "deep", "prompt": "p", "metadata": nested(65)})
-    ok = await client.post("/api/v1/jobs", json={"userId": "deep", "prompt": "p", "metadata": nested(64)})
+    deep = await client.post("/api/v1/jobs", json={"userId": user, "prompt": "p", "metadata": nested(65)})
+    ok = await client.post("/api/v1/jobs", json={"userId": user, "prompt": "p", "metadata": nested(64)})
 
     assert deep.status_code == 422 and deep.json()["detail"][0]["loc"] == ["body", "metadata"]
     assert ok.status_code == 201, ok.text
     assert (await client.get(f"/api/v1/jobs/{ok.json()['id']}")).json()["metadata"] == nested(64)
-    assert (await client.get("/api/v1/jobs", params={"userId": "deep"})).json()["total"] == 1
+    assert (await client.get("/api/v1/jobs", params={"userId": user})).json()["total"] == 1
 
 
 async def test_a_405_lists_every_method_of_the_path_in_allow(gateway: Gateway) -> None:

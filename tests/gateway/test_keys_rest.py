@@ -11,7 +11,7 @@ from typing import Any
 import grpc
 import pytest
 
-from tests.gateway.conftest import ADMIN_KEY, Gateway, GatewayFactory, production
+from tests.gateway.conftest import ADMIN_KEY, Gateway, GatewayFactory, cancel_unfinished, production
 from tests.support.factories import unique_user
 from videogen.v1 import (
     jobs_pb2,
@@ -26,9 +26,17 @@ ADMIN = {"X-API-Key": ADMIN_KEY}
 JOB = {"prompt": "a lighthouse at dawn", "metadata": {"provider": "scripted"}}
 
 
+@pytest.fixture(scope="module")
+async def module_edge(start_module_gateway: GatewayFactory) -> Gateway:
+    """A production system that the module's tests share, each with users of its own."""
+    return await start_module_gateway(**production())
+
+
 @pytest.fixture
-async def edge(start_gateway: GatewayFactory) -> Gateway:
-    return await start_gateway(**production())
+async def edge(module_edge: Gateway) -> AsyncIterator[Gateway]:
+    """The module's production system; the jobs a test left unfinished are cancelled after it."""
+    yield module_edge
+    await cancel_unfinished(module_edge.stack, metadata=(("x-api-key", ADMIN_KEY),))
 
 
 async def user_key(edge: Gateway, user_id: str) -> dict[str, str]:

@@ -40,9 +40,11 @@ async def completed_job(client: httpx.AsyncClient) -> dict[str, Any]:
     return dict(job)
 
 
-async def production_gateway(start_gateway: GatewayFactory) -> Gateway:
-    """A production system whose services share SECRET_KEY; its client sends the admin key."""
-    gateway = await start_gateway(**production())
+@pytest.fixture(scope="module")
+async def production_gateway(start_module_gateway: GatewayFactory) -> Gateway:
+    """A production system whose services share SECRET_KEY, shared by the module's tests (each
+    renders a job of its own); its client sends the admin key."""
+    gateway = await start_module_gateway(**production())
     gateway.client.headers["X-API-Key"] = ADMIN_KEY
     return gateway
 
@@ -54,9 +56,9 @@ def key_and_query(url: str) -> tuple[str, dict[str, str]]:
 
 
 async def test_in_production_a_jobs_video_url_serves_the_video_and_a_range_of_it(
-    start_gateway: GatewayFactory,
+    production_gateway: Gateway,
 ) -> None:
-    gateway = await production_gateway(start_gateway)
+    gateway = production_gateway
     job = await completed_job(gateway.client)
     url = job["result"]["videoUrl"]
     outside = httpx.AsyncClient(base_url=gateway.client.base_url)  # no API key: the URL is enough
@@ -71,8 +73,8 @@ async def test_in_production_a_jobs_video_url_serves_the_video_and_a_range_of_it
     await outside.aclose()
 
 
-async def test_in_production_a_bare_expired_or_tampered_media_url_is_403(start_gateway: GatewayFactory) -> None:
-    gateway = await production_gateway(start_gateway)
+async def test_in_production_a_bare_expired_or_tampered_media_url_is_403(production_gateway: Gateway) -> None:
+    gateway = production_gateway
     job = await completed_job(gateway.client)
     key, query = key_and_query(job["result"]["videoUrl"])
     expires, signature = query["expires"], query["signature"]
@@ -98,10 +100,7 @@ async def test_in_production_a_bare_expired_or_tampered_media_url_is_403(start_g
     assert (await gateway.client.get(job["result"]["videoUrl"])).status_code == 200
 
 
-async def test_in_development_a_bare_media_path_is_served_but_a_bad_signature_is_not(
-    start_gateway: GatewayFactory,
-) -> None:
-    gateway = await start_gateway()
+async def test_in_development_a_bare_media_path_is_served_but_a_bad_signature_is_not(gateway: Gateway) -> None:
     job = await completed_job(gateway.client)
     key, query = key_and_query(job["result"]["videoUrl"])
 

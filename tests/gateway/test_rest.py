@@ -16,7 +16,7 @@ from services.core.job.public import job_from_proto
 from services.jobs.server import start_jobs_server
 from tests.conftest import jobs_settings
 from tests.gateway.conftest import ADMIN_KEY, Gateway, GatewayFactory, production
-from tests.support.factories import bare_json
+from tests.support.factories import bare_json, unique_user
 from videogen.v1 import jobs_pb2, jobs_pb2_grpc
 
 TINY = {"durationSeconds": 1, "width": 64, "height": 64, "fps": 4}
@@ -36,12 +36,12 @@ async def wait_status(gateway: Gateway, job_id: str, status: str, timeout: float
 
 
 async def test_the_seed_walk_through(gateway: Gateway) -> None:
-    client = gateway.client
+    client, user = gateway.client, unique_user()
     assert (await client.get("/health")).json() == {"status": "alive"}
 
     created = await client.post(
         "/api/v1/jobs",
-        json={"userId": "user-123", "prompt": "A sunset over the ocean", "metadata": {"priority": "high", **TINY}},
+        json={"userId": user, "prompt": "A sunset over the ocean", "metadata": {"priority": "high", **TINY}},
     )
     assert created.status_code == 201, created.text
     job = created.json()
@@ -62,7 +62,7 @@ async def test_the_seed_walk_through(gateway: Gateway) -> None:
     part = await client.get(done["result"]["videoUrl"], headers={"Range": "bytes=0-99"})
     assert (part.status_code, len(part.content), part.content) == (206, 100, video.content[:100])
 
-    listed = (await client.get("/api/v1/jobs", params={"userId": "user-123", "status": "completed"})).json()
+    listed = (await client.get("/api/v1/jobs", params={"userId": user, "status": "completed"})).json()
     assert set(listed) == {"jobs", "total", "skip", "take"} and listed["take"] == 20
     assert job["id"] in [j["id"] for j in listed["jobs"]]
 
@@ -154,7 +154,8 @@ async def test_readiness_names_every_component(gateway: Gateway) -> None:
     assert all(c["status"] == "up" and c["latencyMs"] >= 0 for c in body["components"].values())
 
 
-async def test_a_stopped_jobs_service_is_503_and_recovers_without_restart(gateway: Gateway) -> None:
+async def test_a_stopped_jobs_service_is_503_and_recovers_without_restart(start_gateway: GatewayFactory) -> None:
+    gateway = await start_gateway()  # its own: this test stops the jobs service
     client, stack = gateway.client, gateway.stack
     port = stack.server.port
     await stack.server.stop(0)
@@ -223,26 +224,25 @@ async def test_production_needs_the_api_key(start_gateway: GatewayFactory) -> No
 
 
 async def test_grpc_get_job_through_the_edge_returns_the_rest_job(gateway: Gateway) -> None:
-    created = (
-        await gateway.client.post("/api/v1/jobs", json={"userId": "u-grpc", "prompt": "p", "metadata": TINY})
-    ).json()
+    user = unique_user()
+    created = (await gateway.client.post("/api/v1/jobs", json={"userId": user, "prompt": "p", "metadata": TINY})).json()
     done = await wait_status(gateway, created["id"], "completed")
 
     async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.edge_port}") as channel:
         job = await jobs_pb2_grpc.JobServiceStub(channel).GetJob(jobs_pb2.GetJobRequest(id=created["id"]))
-        listed = await jobs_pb2_grpc.JobServiceStub(channel).ListJobs(jobs_pb2.ListJobsRequest(user_id="u-grpc"))
+        listed = await jobs_pb2_grpc.JobServiceStub(channel).ListJobs(jobs_pb2.ListJobsRequest(user_id=user))
 
     assert bare_json(job_from_proto(job).model_dump(mode="json")) == bare_json(done)
     assert [j.id for j in listed.jobs] == [created["id"]]
 
 
 async def test_pages_through_the_edge_do_not_overlap(gateway: Gateway) -> None:
-    client = gateway.client
-    ids = [(await client.post("/api/v1/jobs", json={"userId": "pager", "prompt": f"p{n}",
+    client, user = gateway.client, unique_user()
+    ids = [(await client.post("/api/v1/jobs", json={"userId": user, "prompt": f"p{n}",
             "metadata": {"provider": "scripted"}})).json()["id"] for n in range(7)]  # fmt: skip
 
     pages = [
-        (await client.get("/api/v1/jobs", params={"userId": "pager", "skip": s, "take": 3})).json() for s in (0, 3, 6)
+        (await client.get("/api/v1/jobs", params={"userId": user, "skip": s, "take": 3})).json() for s in (0, 3, 6)
     ]
 
     seen = [job["id"] for page in pages for job in page["jobs"]]
@@ -271,7 +271,8 @@ def test_the_gateway_refuses_to_start_in_production_with_example_secrets(tmp_pat
 
 async def test_a_repeated_post_with_an_idempotency_key_creates_one_job(gateway: Gateway) -> None:
     client = gateway.client
-    body = {"userId": "idem-user", "prompt": "a lighthouse at dusk", "metadata": TINY}
+    user = unique_user()
+    body = {"userId": user, "prompt": "a lighthouse at dusk", "metadata": TINY}
     headers = {"Idempotency-Key": "checkout-7f3a"}
 
     first = await client.post("/api/v1/jobs", json=body, headers=headers)
@@ -284,7 +285,7 @@ async def test_a_repeated_post_with_an_idempotency_key_creates_one_job(gateway: 
     assert "Idempotent-Replayed" not in first.headers and again.headers["Idempotent-Replayed"] == "true"
     assert other.status_code == 409 and "idempotency_key" in other.json()["detail"]
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["header", "Idempotency-Key"]
-    listed = (await client.get("/api/v1/jobs", params={"userId": "idem-user"})).json()
+    listed = (await client.get("/api/v1/jobs", params={"userId": user})).json()
     assert listed["total"] == 1
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any, get_args
 
+import pytest
+
 from services.core.models import WEBHOOK_EVENTS
 from services.gateway.schemas import JobCreate, WebhookEvent
 from tests.gateway.conftest import Gateway, GatewayFactory
@@ -20,6 +22,9 @@ QUICK = {
     "webhook_retry_max_seconds": 0.2,
     "webhook_poll_interval": 0.1,
     "webhook_retry_for_hours": 1 / 3600,  # a one-second retry window: dead letters come quickly
+    # No circuit breaker: a dead letter here shows the receiver's last answer, not "circuit open"
+    # (tests/jobs test the breaker).
+    "webhook_circuit_failures": 0,
 }
 
 
@@ -39,10 +44,16 @@ async def wait_states(gateway: Gateway, job_id: str, states: list[str], timeout:
             await asyncio.sleep(0.1)
 
 
+@pytest.fixture(scope="module")
+async def module_gateway(start_module_gateway: GatewayFactory) -> Gateway:
+    """The module's shared gateway, with quick webhooks. Only the first test makes deliveries
+    (and counts the dead letters of the whole stack); the others are refused before any job."""
+    return await start_module_gateway(stack_options={"jobs": QUICK})
+
+
 async def test_a_job_posts_each_status_change_to_its_webhook_and_dead_letters_are_redelivered(
-    start_gateway: GatewayFactory,
+    gateway: Gateway,
 ) -> None:
-    gateway = await start_gateway(stack_options={"jobs": QUICK})
     client = gateway.client
     with webhook_receiver(SECRET) as receiver:
         created = await client.post(

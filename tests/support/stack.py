@@ -20,6 +20,7 @@ from services.jobs.server import JobsServer
 from services.providers.server import ProvidersServer, start_providers_server
 from services.providers.settings import ProvidersSettings
 from tests.conftest import jobs_settings, start_brokered_jobs, wait_serving
+from tests.support import databases
 from tests.support.brokers import drop_keys
 from tests.support.processes import ROOT, ServiceProcess, clean_env
 from tests.support.tcp_proxy import TcpProxy
@@ -94,77 +95,54 @@ class Stack:
 StackFactory = Callable[..., Awaitable[Stack]]
 
 
-@pytest.fixture
-def workdir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="vg-w-"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+class StackRunner:
+    """Starts stacks on one database and working directory, and stops every one it started."""
 
-
-@pytest.fixture
-async def start_stack(own_database_url: str, redis_url: str, workdir: Path) -> AsyncIterator[StackFactory]:
-    """Starts the stack with worker settings overridden by keyword (jobs settings by `jobs`); with
-    jobs_proxy, the worker reaches the jobs service through a TcpProxy the test can cut."""
-    started: list[tuple[JobsServer, ServiceProcess, grpc.aio.Channel]] = []
-    proxies: list[TcpProxy] = []
-    provider_servers: list[ProvidersServer] = []
-    channels: list[grpc.aio.Channel] = []
-
-    def channel_to(port: int) -> grpc.aio.Channel:
-        channels.append(grpc.aio.insecure_channel(f"127.0.0.1:{port}"))
-        return channels[-1]
-
-    prefix = f"t{uuid.uuid4().hex[:10]}-"
+    def __init__(self, *, database_url: str, redis_url: str, workdir: Path) -> None:
+        self.database_url, self.redis_url, self.workdir = database_url, redis_url, workdir
+        self.prefix = f"t{uuid.uuid4().hex[:10]}-"
+        self._started: list[tuple[JobsServer, ServiceProcess, grpc.aio.Channel]] = []
+        self._proxies: list[TcpProxy] = []
+        self._provider_servers: list[ProvidersServer] = []
+        self._channels: list[grpc.aio.Channel] = []
 
     async def start(
+        self,
         registry: dict[str, Any] | None = None,
         providers: dict[str, Any] | None = None,
         jobs: dict[str, Any] | None = None,
         jobs_proxy: bool = False,
         **worker_env: Any,
     ) -> Stack:
+        """A stack with worker settings overridden by keyword (jobs settings by `jobs`); with
+        jobs_proxy, the worker reaches the jobs service through a TcpProxy the test can cut."""
+        workdir, prefix = self.workdir, self.prefix
         settings = jobs_settings(
             celery_key_prefix=prefix, dispatch_interval=0.2, media_dir=workdir / "media", **(jobs or {})
         )
-        server = await start_brokered_jobs(settings, database_url=own_database_url, redis_url=redis_url)
-        proxy = await _proxy_to(server.port, proxies) if jobs_proxy else None
+        server = await start_brokered_jobs(settings, database_url=self.database_url, redis_url=self.redis_url)
+        proxy = await _proxy_to(server.port, self._proxies) if jobs_proxy else None
         config = workdir / "providers.json"
         config.write_text(json.dumps(registry or DEFAULT_REGISTRY))
         providers_server = await start_providers_server(
             providers_settings(**(providers or {})),
-            database_url=own_database_url,
+            database_url=self.database_url,
             address="127.0.0.1:0",
             registry=load_registry(config),
         )
-        env = clean_env(
-            JOBS_TARGET=f"127.0.0.1:{proxy.port if proxy else server.port}",
-            PROVIDERS_TARGET=f"127.0.0.1:{providers_server.port}",
-            PROVIDERS_CONFIG=str(config),
-            REDIS_URL=redis_url,
-            CELERY_KEY_PREFIX=prefix,
-            DATA_DIR=str(workdir / "data"),
-            MEDIA_DIR=str(workdir / "media"),
-            WORKER_GRPC_PORT="0",
-            WORKER_METRICS_PORT="0",
-            GRPC_BIND_HOST="127.0.0.1",
-            METRICS_BIND_HOST="127.0.0.1",
-            HEALTH_CHECK_INTERVAL="0.2",
-            WORKER_PROGRESS_INTERVAL="0.1",
-            WORKER_STATS_TIMEOUT="0.5",
-            SHUTDOWN_GRACE="5",
-            PYTHONPATH=str(ROOT),
-            **{key.upper(): str(value) for key, value in worker_env.items()},
+        self._provider_servers.append(providers_server)
+        worker = ServiceProcess(
+            "services.worker", self._worker_env(server, proxy, providers_server, worker_env), cwd=workdir
         )
-        worker = ServiceProcess("services.worker", env, cwd=workdir)
         serving = worker.wait_event("worker.serving", timeout=60)
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
-        started.append((server, worker, channel))
-        provider_servers.append(providers_server)
+        self._started.append((server, worker, channel))
         async with grpc.aio.insecure_channel(f"127.0.0.1:{serving['grpc_port']}") as worker_channel:
             await wait_serving(worker_channel, "videogen.v1.WorkerService", timeout=30)
+        self._channels.append(grpc.aio.insecure_channel(f"127.0.0.1:{providers_server.port}"))
         return Stack(
             jobs=jobs_pb2_grpc.JobServiceStub(channel),
-            providers=providers_pb2_grpc.ProviderServiceStub(channel_to(providers_server.port)),
+            providers=providers_pb2_grpc.ProviderServiceStub(self._channels[-1]),
             providers_server=providers_server,
             server=server,
             worker=worker,
@@ -175,18 +153,78 @@ async def start_stack(own_database_url: str, redis_url: str, workdir: Path) -> A
             jobs_proxy=proxy,
         )
 
+    def _worker_env(
+        self, server: JobsServer, proxy: TcpProxy | None, providers: ProvidersServer, overrides: dict[str, Any]
+    ) -> dict[str, str]:
+        """The worker's environment: the stack's services, quick intervals, then overrides."""
+        return clean_env(
+            JOBS_TARGET=f"127.0.0.1:{proxy.port if proxy else server.port}",
+            PROVIDERS_TARGET=f"127.0.0.1:{providers.port}",
+            PROVIDERS_CONFIG=str(self.workdir / "providers.json"),
+            REDIS_URL=self.redis_url,
+            CELERY_KEY_PREFIX=self.prefix,
+            DATA_DIR=str(self.workdir / "data"),
+            MEDIA_DIR=str(self.workdir / "media"),
+            WORKER_GRPC_PORT="0",
+            WORKER_METRICS_PORT="0",
+            GRPC_BIND_HOST="127.0.0.1",
+            METRICS_BIND_HOST="127.0.0.1",
+            HEALTH_CHECK_INTERVAL="0.2",
+            WORKER_PROGRESS_INTERVAL="0.1",
+            WORKER_STATS_TIMEOUT="0.5",
+            SHUTDOWN_GRACE="5",
+            PYTHONPATH=str(ROOT),
+            **{key.upper(): str(value) for key, value in overrides.items()},
+        )
+
+    async def close(self) -> None:
+        """Stops every stack started, in order: workers and jobs services, proxies, providers."""
+        for server, worker, channel in self._started:
+            worker.stop()
+            await channel.close(None)
+            await server.stop(0)
+        for cut in self._proxies:
+            await cut.cut()
+        for providers in self._provider_servers:
+            await providers.stop(0)
+        for extra in self._channels:
+            await extra.close(None)
+        drop_keys(self.redis_url, self.prefix)
+
+
+@pytest.fixture
+def workdir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="vg-w-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+async def start_stack(own_database_url: str, redis_url: str, workdir: Path) -> AsyncIterator[StackFactory]:
+    """Starts stacks for one test (see StackRunner.start), on the test's own database."""
+    runner = StackRunner(database_url=own_database_url, redis_url=redis_url, workdir=workdir)
+    yield runner.start
+    await runner.close()
+
+
+@pytest.fixture(scope="module")
+async def start_module_stack(template_database_url: str, redis_url: str) -> AsyncIterator[StackFactory]:
+    """Starts stacks (see StackRunner.start) that live until the module's last test, each on a
+    database, working directory and queues of its own: for tests that share a stack, each test
+    with users and data of its own."""
+    runners: list[StackRunner] = []
+
+    async def start(**options: Any) -> Stack:
+        url = await databases.create_database(template_database_url, template=template_database_url)
+        workdir = Path(tempfile.mkdtemp(prefix="vg-m-"))
+        runners.append(StackRunner(database_url=url, redis_url=redis_url, workdir=workdir))
+        return await runners[-1].start(**options)
+
     yield start
-    for server, worker, channel in started:
-        worker.stop()
-        await channel.close(None)
-        await server.stop(0)
-    for cut in proxies:
-        await cut.cut()
-    for providers in provider_servers:
-        await providers.stop(0)
-    for extra in channels:
-        await extra.close(None)
-    drop_keys(redis_url, prefix)
+    for runner in runners:
+        await runner.close()
+        await databases.drop_database(runner.database_url)
+        shutil.rmtree(runner.workdir, ignore_errors=True)
 
 
 async def _proxy_to(port: int, proxies: list[TcpProxy]) -> TcpProxy:

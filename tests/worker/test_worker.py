@@ -18,7 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.support.factories import create_job, unique_user
 from tests.support.internal import internal_channel
-from tests.support.stack import FINAL, StackFactory
+from tests.support.stack import FINAL, Stack, StackFactory
 from videogen.v1 import jobs_pb2, worker_pb2, worker_pb2_grpc
 
 COMPLETED = jobs_pb2.JOB_STATUS_COMPLETED
@@ -28,8 +28,15 @@ def metadata(**values: Any) -> dict[str, Any]:
     return values
 
 
-async def test_job_completes_with_a_video_decoded_at_the_requested_size(start_stack: StackFactory) -> None:
-    stack = await start_stack()
+@pytest.fixture(scope="module")
+async def shared_stack(start_module_stack: StackFactory) -> Stack:
+    """A stack with the default settings that the module's tests share when they only make jobs
+    of their own and wait for them to finish; a test that stops, kills or counts starts its own."""
+    return await start_module_stack()
+
+
+async def test_job_completes_with_a_video_decoded_at_the_requested_size(shared_stack: Stack) -> None:
+    stack = shared_stack
     job = await create_job(
         stack.jobs, metadata={"durationSeconds": 2, "width": 320, "height": 240, "fps": 12, "priority": "high"}
     )
@@ -52,8 +59,8 @@ async def test_job_completes_with_a_video_decoded_at_the_requested_size(start_st
     assert (done.result.width, done.result.height, done.result.fps) == (320, 240, 12)
 
 
-async def test_deleting_a_completed_job_deletes_its_video(start_stack: StackFactory) -> None:
-    stack = await start_stack()
+async def test_deleting_a_completed_job_deletes_its_video(shared_stack: Stack) -> None:
+    stack = shared_stack
     job = await create_job(stack.jobs, metadata={"durationSeconds": 1, "width": 64, "height": 64, "fps": 4})
     done = await stack.wait_for(job.id)
     path = stack.media / done.result.storage_key
@@ -64,8 +71,8 @@ async def test_deleting_a_completed_job_deletes_its_video(start_stack: StackFact
     assert not path.exists()
 
 
-async def test_bad_video_options_fail_the_job_without_retries(start_stack: StackFactory) -> None:
-    stack = await start_stack()
+async def test_bad_video_options_fail_the_job_without_retries(shared_stack: Stack) -> None:
+    stack = shared_stack
     # Out of every provider's reach is refused at create; out of the chosen renderer's is the job's failure.
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await create_job(stack.jobs, metadata={"width": 99999}, max_retries=3)
