@@ -116,6 +116,8 @@ class Scenario:
     # No video file of an attempt that did not complete may remain.
     no_stale_video: bool = False
     stage: Stage | None = None
+    # At most this many 503s (the calls in flight when a replica died), when set.
+    max_unavailable: int | None = None
     # The scenario's own load from the shared options (the soak's steady rate), else the options as given.
     load: Callable[[Options], Options] | None = None
     # A long scenario: left out of the default run (CI); `--all` or `-s NAME` runs it (`make chaos-all`).
@@ -153,7 +155,11 @@ def run_scenario(name: str, scenario: Scenario, options: Options) -> Outcome:
         finally:
             code = system.stop()
         outcome = outcome_of(name, system, observed, media=root / "media", began=began, exit_code=code)
-        outcome.require(no_attempt_burned=scenario.no_attempt_burned, no_stale_video=scenario.no_stale_video)
+        outcome.require(
+            no_attempt_burned=scenario.no_attempt_burned,
+            no_stale_video=scenario.no_stale_video,
+            max_unavailable=scenario.max_unavailable,
+        )
         outcome.notes.extend([*verdict.notes, *(f"check failed: {problem}" for problem in verdict.problems)])
         outcome.broken.extend(verdict.problems)
         if options.logs is not None:

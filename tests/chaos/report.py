@@ -92,8 +92,10 @@ class Outcome:
             or self.broken
         )
 
-    def require(self, *, no_attempt_burned: bool, no_stale_video: bool) -> None:
+    def require(self, *, no_attempt_burned: bool, no_stale_video: bool, max_unavailable: int | None = None) -> None:
         """Holds the scenario to its own bounds, noting each one broken."""
+        if max_unavailable is not None and self.answers.unavailable > max_unavailable:
+            self.broken.append(f"{self.answers.unavailable} answers 503, over the {max_unavailable} allowed")
         if no_attempt_burned and self.burned:
             self.broken.append(f"{self.burned} attempts burned by the fault (retryCount summed)")
         if no_attempt_burned and self.paid_twice:

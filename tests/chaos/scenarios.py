@@ -157,7 +157,9 @@ SCENARIOS: dict[str, Scenario] = {
         jobs_freeze, REMOTE_SETTINGS, remote_seconds=REMOTE_SECONDS, no_attempt_burned=True, no_stale_video=True
     ),
     "worker-partition": Scenario(worker_partition, TWO_WORKERS, remote_seconds=REMOTE_SECONDS, no_stale_video=True),
-    "replicas-kill": Scenario(replicas_kill, {"RUN_REPLICAS": "jobs=2,worker=2"}),
+    # The other replica of each serves on: only calls in flight on the killed one may fail (503,
+    # tried again by their client); one jobs service alone answers 503 until it is back (20-60).
+    "replicas-kill": Scenario(replicas_kill, {"RUN_REPLICAS": "jobs=2,worker=2"}, max_unavailable=8),
     "envoy-restart": Scenario(envoy_restart),
     "webhook-blackhole": Scenario(webhook_blackhole, webhook_blackhole.settings, stage=webhook_blackhole),
     "soak": Scenario(soak, stage=soak, load=steady_load, long=True),
