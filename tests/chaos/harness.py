@@ -118,6 +118,9 @@ class Scenario:
     stage: Stage | None = None
     # At most this many 503s (the calls in flight when a replica died), when set.
     max_unavailable: int | None = None
+    # Seconds from the end of the fault until the edge is ready and a new job completes: two of the
+    # chaos settings' leases (JOB_LEASE_SECONDS=10), several times the slowest recovery measured.
+    recover_within: float = 20.0
     # The scenario's own load from the shared options (the soak's steady rate), else the options as given.
     load: Callable[[Options], Options] | None = None
     # A long scenario: left out of the default run (CI); `--all` or `-s NAME` runs it (`make chaos-all`).
@@ -159,6 +162,7 @@ def run_scenario(name: str, scenario: Scenario, options: Options) -> Outcome:
             no_attempt_burned=scenario.no_attempt_burned,
             no_stale_video=scenario.no_stale_video,
             max_unavailable=scenario.max_unavailable,
+            recover_within=scenario.recover_within,
         )
         outcome.notes.extend([*verdict.notes, *(f"check failed: {problem}" for problem in verdict.problems)])
         outcome.broken.extend(verdict.problems)

@@ -77,6 +77,8 @@ class Outcome:
     created_twice: list[str] = field(default_factory=list)
     # What this scenario holds the system to beyond the common figures, broken: reasons.
     broken: list[str] = field(default_factory=list)
+    # The longest recovery the scenario allows, in seconds (None: not bounded).
+    recover_bound: float | None = None
 
     @property
     def failed(self) -> bool:
@@ -92,8 +94,20 @@ class Outcome:
             or self.broken
         )
 
-    def require(self, *, no_attempt_burned: bool, no_stale_video: bool, max_unavailable: int | None = None) -> None:
+    def require(
+        self,
+        *,
+        no_attempt_burned: bool,
+        no_stale_video: bool,
+        max_unavailable: int | None = None,
+        recover_within: float | None = None,
+    ) -> None:
         """Holds the scenario to its own bounds, noting each one broken."""
+        self.recover_bound = recover_within
+        if recover_within is not None and self.recover_seconds is None:
+            self.broken.append("never recovered: no probe job completed")
+        elif recover_within is not None and self.recover_seconds is not None and self.recover_seconds > recover_within:
+            self.broken.append(f"recovered in {self.recover_seconds:.1f}s, over the {recover_within:g}s bound")
         if max_unavailable is not None and self.answers.unavailable > max_unavailable:
             self.broken.append(f"{self.answers.unavailable} answers 503, over the {max_unavailable} allowed")
         if no_attempt_burned and self.burned:
@@ -242,6 +256,8 @@ def line(outcome: Outcome) -> str:
     """One line of figures for a scenario."""
     overlaps = "n/a" if outcome.overlaps is None else str(len(outcome.overlaps))
     recover = "never" if outcome.recover_seconds is None else f"{outcome.recover_seconds:.1f}s"
+    if outcome.recover_bound is not None:
+        recover += f" (bound {outcome.recover_bound:g}s)"
     settled = "never" if outcome.all_final_seconds is None else f"{outcome.all_final_seconds:.1f}s"
     verdict = "FAIL" if outcome.failed else "ok"
     return (
@@ -262,7 +278,7 @@ def _count(items: list[str] | None) -> str:
 def table(outcomes: list[Outcome]) -> str:
     """The final table of every scenario."""
     head = ["scenario", "accepted", "final", "lost", "twice", "created twice", "overlap", "no video", "burned"]
-    head += ["paid twice", "stale", "5xx", "503", "recover"]
+    head += ["paid twice", "stale", "5xx", "503", "recover", "bound"]
     rows = [[*head, "all final", "took"]]
     for o in outcomes:
         rows.append(
@@ -281,6 +297,7 @@ def table(outcomes: list[Outcome]) -> str:
                 str(o.answers.other_5xx),
                 str(o.answers.unavailable),
                 "never" if o.recover_seconds is None else f"{o.recover_seconds:.1f}s",
+                "-" if o.recover_bound is None else f"{o.recover_bound:g}s",
                 "never" if o.all_final_seconds is None else f"{o.all_final_seconds:.1f}s",
                 f"{o.took:.0f}s",
             ]

@@ -8,7 +8,9 @@ from typing import Any
 
 from tests.chaos import accounting
 from tests.chaos.faults import Kill
-from tests.chaos.report import fenced
+from tests.chaos.load import Answers
+from tests.chaos.report import Outcome, fenced
+from tests.chaos.report import line as report_line
 from tests.chaos.system import ProcessWatch
 
 T0 = 1_800_000_000.0
@@ -87,3 +89,31 @@ def test_an_overlap_with_a_frozen_workers_refused_attempt_is_fenced_not_twice() 
     # Not frozen, or frozen but its outcome taken: two workers at once.
     assert not fenced(frozen, other, frozen=[])
     assert not fenced(running, other, frozen=[12])
+
+
+def outcome(recover_seconds: float | None) -> Outcome:
+    """A scenario's figures with nothing wrong but, perhaps, its recovery."""
+    return Outcome(
+        scenario="s",
+        fault="f",
+        accepted=1,
+        final=1,
+        lost=[],
+        twice=[],
+        overlaps=[],
+        no_video=[],
+        answers=Answers(),
+        recover_seconds=recover_seconds,
+        all_final_seconds=1.0,
+        took=1.0,
+    )
+
+
+def test_a_recovery_slower_than_the_scenarios_bound_fails_it() -> None:
+    on_time, late, never = outcome(19.9), outcome(20.1), outcome(None)
+    for each in (on_time, late, never):
+        each.require(no_attempt_burned=False, no_stale_video=False, recover_within=20.0)
+    assert not on_time.failed
+    assert late.failed and late.broken == ["recovered in 20.1s, over the 20s bound"]
+    assert never.failed and never.broken == ["never recovered: no probe job completed"]
+    assert "recovered in 19.9s (bound 20s)" in report_line(on_time)
