@@ -1,5 +1,7 @@
 """`make bench`: own PostgreSQL and Redis, the baselines, then `make run` under load through the edge:
-dispatch idle and at 200 creates/s, creation, reads and lists, then lists over 1,000,000 jobs."""
+dispatch idle and at 200 creates/s, creation (REST and gRPC), reads and lists, then lists over
+1,000,000 jobs. It prints the report with issue 19's targets, writes bench/results/latest.json
+(the run before kept as previous.json, and compared with) and the chart docs/bench.svg."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import sys
@@ -17,11 +20,17 @@ from typing import Any
 
 from bench import procs
 from bench.baseline import baseline_server, handoff_latencies, insert_rate, prepare
+from bench.figures import Figures
+from bench.grpc_load import run_grpc_creates
 from bench.load import Request, create_request, run_level, run_paced
-from bench.report import Figures, render
+from bench.rendering import render_cpu_ms
+from bench.report import publish
+from bench.results import RESULTS_DIR, ROOT
 from bench.seed import HEAVY_USER, ROWS, list_path, seed
 from bench.timings import wait_and_read
+from bench.worker_rpcs import per_job, worker_calls
 from services.topology import PORT_SETTINGS
+from services.worker.settings import WorkerSettings
 from tests.chaos.servers import Postgres, Redis
 from tests.chaos.system import System, process_tree, system_env
 from tests.support.processes import free_port
@@ -37,6 +46,8 @@ LOADED_RATE = 200.0
 DRAIN_TIMEOUT = 180.0
 # The deepest page the API serves (JOBS_LIST_MAX_SKIP's default).
 DEEPEST_SKIP = 100_000
+CHART = ROOT / "docs" / "bench.svg"
+WORKER_CONCURRENCY: int = WorkerSettings.model_fields["worker_concurrency"].default
 
 
 def say(text: str) -> None:
@@ -83,13 +94,16 @@ async def measure_baselines(figures: Figures, postgres: Postgres, redis: Redis, 
     figures.pg_insert_rate = await insert_rate(postgres.url, connections=PG_CONNECTIONS, seconds=seconds)
     say("baseline (c): the broker's hand-off, LPUSH to a waiting BRPOP, 200 messages")
     figures.handoff_ms = await handoff_latencies(redis.url)
-    with baseline_server(database_url=postgres.url, redis_url=redis.url, workdir=root) as url:
-        say(f"baseline (b): FastAPI endpoint at {url}, c=64, {seconds:.0f}s")
+    with baseline_server(database_url=postgres.url, redis_url=redis.url, workdir=root) as server:
+        say(f"baseline (b): FastAPI endpoint at {server.url}, c=64, {seconds:.0f}s")
         request = create_request("baseline", USERS)
-        await run_level(url, request, name="warm-up", concurrency=16, seconds=2, max_requests=500)
+        await run_level(server.url, request, name="warm-up", concurrency=16, seconds=2, max_requests=500)
+        before = procs.cpu_seconds(server.pid)
         figures.baseline = await run_level(
-            url, request, name="(b) create", concurrency=64, seconds=seconds, max_requests=MAX_REQUESTS
+            server.url, request, name="(b) create", concurrency=64, seconds=seconds, max_requests=MAX_REQUESTS
         )
+        creates = max(len(figures.baseline.latencies), 1)
+        figures.baseline_cpu_ms = 1000 * (procs.cpu_seconds(server.pid) - before) / creates
 
 
 def watched_pids(system: System, postgres: Postgres | None, redis_pid: int | None) -> dict[int, str]:
@@ -130,8 +144,7 @@ async def measure_system(figures: Figures, system: System, postgres: Postgres, r
             max_requests=MAX_REQUESTS,
         )
         if concurrency == 64:
-            after, elapsed = procs.cpu_by_role(pids), time.monotonic() - began
-            figures.cpu_percent = {name: 100 * (after[name] - before.get(name, 0.0)) / elapsed for name in after}
+            figures.cpu_percent = percent_since(pids, before, began)
         figures.levels.append(level)
         ids += level.ids
         ensure_alive(system)
@@ -146,6 +159,31 @@ async def measure_system(figures: Figures, system: System, postgres: Postgres, r
             ensure_alive(system)
 
 
+def percent_since(pids: dict[int, str], before: dict[str, float], began: float) -> dict[str, float]:
+    """% of one core each process used since began, from its CPU seconds then (before)."""
+    after, elapsed = procs.cpu_by_role(pids), time.monotonic() - began
+    return {name: 100 * (after[name] - before.get(name, 0.0)) / elapsed for name in after}
+
+
+async def measure_grpc(figures: Figures, system: System, postgres: Postgres, redis_pid: int, seconds: float) -> None:
+    """CreateJob over gRPC through the edge at c=64, beside the REST level, and the CPU meanwhile."""
+    target, key = system.edge_url.removeprefix("http://"), system.env["API_KEY"]
+    say(f"CreateJob over gRPC through the edge, c=64, {seconds:.0f}s")
+    await run_grpc_creates(target, api_key=key, users=USERS, concurrency=16, seconds=2, max_requests=500)
+    pids = watched_pids(system, postgres, redis_pid)
+    before, began = procs.cpu_by_role(pids), time.monotonic()
+    figures.grpc_create = await run_grpc_creates(
+        target, api_key=key, users=USERS, concurrency=64, seconds=seconds, max_requests=MAX_REQUESTS
+    )
+    figures.cpu_percent_grpc = percent_since(pids, before, began)
+    ensure_alive(system)
+
+
+def metrics_urls(system: System) -> list[str]:
+    """The /metrics of the services the worker calls (jobs and providers)."""
+    return [f"http://127.0.0.1:{system.env[name]}/metrics" for name in ("JOBS_METRICS_PORT", "PROVIDERS_METRICS_PORT")]
+
+
 async def measure_dispatch(figures: Figures, system: System, database_url: str, seconds: float) -> None:
     """Dispatch and worker overhead with the worker idle, then creation and dispatch at 200/s."""
     edge = system.edge_url
@@ -155,7 +193,7 @@ async def measure_dispatch(figures: Figures, system: System, database_url: str, 
     ensure_alive(system)
     say(f"creation and dispatch at {LOADED_RATE:.0f} creates/s (open loop) for {seconds:.0f}s")
     pids = {pid: name for pid, name in watched_pids(system, None, None).items() if name != "load generator"}
-    before = procs.cpu_by_role(pids)
+    before, calls = procs.cpu_by_role(pids), await worker_calls(metrics_urls(system))
     loaded = await run_paced(
         edge, create_request("paced", USERS), name=f"create at {LOADED_RATE:.0f}/s", rate=LOADED_RATE, seconds=seconds
     )
@@ -167,6 +205,7 @@ async def measure_dispatch(figures: Figures, system: System, database_url: str, 
     finished = max(times.finished, 1)
     # The whole life of a job, creation to completion, in ms of CPU by process.
     figures.cpu_per_job = {name: 1000 * (after[name] - before.get(name, 0.0)) / finished for name in after}
+    figures.rpcs_per_job = per_job(calls, await worker_calls(metrics_urls(system)), finished)
     ensure_alive(system)
 
 
@@ -211,6 +250,13 @@ def distinct_ports(env: dict[str, str], postgres: Postgres, redis: Redis) -> dic
     return env
 
 
+def bench_env(env: dict[str, str]) -> dict[str, str]:
+    """`make chaos`'s settings but the worker's default concurrency (issue 19 holds each Celery
+    child to its PSS at the default), and an admin key for the gRPC clients to present."""
+    env = {name: value for name, value in env.items() if name != "WORKER_CONCURRENCY"}
+    return env | {"API_KEY": secrets.token_hex(24)}
+
+
 def run(seconds: float) -> Figures:
     """The whole bench; nothing it started is left running or on disk after, Ctrl-C included."""
     figures = Figures(load_generator="one asyncio process, one keep-alive HTTP/1.1 connection per sender")
@@ -218,11 +264,16 @@ def run(seconds: float) -> Figures:
     postgres, redis = Postgres(root), Redis(root)
     system: System | None = None
     try:
+        say("the rendering's own CPU: the built-in provider renders the tiny video in this process")
+        figures.render_cpu_ms = render_cpu_ms()
         say(f"own PostgreSQL on :{postgres.port}, Redis on :{redis.port}")
         postgres.create()
         redis.start()
         asyncio.run(measure_baselines(figures, postgres, redis, root, seconds))
-        env = distinct_ports(system_env(database_url=postgres.url, redis_url=redis.url, workdir=root), postgres, redis)
+        env = bench_env(
+            distinct_ports(system_env(database_url=postgres.url, redis_url=redis.url, workdir=root), postgres, redis)
+        )
+        figures.worker_concurrency = int(env.get("WORKER_CONCURRENCY", WORKER_CONCURRENCY))
         say("starting services.run")
         system = System(env, root)
         system.wait_ready()
@@ -235,6 +286,7 @@ def run(seconds: float) -> Figures:
         say("pausing the worker's processes (SIGSTOP) for the API levels; continued at the end")
         with procs.paused_worker(system.run.process.pid):
             asyncio.run(measure_system(figures, system, postgres, redis._process.pid, seconds))
+            asyncio.run(measure_grpc(figures, system, postgres, redis._process.pid, seconds))
             figures.memory_after = procs.memory(system.run.process.pid)
             asyncio.run(measure_big_lists(figures, system, postgres.url, seconds))
     finally:
@@ -252,6 +304,8 @@ def main(argv: list[str] | None = None) -> None:
     """The command line."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=10.0, help="the length of each level of load")
+    parser.add_argument("--results", type=Path, default=RESULTS_DIR, help="where latest.json and previous.json go")
+    parser.add_argument("--chart", type=Path, default=CHART, help="where the SVG chart goes")
     args = parser.parse_args(argv)
     # Ctrl-C and SIGTERM stop the bench, even when started with SIGINT ignored (a background job).
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -261,7 +315,7 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         say("interrupted; everything started was stopped")
         raise SystemExit(130) from None
-    sys.stdout.write(render(figures))
+    sys.stdout.write(publish(figures, seconds=args.seconds, results_dir=args.results, chart=args.chart))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
@@ -92,9 +93,17 @@ async def handoff_latencies(redis_url: str, *, messages: int = 200) -> list[floa
     return latencies
 
 
+@dataclass(frozen=True)
+class BaselineServer:
+    """Baseline (b) running: where it answers, and its one process (whose CPU is read)."""
+
+    url: str
+    pid: int
+
+
 @contextlib.contextmanager
-def baseline_server(*, database_url: str, redis_url: str, workdir: Path) -> Iterator[str]:
-    """The baseline app under uvicorn (uvloop when installed) on a free port; its base URL."""
+def baseline_server(*, database_url: str, redis_url: str, workdir: Path) -> Iterator[BaselineServer]:
+    """The baseline app under uvicorn (uvloop when installed) on a free port."""
     port = free_port()
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     command = [sys.executable, "-m", "uvicorn", "bench.baseline_app:app", "--port", str(port)]
@@ -105,7 +114,7 @@ def baseline_server(*, database_url: str, redis_url: str, workdir: Path) -> Iter
     try:
         url = f"http://127.0.0.1:{port}"
         wait_listening(f"{url}/docs", process)
-        yield url
+        yield BaselineServer(url, process.pid)
     finally:
         process.terminate()
         try:
@@ -128,4 +137,4 @@ def wait_listening(url: str, process: subprocess.Popen[bytes], timeout: float = 
     raise TimeoutError("the baseline server did not answer")
 
 
-__all__ = ["QUEUE", "baseline_server", "handoff_latencies", "insert_rate", "prepare"]
+__all__ = ["QUEUE", "BaselineServer", "baseline_server", "handoff_latencies", "insert_rate", "prepare"]

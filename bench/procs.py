@@ -21,6 +21,7 @@ SERVICE_OF = {
     "envoy": "envoy",
 }
 TICKS = os.sysconf("SC_CLK_TCK")
+LARGEST_CHILD = "celery-child (largest PSS)"
 
 
 def _mib(path: str, field: str) -> float:
@@ -62,7 +63,8 @@ def roles(root: int) -> dict[int, str]:
 
 
 def memory(root: int) -> dict[str, float]:
-    """RSS in MiB by role (the Celery children summed) and by service; PSS by service."""
+    """RSS in MiB by role (the Celery children summed) and by service; PSS by service, and the
+    largest PSS of one Celery child (issue 19's per-child target)."""
     found: dict[str, float] = {}
     for pid, name in roles(root).items():
         rss, pss = rss_mb(pid), pss_mb(pid)
@@ -70,6 +72,8 @@ def memory(root: int) -> dict[str, float]:
         service = SERVICE_OF[name]
         found[f"{service} (total)"] = found.get(f"{service} (total)", 0.0) + rss
         found[f"{service} (PSS)"] = found.get(f"{service} (PSS)", 0.0) + pss
+        if name == "celery-child":
+            found[LARGEST_CHILD] = max(found.get(LARGEST_CHILD, 0.0), pss)
     return found
 
 

@@ -2,39 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from pathlib import Path
 
+from bench.chart import svg
+from bench.figures import NAN, Figures, flat
 from bench.load import LevelResult
+from bench.results import Results, comparison, save
+from bench.targets import Verdict
 from bench.timings import JobTimes
 
-TARGET_CREATE = 1000.0
-TARGET_RATIO = 0.8
-TARGET_GET_P99_MS = 10.0
+LOADED_RATE = "200/s"
+
+# The memory target of every service but the worker (issue 19), as a ratio beside each figure.
 TARGET_RSS_MB = 150.0
-TARGET_PACED_P99_MS = 50.0
-TARGET_DISPATCH_P50_MS = 10.0
-TARGET_LIST_P99_MS = 10.0
-
-
-@dataclass
-class Figures:
-    """Everything one run measured."""
-
-    pg_insert_rate: float = 0.0
-    pg_connections: int = 0
-    baseline: LevelResult | None = None
-    levels: list[LevelResult] = field(default_factory=list)
-    memory_idle: dict[str, float] = field(default_factory=dict)
-    memory_after: dict[str, float] = field(default_factory=dict)
-    cpu_percent: dict[str, float] = field(default_factory=dict)
-    load_generator: str = ""
-    paced: LevelResult | None = None
-    paced_api: LevelResult | None = None
-    handoff_ms: list[float] = field(default_factory=list)
-    timings: list[JobTimes] = field(default_factory=list)
-    cpu_per_job: dict[str, float] = field(default_factory=dict)
-    seed_seconds: float = 0.0
-    big_lists: list[LevelResult] = field(default_factory=list)
 
 
 def level_line(level: LevelResult, baseline: float, pg_rate: float) -> str:
@@ -50,48 +30,27 @@ def level_line(level: LevelResult, baseline: float, pg_rate: float) -> str:
     )
 
 
-def verdict(ok: bool) -> str:
-    """MET or NOT MET."""
-    return "MET" if ok else "NOT MET"
+def target_lines(verdicts: list[Verdict]) -> list[str]:
+    """Each target with its figure, its ratio and MET or NOT MET, then how many are met."""
+    met = sum(verdict.met for verdict in verdicts)
+    return [*(verdict.line() for verdict in verdicts), f"  {met} of {len(verdicts)} targets met"]
 
 
-def targets(figures: Figures, baseline: float) -> list[str]:
-    """The issue's targets, each with the figure that decides it."""
-    create64 = next((lv for lv in figures.levels if lv.name == "create" and lv.concurrency == 64), None)
-    gets = [lv for lv in figures.levels if lv.name != "create"]
-    rate = create64.throughput if create64 else 0.0
-    paced = figures.paced.percentile(0.99) if figures.paced else float("nan")
-    paced_api = figures.paced_api.percentile(0.99) if figures.paced_api else float("nan")
-    idle = next((t for t in figures.timings if t.name == "idle"), None)
-    dispatch = JobTimes.percentile(idle.dispatch_ms, 0.50) if idle else float("nan")
-    services = {name: mb for name, mb in figures.memory_after.items() if name.endswith("(total)")}
-    worst = max(services.items(), key=lambda item: item[1], default=("-", 0.0))
-    shared = {name: mb for name, mb in figures.memory_after.items() if name.endswith("(PSS)")}
-    worst_pss = max(shared.items(), key=lambda item: item[1], default=("-", 0.0))
-    return [
-        f"  creation c=64 >= {TARGET_CREATE:.0f} jobs/s: {rate:.1f}  {verdict(rate >= TARGET_CREATE)}",
-        f"  creation c=64 >= {TARGET_RATIO}x (b): {rate / baseline:.2f}x  {verdict(rate >= TARGET_RATIO * baseline)}",
-        *(
-            f"  {lv.name} c={lv.concurrency} p99 < {TARGET_GET_P99_MS:.0f} ms: {lv.percentile(0.99):.1f} ms"
-            f"  {verdict(lv.percentile(0.99) < TARGET_GET_P99_MS)}"
-            for lv in gets
-        ),
-        f"  create p99 at 200/s < {TARGET_PACED_P99_MS:.0f} ms, worker paused: {paced_api:.1f} ms"
-        f"  {verdict(paced_api < TARGET_PACED_P99_MS)}",
-        f"  create p99 at 200/s < {TARGET_PACED_P99_MS:.0f} ms, worker rendering on the same cores: {paced:.1f} ms"
-        f"  {verdict(paced < TARGET_PACED_P99_MS)}",
-        f"  dispatch p50, worker idle < {TARGET_DISPATCH_P50_MS:.0f} ms: {dispatch:.1f} ms"
-        f"  {verdict(dispatch < TARGET_DISPATCH_P50_MS)}",
-        *(
-            f"  list over 1M jobs, {lv.name}, p99 < {TARGET_LIST_P99_MS:.0f} ms: {lv.percentile(0.99):.1f} ms"
-            f"  {verdict(lv.percentile(0.99) < TARGET_LIST_P99_MS)}"
-            for lv in figures.big_lists
-        ),
-        f"  each service < {TARGET_RSS_MB:.0f} MB RSS (its processes summed): worst {worst[0]} {worst[1]:.1f} MB"
-        f"  {verdict(worst[1] < TARGET_RSS_MB)}",
-        f"  each service < {TARGET_RSS_MB:.0f} MB PSS (shared pages counted once): worst {worst_pss[0]}"
-        f" {worst_pss[1]:.1f} MB  {verdict(worst_pss[1] < TARGET_RSS_MB)}",
+def cpu_lines(figures: Figures) -> list[str]:
+    """CPU per create over our processes (REST and gRPC) beside baseline (b)'s, and a job's life
+    with and without the rendering, with the worker's RPCs per job."""
+    named = flat(figures)
+    rest, grpc = named.get("create c=64 CPU ms/create", NAN), named.get("create (gRPC) c=64 CPU ms/create", NAN)
+    lines = [
+        f"CPU per create at c=64 over our processes: REST {rest:.2f} ms, gRPC {grpc:.2f} ms;"
+        f" baseline (b), its one process: {figures.baseline_cpu_ms:.2f} ms",
+        f"a job's whole life at {LOADED_RATE}: {named['job CPU ms']:.2f} ms of CPU in our processes;"
+        f" less the rendering ({figures.render_cpu_ms:.2f} ms, measured in the bench):"
+        f" {named['job CPU less rendering ms']:.2f} ms",
+        f"the worker's RPCs per job: {named['worker RPCs per job']:.2f}"
+        + "".join(f", {method} {count:.2f}" for method, count in figures.rpcs_per_job.items()),
     ]
+    return lines
 
 
 def timing_lines(figures: Figures) -> list[str]:
@@ -131,6 +90,7 @@ def render(figures: Figures) -> str:
         f"  p99 {JobTimes.percentile(figures.handoff_ms, 0.99):.2f} ms  n={len(figures.handoff_ms)}",
         "through the Envoy edge:",
         *(level_line(level, baseline, pg_rate) for level in figures.levels),
+        *([level_line(figures.grpc_create, baseline, pg_rate)] if figures.grpc_create else []),
         f"memory in MiB, RSS by process and service, PSS by service (ratio to the {TARGET_RSS_MB:.0f} MB target):",
     ]
     for name in sorted(figures.memory_after):
@@ -156,8 +116,19 @@ def render(figures: Figures) -> str:
     if figures.big_lists:
         lines.append(f"lists over a table of 1,000,000 jobs (bulk-loaded in {figures.seed_seconds:.1f}s), c=1:")
         lines += [level_line(level, baseline, pg_rate) for level in figures.big_lists]
-    lines.append("CPU during creation at c=64, % of one core:")
+    lines.append("CPU during creation at c=64, % of one core, REST / gRPC:")
     for name, percent in sorted(figures.cpu_percent.items(), key=lambda item: -item[1]):
-        lines.append(f"  {name:<22} {percent:6.1f}")
-    lines += ["targets (issue 9):", *targets(figures, baseline), ""]
-    return "\n".join(lines)
+        lines.append(f"  {name:<30} {percent:6.1f} / {figures.cpu_percent_grpc.get(name, NAN):6.1f}")
+    return "\n".join([*lines, *cpu_lines(figures)])
+
+
+def publish(figures: Figures, *, seconds: float, results_dir: Path, chart: Path) -> str:
+    """Writes the run's results (keeping the run before) and its chart; the whole report, with the
+    targets and what changed since the run before."""
+    results = Results.of(flat(figures), seconds=seconds)
+    previous = save(results, results_dir)
+    chart.write_text(svg(results, previous))
+    lines = [render(figures), "targets (issue 19):", *target_lines(results.targets)]
+    if previous is not None:
+        lines += comparison(previous, results)
+    return "\n".join([*lines, f"written: {results_dir / 'latest.json'}, {chart}", ""])
