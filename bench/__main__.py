@@ -22,7 +22,7 @@ from bench import procs
 from bench.baseline import baseline_server, handoff_latencies, insert_rate, prepare
 from bench.figures import Figures
 from bench.grpc_load import run_grpc_creates
-from bench.load import Request, create_request, run_level, run_paced
+from bench.load import LevelResult, Request, create_request, run_level, run_paced
 from bench.rendering import render_cpu_ms
 from bench.report import publish
 from bench.results import RESULTS_DIR, ROOT
@@ -116,8 +116,23 @@ def watched_pids(system: System, postgres: Postgres | None, redis_pid: int | Non
     return pids | {os.getpid(): "load generator"}
 
 
+async def cpu_level(
+    figures: Figures, pids: dict[int, str], edge: str, request: Request, *, name: str, concurrency: int, seconds: float
+) -> LevelResult:
+    """One closed-loop level through the edge, kept; at c=64 with the CPU of each process meanwhile."""
+    say(f"{name} through the edge, c={concurrency}, {seconds:.0f}s")
+    before, began = procs.cpu_by_role(pids), time.monotonic()
+    level = await run_level(
+        edge, request, name=name, concurrency=concurrency, seconds=seconds, max_requests=MAX_REQUESTS
+    )
+    if concurrency == 64:
+        figures.cpu_by_level[f"{name} c=64"] = percent_since(pids, before, began)
+    figures.levels.append(level)
+    return level
+
+
 async def measure_system(figures: Figures, system: System, postgres: Postgres, redis_pid: int, seconds: float) -> None:
-    """Creation at 1, 16 and 64; reads and lists at 1 and 64; CPU per process at creation c=64."""
+    """Creation at 200/s, then at 1, 16 and 64; reads and lists at 1 and 64; CPU per process at c=64."""
     edge = system.edge_url
     await run_level(edge, create_request("warm-up", USERS), name="warm-up", concurrency=16, seconds=2, max_requests=500)
     say(f"creation at {LOADED_RATE:.0f} creates/s (open loop), worker paused, {seconds:.0f}s")
@@ -130,32 +145,15 @@ async def measure_system(figures: Figures, system: System, postgres: Postgres, r
     )
     ensure_alive(system)
     ids: list[str] = list(figures.paced_api.ids)
+    pids = watched_pids(system, postgres, redis_pid)
     for concurrency in (1, 16, 64):
-        say(f"create through the edge, c={concurrency}, {seconds:.0f}s")
-        if concurrency == 64:
-            pids = watched_pids(system, postgres, redis_pid)
-            before, began = procs.cpu_by_role(pids), time.monotonic()
-        level = await run_level(
-            edge,
-            create_request(f"c{concurrency}", USERS),
-            name="create",
-            concurrency=concurrency,
-            seconds=seconds,
-            max_requests=MAX_REQUESTS,
-        )
-        if concurrency == 64:
-            figures.cpu_percent = percent_since(pids, before, began)
-        figures.levels.append(level)
+        request = create_request(f"c{concurrency}", USERS)
+        level = await cpu_level(figures, pids, edge, request, name="create", concurrency=concurrency, seconds=seconds)
         ids += level.ids
         ensure_alive(system)
     for name, request in (("get /jobs/{id}", get_request(ids)), ("list ?userId=&status=", list_request)):
         for concurrency in (1, 64):
-            say(f"{name} through the edge, c={concurrency}, {seconds:.0f}s")
-            figures.levels.append(
-                await run_level(
-                    edge, request, name=name, concurrency=concurrency, seconds=seconds, max_requests=MAX_REQUESTS
-                )
-            )
+            await cpu_level(figures, pids, edge, request, name=name, concurrency=concurrency, seconds=seconds)
             ensure_alive(system)
 
 
@@ -175,7 +173,7 @@ async def measure_grpc(figures: Figures, system: System, postgres: Postgres, red
     figures.grpc_create = await run_grpc_creates(
         target, api_key=key, users=USERS, concurrency=64, seconds=seconds, max_requests=MAX_REQUESTS
     )
-    figures.cpu_percent_grpc = percent_since(pids, before, began)
+    figures.cpu_by_level["create (gRPC) c=64"] = percent_since(pids, before, began)
     ensure_alive(system)
 
 
@@ -184,22 +182,24 @@ def metrics_urls(system: System) -> list[str]:
     return [f"http://127.0.0.1:{system.env[name]}/metrics" for name in ("JOBS_METRICS_PORT", "PROVIDERS_METRICS_PORT")]
 
 
-async def measure_dispatch(figures: Figures, system: System, database_url: str, seconds: float) -> None:
+async def measure_dispatch(
+    figures: Figures, system: System, postgres: Postgres, redis_pid: int, seconds: float
+) -> None:
     """Dispatch and worker overhead with the worker idle, then creation and dispatch at 200/s."""
     edge = system.edge_url
     say(f"dispatch, worker idle: {IDLE_RATE:.0f} creates/s for {seconds:.0f}s")
     idle = await run_paced(edge, create_request("idle", USERS), name="create, idle", rate=IDLE_RATE, seconds=seconds)
-    figures.timings.append(await wait_and_read(database_url, "idle", idle.ids, timeout=DRAIN_TIMEOUT))
+    figures.timings.append(await wait_and_read(postgres.url, "idle", idle.ids, timeout=DRAIN_TIMEOUT))
     ensure_alive(system)
     say(f"creation and dispatch at {LOADED_RATE:.0f} creates/s (open loop) for {seconds:.0f}s")
-    pids = {pid: name for pid, name in watched_pids(system, None, None).items() if name != "load generator"}
+    pids = {pid: name for pid, name in watched_pids(system, postgres, redis_pid).items() if name != "load generator"}
     before, calls = procs.cpu_by_role(pids), await worker_calls(metrics_urls(system))
     loaded = await run_paced(
         edge, create_request("paced", USERS), name=f"create at {LOADED_RATE:.0f}/s", rate=LOADED_RATE, seconds=seconds
     )
     figures.paced = loaded
     say(f"waiting for the worker to finish the {len(loaded.ids)} jobs (at most {DRAIN_TIMEOUT:.0f}s)")
-    times = await wait_and_read(database_url, f"{LOADED_RATE:.0f}/s", loaded.ids, timeout=DRAIN_TIMEOUT)
+    times = await wait_and_read(postgres.url, f"{LOADED_RATE:.0f}/s", loaded.ids, timeout=DRAIN_TIMEOUT)
     figures.timings.append(times)
     after = procs.cpu_by_role(pids)
     finished = max(times.finished, 1)
@@ -280,7 +280,7 @@ def run(seconds: float) -> Figures:
         time.sleep(2)
         figures.memory_idle = procs.memory(system.run.process.pid)
         assert redis._process is not None
-        asyncio.run(measure_dispatch(figures, system, postgres.url, seconds))
+        asyncio.run(measure_dispatch(figures, system, postgres, redis._process.pid, seconds))
         # The API's own figures: with workers on other machines the jobs created are not rendered
         # here; the whole life of a job is the dispatch levels' "CPU per job".
         say("pausing the worker's processes (SIGSTOP) for the API levels; continued at the end")

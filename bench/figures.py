@@ -31,9 +31,8 @@ class Figures:
     levels: list[LevelResult] = field(default_factory=list)
     memory_idle: dict[str, float] = field(default_factory=dict)
     memory_after: dict[str, float] = field(default_factory=dict)
-    # % of one core by process during creation at c=64, through REST and through gRPC.
-    cpu_percent: dict[str, float] = field(default_factory=dict)
-    cpu_percent_grpc: dict[str, float] = field(default_factory=dict)
+    # % of one core by process during each level at c=64 ("create c=64", "create (gRPC) c=64", ...).
+    cpu_by_level: dict[str, dict[str, float]] = field(default_factory=dict)
     grpc_create: LevelResult | None = None
     load_generator: str = ""
     paced: LevelResult | None = None
@@ -79,25 +78,33 @@ def baseline_figures(figures: Figures) -> dict[str, float]:
         "baseline (a) rows/s": figures.pg_insert_rate,
         "baseline (c) p50 ms": pct(figures.handoff_ms, 0.5),
         "baseline (c) p99 ms": pct(figures.handoff_ms, 0.99),
-        "baseline (b) CPU ms/create": figures.baseline_cpu_ms,
+        "baseline (b) CPU ms/request": figures.baseline_cpu_ms,
     }
     if figures.baseline is not None:
         found |= level_figures(figures.baseline, "baseline ")
     return found
 
 
+def cpu_figures(figures: Figures) -> dict[str, float]:
+    """The CPU a request costs at each c=64 level: over our processes, and by process."""
+    throughput = {f"{lv.name} c={lv.concurrency}": lv.throughput for lv in [*figures.levels, figures.grpc_create] if lv}
+    found: dict[str, float] = {}
+    for name, percent in figures.cpu_by_level.items():
+        rate = throughput.get(name, 0.0)
+        found[f"{name} CPU ms/request"] = cpu_per_request_ms(percent, rate)
+        for label, share in percent.items():
+            found[f"{name} CPU ms/request: {label}"] = 10 * share / rate if rate > 0 else NAN
+    return found
+
+
 def api_figures(figures: Figures) -> dict[str, float]:
-    """The levels through the edge, gRPC's create, and the CPU a create costs our processes."""
+    """The levels through the edge, gRPC's create included, and the CPU a request costs."""
     found: dict[str, float] = {}
     for level in figures.levels:
         found |= level_figures(level)
-    create64 = next((lv for lv in figures.levels if lv.name == "create" and lv.concurrency == 64), None)
-    found["create c=64 CPU ms/create"] = cpu_per_request_ms(figures.cpu_percent, create64.throughput if create64 else 0)
     if figures.grpc_create is not None:
         found |= level_figures(figures.grpc_create)
-        found["create (gRPC) c=64 CPU ms/create"] = cpu_per_request_ms(
-            figures.cpu_percent_grpc, figures.grpc_create.throughput
-        )
+    found |= cpu_figures(figures)
     if figures.paced_api is not None:
         found |= level_figures(figures.paced_api)
     if figures.paced is not None:

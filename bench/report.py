@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench import capacity
 from bench.chart import svg
 from bench.figures import NAN, Figures, flat
 from bench.load import LevelResult
@@ -36,21 +37,35 @@ def target_lines(verdicts: list[Verdict]) -> list[str]:
     return [*(verdict.line() for verdict in verdicts), f"  {met} of {len(verdicts)} targets met"]
 
 
-def cpu_lines(figures: Figures) -> list[str]:
+def request_cpu_lines(figures: Figures) -> list[str]:
+    """ms of CPU a request at each c=64 level, by process, with the % of a core of each during it."""
+    levels = list(figures.cpu_by_level)
+    throughput = {f"{lv.name} c={lv.concurrency}": lv.throughput for lv in [*figures.levels, figures.grpc_create] if lv}
+    labels = sorted({label for percent in figures.cpu_by_level.values() for label in percent})
+    lines = ["CPU a request at c=64, ms by process (% of one core in brackets):", "  " + " | ".join(levels)]
+    for label in labels:
+        cells = []
+        for level in levels:
+            share, rate = figures.cpu_by_level[level].get(label, NAN), throughput.get(level, NAN)
+            cells.append(f"{10 * share / rate:.3f} ({share:.0f}%)" if rate else "-")
+        lines.append(f"  {label:<30} " + " | ".join(cells))
+    return lines
+
+
+def cpu_lines(named: dict[str, float]) -> list[str]:
     """CPU per create over our processes (REST and gRPC) beside baseline (b)'s, and a job's life
     with and without the rendering, with the worker's RPCs per job."""
-    named = flat(figures)
-    rest, grpc = named.get("create c=64 CPU ms/create", NAN), named.get("create (gRPC) c=64 CPU ms/create", NAN)
-    lines = [
-        f"CPU per create at c=64 over our processes: REST {rest:.2f} ms, gRPC {grpc:.2f} ms;"
-        f" baseline (b), its one process: {figures.baseline_cpu_ms:.2f} ms",
+    rpcs = {name.split(": ", 1)[1]: n for name, n in named.items() if name.startswith("worker RPCs per job: ")}
+    return [
+        f"CPU per create at c=64 over our processes: REST {named.get('create c=64 CPU ms/request', NAN):.2f} ms,"
+        f" gRPC {named.get('create (gRPC) c=64 CPU ms/request', NAN):.2f} ms;"
+        f" baseline (b), its one process: {named['baseline (b) CPU ms/request']:.2f} ms",
         f"a job's whole life at {LOADED_RATE}: {named['job CPU ms']:.2f} ms of CPU in our processes;"
-        f" less the rendering ({figures.render_cpu_ms:.2f} ms, measured in the bench):"
+        f" less the rendering ({named['rendering CPU ms']:.2f} ms, measured in the bench):"
         f" {named['job CPU less rendering ms']:.2f} ms",
         f"the worker's RPCs per job: {named['worker RPCs per job']:.2f}"
-        + "".join(f", {method} {count:.2f}" for method, count in figures.rpcs_per_job.items()),
+        + "".join(f", {method} {count:.2f}" for method, count in rpcs.items()),
     ]
-    return lines
 
 
 def timing_lines(figures: Figures) -> list[str]:
@@ -96,7 +111,7 @@ def render(figures: Figures) -> str:
     for name in sorted(figures.memory_after):
         idle, after = figures.memory_idle.get(name, 0.0), figures.memory_after[name]
         lines.append(
-            f"  {name:<22} idle {idle:7.1f} ({idle / TARGET_RSS_MB:4.2f}x)"
+            f"  {name:<28} idle {idle:7.1f} ({idle / TARGET_RSS_MB:4.2f}x)"
             f"  after load {after:7.1f} ({after / TARGET_RSS_MB:4.2f}x)"
         )
     if figures.paced is not None and figures.paced_api is not None:
@@ -116,10 +131,10 @@ def render(figures: Figures) -> str:
     if figures.big_lists:
         lines.append(f"lists over a table of 1,000,000 jobs (bulk-loaded in {figures.seed_seconds:.1f}s), c=1:")
         lines += [level_line(level, baseline, pg_rate) for level in figures.big_lists]
-    lines.append("CPU during creation at c=64, % of one core, REST / gRPC:")
-    for name, percent in sorted(figures.cpu_percent.items(), key=lambda item: -item[1]):
-        lines.append(f"  {name:<30} {percent:6.1f} / {figures.cpu_percent_grpc.get(name, NAN):6.1f}")
-    return "\n".join([*lines, *cpu_lines(figures)])
+    named = flat(figures)
+    return "\n".join(
+        [*lines, *request_cpu_lines(figures), *cpu_lines(named), *capacity.lines(named, jobs=100, reads=1000)]
+    )
 
 
 def publish(figures: Figures, *, seconds: float, results_dir: Path, chart: Path) -> str:

@@ -43,8 +43,10 @@ def measured(*, create64: float = 750.0, baseline: float = 1000.0) -> Figures:
         ],
         grpc_create=level("create (gRPC)", 64, rate=900.0, p99_ms=150.0),
         # 60% of a core over our processes at 750 creates/s: 0.8 ms a create; Postgres is not ours.
-        cpu_percent={"services.jobs [jobs]": 40.0, "services.gateway [gateway]": 20.0, "postgres": 30.0},
-        cpu_percent_grpc={"services.jobs [jobs]": 50.0, "envoy [envoy]": 10.0},
+        cpu_by_level={
+            "create c=64": {"services.jobs [jobs]": 40.0, "services.gateway [gateway]": 20.0, "postgres": 30.0},
+            "create (gRPC) c=64": {"services.jobs [jobs]": 50.0, "envoy [envoy]": 10.0},
+        },
         handoff_ms=[0.3] * 100,
         timings=[JobTimes("idle", 40, dispatch_ms=[3.0] * 99 + [20.0], finished=40)],
         cpu_per_job={"services.jobs [jobs]": 6.0, "celery-child [worker]": 9.0},
@@ -81,11 +83,11 @@ def test_creation_is_judged_by_its_ratio_to_baseline_b() -> None:
 
 def test_cpu_per_create_counts_our_processes_only() -> None:
     figures = measured()
-    assert flat(figures)["create c=64 CPU ms/create"] == 0.8
+    assert flat(figures)["create c=64 CPU ms/request"] == 0.8
     assert by_name(figures)["CPU per create over our processes, c=64, <= 1.2 ms"] is True
 
-    figures.cpu_percent["services.providers [providers]"] = 40.0  # 100% of a core at 750/s
-    assert flat(figures)["create c=64 CPU ms/create"] == 10 * 100 / 750
+    figures.cpu_by_level["create c=64"]["services.providers [providers]"] = 40.0  # 100% of a core at 750/s
+    assert flat(figures)["create c=64 CPU ms/request"] == 10 * 100 / 750
     assert by_name(figures)["CPU per create over our processes, c=64, <= 1.2 ms"] is False
 
 
