@@ -58,7 +58,7 @@ chaos: $(STAMP) ## faults under load on make run's processes (CHAOS_ARGS="-s wor
 chaos-all: $(STAMP) ## every chaos scenario and the 20-minute soak (not in CI; CHAOS_ARGS="--soak-minutes 5")
 	@$(PY) -m tests.chaos --all $(CHAOS_ARGS)
 
-bench: $(STAMP) ## creation, reads and memory through the edge, beside baselines (BENCH_ARGS="--seconds 5")
+bench: $(STAMP) ## throughput, CPU and memory beside baselines; targets, JSON, chart (BENCH_ARGS="--seconds 5")
 	@$(PY) -m bench $(BENCH_ARGS)
 
 lint: $(STAMP) ## ruff and mypy --strict
