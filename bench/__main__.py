@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import os
 import secrets
 import shutil
@@ -15,6 +16,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,8 @@ DRAIN_TIMEOUT = 180.0
 # The deepest page the API serves (JOBS_LIST_MAX_SKIP's default).
 DEEPEST_SKIP = 100_000
 CHART = ROOT / "docs" / "bench.svg"
+# The processes whose CPU a level reads, asked at its start and at its end.
+Pids = Callable[[], dict[int, str]]
 WORKER_CONCURRENCY: int = WorkerSettings.model_fields["worker_concurrency"].default
 
 
@@ -106,6 +110,11 @@ async def measure_baselines(figures: Figures, postgres: Postgres, redis: Redis, 
         figures.baseline_cpu_ms = 1000 * (procs.cpu_seconds(server.pid) - before) / creates
 
 
+def system_pids(system: System, postgres: Postgres, redis_pid: int) -> dict[int, str]:
+    """The system's processes and its servers', without the load generator."""
+    return {pid: name for pid, name in watched_pids(system, postgres, redis_pid).items() if name != "load generator"}
+
+
 def watched_pids(system: System, postgres: Postgres | None, redis_pid: int | None) -> dict[int, str]:
     """Every process whose CPU the bench reports, by pid: the system's, its servers', its own."""
     pids = {pid: f"{role} [{procs.SERVICE_OF[role]}]" for pid, role in procs.roles(system.run.process.pid).items()}
@@ -117,16 +126,16 @@ def watched_pids(system: System, postgres: Postgres | None, redis_pid: int | Non
 
 
 async def cpu_level(
-    figures: Figures, pids: dict[int, str], edge: str, request: Request, *, name: str, concurrency: int, seconds: float
+    figures: Figures, pids: Pids, edge: str, request: Request, *, name: str, concurrency: int, seconds: float
 ) -> LevelResult:
     """One closed-loop level through the edge, kept; at c=64 with the CPU of each process meanwhile."""
     say(f"{name} through the edge, c={concurrency}, {seconds:.0f}s")
-    before, began = procs.cpu_by_role(pids), time.monotonic()
+    window = procs.CpuWindow(pids)
     level = await run_level(
         edge, request, name=name, concurrency=concurrency, seconds=seconds, max_requests=MAX_REQUESTS
     )
     if concurrency == 64:
-        figures.cpu_by_level[f"{name} c=64"] = percent_since(pids, before, began)
+        figures.cpu_by_level[f"{name} c=64"] = window.percent()
     figures.levels.append(level)
     return level
 
@@ -145,7 +154,7 @@ async def measure_system(figures: Figures, system: System, postgres: Postgres, r
     )
     ensure_alive(system)
     ids: list[str] = list(figures.paced_api.ids)
-    pids = watched_pids(system, postgres, redis_pid)
+    pids = functools.partial(watched_pids, system, postgres, redis_pid)
     for concurrency in (1, 16, 64):
         request = create_request(f"c{concurrency}", USERS)
         level = await cpu_level(figures, pids, edge, request, name="create", concurrency=concurrency, seconds=seconds)
@@ -157,23 +166,16 @@ async def measure_system(figures: Figures, system: System, postgres: Postgres, r
             ensure_alive(system)
 
 
-def percent_since(pids: dict[int, str], before: dict[str, float], began: float) -> dict[str, float]:
-    """% of one core each process used since began, from its CPU seconds then (before)."""
-    after, elapsed = procs.cpu_by_role(pids), time.monotonic() - began
-    return {name: 100 * (after[name] - before.get(name, 0.0)) / elapsed for name in after}
-
-
 async def measure_grpc(figures: Figures, system: System, postgres: Postgres, redis_pid: int, seconds: float) -> None:
     """CreateJob over gRPC through the edge at c=64, beside the REST level, and the CPU meanwhile."""
     target, key = system.edge_url.removeprefix("http://"), system.env["API_KEY"]
     say(f"CreateJob over gRPC through the edge, c=64, {seconds:.0f}s")
     await run_grpc_creates(target, api_key=key, users=USERS, concurrency=16, seconds=2, max_requests=500)
-    pids = watched_pids(system, postgres, redis_pid)
-    before, began = procs.cpu_by_role(pids), time.monotonic()
+    window = procs.CpuWindow(functools.partial(watched_pids, system, postgres, redis_pid))
     figures.grpc_create = await run_grpc_creates(
         target, api_key=key, users=USERS, concurrency=64, seconds=seconds, max_requests=MAX_REQUESTS
     )
-    figures.cpu_by_level["create (gRPC) c=64"] = percent_since(pids, before, began)
+    figures.cpu_by_level["create (gRPC) c=64"] = window.percent()
     ensure_alive(system)
 
 
@@ -192,8 +194,8 @@ async def measure_dispatch(
     figures.timings.append(await wait_and_read(postgres.url, "idle", idle.ids, timeout=DRAIN_TIMEOUT))
     ensure_alive(system)
     say(f"creation and dispatch at {LOADED_RATE:.0f} creates/s (open loop) for {seconds:.0f}s")
-    pids = {pid: name for pid, name in watched_pids(system, postgres, redis_pid).items() if name != "load generator"}
-    before, calls = procs.cpu_by_role(pids), await worker_calls(metrics_urls(system))
+    calls = await worker_calls(metrics_urls(system))
+    window = procs.CpuWindow(functools.partial(system_pids, system, postgres, redis_pid))
     loaded = await run_paced(
         edge, create_request("paced", USERS), name=f"create at {LOADED_RATE:.0f}/s", rate=LOADED_RATE, seconds=seconds
     )
@@ -201,10 +203,9 @@ async def measure_dispatch(
     say(f"waiting for the worker to finish the {len(loaded.ids)} jobs (at most {DRAIN_TIMEOUT:.0f}s)")
     times = await wait_and_read(postgres.url, f"{LOADED_RATE:.0f}/s", loaded.ids, timeout=DRAIN_TIMEOUT)
     figures.timings.append(times)
-    after = procs.cpu_by_role(pids)
     finished = max(times.finished, 1)
     # The whole life of a job, creation to completion, in ms of CPU by process.
-    figures.cpu_per_job = {name: 1000 * (after[name] - before.get(name, 0.0)) / finished for name in after}
+    figures.cpu_per_job = {name: 1000 * used / finished for name, used in window.seconds().items()}
     figures.rpcs_per_job = per_job(calls, await worker_calls(metrics_urls(system)), finished)
     ensure_alive(system)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from tests.chaos.system import process_tree, role
@@ -77,12 +78,29 @@ def memory(root: int) -> dict[str, float]:
     return found
 
 
-def cpu_by_role(pids: dict[int, str]) -> dict[str, float]:
-    """CPU seconds used so far by role."""
-    found: dict[str, float] = {}
-    for pid, name in pids.items():
-        found[name] = found.get(name, 0.0) + cpu_seconds(pid)
-    return found
+class CpuWindow:
+    """CPU used by each labelled process from now on, by label. The processes are asked again at
+    the end, so that one started meanwhile (a new PostgreSQL backend) counts all its CPU, and one
+    gone meanwhile counts nothing rather than less than nothing."""
+
+    def __init__(self, processes: Callable[[], dict[int, str]]) -> None:
+        self._processes = processes
+        self._labels = processes()
+        self._before = {pid: cpu_seconds(pid) for pid in self._labels}
+        self._began = time.monotonic()
+
+    def seconds(self) -> dict[str, float]:
+        """CPU seconds by label since the window opened."""
+        labels = self._labels | self._processes()
+        used: dict[str, float] = dict.fromkeys(labels.values(), 0.0)
+        for pid, label in labels.items():
+            used[label] += max(cpu_seconds(pid) - self._before.get(pid, 0.0), 0.0)
+        return used
+
+    def percent(self) -> dict[str, float]:
+        """% of one core by label since the window opened."""
+        elapsed = time.monotonic() - self._began
+        return {label: 100 * used / elapsed for label, used in self.seconds().items()}
 
 
 WORKER_ROLES = ("services.worker", "celery-main", "celery-child")
