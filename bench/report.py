@@ -6,7 +6,7 @@ from pathlib import Path
 
 from bench import capacity
 from bench.chart import svg
-from bench.figures import NAN, Figures, flat
+from bench.figures import NAN, Figures, edge_levels, flat
 from bench.load import LevelResult
 from bench.results import Results, comparison, save
 from bench.targets import Verdict
@@ -104,8 +104,7 @@ def render(figures: Figures) -> str:
         f"  (c) the broker's hand-off, LPUSH to a waiting BRPOP: p50 {handoff50:.2f} ms"
         f"  p99 {JobTimes.percentile(figures.handoff_ms, 0.99):.2f} ms  n={len(figures.handoff_ms)}",
         "through the Envoy edge:",
-        *(level_line(level, baseline, pg_rate) for level in figures.levels),
-        *([level_line(figures.grpc_create, baseline, pg_rate)] if figures.grpc_create else []),
+        *(level_line(level, baseline, pg_rate) for level in edge_levels(figures)),
         f"memory in MiB, RSS by process and service, PSS by service (ratio to the {TARGET_RSS_MB:.0f} MB target):",
     ]
     for name in sorted(figures.memory_after):
