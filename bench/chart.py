@@ -25,9 +25,11 @@ class Scales:
     p99_max: float
 
     def throughput_x(self, value: float) -> float:
+        """Where a throughput falls in the left panel."""
         return LABELS + PANEL * min(value, self.throughput_max) / self.throughput_max
 
     def p99_x(self, value: float) -> float:
+        """Where a p99 falls in the right panel (logarithmic)."""
         span = math.log10(self.p99_max / P99_FLOOR)
         return LABELS + PANEL + GAP + PANEL * math.log10(max(value, P99_FLOOR) / P99_FLOOR) / span
 
