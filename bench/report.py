@@ -41,8 +41,12 @@ def request_cpu_lines(figures: Figures) -> list[str]:
     """ms of CPU a request at each c=64 level, by process, with the % of a core of each during it."""
     levels = list(figures.cpu_by_level)
     throughput = {f"{lv.name} c={lv.concurrency}": lv.throughput for lv in [*figures.levels, figures.grpc_create] if lv}
-    labels = sorted({label for percent in figures.cpu_by_level.values() for label in percent})
-    lines = ["CPU a request at c=64, ms by process (% of one core in brackets):", "  " + " | ".join(levels)]
+    # A process idle in every level (the paused worker's) is left out.
+    labels = sorted({label for percent in figures.cpu_by_level.values() for label, share in percent.items() if share})
+    lines = [
+        "CPU a request at c=64, ms by process (% of one core in brackets):",
+        f"  {'process':<30} " + " | ".join(levels),
+    ]
     for label in labels:
         cells = []
         for level in levels:
