@@ -6,6 +6,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -113,13 +114,22 @@ class JobLimits:
 
 
 @dataclass(frozen=True)
+class ListPosition:
+    """Where a page of a list ends: the sort key (newest first) of its last job."""
+
+    created_at: datetime
+    job_id: str
+
+
+@dataclass(frozen=True)
 class JobFilter:
-    """A validated list query."""
+    """A validated list query; with after, the page starts past that position (keyset)."""
 
     user_id: str | None
     status: JobStatus | None
     skip: int
     take: int
+    after: ListPosition | None = None
 
 
 def validate_new_job(
@@ -201,13 +211,22 @@ def validate_page(skip: int, take: int | None, *, max_skip: int) -> Page:
 
 
 def validate_filter(
-    *, user_id: str | None, status: JobStatus | None, skip: int, take: int | None, limits: JobLimits
+    *,
+    user_id: str | None,
+    status: JobStatus | None,
+    skip: int,
+    take: int | None,
+    limits: JobLimits,
+    after: ListPosition | None = None,
 ) -> JobFilter:
-    """Checks a list query: user id shape, 0 <= skip <= the limit, 1 <= take <= 100."""
+    """Checks a list query: user id shape, 0 <= skip <= the limit, 1 <= take <= 100, and skip
+    0 with a cursor (its page starts right after the cursor's job)."""
     if user_id is not None:
         validate_user_id(user_id)
     page = validate_page(skip, take, max_skip=limits.list_max_skip)
-    return JobFilter(user_id=user_id, status=status, skip=page.skip, take=page.take)
+    if after is not None and page.skip != 0:
+        raise InvalidArgument("skip", "must be 0 with a cursor: its page starts right after the cursor's job")
+    return JobFilter(user_id=user_id, status=status, skip=page.skip, take=page.take, after=after)
 
 
 def checked_job_id(value: str) -> str:
