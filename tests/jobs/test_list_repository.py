@@ -41,7 +41,7 @@ async def walk(sessions: Sessions, query: JobFilter) -> list[repository.JobPage]
     """Every page of query, each after the last job of the one before."""
     async with sessions() as session:
         pages = [await repository.list_jobs(session, query)]
-        while (last := pages[-1].last) is not None:
+        while (last := pages[-1].last) is not None and len(pages) < 20:
             query = JobFilter(user_id=query.user_id, status=query.status, skip=0, take=query.take, after=last)
             pages.append(await repository.list_jobs(session, query))
     return pages
