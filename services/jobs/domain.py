@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -211,22 +211,20 @@ def validate_page(skip: int, take: int | None, *, max_skip: int) -> Page:
 
 
 def validate_filter(
-    *,
-    user_id: str | None,
-    status: JobStatus | None,
-    skip: int,
-    take: int | None,
-    limits: JobLimits,
-    after: ListPosition | None = None,
+    *, user_id: str | None, status: JobStatus | None, skip: int, take: int | None, limits: JobLimits
 ) -> JobFilter:
-    """Checks a list query: user id shape, 0 <= skip <= the limit, 1 <= take <= 100, and skip
-    0 with a cursor (its page starts right after the cursor's job)."""
+    """Checks a list query: user id shape, 0 <= skip <= the limit, 1 <= take <= 100."""
     if user_id is not None:
         validate_user_id(user_id)
     page = validate_page(skip, take, max_skip=limits.list_max_skip)
-    if after is not None and page.skip != 0:
+    return JobFilter(user_id=user_id, status=status, skip=page.skip, take=page.take)
+
+
+def continue_after(query: JobFilter, after: ListPosition) -> JobFilter:
+    """The query's page right after a cursor's position; skip must be 0 then."""
+    if query.skip != 0:
         raise InvalidArgument("skip", "must be 0 with a cursor: its page starts right after the cursor's job")
-    return JobFilter(user_id=user_id, status=status, skip=page.skip, take=page.take, after=after)
+    return replace(query, after=after)
 
 
 def checked_job_id(value: str) -> str:

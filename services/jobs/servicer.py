@@ -94,14 +94,17 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
             if user_id is not None and user_id != owner:
                 raise PermissionDenied(f"user_id: this key lists its own user's jobs, not {user_id!r}'s")
             user_id = owner
-        status = enum_filter(request.status, STATUS_FROM_PROTO, field="status", noun="status")
-        after = None
-        if request.HasField("cursor"):
-            after = self._cursors.read(request.cursor, user_id=user_id, status=status)
-        take = request.take if request.HasField("take") else None
-        return domain.validate_filter(
-            user_id=user_id, status=status, skip=request.skip, take=take, limits=self._limits, after=after
+        query = domain.validate_filter(
+            user_id=user_id,
+            status=enum_filter(request.status, STATUS_FROM_PROTO, field="status", noun="status"),
+            skip=request.skip,
+            take=request.take if request.HasField("take") else None,
+            limits=self._limits,
         )
+        if not request.HasField("cursor"):
+            return query
+        after = self._cursors.read(request.cursor, user_id=query.user_id, status=query.status)
+        return domain.continue_after(query, after)
 
     async def CancelJob(self, request: jobs_pb2.CancelJobRequest, context: Context) -> jobs_pb2.Job:
         job_id = domain.checked_job_id(request.id)
