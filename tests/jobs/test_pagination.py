@@ -166,3 +166,12 @@ async def test_a_cursor_of_another_list_or_altered_is_refused_naming_cursor(jobs
         jobs_pb2.ListJobsRequest(user_id=user, cursor="x" * 129),
     ):
         await assert_invalid(jobs.ListJobs(request), "cursor")
+
+
+async def test_a_bad_user_id_with_a_cursor_is_refused_naming_user_id(jobs: Stub) -> None:
+    user = unique_user()
+    for _ in range(2):
+        await create_job(jobs, user_id=user)
+    cursor = (await jobs.ListJobs(jobs_pb2.ListJobsRequest(user_id=user, take=1))).next_cursor
+
+    await assert_invalid(jobs.ListJobs(jobs_pb2.ListJobsRequest(user_id="a b", cursor=cursor)), "user_id")
