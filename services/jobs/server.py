@@ -18,6 +18,7 @@ from services.core.storage.base import MediaStorage
 from services.jobs.apikeys import ApiKeys
 from services.jobs.batching import CreateBatcher
 from services.jobs.convert import job_to_proto
+from services.jobs.cursors import ListCursors
 from services.jobs.dispatch import Dispatch, open_dispatch
 from services.jobs.domain import JobLimits
 from services.jobs.lifecycle import JobLifecycleServicer
@@ -144,6 +145,7 @@ def job_servicer(
         limits,
         keys=ApiKeys(sessions),
         webhook_secrets=parts.webhooks.secrets,
+        cursors=ListCursors.from_secret(settings.secret_key.get_secret_value()),
         storage=storage,
         deliveries=parts.webhooks.desk,
         watch=None if parts.live is None else parts.live.hub,
