@@ -7,9 +7,24 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Numeric, Select, case, cast, delete, func, insert, literal, select, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    Numeric,
+    Select,
+    Update,
+    case,
+    cast,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from services.core.ids import new_cuid
 from services.core.job.status import ACTIVE, JobStatus
@@ -144,6 +159,19 @@ async def list_jobs(session: AsyncSession, query: JobFilter) -> JobPage:
     return JobPage(jobs=jobs, total=int(rows[0][1]), more=len(rows) > query.take)
 
 
+def _transition_statement(
+    job_id: str, from_statuses: Iterable[JobStatus], values: dict[str, Any], extra: Iterable[ColumnElement[bool]]
+) -> Update:
+    """The conditional UPDATE of transition() and transition_seen(), without its RETURNING."""
+    return (
+        update(Job)
+        .where(Job.id == job_id, Job.status.in_([s.value for s in from_statuses]), *extra)
+        .values(updated_at=func.now(), **values)
+        # RETURNING gives the row as stored: no evaluation of the WHERE over the session's objects.
+        .execution_options(populate_existing=True, synchronize_session=False)
+    )
+
+
 async def transition(
     session: AsyncSession,
     job_id: str,
@@ -153,15 +181,26 @@ async def transition(
     extra: Iterable[ColumnElement[bool]] = (),
 ) -> Job | None:
     """One conditional UPDATE: changes the job only while it is in from_statuses."""
-    statement = (
-        update(Job)
-        .where(Job.id == job_id, Job.status.in_([s.value for s in from_statuses]), *extra)
-        .values(updated_at=func.now(), **values)
-        .returning(Job)
-        # RETURNING gives the row as stored: no evaluation of the WHERE over the session's objects.
-        .execution_options(populate_existing=True, synchronize_session=False)
-    )
+    statement = _transition_statement(job_id, from_statuses, values, extra).returning(Job)
     return (await session.scalars(statement)).one_or_none()
+
+
+async def transition_seen(
+    session: AsyncSession,
+    job_id: str,
+    *,
+    from_statuses: Iterable[JobStatus],
+    values: dict[str, Any],
+    extra: Iterable[ColumnElement[bool]] = (),
+) -> tuple[Job, bool] | None:
+    """As transition(), and whether a client sees the change: whether the trigger moved the job's
+    version (event_seq), which it does only when a visible column changed."""
+    before = aliased(Job)
+    # A sub-select of the statement reads the row as it was before the statement changed it.
+    version_before = select(before.event_seq).where(before.id == job_id).scalar_subquery()
+    statement = _transition_statement(job_id, from_statuses, values, extra).returning(Job, version_before)
+    row = (await session.execute(statement)).one_or_none()
+    return None if row is None else (row[0], row[0].event_seq != row[1])
 
 
 async def delete_job(
