@@ -31,20 +31,27 @@ def main() -> None:
     patch_kombu_redis()
     app = create_celery(settings, broker=broker_url(settings, resolve_redis_url(settings)))
     register_tasks(app, settings)
-    app.worker_main(
-        [
-            "worker",
-            f"--queues={','.join(QUEUES)}",
-            f"--concurrency={settings.worker_concurrency}",
-            "--pool=prefork",
-            "--prefetch-multiplier=1",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-            f"--hostname={settings.worker_name}@%h",
-            f"--loglevel={settings.log_level}",
-        ]
-    )
+    app.worker_main(worker_arguments(settings))
+
+
+def worker_arguments(settings: WorkerSettings) -> list[str]:
+    """The `celery worker` command line of these settings."""
+    arguments = [
+        "worker",
+        f"--queues={','.join(QUEUES)}",
+        f"--concurrency={settings.worker_concurrency}",
+        "--pool=prefork",
+        "--prefetch-multiplier=1",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+        f"--hostname={settings.worker_name}@%h",
+        f"--loglevel={settings.log_level}",
+    ]
+    if settings.worker_max_memory_per_child_mb:
+        # Celery counts KiB of the child's peak resident set, checked after each task.
+        arguments.append(f"--max-memory-per-child={settings.worker_max_memory_per_child_mb * 1024}")
+    return arguments
 
 
 if __name__ == "__main__":
