@@ -1,9 +1,10 @@
-"""WORKER_MAX_MEMORY_PER_CHILD_MB: a Celery child whose memory grew past it is replaced after its
-task, and the worker goes on with a fresh child."""
+"""The Celery children's memory: they share the main process's pages, and one whose memory grew
+past WORKER_MAX_MEMORY_PER_CHILD_MB is replaced after its task while the worker goes on."""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from services.worker.celery_main import worker_arguments
 from services.worker.settings import WorkerSettings
@@ -15,6 +16,9 @@ from videogen.v1 import jobs_pb2
 TINY = {"durationSeconds": 1, "width": 64, "height": 64, "fps": 4}
 # Below what any child holds (the renderer's libraries alone are more): every child is over it.
 LIMIT_MB = 64
+# A child's own pages before its first task: about 10 MiB while the main process's objects are
+# frozen before each fork, about 48 MiB for the first child when a collection copies them.
+OWN_PAGES_MAX_MB = 25
 
 
 def celery_children(root: int) -> set[int]:
@@ -31,6 +35,25 @@ async def one_child(root: int, *, other_than: int | None = None, timeout: float 
             if len(found) == 1:
                 return found.pop()
             await asyncio.sleep(0.1)
+
+
+def own_mb(pid: int) -> float:
+    """The pages of a process that no other process shares (smaps_rollup's Private_*), in MiB."""
+    lines = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+    return sum(int(line.split()[1]) for line in lines if line.startswith("Private_")) / 1024
+
+
+async def test_the_children_share_the_main_process_pages_until_they_work(start_stack: StackFactory) -> None:
+    stack = await start_stack()
+    async with asyncio.timeout(60):
+        while not any(str(r.get("event", "")).endswith(" ready.") for r in stack.worker.records()):
+            await asyncio.sleep(0.1)
+        while len(children := celery_children(stack.worker.process.pid)) < 2:
+            await asyncio.sleep(0.1)
+
+    own = {pid: own_mb(pid) for pid in children}
+
+    assert max(own.values()) < OWN_PAGES_MAX_MB, own
 
 
 async def test_a_child_over_its_memory_limit_is_replaced_after_its_task_and_the_next_job_completes(
