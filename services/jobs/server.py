@@ -9,12 +9,12 @@ import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core import db
-from services.core.auth import keyed_guard
 from services.core.egress import Resolver, resolve
 from services.core.grpc_server import GrpcApp, ServiceBinding, start_grpc_app
 from services.core.runtime import Background, DatabaseService, database_health
 from services.core.storage import create_storage
 from services.core.storage.base import MediaStorage
+from services.core.stored_keys import keyed_guard
 from services.jobs.apikeys import ApiKeys
 from services.jobs.batching import CreateBatcher
 from services.jobs.convert import job_to_proto
