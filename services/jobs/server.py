@@ -179,4 +179,5 @@ async def serve_jobs(
         guard=guard,
         # Reflection through the edge is served here: it describes the whole public API.
         describe=[providers_pb2.DESCRIPTOR.services_by_name["ProviderService"]],
+        outage=db.is_unavailable,
     )

@@ -76,7 +76,11 @@ async def start_providers_server(
     ]
     guard = keyed_guard(settings, internal=frozenset({ROUTING_SERVICE.full_name}), user_keys=sessions)
     app = await start_grpc_app(
-        bindings, address=address, max_message_bytes=settings.grpc_max_message_bytes, guard=guard
+        bindings,
+        address=address,
+        max_message_bytes=settings.grpc_max_message_bytes,
+        guard=guard,
+        outage=db.is_unavailable,
     )
     loops = [database_health(settings, app, engine)]
     if probing:
