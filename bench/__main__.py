@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import contextlib
 import functools
+import json
 import os
 import secrets
 import shutil
@@ -22,6 +23,7 @@ from typing import Any
 
 from bench import procs
 from bench.baseline import baseline_server, handoff_latencies, insert_rate, prepare
+from bench.client import Connection
 from bench.figures import Figures
 from bench.grpc_load import run_grpc_creates
 from bench.load import LevelResult, Request, create_request, run_level, run_paced
@@ -210,14 +212,29 @@ async def measure_dispatch(
     ensure_alive(system)
 
 
+async def deepest_cursor(edge_url: str) -> str:
+    """The nextCursor of the heavy user's page that ends DEEPEST_SKIP jobs deep (a skip page
+    answers the cursor that continues it), so that the same deepest page is timed by cursor."""
+    connection = Connection(edge_url)
+    try:
+        status, body = await connection.request("GET", list_path(HEAVY_USER, skip=DEEPEST_SKIP - 20), None)
+    finally:
+        await connection.close()
+    cursor = json.loads(body).get("nextCursor") if status == 200 else None
+    if not isinstance(cursor, str):
+        raise RuntimeError(f"the page before the deepest answered {status} without a nextCursor: {body[:200]!r}")
+    return cursor
+
+
 async def measure_big_lists(figures: Figures, system: System, database_url: str, seconds: float) -> None:
-    """Lists over a table of ROWS jobs: the heavy user's first and deepest page, a usual user's
-    first and last page, at concurrency 1."""
+    """Lists over a table of ROWS jobs: the heavy user's first and deepest page (by skip and by
+    cursor), a usual user's first and last page, at concurrency 1."""
     say(f"seeding {ROWS:,} jobs into the jobs table")
     figures.seed_seconds = await seed(database_url)
     queries = {
         f"{HEAVY_USER} first page": list_path(HEAVY_USER, skip=0),
         f"{HEAVY_USER} skip={DEEPEST_SKIP:,}": list_path(HEAVY_USER, skip=DEEPEST_SKIP),
+        f"{HEAVY_USER} cursor at {DEEPEST_SKIP:,}": list_path(HEAVY_USER, cursor=await deepest_cursor(system.edge_url)),
         "usual user first page": list_path("bench-seed-7", skip=0),
         "usual user last page": list_path("bench-seed-7", skip=880),
     }

@@ -63,6 +63,7 @@ async def seed(database_url: str, rows: int = ROWS) -> float:
     return time.monotonic() - began
 
 
-def list_path(user: str, *, skip: int, status: str = "completed") -> str:
-    """The list query of one page."""
-    return f"/api/v1/jobs?userId={user}&status={status}&skip={skip}&take=20"
+def list_path(user: str, *, skip: int = 0, status: str = "completed", cursor: str | None = None) -> str:
+    """The list query of one page, from skip or after a cursor."""
+    after = f"&cursor={cursor}" if cursor is not None else ""
+    return f"/api/v1/jobs?userId={user}&status={status}&skip={skip}&take=20{after}"

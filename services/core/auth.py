@@ -3,6 +3,8 @@ service credential for the internal ones, checked for every RPC by the server in
 
 The caller's Principal is then bound for the call (current_principal), and the rules of
 JobService and ProviderService read it: a user key acts for its user only (docs/security.md).
+Where user keys are stored is services/core/stored_keys.py's: the worker, which takes only the
+service credential, imports no database code through this module.
 """
 
 from __future__ import annotations
@@ -18,11 +20,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from services.core.errors import PermissionDenied, Unauthenticated
-from services.core.models import ApiKey
 from services.core.secrets import SERVICE_TOKEN, derive, urlsafe
 from services.core.settings import CoreSettings, load_settings
 
@@ -122,18 +120,6 @@ class UserKeys(Protocol):
         """(key id, user id) of the key with this hash, if one exists."""
 
 
-class StoredUserKeys:
-    """User keys in PostgreSQL's api_keys table (written by the jobs service)."""
-
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        self._sessions = sessions
-
-    async def find(self, digest: str) -> tuple[str, str] | None:
-        async with self._sessions() as session:
-            row = (await session.execute(select(ApiKey.id, ApiKey.user_id).where(ApiKey.key_hash == digest))).first()
-        return None if row is None else (row.id, row.user_id)
-
-
 class Authenticator:
     """Turns a presented API key into a Principal: the admin key, a user key (looked up, then
     trusted for KEY_CACHE_SECONDS), or none (the admin in development, refused in production)."""
@@ -207,22 +193,6 @@ class CallGuard:
             principal = await self._authenticator.principal(_first(metadata, API_KEY_METADATA))
         bind_principal(principal)
         return principal
-
-
-def keyed_guard(
-    settings: CoreSettings, *, internal: frozenset[str], user_keys: async_sessionmaker[AsyncSession]
-) -> CallGuard:
-    """The guard of a service that takes API keys: API_KEY as the admin key, the users' stored
-    keys, both required in production; its internal services take the SECRET_KEY credential."""
-    return CallGuard(
-        secret_key=settings.secret_key.get_secret_value(),
-        internal=internal,
-        authenticator=Authenticator(
-            admin_key=settings.api_key.get_secret_value(),
-            user_keys=StoredUserKeys(user_keys),
-            required=settings.app_env == "production",
-        ),
-    )
 
 
 def main() -> None:

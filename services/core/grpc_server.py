@@ -17,7 +17,7 @@ from grpc_reflection.v1alpha import reflection
 
 from services.core.auth import CallGuard
 from services.core.channels import server_keepalive_options
-from services.core.interceptors import ServiceInterceptor
+from services.core.interceptors import Outage, ServiceInterceptor, no_outage
 from services.core.logging import get_logger
 
 log = get_logger(__name__)
@@ -82,19 +82,21 @@ async def start_grpc_app(
     max_message_bytes: int,
     guard: CallGuard,
     describe: Sequence[ServiceDescriptor] = (),
+    outage: Outage = no_outage,
 ) -> GrpcApp:
     """Builds and starts a server on address ("host:0" picks a free port); NOT_SERVING until told,
     except for the LIVENESS name, which is SERVING until shutdown.
 
     Every call passes the guard. Reflection describes the public services, plus `describe`
-    (services served elsewhere, for the edge's reflection), never an internal one."""
+    (services served elsewhere, for the edge's reflection), never an internal one. An error
+    that outage recognises (a database down) answers UNAVAILABLE rather than INTERNAL."""
     options = [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.so_reuseport", 0),
         *server_keepalive_options(),
     ]
-    server = grpc.aio.server(interceptors=[ServiceInterceptor(guard)], options=options)
+    server = grpc.aio.server(interceptors=[ServiceInterceptor(guard, outage)], options=options)
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     for binding in bindings:

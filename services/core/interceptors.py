@@ -15,7 +15,6 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from services.core import db
 from services.core.auth import CallGuard
 from services.core.errors import DomainError, InvalidArgument, ResourceExhausted
 from services.core.logging import REQUEST_ID_HEADER, get_logger, new_request_id
@@ -32,9 +31,17 @@ else:
     Handler = grpc.RpcMethodHandler
     _Interceptor = grpc.aio.ServerInterceptor
 Continuation: TypeAlias = Callable[[grpc.HandlerCallDetails], Awaitable["Handler | None"]]
+# Whether an error means a dependency is down (services/core/db.py's is_unavailable for a service
+# with a database): passed in, so that a server without one (the worker) imports no database code.
+Outage: TypeAlias = Callable[[BaseException], bool]
 
 
-def _status_of(exc: BaseException) -> tuple[grpc.StatusCode, str, tuple[tuple[str, str | bytes], ...]]:
+def no_outage(exc: BaseException) -> bool:
+    """The Outage of a server with no database: no error means one."""
+    return False
+
+
+def _status_of(exc: BaseException, outage: Outage) -> tuple[grpc.StatusCode, str, tuple[tuple[str, str | bytes], ...]]:
     """The status an exception answers, its message, and trailing metadata with details."""
     if isinstance(exc, InvalidArgument):
         violation = error_details_pb2.BadRequest.FieldViolation(field=exc.field, description=exc.description)
@@ -63,7 +70,7 @@ def _status_of(exc: BaseException) -> tuple[grpc.StatusCode, str, tuple[tuple[st
         return rich.code, rich.details, tuple(rich.trailing_metadata)
     if isinstance(exc, DomainError):
         return exc.code, str(exc), ()
-    if db.is_unavailable(exc):
+    if outage(exc):
         return grpc.StatusCode.UNAVAILABLE, "the database is unavailable, try again later", ()
     return grpc.StatusCode.INTERNAL, "internal error", ()
 
@@ -97,8 +104,9 @@ class ServiceInterceptor(_Interceptor):
     """Admits each call (its credential, through the guard), binds the caller's request id and
     principal, counts and times each RPC, and maps its errors."""
 
-    def __init__(self, guard: CallGuard) -> None:
+    def __init__(self, guard: CallGuard, outage: Outage = no_outage) -> None:
         self._guard = guard
+        self._outage = outage
 
     async def intercept_service(  # type: ignore[override]
         self, continuation: Continuation, details: grpc.HandlerCallDetails
@@ -107,7 +115,7 @@ class ServiceInterceptor(_Interceptor):
         if handler is None:
             return None
         service, _, method = details.method.lstrip("/").rpartition("/")
-        call = _CallSite(self._guard, service, method, _request_id(details))
+        call = _CallSite(self._guard, self._outage, service, method, _request_id(details))
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 _wrap_unary(handler.unary_unary, call),
@@ -138,9 +146,11 @@ def _request_id(details: grpc.HandlerCallDetails) -> str:
 
 @dataclass(frozen=True)
 class _CallSite:
-    """What every call of one method shares: its names, the guard, the caller's request id."""
+    """What every call of one method shares: its names, the guard and outage check, the caller's
+    request id."""
 
     guard: CallGuard
+    outage: Outage
     service: str
     method: str
     request_id: str
@@ -165,7 +175,7 @@ class _Call:
         if isinstance(exc, grpc.aio.AbortError):
             self.code = context.code() or grpc.StatusCode.UNKNOWN
             raise exc
-        self.code, message, trailers = _status_of(exc)
+        self.code, message, trailers = _status_of(exc, self.site.outage)
         if self.code is grpc.StatusCode.INTERNAL:
             log.exception("rpc.failed")
         elif self.code is grpc.StatusCode.UNAVAILABLE:

@@ -172,6 +172,17 @@ class QuotaDeletedUsage(Base):
     video_seconds: Mapped[Decimal] = mapped_column(Numeric, server_default="0")
 
 
+class JobCount(Base):
+    """How many jobs a user has in one status: triggers on jobs keep it (migration 0011), so
+    that a list's exact total is a sum of at most five rows per user, not a count of the jobs."""
+
+    __tablename__ = "job_counts"
+
+    user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger, server_default="0")
+
+
 class ApiKey(Base):
     """A per-user API key (docs/security.md): only its SHA-256 is kept, never the key."""
 

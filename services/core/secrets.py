@@ -40,6 +40,7 @@ _NOT_ALNUM = re.compile(r"[^a-z0-9]")
 WEBHOOK_SIGNING = b"videogen/webhook-signing/v1"
 MEDIA_URLS = b"videogen/media-urls/v1"
 SERVICE_TOKEN = b"videogen/service-token/v1"
+LIST_CURSORS = b"videogen/list-cursors/v1"
 
 
 def secret_problem(value: str, *, examples: Iterable[str] = ()) -> str | None:

@@ -18,6 +18,7 @@ from services.gateway.errors import BackendError
 from services.gateway.schemas import (
     JobCreate,
     JobList,
+    ListCursor,
     Problem,
     RateLimitProblem,
     Skip,
@@ -89,15 +90,20 @@ async def list_jobs(
     status: JobStatus | None = None,
     skip: Skip = 0,
     take: Take = rules.TAKE_DEFAULT,
+    cursor: ListCursor = None,
 ) -> JobList:
-    """Filtered by user and status, `take` (1-100) at a time from `skip`."""
-    request = jobs_pb2.ListJobsRequest(skip=skip, take=take)
-    if userId is not None:
-        request.user_id = userId
+    """Filtered by user and status, `take` (1-100) at a time from `skip`, or after `cursor`."""
+    request = jobs_pb2.ListJobsRequest(skip=skip, take=take, user_id=userId, cursor=cursor)
     if status is not None:
         request.status = STATUS_TO_PROTO[status]
     reply = await call(backends.jobs.ListJobs, request, backends=backends, service="jobs")
-    return JobList(jobs=[job_from_proto(j) for j in reply.jobs], total=reply.total, skip=reply.skip, take=reply.take)
+    return JobList(
+        jobs=[job_from_proto(j) for j in reply.jobs],
+        total=reply.total,
+        skip=reply.skip,
+        take=reply.take,
+        nextCursor=reply.next_cursor if reply.HasField("next_cursor") else None,
+    )
 
 
 @router.delete(

@@ -25,6 +25,17 @@ JsonNumber = BeforeValidator(_json_number)
 UserIdQuery = Annotated[str | None, Query(pattern=rules.USER_ID.pattern)]
 Skip = Annotated[int, Query(ge=0, le=rules.LIST_MAX_SKIP, description="Items to skip")]
 Take = Annotated[int, Query(ge=1, le=rules.TAKE_MAX, description=f"Page size, 1-{rules.TAKE_MAX}")]
+ListCursor = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=rules.LIST_CURSOR_MAX_CHARS,
+        pattern=rules.LIST_CURSOR.pattern,
+        description="Keyset pagination: the `nextCursor` of the previous page of this list (same `userId` and "
+        "`status`); the page starts right after that page's last job, however many were created since. "
+        "`skip` must then be 0. Opaque and signed: an altered cursor, or one of other filters, is 422.",
+    ),
+]
 
 
 def _shallow(metadata: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -123,13 +134,16 @@ class JobList(BaseModel):
     """One page of jobs, newest first."""
 
     model_config = ConfigDict(
-        json_schema_extra={"examples": [{"jobs": [JOB_EXAMPLE], "total": 1, "skip": 0, "take": 20}]}
+        json_schema_extra={"examples": [{"jobs": [JOB_EXAMPLE], "total": 1, "skip": 0, "take": 20, "nextCursor": None}]}
     )
 
     jobs: list[Job]
-    total: int
+    total: int = Field(description="Jobs matching the filters over all pages (exact)")
     skip: int
     take: int
+    nextCursor: str | None = Field(
+        default=None, description="Pass as `cursor` for the next page; null on the last page"
+    )
 
 
 class Alive(BaseModel):

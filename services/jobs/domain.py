@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -113,13 +114,22 @@ class JobLimits:
 
 
 @dataclass(frozen=True)
+class ListPosition:
+    """Where a page of a list ends: the sort key (newest first) of its last job."""
+
+    created_at: datetime
+    job_id: str
+
+
+@dataclass(frozen=True)
 class JobFilter:
-    """A validated list query."""
+    """A validated list query; with after, the page starts past that position (keyset)."""
 
     user_id: str | None
     status: JobStatus | None
     skip: int
     take: int
+    after: ListPosition | None = None
 
 
 def validate_new_job(
@@ -208,6 +218,13 @@ def validate_filter(
         validate_user_id(user_id)
     page = validate_page(skip, take, max_skip=limits.list_max_skip)
     return JobFilter(user_id=user_id, status=status, skip=page.skip, take=page.take)
+
+
+def continue_after(query: JobFilter, after: ListPosition) -> JobFilter:
+    """The query's page right after a cursor's position; skip must be 0 then."""
+    if query.skip != 0:
+        raise InvalidArgument("skip", "must be 0 with a cursor: its page starts right after the cursor's job")
+    return replace(query, after=after)
 
 
 def checked_job_id(value: str) -> str:

@@ -7,14 +7,29 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Numeric, case, cast, delete, func, insert, literal, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Numeric,
+    Select,
+    Update,
+    case,
+    cast,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from services.core.ids import new_cuid
 from services.core.job.status import ACTIVE, JobStatus
-from services.core.models import Job, Metric, QuotaDeletedUsage
-from services.jobs.domain import JobFilter, NewJob
+from services.core.models import Job, JobCount, Metric, QuotaDeletedUsage
+from services.jobs.domain import JobFilter, ListPosition, NewJob
 
 
 def _queued_row(new: NewJob) -> dict[str, Any]:
@@ -87,31 +102,74 @@ def _conditions(query: JobFilter) -> list[ColumnElement[bool]]:
     return conditions
 
 
-async def list_jobs(session: AsyncSession, query: JobFilter) -> tuple[Sequence[Job], int]:
-    """One page of jobs newest first, and how many match over all pages.
+def _total(query: JobFilter) -> Select[int]:
+    """The filter's exact total from the counters of migration 0011: at most five rows a user."""
+    counted = select(func.coalesce(func.sum(JobCount.n), 0))
+    if query.user_id is not None:
+        counted = counted.where(JobCount.user_id == query.user_id)
+    if query.status is not None:
+        counted = counted.where(JobCount.status == query.status.value)
+    return counted
+
+
+@dataclass(frozen=True)
+class JobPage:
+    """One page of a list, how many jobs match over all pages, and whether more follow."""
+
+    jobs: Sequence[Job]
+    total: int
+    more: bool
+
+    @property
+    def last(self) -> ListPosition | None:
+        """Where the next page starts, when one follows."""
+        if not (self.more and self.jobs):
+            return None
+        return ListPosition(created_at=self.jobs[-1].created_at, job_id=self.jobs[-1].id)
+
+
+async def list_jobs(session: AsyncSession, query: JobFilter) -> JobPage:
+    """One page of jobs newest first, from skip or after a position (keyset), with the total.
 
     One statement (one snapshot, one round trip): the page's ids come from the filter's index
-    alone (an index-only scan however deep the page), then only those rows are read; the total
-    is its scalar subquery. An empty page asks for the total on its own."""
+    alone, then only those rows are read; one row past the page tells whether more follow. The
+    total is a scalar subquery over the counters. An empty page asks for the total on its own."""
     conditions = _conditions(query)
-    counted = select(func.count()).select_from(Job).where(*conditions)
+    if query.after is not None:
+        # A row comparison: the index (..., created_at DESC, id DESC) is entered right past it.
+        after = (query.after.created_at, query.after.job_id)
+        conditions.append(tuple_(Job.created_at, Job.id) < tuple_(*after))
     ids = (
         select(Job.id, Job.created_at)
         .where(*conditions)
         .order_by(Job.created_at.desc(), Job.id.desc())
         .offset(query.skip)
-        .limit(query.take)
+        .limit(query.take + 1)
         .subquery("page")
     )
     page = (
-        select(Job, counted.scalar_subquery())
+        select(Job, _total(query).scalar_subquery())
         .join(ids, Job.id == ids.c.id)
         .order_by(ids.c.created_at.desc(), ids.c.id.desc())
     )
     rows = (await session.execute(page)).all()
-    if rows:
-        return [row[0] for row in rows], int(rows[0][1])
-    return [], int(await session.scalar(counted) or 0)
+    if not rows:
+        return JobPage(jobs=[], total=int(await session.scalar(_total(query)) or 0), more=False)
+    jobs = [row[0] for row in rows[: query.take]]
+    return JobPage(jobs=jobs, total=int(rows[0][1]), more=len(rows) > query.take)
+
+
+def _transition_statement(
+    job_id: str, from_statuses: Iterable[JobStatus], values: dict[str, Any], extra: Iterable[ColumnElement[bool]]
+) -> Update:
+    """The conditional UPDATE of transition() and transition_seen(), without its RETURNING."""
+    return (
+        update(Job)
+        .where(Job.id == job_id, Job.status.in_([s.value for s in from_statuses]), *extra)
+        .values(updated_at=func.now(), **values)
+        # RETURNING gives the row as stored: no evaluation of the WHERE over the session's objects.
+        .execution_options(populate_existing=True, synchronize_session=False)
+    )
 
 
 async def transition(
@@ -123,15 +181,26 @@ async def transition(
     extra: Iterable[ColumnElement[bool]] = (),
 ) -> Job | None:
     """One conditional UPDATE: changes the job only while it is in from_statuses."""
-    statement = (
-        update(Job)
-        .where(Job.id == job_id, Job.status.in_([s.value for s in from_statuses]), *extra)
-        .values(updated_at=func.now(), **values)
-        .returning(Job)
-        # RETURNING gives the row as stored: no evaluation of the WHERE over the session's objects.
-        .execution_options(populate_existing=True, synchronize_session=False)
-    )
+    statement = _transition_statement(job_id, from_statuses, values, extra).returning(Job)
     return (await session.scalars(statement)).one_or_none()
+
+
+async def transition_seen(
+    session: AsyncSession,
+    job_id: str,
+    *,
+    from_statuses: Iterable[JobStatus],
+    values: dict[str, Any],
+    extra: Iterable[ColumnElement[bool]] = (),
+) -> tuple[Job, bool] | None:
+    """As transition(), and whether a client sees the change: whether the trigger moved the job's
+    version (event_seq), which it does only when a visible column changed."""
+    before = aliased(Job)
+    # A sub-select of the statement reads the row as it was before the statement changed it.
+    version_before = select(before.event_seq).where(before.id == job_id).scalar_subquery()
+    statement = _transition_statement(job_id, from_statuses, values, extra).returning(Job, version_before)
+    row = (await session.execute(statement)).one_or_none()
+    return None if row is None else (row[0], row[0].event_seq != row[1])
 
 
 async def delete_job(

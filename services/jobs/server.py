@@ -9,15 +9,16 @@ import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core import db
-from services.core.auth import keyed_guard
 from services.core.egress import Resolver, resolve
 from services.core.grpc_server import GrpcApp, ServiceBinding, start_grpc_app
 from services.core.runtime import Background, DatabaseService, database_health
 from services.core.storage import create_storage
 from services.core.storage.base import MediaStorage
+from services.core.stored_keys import keyed_guard
 from services.jobs.apikeys import ApiKeys
 from services.jobs.batching import CreateBatcher
 from services.jobs.convert import job_to_proto
+from services.jobs.cursors import ListCursors
 from services.jobs.dispatch import Dispatch, open_dispatch
 from services.jobs.domain import JobLimits
 from services.jobs.lifecycle import JobLifecycleServicer
@@ -144,6 +145,7 @@ def job_servicer(
         limits,
         keys=ApiKeys(sessions),
         webhook_secrets=parts.webhooks.secrets,
+        cursors=ListCursors.from_secret(settings.secret_key.get_secret_value()),
         storage=storage,
         deliveries=parts.webhooks.desk,
         watch=None if parts.live is None else parts.live.hub,
@@ -177,4 +179,5 @@ async def serve_jobs(
         guard=guard,
         # Reflection through the edge is served here: it describes the whole public API.
         describe=[providers_pb2.DESCRIPTOR.services_by_name["ProviderService"]],
+        outage=db.is_unavailable,
     )

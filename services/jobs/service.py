@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func
@@ -126,7 +125,7 @@ class JobsService:
             raise JobNotFound(job_id)
         return job
 
-    async def list_jobs(self, query: JobFilter) -> tuple[Sequence[Job], int]:
+    async def list_jobs(self, query: JobFilter) -> repository.JobPage:
         """One page newest first and the total, read in one snapshot (one statement)."""
         async with self._reads() as session:
             return await repository.list_jobs(session, query)

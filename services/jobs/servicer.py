@@ -17,6 +17,7 @@ from services.core.storage.base import MediaStorage
 from services.jobs import domain, key_rpcs
 from services.jobs.apikeys import ApiKeys
 from services.jobs.convert import enum_filter, job_to_proto
+from services.jobs.cursors import ListCursors
 from services.jobs.domain import JobLimits
 from services.jobs.live.watch import WatchHub, watch_job
 from services.jobs.service import JobsService
@@ -38,6 +39,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         *,
         keys: ApiKeys,
         webhook_secrets: Sequence[str],
+        cursors: ListCursors,
         storage: MediaStorage | None = None,
         watch: WatchHub | None = None,
         deliveries: DeliveryDesk | None = None,
@@ -46,6 +48,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         self._service = service
         self._limits = limits
         self._keys = keys
+        self._cursors = cursors
         self._webhook_secrets = tuple(webhook_secrets)
         self._watch = watch
         self._storage = storage
@@ -74,6 +77,17 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         return self._to_proto(await self._service.get_job(job_id, owner=owner_scope()))
 
     async def ListJobs(self, request: jobs_pb2.ListJobsRequest, context: Context) -> jobs_pb2.ListJobsResponse:
+        query = self._list_filter(request)
+        page = await self._service.list_jobs(query)
+        reply = jobs_pb2.ListJobsResponse(
+            jobs=[self._to_proto(job) for job in page.jobs], total=page.total, skip=query.skip, take=query.take
+        )
+        if (last := page.last) is not None:
+            reply.next_cursor = self._cursors.make(last, user_id=query.user_id, status=query.status)
+        return reply
+
+    def _list_filter(self, request: jobs_pb2.ListJobsRequest) -> domain.JobFilter:
+        """The request's filter within what the caller's key may see, its cursor read for it."""
         user_id = request.user_id if request.HasField("user_id") else None
         owner = owner_scope()
         if owner is not None:
@@ -87,10 +101,10 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
             take=request.take if request.HasField("take") else None,
             limits=self._limits,
         )
-        jobs, total = await self._service.list_jobs(query)
-        return jobs_pb2.ListJobsResponse(
-            jobs=[self._to_proto(job) for job in jobs], total=total, skip=query.skip, take=query.take
-        )
+        if not request.HasField("cursor"):
+            return query
+        after = self._cursors.read(request.cursor, user_id=query.user_id, status=query.status)
+        return domain.continue_after(query, after)
 
     async def CancelJob(self, request: jobs_pb2.CancelJobRequest, context: Context) -> jobs_pb2.Job:
         job_id = domain.checked_job_id(request.id)

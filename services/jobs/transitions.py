@@ -72,14 +72,21 @@ class Transitions:
         event: str | None = None,
         owner: str | None = None,
     ) -> Job:
-        """job_id from_statuses to values (where extra holds too), with event's delivery; else why not."""
+        """job_id from_statuses to values (where extra holds too), with event's delivery; else why not.
+
+        Watchers hear of it only when a client sees it: a heartbeat that repeats the progress
+        already stored renews the lease without a live event."""
         async with self._sessions.begin() as session:
-            job = await repository.transition(session, job_id, from_statuses=from_statuses, values=values, extra=extra)
-            if job is None:
+            found = await repository.transition_seen(
+                session, job_id, from_statuses=from_statuses, values=values, extra=extra
+            )
+            if found is None:
                 await refuse(session, job_id, action, attempt=attempt, owner=owner)
+            job, seen = found
             if event is not None:
                 await self.announce(session, job, event)
-        await self.changed(job)
+        if seen:
+            await self.changed(job)
         return job
 
 

@@ -7,12 +7,12 @@ import contextlib
 from dataclasses import dataclass
 
 from services.core import db
-from services.core.auth import keyed_guard
 from services.core.generators.kinds import build_providers
 from services.core.generators.registry import RegistryConfig
 from services.core.grpc_server import ServiceBinding, start_grpc_app
 from services.core.logging import get_logger
 from services.core.runtime import Background, DatabaseService, database_health
+from services.core.stored_keys import keyed_guard
 from services.providers.health import HealthPolicy
 from services.providers.service import ProvidersService
 from services.providers.servicer import ProviderRoutingServicer, ProviderServicer
@@ -76,7 +76,11 @@ async def start_providers_server(
     ]
     guard = keyed_guard(settings, internal=frozenset({ROUTING_SERVICE.full_name}), user_keys=sessions)
     app = await start_grpc_app(
-        bindings, address=address, max_message_bytes=settings.grpc_max_message_bytes, guard=guard
+        bindings,
+        address=address,
+        max_message_bytes=settings.grpc_max_message_bytes,
+        guard=guard,
+        outage=db.is_unavailable,
     )
     loops = [database_health(settings, app, engine)]
     if probing:

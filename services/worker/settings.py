@@ -16,6 +16,9 @@ class WorkerSettings(CoreSettings):
     REQUIRES_API_KEY: ClassVar[bool] = False
 
     worker_concurrency: Annotated[int, Field(ge=1, le=64)] = 2
+    # A Celery child whose resident memory peaked above this many MiB is replaced after its task
+    # (Celery's worker_max_memory_per_child): what a large render left behind is given back. 0: never.
+    worker_max_memory_per_child_mb: Annotated[int, Field(ge=0, le=65_536)] = 512
     # A failed attempt's retry waits base * 2^retries seconds, at most max, with full jitter when on.
     job_retry_backoff_base: Annotated[float, Field(gt=0)] = 60
     job_retry_backoff_max: Annotated[float, Field(gt=0)] = 3600

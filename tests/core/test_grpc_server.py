@@ -8,6 +8,7 @@ from typing import Any
 import grpc
 import pytest
 
+from services.core import db
 from services.core.auth import Authenticator, CallGuard
 from services.core.errors import FailedPrecondition, InvalidArgument
 from services.core.grpc_server import GrpcApp, ServiceBinding, start_grpc_app
@@ -58,7 +59,9 @@ async def app() -> AsyncIterator[GrpcApp]:
         jobs_pb2_grpc.add_JobServiceServicer_to_server,
         JOB_SERVICE,
     )
-    started = await start_grpc_app([binding], address="127.0.0.1:0", max_message_bytes=1024 * 1024, guard=guard())
+    started = await start_grpc_app(
+        [binding], address="127.0.0.1:0", max_message_bytes=1024 * 1024, guard=guard(), outage=db.is_unavailable
+    )
     yield started
     await started.stop(0)
 

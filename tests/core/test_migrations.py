@@ -15,7 +15,7 @@ from services.core.db import async_url
 from services.core.models import Base
 from tests.support import databases
 
-HEAD = "0010"
+HEAD = "0011"
 
 
 def _diff(connection: Connection) -> list[Any]:

@@ -50,12 +50,20 @@ def parse(text: str) -> tuple[list[Sse], int]:
 
 
 async def follow(
-    gateway: Gateway, job_id: str, timeout: float = 60, headers: dict[str, str] | None = None
+    gateway: Gateway,
+    job_id: str,
+    timeout: float = 60,
+    headers: dict[str, str] | None = None,
+    first: asyncio.Event | None = None,
 ) -> tuple[int, str, list[Sse]]:
-    """Reads the whole stream: status, content type and events."""
+    """Reads the whole stream: status, content type and events; sets first once an event arrived."""
+    text = ""
     async with asyncio.timeout(timeout):
         async with gateway.client.stream("GET", f"/api/v1/jobs/{job_id}/events", headers=headers) as answer:
-            text = (await answer.aread()).decode()
+            async for chunk in answer.aiter_text():
+                text += chunk
+                if first is not None and "data: " in text:
+                    first.set()
     return answer.status_code, answer.headers.get("content-type", ""), parse(text)[0]
 
 
@@ -66,10 +74,17 @@ async def create(gateway: Gateway, metadata: dict[str, Any]) -> dict[str, Any]:
     return dict(created.json())
 
 
-async def watch_over_edge(gateway: Gateway, job_id: str) -> list[jobs_pb2.JobEvent]:
+async def watch_over_edge(gateway: Gateway, job_id: str, first: asyncio.Event | None = None) -> list[jobs_pb2.JobEvent]:
+    """Every event of WatchJob through the edge; sets first once an event arrived."""
+    events = []
     async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.edge_port}") as channel:
         stream = jobs_pb2_grpc.JobServiceStub(channel).WatchJob(jobs_pb2.WatchJobRequest(id=job_id))
-        return [event async for event in stream if event.type != "job.keepalive"]
+        async for event in stream:
+            if event.type != "job.keepalive":
+                events.append(event)
+                if first is not None:
+                    first.set()
+    return events
 
 
 async def occupy_the_worker(gateway: Gateway, gate: Path) -> None:
@@ -99,12 +114,13 @@ async def test_sse_and_watchjob_clients_see_queued_processing_rising_progress_co
     gate = tmp_path / "gate"
     await occupy_the_worker(gateway, gate)
     job = await create(gateway, RENDER)
-    watchers = REGISTRY.get_sample_value("job_watchers") or 0
-    sse = asyncio.create_task(follow(gateway, job["id"]))
-    over_grpc = asyncio.create_task(watch_over_edge(gateway, job["id"]))
-    async with asyncio.timeout(10):  # both clients follow the queued job (the jobs service runs in this process)
-        while REGISTRY.get_sample_value("job_watchers") != watchers + 2:
-            await asyncio.sleep(0.02)
+    sse_first, grpc_first = asyncio.Event(), asyncio.Event()
+    sse = asyncio.create_task(follow(gateway, job["id"], first=sse_first))
+    over_grpc = asyncio.create_task(watch_over_edge(gateway, job["id"], first=grpc_first))
+    # Both clients hold the queued job's first event before a worker may take it (a watcher is
+    # counted before its snapshot is read, so the count alone would race the worker).
+    async with asyncio.timeout(10):
+        await asyncio.gather(sse_first.wait(), grpc_first.wait())
 
     gate.touch()
     (status, content_type, events), grpc_events = await sse, await over_grpc

@@ -63,7 +63,7 @@ async def test_the_seed_walk_through(gateway: Gateway) -> None:
     assert (part.status_code, len(part.content), part.content) == (206, 100, video.content[:100])
 
     listed = (await client.get("/api/v1/jobs", params={"userId": user, "status": "completed"})).json()
-    assert set(listed) == {"jobs", "total", "skip", "take"} and listed["take"] == 20
+    assert set(listed) == {"jobs", "total", "skip", "take", "nextCursor"} and listed["take"] == 20
     assert job["id"] in [j["id"] for j in listed["jobs"]]
 
     providers = await client.get("/api/v1/providers/status")

@@ -176,6 +176,26 @@ async def test_a_user_keys_list_shows_only_its_user(keyed: Keyed) -> None:
     assert everyone.total >= 3
 
 
+async def test_a_user_key_continues_only_its_own_users_list_with_a_cursor(keyed: Keyed) -> None:
+    alice, bob = unique_user(), unique_user()
+    alice_key, bob_key = await keyed.user_key(alice), await keyed.user_key(bob)
+    for user in (alice, alice, bob, bob):
+        await keyed.jobs.CreateJob(create_request(user_id=user), metadata=ADMIN)
+    alices = await keyed.jobs.ListJobs(jobs_pb2.ListJobsRequest(take=1), metadata=alice_key)
+    everyones = await keyed.jobs.ListJobs(jobs_pb2.ListJobsRequest(take=1), metadata=ADMIN)
+
+    following = await keyed.jobs.ListJobs(
+        jobs_pb2.ListJobsRequest(take=1, cursor=alices.next_cursor), metadata=alice_key
+    )
+    codes = [
+        await code_of(keyed.jobs.ListJobs(jobs_pb2.ListJobsRequest(cursor=cursor), metadata=bob_key))
+        for cursor in (alices.next_cursor, everyones.next_cursor)
+    ]
+
+    assert [j.user_id for j in following.jobs] == [alice] and not following.HasField("next_cursor")
+    assert codes == [grpc.StatusCode.INVALID_ARGUMENT] * 2
+
+
 async def test_admin_only_calls_refuse_a_user_key(keyed: Keyed) -> None:
     user_key = await keyed.user_key(unique_user())
     jobs = keyed.jobs

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tests.jobs.test_validation import assert_invalid
 from tests.support.factories import create_job, unique_user
 from videogen.v1 import jobs_pb2
 
@@ -51,3 +52,126 @@ async def test_skip_past_the_end_answers_an_empty_page_with_the_total(jobs: Stub
 
     assert list(page.jobs) == []
     assert page.total == 1
+
+
+async def walk(jobs: Stub, request: jobs_pb2.ListJobsRequest) -> list[jobs_pb2.ListJobsResponse]:
+    """Every page of a list, each asked with the cursor of the one before."""
+    pages = [await jobs.ListJobs(request)]
+    while pages[-1].HasField("next_cursor") and len(pages) < 20:  # bounded: a cursor ignored fails, not hangs
+        request.cursor = pages[-1].next_cursor
+        pages.append(await jobs.ListJobs(request))
+    return pages
+
+
+async def test_a_cursor_walk_covers_every_job_once_newest_first(jobs: Stub) -> None:
+    user = unique_user()
+    created = [(await create_job(jobs, user_id=user)).id for _ in range(23)]
+
+    pages = await walk(jobs, jobs_pb2.ListJobsRequest(user_id=user, take=5))
+
+    assert [len(page.jobs) for page in pages] == [5, 5, 5, 5, 3]
+    assert {(page.total, page.skip, page.take) for page in pages} == {(23, 0, 5)}
+    assert [job.id for page in pages for job in page.jobs] == list(reversed(created))
+
+
+async def test_a_page_that_ends_the_list_has_no_next_cursor(jobs: Stub) -> None:
+    user = unique_user()
+    for _ in range(4):
+        await create_job(jobs, user_id=user)
+
+    exact = await jobs.ListJobs(jobs_pb2.ListJobsRequest(user_id=user, take=4))
+    short = await jobs.ListJobs(jobs_pb2.ListJobsRequest(user_id=user, take=3))
+
+    assert len(exact.jobs) == 4 and not exact.HasField("next_cursor")
+    assert short.HasField("next_cursor")
+
+
+async def test_jobs_created_during_a_walk_neither_repeat_nor_hide_the_older_ones(jobs: Stub) -> None:
+    user = unique_user()
+    older = [(await create_job(jobs, user_id=user)).id for _ in range(10)]
+    first = await jobs.ListJobs(jobs_pb2.ListJobsRequest(user_id=user, take=4))
+    newer = [(await create_job(jobs, user_id=user)).id for _ in range(5)]
+
+    rest = await walk(jobs, jobs_pb2.ListJobsRequest(user_id=user, take=4, cursor=first.next_cursor))
+
+    walked = [job.id for page in [first, *rest] for job in page.jobs]
+    assert walked == list(reversed(older))
+    assert not set(newer) & set(walked)
+    assert {page.total for page in rest} == {15}
+
+
+async def test_a_skip_page_answers_the_cursor_that_continues_it(jobs: Stub) -> None:
+    user = unique_user()
+    created = [(await create_job(jobs, user_id=user)).id for _ in range(9)]
+
+    skipped = await jobs.ListJobs(jobs_pb2.ListJobsRequest(user_id=user, skip=2, take=3))
+    following = await jobs.ListJobs(jobs_pb2.ListJobsRequest(user_id=user, take=3, cursor=skipped.next_cursor))
+
+    newest_first = list(reversed(created))
+    assert [job.id for job in skipped.jobs] == newest_first[2:5]
+    assert [job.id for job in following.jobs] == newest_first[5:8]
+
+
+async def test_a_cursor_of_a_status_filter_walks_that_status_only(jobs: Stub) -> None:
+    user = unique_user()
+    created = [(await create_job(jobs, user_id=user)).id for _ in range(8)]
+    for job_id in created[::2]:
+        await jobs.CancelJob(jobs_pb2.CancelJobRequest(id=job_id))
+
+    pages = await walk(jobs, jobs_pb2.ListJobsRequest(user_id=user, status=jobs_pb2.JOB_STATUS_CANCELLED, take=3))
+
+    assert [job.id for page in pages for job in page.jobs] == list(reversed(created[::2]))
+    assert {page.total for page in pages} == {4}
+
+
+async def test_the_total_stays_exact_through_cancels_and_deletes(jobs: Stub) -> None:
+    user = unique_user()
+    created = [(await create_job(jobs, user_id=user)).id for _ in range(5)]
+    queued = jobs_pb2.ListJobsRequest(user_id=user, status=jobs_pb2.JOB_STATUS_QUEUED)
+    cancelled = jobs_pb2.ListJobsRequest(user_id=user, status=jobs_pb2.JOB_STATUS_CANCELLED)
+
+    for job_id in created[:3]:
+        await jobs.CancelJob(jobs_pb2.CancelJobRequest(id=job_id))
+    await jobs.DeleteJob(jobs_pb2.DeleteJobRequest(id=created[0]))
+
+    assert (await jobs.ListJobs(queued)).total == 2
+    assert (await jobs.ListJobs(cancelled)).total == 2
+    assert (await jobs.ListJobs(jobs_pb2.ListJobsRequest(user_id=user))).total == 4
+
+
+async def test_a_cursor_with_skip_is_refused_naming_skip(jobs: Stub) -> None:
+    user = unique_user()
+    for _ in range(3):
+        await create_job(jobs, user_id=user)
+    first = await jobs.ListJobs(jobs_pb2.ListJobsRequest(user_id=user, take=1))
+    both = jobs_pb2.ListJobsRequest(user_id=user, skip=1, cursor=first.next_cursor)
+
+    await assert_invalid(jobs.ListJobs(both), "skip")
+
+
+async def test_a_cursor_of_another_list_or_altered_is_refused_naming_cursor(jobs: Stub) -> None:
+    user = unique_user()
+    for _ in range(3):
+        await create_job(jobs, user_id=user)
+    cursor = (await jobs.ListJobs(jobs_pb2.ListJobsRequest(user_id=user, take=1))).next_cursor
+    altered = cursor[:10] + ("A" if cursor[10] != "A" else "B") + cursor[11:]
+
+    for request in (
+        jobs_pb2.ListJobsRequest(user_id=unique_user(), cursor=cursor),
+        jobs_pb2.ListJobsRequest(cursor=cursor),
+        jobs_pb2.ListJobsRequest(user_id=user, status=jobs_pb2.JOB_STATUS_QUEUED, cursor=cursor),
+        jobs_pb2.ListJobsRequest(user_id=user, cursor=altered),
+        jobs_pb2.ListJobsRequest(user_id=user, cursor=""),
+        jobs_pb2.ListJobsRequest(user_id=user, cursor="not a cursor"),
+        jobs_pb2.ListJobsRequest(user_id=user, cursor="x" * 129),
+    ):
+        await assert_invalid(jobs.ListJobs(request), "cursor")
+
+
+async def test_a_bad_user_id_with_a_cursor_is_refused_naming_user_id(jobs: Stub) -> None:
+    user = unique_user()
+    for _ in range(2):
+        await create_job(jobs, user_id=user)
+    cursor = (await jobs.ListJobs(jobs_pb2.ListJobsRequest(user_id=user, take=1))).next_cursor
+
+    await assert_invalid(jobs.ListJobs(jobs_pb2.ListJobsRequest(user_id="a b", cursor=cursor)), "user_id")

@@ -244,6 +244,46 @@ async def test_a_heartbeat_without_news_is_no_event(live: Live) -> None:
     assert (job.event_id, once.event_id, again.event_id) == (2, 3, 3)
 
 
+async def test_a_heartbeat_without_news_publishes_nothing_yet_renews_the_lease(live: Live) -> None:
+    job = await processing_job(live.jobs, live.lifecycle)
+    subscription = live.redis.pubsub()
+    await subscription.subscribe(channel_of(live.prefix, job.id))
+    confirmed = await subscription.get_message(timeout=5)
+    assert confirmed is not None and confirmed["type"] == "subscribe"
+    report = lifecycle_pb2.ReportProgressRequest(id=job.id, percent=50, stage="rendering")
+    await live.lifecycle.ReportProgress(report)
+    leased = await heartbeat_of(live, job.id)
+
+    await live.lifecycle.ReportProgress(report)
+    renewed = await heartbeat_of(live, job.id)
+    await live.lifecycle.ReportProgress(lifecycle_pb2.ReportProgressRequest(id=job.id, percent=50, stage="encoding"))
+    await live.lifecycle.ReportProgress(lifecycle_pb2.ReportProgressRequest(id=job.id, percent=60, stage="encoding"))
+
+    published = []
+    while (message := await subscription.get_message(timeout=1)) is not None:
+        if message["type"] == "message":
+            published.append(jobs_pb2.Job.FromString(message["data"]))
+    await subscription.aclose()  # type: ignore[no-untyped-call]
+    assert [(j.progress_percent, j.progress_stage) for j in published] == [
+        (50, "rendering"),
+        (50, "encoding"),
+        (60, "encoding"),
+    ]
+    assert renewed > leased
+
+
+async def heartbeat_of(live: Live, job_id: str) -> Any:
+    """The job's heartbeat_at as stored (its lease runs from there)."""
+    engine = create_async_engine(async_url(live.database_url))
+    try:
+        async with engine.connect() as connection:
+            return (
+                await connection.execute(text("SELECT heartbeat_at FROM jobs WHERE id = :id"), {"id": job_id})
+            ).scalar_one()
+    finally:
+        await engine.dispose()
+
+
 async def test_many_watchers_of_a_job_share_one_redis_subscription(start_live: Any) -> None:
     live = await start_live(jobs_watch_resync_seconds=0.5)
     job = await processing_job(live.jobs, live.lifecycle)

@@ -14,9 +14,11 @@ import pytest
 from services.core.generators.registry import RegistryConfig
 from services.core.metrics import start_metrics_server
 from services.providers.server import ProvidersServer, start_providers_server
+from tests.support import databases
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.internal import internal_channel
 from tests.support.stack import providers_settings
+from tests.support.tcp_proxy import TcpProxy
 from videogen.v1 import providers_pb2, providers_pb2_grpc, routing_pb2, routing_pb2_grpc
 
 if TYPE_CHECKING:
@@ -222,3 +224,26 @@ async def test_health_and_reflection_name_the_provider_service(providers: Stack)
         replies = [reply async for reply in stub.ServerReflectionInfo(ask())]
 
     assert "videogen.v1.ProviderService" in {s.name for s in replies[0].list_services_response.service}
+
+
+async def test_a_lost_database_answers_unavailable(database_url: str) -> None:
+    proxy = TcpProxy(databases.upstream_of(database_url))
+    await proxy.start()
+    url = databases.through_proxy(database_url, proxy.port)
+    registry = RegistryConfig.model_validate({"providers": [{"name": "local", "kind": "local"}]})
+    server = await start_providers_server(
+        providers_settings(), database_url=url, address="127.0.0.1:0", registry=registry, probing=False
+    )
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = providers_pb2_grpc.ProviderServiceStub(channel)
+            await stub.GetProvidersStatus(providers_pb2.GetProvidersStatusRequest(), timeout=10)
+            await proxy.cut()
+
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.GetProvidersStatus(providers_pb2.GetProvidersStatusRequest(), timeout=10)
+
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        await server.stop(0)
+        await proxy.cut()

@@ -382,6 +382,7 @@ class ListJobsRequest(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     SKIP_FIELD_NUMBER: _builtins.int
     TAKE_FIELD_NUMBER: _builtins.int
+    CURSOR_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """Only this user's jobs, when set. A user key lists its user's jobs only (another
     user here is PERMISSION_DENIED).
@@ -389,9 +390,14 @@ class ListJobsRequest(_message.Message):
     status: Global___JobStatus.ValueType
     """Only jobs in this status; JOB_STATUS_UNSPECIFIED means any."""
     skip: _builtins.int
-    """Jobs to skip, >= 0."""
+    """Jobs to skip, >= 0; must be 0 with a cursor."""
     take: _builtins.int
     """Page size, 1-100; 20 when absent."""
+    cursor: _builtins.str
+    """Keyset pagination: the next_cursor of the previous page of this list (same user_id and
+    status); the page starts with the job after that page's last one. Opaque and signed: an
+    altered cursor, or one made for other filters, is INVALID_ARGUMENT naming `cursor`.
+    """
     def __init__(
         self,
         *,
@@ -399,15 +405,20 @@ class ListJobsRequest(_message.Message):
         status: Global___JobStatus.ValueType = ...,
         skip: _builtins.int = ...,
         take: _builtins.int | None = ...,
+        cursor: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_take", b"_take", "_user_id", b"_user_id", "take", b"take", "user_id", b"user_id"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_cursor", b"_cursor", "_take", b"_take", "_user_id", b"_user_id", "cursor", b"cursor", "take", b"take", "user_id", b"user_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_take", b"_take", "_user_id", b"_user_id", "skip", b"skip", "status", b"status", "take", b"take", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cursor", b"_cursor", "_take", b"_take", "_user_id", b"_user_id", "cursor", b"cursor", "skip", b"skip", "status", b"status", "take", b"take", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__cursor: _TypeAlias = _typing.Literal["cursor"]  # noqa: Y015
+    _WhichOneofArgType__cursor: _TypeAlias = _typing.Literal["_cursor", b"_cursor"]  # noqa: Y015
     _WhichOneofReturnType__take: _TypeAlias = _typing.Literal["take"]  # noqa: Y015
     _WhichOneofArgType__take: _TypeAlias = _typing.Literal["_take", b"_take"]  # noqa: Y015
     _WhichOneofReturnType__user_id: _TypeAlias = _typing.Literal["user_id"]  # noqa: Y015
     _WhichOneofArgType__user_id: _TypeAlias = _typing.Literal["_user_id", b"_user_id"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__cursor) -> _WhichOneofReturnType__cursor | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__take) -> _WhichOneofReturnType__take | None: ...
     @_typing.overload
@@ -423,10 +434,13 @@ class ListJobsResponse(_message.Message):
     TOTAL_FIELD_NUMBER: _builtins.int
     SKIP_FIELD_NUMBER: _builtins.int
     TAKE_FIELD_NUMBER: _builtins.int
+    NEXT_CURSOR_FIELD_NUMBER: _builtins.int
     total: _builtins.int
-    """Jobs matching the filters, over all pages."""
+    """Jobs matching the filters, over all pages (exact, not an estimate)."""
     skip: _builtins.int
     take: _builtins.int
+    next_cursor: _builtins.str
+    """The cursor of the next page (pass it as cursor); absent on the last page."""
     @_builtins.property
     def jobs(self) -> _containers.RepeatedCompositeFieldContainer[Global___Job]: ...
     def __init__(
@@ -436,12 +450,15 @@ class ListJobsResponse(_message.Message):
         total: _builtins.int = ...,
         skip: _builtins.int = ...,
         take: _builtins.int = ...,
+        next_cursor: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_next_cursor", b"_next_cursor", "next_cursor", b"next_cursor"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["jobs", b"jobs", "skip", b"skip", "take", b"take", "total", b"total"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_next_cursor", b"_next_cursor", "jobs", b"jobs", "next_cursor", b"next_cursor", "skip", b"skip", "take", b"take", "total", b"total"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__next_cursor: _TypeAlias = _typing.Literal["next_cursor"]  # noqa: Y015
+    _WhichOneofArgType__next_cursor: _TypeAlias = _typing.Literal["_next_cursor", b"_next_cursor"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__next_cursor) -> _WhichOneofReturnType__next_cursor | None: ...
 
 Global___ListJobsResponse: _TypeAlias = ListJobsResponse  # noqa: Y015
 

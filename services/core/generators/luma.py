@@ -129,8 +129,8 @@ class Luma:
             # No progress figure: processing only shows the render started.
             progress(0.1 if state == "processing" else 0.0, state or "queued")
             if time.monotonic() + self._config.poll_interval_seconds >= deadline:
-                raise ProviderError(f"{self.name}: generation {generation_id} did not finish within "
-                                    f"{self._config.timeout_seconds:g} s (last {state or 'queued'})")  # fmt: skip
+                raise ProviderError(f"{self.name}: no video within {self._config.timeout_seconds:g}s "
+                                    f"(generation {generation_id}, last {state or 'queued'})")  # fmt: skip
             time.sleep(self._config.poll_interval_seconds)
             generation = self._read(generation_id, deadline)
 

@@ -141,8 +141,8 @@ class Runway:
                 raise _task_failure(self.name, task_id, task)
             progress(*_progress_of(status, task))
             if time.monotonic() + self._config.poll_interval_seconds >= deadline:
-                raise ProviderError(f"{self.name}: task {task_id} did not finish within "
-                                    f"{self._config.timeout_seconds:g} s (last {status})")  # fmt: skip
+                raise ProviderError(f"{self.name}: no video within {self._config.timeout_seconds:g}s "
+                                    f"(task {task_id}, last {status})")  # fmt: skip
             time.sleep(self._config.poll_interval_seconds)
             task = self._task(task_id, deadline)
             status = str(task.get("status") or "")

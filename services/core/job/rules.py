@@ -26,6 +26,9 @@ TAKE_DEFAULT, TAKE_MAX = 20, 100
 _STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
 _BRACKETS = re.compile(r"[\[\]{}]")
 LIST_MAX_SKIP = 100_000
+# A list's cursor (services/jobs/cursors.py): unpadded URL-safe base64, longer than any made.
+LIST_CURSOR_MAX_CHARS = 128
+LIST_CURSOR = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
 def validate_user_id(value: str, field: str = "user_id") -> str:
