@@ -15,6 +15,8 @@ P99_FLOOR = 1.0
 # p99 targets by level (issue 19).
 P99_TARGETS = {"get /jobs/{id} c=1": 8.0, "list ?userId=&status= c=1": 10.0}
 BASELINE = "baseline (b) create c=64"
+# Row labels shorten the lists over a million jobs, whose names are long.
+LONG_PREFIX, SHORT_PREFIX = "list over 1M jobs, ", "list over 1M, "
 
 
 @dataclass(frozen=True)
@@ -73,21 +75,29 @@ def _tick(x: float, y: float, level: str, value: float, colour: str) -> str:
     )
 
 
-def bars(results: Results, scale: Scales) -> list[str]:
-    """Each level's label, throughput bar and p99 bar, and its p99 target where it has one."""
+def _finite(*values: float) -> list[float]:
+    return [value for value in values if math.isfinite(value)]
+
+
+def bars(results: Results, scale: Scales, previous: Results | None = None) -> list[str]:
+    """Each level's label, throughput bar and p99 bar, and its p99 target where it has one; each
+    value written past its bar and past the marks on its row (the target, the run before)."""
     labels, rates, p99s, targets = ['<g id="labels">'], ['<g id="throughput">'], ['<g id="p99">'], ['<g id="targets">']
+    before = previous.figures if previous else {}
     for row, name in enumerate(levels(results.figures)):
         y = TOP + ROW * row + ROW / 2
         rate, p99 = results.figures[f"{name} req/s"], results.figures.get(f"{name} p99 ms", math.nan)
-        labels.append(_text(LABELS - 8, y + 4, name, text_anchor="end"))
+        labels.append(_text(LABELS - 8, y + 4, name.replace(LONG_PREFIX, SHORT_PREFIX), text_anchor="end"))
         rates.append(_bar(LABELS, scale.throughput_x(rate), y, name, rate, "#4e79a7"))
-        rates.append(_text(scale.throughput_x(rate) + 4, y + 4, f"{rate:.0f}"))
+        marks = _finite(rate, before.get(f"{name} req/s", math.nan))
+        rates.append(_text(max(scale.throughput_x(value) for value in marks) + 5, y + 4, f"{rate:.0f}"))
         target = P99_TARGETS.get(name)
         if target is not None:
             targets.append(_tick(scale.p99_x(target), y, name, target, "#e15759"))
         if math.isfinite(p99):
             p99s.append(_bar(LABELS + PANEL + GAP, scale.p99_x(p99), y, name, p99, "#f28e2b"))
-            p99s.append(_text(max(scale.p99_x(p99), scale.p99_x(target or 0)) + 4, y + 4, f"{p99:.1f}"))
+            marks = _finite(p99, target or math.nan, before.get(f"{name} p99 ms", math.nan))
+            p99s.append(_text(max(scale.p99_x(value) for value in marks) + 5, y + 4, f"{p99:.1f}"))
     return [*labels, "</g>", *rates, "</g>", *p99s, "</g>", *targets, "</g>"]
 
 
@@ -151,7 +161,7 @@ def svg(results: Results, previous: Results | None = None) -> str:
         "<title>make bench: throughput and p99 by level beside baseline (b)</title>",
         f'<rect width="{width}" height="{height:.0f}" fill="white"/>',
         *axes(scale, bottom),
-        *bars(results, scale),
+        *bars(results, scale, previous),
         *baseline_lines(results, scale, bottom),
         *previous_ticks(results, previous, scale),
         _text(LABELS, height - 8, footer, fill="#666"),
