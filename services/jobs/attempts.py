@@ -51,11 +51,33 @@ class Attempts:
             "progress_stage": "starting",
             "heartbeat_at": func.now(),
         }
-        job = await self._transitions.move(
-            job_id, "start", {JobStatus.QUEUED}, values, extra=on_attempt(attempt), event="job.processing"
-        )
+        try:
+            job = await self._transitions.move(
+                job_id, "start", {JobStatus.QUEUED}, values, extra=on_attempt(attempt), event="job.processing"
+            )
+        except IllegalTransition:
+            # The same message asks again when an outage ate the answer (its deadline passed while
+            # the start landed): the attempt it started is its answer, with a fresh heartbeat.
+            again = await self._started_by(job_id, worker_id=worker_id, attempt=attempt)
+            if again is None:
+                raise
+            log.info("job.start_replayed", job_id=job_id, worker_id=worker_id, attempt=again.retry_count + 1)
+            return again
         log.info("job.started", job_id=job_id, worker_id=worker_id, attempt=job.retry_count + 1)
         return job
+
+    async def _started_by(self, job_id: str, *, worker_id: str, attempt: int | None) -> Job | None:
+        """The job, its heartbeat renewed, when this very worker (a message's id) started this
+        attempt and it still processes; None otherwise (another message's copy is refused)."""
+        if attempt is None:
+            return None
+        fenced = [Job.worker_id == worker_id, *on_attempt(attempt)]
+        try:
+            return await self._transitions.move(
+                job_id, "start", {JobStatus.PROCESSING}, {"heartbeat_at": func.now()}, extra=fenced
+            )
+        except IllegalTransition:
+            return None
 
     async def report_progress(self, job_id: str, *, percent: int, stage: str, attempt: int | None = None) -> Job:
         """Records progress (and the attempt's heartbeat) while the job is processing."""

@@ -41,8 +41,20 @@ class JobsClient(InternalClient[lifecycle_pb2_grpc.JobLifecycleServiceStub]):
         """QUEUED -> PROCESSING for this attempt: the job to work on; Refused (skip the message)
         or JobsUnavailable (try the message again later) otherwise."""
         request = lifecycle_pb2.StartJobRequest(id=job_id, worker_id=worker_id, attempt=attempt)
-        try:
+
+        def call() -> jobs_pb2.Job:
             return self._call(self._stub.StartJob, request, request_id)
+
+        try:
+            return call()
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise JobsUnavailable(f"StartJob: {exc.code().name}") from exc
+        # The start may have landed and its answer been lost (a frozen or failing-over service):
+        # asked again by this worker, it answers the attempt it started, which only this worker
+        # would otherwise leave to the reaper (a burned attempt).
+        try:
+            return self._patiently(call, rpc="StartJob", job_id=job_id)
         except grpc.RpcError as exc:
             raise JobsUnavailable(f"StartJob: {exc.code().name}") from exc
 

@@ -91,7 +91,10 @@ def register_tasks(app: Celery, settings: WorkerSettings) -> None:
         payload = GenerateVideo(job_id=job_id, attempt=attempt, request_id=request_id)
         structlog.contextvars.bind_contextvars(request_id=request_id, job_id=job_id, task_id=self.request.id)
         try:
-            return runner().run(payload, worker_id=f"{self.request.hostname}/{self.request.id}")
+            # The process is part of the id: only this very process may resume the attempt it
+            # started when it asks again (a redelivered copy of the message is another worker).
+            worker_id = f"{self.request.hostname}/{os.getpid()}/{self.request.id}"
+            return runner().run(payload, worker_id=worker_id)
         except JobsUnavailable as exc:
             countdown = min(UNAVAILABLE_BACKOFF_MAX, 2.0 ** min(self.request.retries, 5))
             raise self.retry(exc=exc, countdown=countdown) from exc

@@ -130,6 +130,26 @@ async def test_database_refuses_an_illegal_update_from_any_client(
         await connection.close()
 
 
+async def test_a_start_asked_again_by_its_own_message_answers_the_attempt_it_started(
+    jobs: Stub, lifecycle: JobLifecycleServiceAsyncStub
+) -> None:
+    job = await create_job(jobs)
+    first = await lifecycle.StartJob(lifecycle_pb2.StartJobRequest(id=job.id, worker_id="w@h/task-1", attempt=0))
+
+    # The worker's deadline passed while its start landed: its message (same id) asks again.
+    again = await lifecycle.StartJob(lifecycle_pb2.StartJobRequest(id=job.id, worker_id="w@h/task-1", attempt=0))
+
+    assert again.status == jobs_pb2.JOB_STATUS_PROCESSING and again.retry_count == first.retry_count == 0
+    for other in (
+        lifecycle_pb2.StartJobRequest(id=job.id, worker_id="w@h/task-2", attempt=0),  # another message's copy
+        lifecycle_pb2.StartJobRequest(id=job.id, worker_id="w@h/task-1", attempt=1),  # another attempt
+        lifecycle_pb2.StartJobRequest(id=job.id, worker_id="w@h/task-1"),  # no attempt named
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await lifecycle.StartJob(other)
+        assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
 async def test_two_concurrent_starts_of_one_job_have_exactly_one_winner(
     jobs: Stub, lifecycle: JobLifecycleServiceAsyncStub
 ) -> None:

@@ -137,7 +137,7 @@ def test_failed_precondition_and_not_found_are_refusals_of_every_call(
     assert (refused.value.rpc, refused.value.code, refused.value.details) == (rpc, code, f"{rpc} says {code.name}")
 
 
-@pytest.mark.parametrize("code", ERRORS)
+@pytest.mark.parametrize("code", [code for code in ERRORS if code != grpc.StatusCode.DEADLINE_EXCEEDED])
 def test_any_other_error_of_start_means_the_jobs_service_is_unavailable(
     service: FakeLifecycle, jobs: JobsClient, code: grpc.StatusCode
 ) -> None:
@@ -190,6 +190,32 @@ def test_an_outcome_is_not_asked_again_after_an_answer_that_is_no_outage(
         CALLS["CompleteJob"](patient(service, channel, patience=600, pauses=pauses))
 
     assert (len(service.calls), pauses) == (1, [])
+
+
+def test_a_start_whose_answer_was_lost_is_asked_again_by_the_same_worker(service: FakeLifecycle) -> None:
+    # The deadline passed (the start may have landed): asked again, through the outage that follows.
+    service.code, service.failures_left = grpc.StatusCode.DEADLINE_EXCEEDED, 1
+    pauses: list[float] = []
+    with grpc.insecure_channel(f"127.0.0.1:{service.port}") as channel:
+        job = CALLS["StartJob"](patient(service, channel, patience=600, pauses=pauses))
+
+    assert isinstance(job, jobs_pb2.Job) and job.id == "job-1"
+    assert [call.request for call in service.calls] == [service.calls[0].request] * 2
+    assert service.calls[0].request == lifecycle_pb2.StartJobRequest(id="job-1", worker_id="w/1", attempt=2)
+    assert pauses == []  # asked again at once: the lost answer's deadline was the wait
+
+
+def test_a_start_lost_past_the_patience_leaves_the_message_for_later(service: FakeLifecycle) -> None:
+    service.code = grpc.StatusCode.DEADLINE_EXCEEDED
+    pauses: list[float] = []
+    with (
+        grpc.insecure_channel(f"127.0.0.1:{service.port}") as channel,
+        pytest.raises(JobsUnavailable, match=r"^StartJob: DEADLINE_EXCEEDED$"),
+    ):
+        CALLS["StartJob"](patient(service, channel, patience=1.2, pauses=pauses))
+
+    # Once, again at once, after 0.5 s and after 1 s; the next pause (2 s) would end past the patience.
+    assert (len(service.calls), pauses) == (4, [0.5, 1.0])
 
 
 def test_an_outage_longer_than_the_patience_is_raised(service: FakeLifecycle) -> None:
