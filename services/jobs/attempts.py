@@ -55,9 +55,11 @@ class Attempts:
             job = await self._transitions.move(
                 job_id, "start", {JobStatus.QUEUED}, values, extra=on_attempt(attempt), event="job.processing"
             )
-        except IllegalTransition:
+        except IllegalTransition as refused:
             # The same message asks again when an outage ate the answer (its deadline passed while
             # the start landed): the attempt it started is its answer, with a fresh heartbeat.
+            if refused.status != JobStatus.PROCESSING.value or attempt is None:
+                raise
             again = await self._started_by(job_id, worker_id=worker_id, attempt=attempt)
             if again is None:
                 raise
@@ -66,11 +68,9 @@ class Attempts:
         log.info("job.started", job_id=job_id, worker_id=worker_id, attempt=job.retry_count + 1)
         return job
 
-    async def _started_by(self, job_id: str, *, worker_id: str, attempt: int | None) -> Job | None:
+    async def _started_by(self, job_id: str, *, worker_id: str, attempt: int) -> Job | None:
         """The job, its heartbeat renewed, when this very worker (a message's id) started this
         attempt and it still processes; None otherwise (another message's copy is refused)."""
-        if attempt is None:
-            return None
         fenced = [Job.worker_id == worker_id, *on_attempt(attempt)]
         try:
             return await self._transitions.move(
