@@ -139,21 +139,23 @@ async def test_the_total_stays_exact_through_cancels_and_deletes(jobs: Stub) -> 
     assert (await jobs.ListJobs(jobs_pb2.ListJobsRequest(user_id=user))).total == 4
 
 
-async def test_a_cursor_with_skip_is_refused_naming_skip(jobs: Stub) -> None:
+async def a_first_cursor(jobs: Stub, *, jobs_of_the_user: int) -> tuple[str, str]:
+    """A new user with that many jobs, and the cursor of its list's first page of one."""
     user = unique_user()
-    for _ in range(3):
+    for _ in range(jobs_of_the_user):
         await create_job(jobs, user_id=user)
-    first = await jobs.ListJobs(jobs_pb2.ListJobsRequest(user_id=user, take=1))
-    both = jobs_pb2.ListJobsRequest(user_id=user, skip=1, cursor=first.next_cursor)
+    return user, (await jobs.ListJobs(jobs_pb2.ListJobsRequest(user_id=user, take=1))).next_cursor
+
+
+async def test_a_cursor_with_skip_is_refused_naming_skip(jobs: Stub) -> None:
+    user, cursor = await a_first_cursor(jobs, jobs_of_the_user=3)
+    both = jobs_pb2.ListJobsRequest(user_id=user, skip=1, cursor=cursor)
 
     await assert_invalid(jobs.ListJobs(both), "skip")
 
 
 async def test_a_cursor_of_another_list_or_altered_is_refused_naming_cursor(jobs: Stub) -> None:
-    user = unique_user()
-    for _ in range(3):
-        await create_job(jobs, user_id=user)
-    cursor = (await jobs.ListJobs(jobs_pb2.ListJobsRequest(user_id=user, take=1))).next_cursor
+    user, cursor = await a_first_cursor(jobs, jobs_of_the_user=3)
     altered = cursor[:10] + ("A" if cursor[10] != "A" else "B") + cursor[11:]
 
     for request in (
@@ -169,9 +171,6 @@ async def test_a_cursor_of_another_list_or_altered_is_refused_naming_cursor(jobs
 
 
 async def test_a_bad_user_id_with_a_cursor_is_refused_naming_user_id(jobs: Stub) -> None:
-    user = unique_user()
-    for _ in range(2):
-        await create_job(jobs, user_id=user)
-    cursor = (await jobs.ListJobs(jobs_pb2.ListJobsRequest(user_id=user, take=1))).next_cursor
+    _, cursor = await a_first_cursor(jobs, jobs_of_the_user=2)
 
     await assert_invalid(jobs.ListJobs(jobs_pb2.ListJobsRequest(user_id="a b", cursor=cursor)), "user_id")
