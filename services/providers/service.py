@@ -70,6 +70,10 @@ class ProvidersService:
             raise UnknownProvider(name)
         return config
 
+    def configured(self, name: str) -> bool:
+        """Whether the registry has a provider called name."""
+        return self._registry.get(name) is not None
+
     async def register(self) -> None:
         """Makes sure every configured provider has a health row."""
         async with self._sessions.begin() as session:
@@ -146,6 +150,13 @@ class ProvidersService:
             candidates, request=request, model=model, requested=requested, exclude=exclude, now=datetime.now(UTC)
         )
         return ranked[0]
+
+    async def sync(self, outcomes: Sequence[tuple[str, Outcome]]) -> Sequence[ProviderView]:
+        """A worker's batch of real calls, applied in order (each as report), then every
+        provider's health: what the worker routes from until its next sync."""
+        for name, outcome in outcomes:
+            await self.report(name, outcome)
+        return await self.status()
 
     async def report(self, name: str, outcome: Outcome) -> HealthState:
         """A worker's real call to a provider, counted like a probe."""

@@ -4,6 +4,7 @@ protobuf out."""
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -24,6 +25,8 @@ _HEALTH = {
     Health.UNHEALTHY: providers_pb2.PROVIDER_HEALTH_UNHEALTHY,
 }
 TIMEOUT_DEFAULT, TIMEOUT_MAX = 30.0, 300.0
+# The most outcomes one SyncRouting may carry (a worker's batch is far smaller).
+SYNC_OUTCOMES_MAX = 1000
 
 
 def _name(value: str, field: str) -> str:
@@ -116,17 +119,54 @@ class ProviderRoutingServicer(routing_pb2_grpc.ProviderRoutingServiceServicer):
     async def ReportOutcome(
         self, request: routing_pb2.ReportOutcomeRequest, context: Context
     ) -> routing_pb2.ReportOutcomeResponse:
-        name = _name(request.provider, "provider")
-        if not (math.isfinite(request.latency_ms) and request.latency_ms >= 0):
-            raise InvalidArgument("latency_ms", "must be a non-negative number")
-        outcome = Outcome(
-            success=request.success,
-            latency_ms=request.latency_ms if request.success else None,
-            error=request.error[:4000],
-            rate_limited=request.rate_limited,
-        )
+        name, outcome = _outcome(request, "")
         state = await self._service.report(name, outcome)
         return routing_pb2.ReportOutcomeResponse(status=_HEALTH[state.status])
+
+    async def SyncRouting(
+        self, request: routing_pb2.SyncRoutingRequest, context: Context
+    ) -> routing_pb2.SyncRoutingResponse:
+        if len(request.outcomes) > SYNC_OUTCOMES_MAX:
+            raise InvalidArgument("outcomes", f"must be at most {SYNC_OUTCOMES_MAX}")
+        outcomes = [_outcome(item, f"outcomes[{i}].") for i, item in enumerate(request.outcomes)]
+        for i, (name, _) in enumerate(outcomes):
+            if not self._service.configured(name):  # refused before anything is applied
+                raise InvalidArgument(f"outcomes[{i}].provider", f"{name!r} is not a configured provider")
+        views = await self._service.sync(outcomes)
+        now = datetime.now(UTC)
+        return routing_pb2.SyncRoutingResponse(
+            providers=[
+                routing_pb2.RoutingHealth(
+                    provider=view.config.name,
+                    status=_HEALTH[view.state.status],
+                    consecutive_failures=view.state.consecutive_failures,
+                    avg_response_time_ms=view.state.avg_response_time_ms,
+                    circuit_open_seconds=_open_seconds(view.state, now),
+                    last_error=view.state.last_error,
+                )
+                for view in views
+            ]
+        )
+
+
+def _outcome(request: routing_pb2.ReportOutcomeRequest, prefix: str) -> tuple[str, Outcome]:
+    """The provider and outcome of one report, validated (prefix: where it sits in the request)."""
+    name = _name(request.provider, f"{prefix}provider")
+    if not (math.isfinite(request.latency_ms) and request.latency_ms >= 0):
+        raise InvalidArgument(f"{prefix}latency_ms", "must be a non-negative number")
+    return name, Outcome(
+        success=request.success,
+        latency_ms=request.latency_ms if request.success else None,
+        error=request.error[:4000],
+        rate_limited=request.rate_limited,
+    )
+
+
+def _open_seconds(state: HealthState, now: datetime) -> float:
+    """Seconds the provider's circuit stays open from now; 0 when closed."""
+    if state.circuit_open_until is None:
+        return 0.0
+    return max(0.0, (state.circuit_open_until - now).total_seconds())
 
 
 def _video_request(request: routing_pb2.SelectProviderRequest) -> VideoRequest:

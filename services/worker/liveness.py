@@ -47,6 +47,8 @@ class Liveness:
         # Set when the render has progress to report: wakes the heartbeat thread, which sends it.
         self._wake = threading.Event()
         self._pending = False
+        # When set, a report is due then (a stage that is reported only if it lasts).
+        self._deferred: float | None = None
         self._percent, self._stage = 0, "starting"
         self._sent = self._asked = time.monotonic()
 
@@ -54,6 +56,15 @@ class Liveness:
         """Notes the attempt's progress, to be sent with the next report."""
         with self._lock:
             self._percent, self._stage = percent, stage
+
+    def defer(self, percent: int, stage: str) -> None:
+        """Notes a stage that is worth a report only if it lasts: the heartbeat sends it a
+        progress_interval from now, unless the attempt's outcome comes first (which carries the
+        news: a fast last stage costs no call)."""
+        with self._lock:
+            self._percent, self._stage = percent, stage
+            self._deferred = time.monotonic() + self._progress_interval
+        self._wake.set()
 
     def since_sent(self) -> float:
         """Seconds since the last report was sent (answered or not)."""
@@ -69,7 +80,7 @@ class Liveness:
                 return True
             with self._lock:
                 self._sent = time.monotonic()
-                self._pending = False
+                self._pending, self._deferred = False, None
                 percent, stage = self._percent, self._stage
             if self._slot is not None:
                 slots, provider, holder = self._slot
@@ -196,4 +207,7 @@ class Liveness:
             return max(0.0, OUTAGE_RETRY_GAP - since)
         if self._pending:
             return 0.0
-        return max(0.0, interval - since)
+        due = interval - since
+        if (deferred := self._deferred) is not None:
+            due = min(due, deferred - time.monotonic())
+        return max(0.0, due)

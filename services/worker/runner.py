@@ -69,9 +69,14 @@ class JobRunner:
         self._progress_interval = progress_interval
         self._timeout = rpc_timeout
         self._heartbeat_interval = heartbeat_interval
+        self._router = router
         self._failover = ProviderFailover(
             router=router, providers=providers, concurrency=dict(concurrency or {}), slots=slots
         )
+
+    def flush(self, timeout: float) -> None:
+        """Sends what the process still holds for the services (its routing outcomes)."""
+        self._router.flush(timeout)
 
     def provider(self, name: str) -> VideoProvider | None:
         """The configured provider called name."""
@@ -136,10 +141,11 @@ class JobRunner:
         try:
             options = _options_of(json.loads(job.metadata_json or "{}"))
             choice, video, elapsed_ms = self._failover.generate(job, options, partial, liveness)
-            # Storing may take a while (an upload): watchers see the stage; a refusal is a cancel.
-            liveness.update(99, "storing")
-            if not liveness.send():
+            # Storing may take a while (an upload): watchers see the stage when it lasts; a quick
+            # one is told by CompleteJob alone. A cancel meanwhile refuses the completion (below).
+            if liveness.stopped:
                 raise JobCancelled(job.id)
+            liveness.defer(99, "storing")
             stored = self._storage.store(partial, key)
             liveness.end_reports()
             return self._complete(job, payload, choice, video, stored, elapsed_ms=elapsed_ms)

@@ -35,3 +35,6 @@ class WorkerSettings(CoreSettings):
     # How long an attempt's outcome (and its provider choice) is asked again while the jobs or
     # providers service, or their database, is down: an outage shorter than this burns no attempt.
     worker_outage_patience: Annotated[float, Field(ge=0, le=3600)] = 600.0
+    # A worker routes from a table of provider health that it syncs with the providers service at
+    # most this often, batching into each sync how its calls went (docs/benchmarks.md).
+    worker_routing_table_ttl: Annotated[float, Field(gt=0, le=60)] = 1.0

@@ -8,6 +8,7 @@ from typing import Any
 import redis
 import structlog
 from celery import Celery, Task
+from celery.signals import worker_process_shutdown
 
 from services.core.auth import service_metadata
 from services.core.channels import sync_channel
@@ -57,9 +58,11 @@ def build_runner(settings: WorkerSettings, registry: RegistryConfig, *, broker: 
         providers=build_providers(registry),
         router=Router(
             routing_pb2_grpc.ProviderRoutingServiceStub(sync_channel(settings.providers_target)),
+            registry=registry,
             timeout=settings.worker_rpc_timeout,
             credentials=credentials,
             patience=settings.worker_outage_patience,
+            ttl=settings.worker_routing_table_ttl,
         ),
         policy=retry_policy(settings),
         progress_interval=settings.worker_progress_interval,
@@ -84,6 +87,14 @@ def register_tasks(app: Celery, settings: WorkerSettings) -> None:
         if pid not in runners:
             runners[pid] = build_runner(settings, registry, broker=str(app.conf.broker_url))
         return runners[pid]
+
+    @worker_process_shutdown.connect  # type: ignore[untyped-decorator]
+    def flush_outcomes(**_: object) -> None:
+        # A child recycled (worker_max_memory_per_child) or stopped sends the provider outcomes
+        # its router still batches: the providers' health misses none of its calls.
+        found = runners.get(os.getpid())
+        if found is not None:
+            found.flush(timeout=settings.worker_rpc_timeout)
 
     @app.task(name=GENERATE_VIDEO, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)  # type: ignore[untyped-decorator]
     def generate_video(self: Task, job_id: str, attempt: int, request_id: str | None = None, **_: Any) -> str:

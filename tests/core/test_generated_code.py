@@ -40,7 +40,7 @@ def test_every_service_of_the_contract_is_defined() -> None:
         "GetProvidersStatus", "TestProvider",
     }  # fmt: skip
     assert set(routing_pb2.DESCRIPTOR.services_by_name["ProviderRoutingService"].methods_by_name) == {
-        "SelectProvider", "ReportOutcome",
+        "SelectProvider", "ReportOutcome", "SyncRouting",
     }  # fmt: skip
     assert "GetWorkerStats" in worker_pb2.DESCRIPTOR.services_by_name["WorkerService"].methods_by_name
 
@@ -54,4 +54,4 @@ def test_no_worker_rpc_is_left_on_a_public_service() -> None:
     }
     worker_rpcs = {"StartJob", "ReportProgress", "RecordProviderTask", "CompleteJob", "FailJob", "RetryJob",
                    "RecordTelemetry"}  # fmt: skip
-    assert public.isdisjoint(worker_rpcs | {"SelectProvider", "ReportOutcome"})
+    assert public.isdisjoint(worker_rpcs | {"SelectProvider", "ReportOutcome", "SyncRouting"})

@@ -136,7 +136,9 @@ async def test_sse_and_watchjob_clients_see_queued_processing_rising_progress_co
         assert percents == sorted(percents) and percents[-1] == 100
         assert final_status in ("completed", jobs_pb2.JOB_STATUS_COMPLETED)
     stages = [e.data["progressStage"] for e in events if e.event == "job.progress"]
-    assert "rendering" in stages and stages[-1] == "storing"
+    # `storing` is reported only when the store outlasts a progress interval (a quick one is
+    # told by the completion itself).
+    assert "rendering" in stages and set(stages) <= {"starting", "rendering", "storing"}
     ids = [e.id for e in events]
     assert ids == sorted(set(ids)) and ids[-1] == grpc_events[-1].event_id
     assert events[-1].data == (await gateway.client.get(f"/api/v1/jobs/{job['id']}")).json()

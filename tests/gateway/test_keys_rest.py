@@ -197,6 +197,7 @@ async def test_the_worker_rpcs_are_not_served_at_the_edge(edge: Gateway, edge_ch
         "RecordTelemetry": lifecycle.RecordTelemetry(lifecycle_pb2.RecordTelemetryRequest(), metadata=admin),
         "SelectProvider": routing.SelectProvider(routing_pb2.SelectProviderRequest(job_id="j"), metadata=admin),
         "ReportOutcome": routing.ReportOutcome(routing_pb2.ReportOutcomeRequest(provider="local"), metadata=admin),
+        "SyncRouting": routing.SyncRouting(routing_pb2.SyncRoutingRequest(), metadata=admin),
     }
 
     assert {name: await code_of(call) for name, call in calls.items()} == dict.fromkeys(
@@ -213,6 +214,10 @@ async def test_the_worker_rpcs_are_not_served_at_the_edge(edge: Gateway, edge_ch
             routing_pb2.SelectProviderRequest(job_id="j"), metadata=admin
         )
         assert await code_of(select) == grpc.StatusCode.UNAUTHENTICATED
+        sync = routing_pb2_grpc.ProviderRoutingServiceStub(direct).SyncRouting(
+            routing_pb2.SyncRoutingRequest(), metadata=admin
+        )
+        assert await code_of(sync) == grpc.StatusCode.UNAUTHENTICATED
     still = await edge.client.get(f"/api/v1/jobs/{job['id']}", headers=ADMIN)
     assert still.json()["status"] in ("queued", "processing", "completed")
 

@@ -149,7 +149,8 @@ async def test_a_watcher_sees_queued_processing_rising_progress_then_completed(
     progress = [(e.job.progress_percent, e.job.progress_stage) for e in events if e.type == "job.progress"]
     percents = [p for p, stage in progress if stage == "rendering"]
     assert len(percents) >= 2 and percents == sorted(percents) and percents[-1] > percents[0]
-    assert progress[-1][1] == "storing"
+    # `storing` is reported only when the store outlasts a progress interval.
+    assert progress[-1][1] in ("rendering", "storing")
     final = events[-1].job
     assert final.status == jobs_pb2.JOB_STATUS_COMPLETED and final.progress_percent == 100
     assert final.result.video_url and final.event_id == events[-1].event_id

@@ -6,17 +6,24 @@ import asyncio
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
+from prometheus_client import REGISTRY
+from structlog.testing import capture_logs
 
+from services.core.generators.base import ProviderError
+from services.core.generators.capabilities import VideoRequest
 from services.core.generators.registry import RegistryConfig
 from services.core.metrics import start_metrics_server
 from services.providers.server import ProvidersServer, start_providers_server
+from services.worker.routing import Router, RoutingUnavailable, Unroutable
 from tests.support import databases
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.internal import internal_channel
+from tests.support.internal import test_credentials as service_credentials
 from tests.support.stack import providers_settings
 from tests.support.tcp_proxy import TcpProxy
 from videogen.v1 import providers_pb2, providers_pb2_grpc, routing_pb2, routing_pb2_grpc
@@ -44,8 +51,20 @@ async def providers(
     own_database_url: str, fakes: tuple[FakeOpenAI, FakeOpenAI], monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[tuple[ProviderServiceAsyncStub, ProvidersServer]]:
     monkeypatch.setenv("OPENAI_TEST_KEY", KEY)
-    fast, slow = fakes
-    registry = RegistryConfig.model_validate(
+    # No probe loop: a probe round between a test's ReportOutcome calls and its assertions would
+    # undo the health those calls set up (seen in CI: `fast` turned healthy again).
+    server = await start_providers_server(
+        providers_settings(), database_url=own_database_url, address="127.0.0.1:0", registry=registry_of(*fakes),
+        probing=False,
+    )  # fmt: skip
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        yield providers_pb2_grpc.ProviderServiceStub(channel), server
+    await server.stop(0)
+
+
+def registry_of(fast: FakeOpenAI, slow: FakeOpenAI) -> RegistryConfig:
+    """`local`, and two OpenAI-compatible providers of sora-2: `fast` (dearer) and `slow`."""
+    return RegistryConfig.model_validate(
         {
             "providers": [
                 {"name": "local", "kind": "local", "models": ["local-pyav-h264-v1"]},
@@ -56,14 +75,6 @@ async def providers(
             ]
         }
     )  # fmt: skip
-    # No probe loop: a probe round between a test's ReportOutcome calls and its assertions would
-    # undo the health those calls set up (seen in CI: `fast` turned healthy again).
-    server = await start_providers_server(
-        providers_settings(), database_url=own_database_url, address="127.0.0.1:0", registry=registry, probing=False
-    )
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-        yield providers_pb2_grpc.ProviderServiceStub(channel), server
-    await server.stop(0)
 
 
 Stack = tuple["ProviderServiceAsyncStub", ProvidersServer]
@@ -166,6 +177,67 @@ async def test_a_named_provider_is_unknown_or_refused_when_its_circuit_is_open(
     assert "unhealthy" in (refused.value.details() or "")
 
 
+def _failure(provider: str) -> routing_pb2.ReportOutcomeRequest:
+    return routing_pb2.ReportOutcomeRequest(provider=provider, success=False, error="HTTP 500")
+
+
+async def test_a_sync_applies_its_outcomes_in_order_and_answers_every_providers_health(
+    routing: ProviderRoutingServiceAsyncStub,
+) -> None:
+    success = routing_pb2.ReportOutcomeRequest(provider="slow", success=True, latency_ms=120)
+
+    reply = await routing.SyncRouting(
+        routing_pb2.SyncRoutingRequest(outcomes=[_failure("fast"), success, _failure("fast")])
+    )
+
+    table = {row.provider: row for row in reply.providers}
+    assert list(table) == ["local", "fast", "slow"]
+    assert (table["fast"].status, table["fast"].consecutive_failures, table["fast"].last_error) == (
+        UNHEALTHY,
+        2,
+        "HTTP 500",
+    )
+    # Open for the cool-down (2 s in these settings), counted from the answer.
+    assert 0 < table["fast"].circuit_open_seconds <= 2
+    assert (table["slow"].status, table["slow"].avg_response_time_ms, table["slow"].circuit_open_seconds) == (
+        HEALTHY,
+        120,
+        0,
+    )
+    empty = await routing.SyncRouting(routing_pb2.SyncRoutingRequest())
+    assert [row.provider for row in empty.providers] == ["local", "fast", "slow"]
+
+
+@pytest.mark.parametrize(
+    ("outcome", "field"),
+    [({"provider": "ghost", "success": True}, "provider"), ({"provider": "BAD NAME"}, "provider"),
+     ({"provider": "slow", "success": True, "latency_ms": -1}, "latency_ms"),
+     ({"provider": "slow", "success": True, "latency_ms": float("nan")}, "latency_ms")],
+)  # fmt: skip
+async def test_a_sync_with_a_bad_outcome_is_invalid_and_applies_none(
+    providers: Stack, routing: ProviderRoutingServiceAsyncStub, outcome: dict[str, Any], field: str
+) -> None:
+    bad = routing_pb2.ReportOutcomeRequest(**outcome)
+
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await routing.SyncRouting(routing_pb2.SyncRoutingRequest(outcomes=[_failure("fast"), bad]))
+
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (caught.value.details() or "").startswith(f"outcomes[1].{field}")
+    status = await providers[0].GetProvidersStatus(providers_pb2.GetProvidersStatusRequest())
+    assert next(p for p in status.providers if p.provider == "fast").consecutive_failures == 0
+
+
+async def test_a_sync_of_more_than_a_thousand_outcomes_is_invalid(routing: ProviderRoutingServiceAsyncStub) -> None:
+    outcomes = [routing_pb2.ReportOutcomeRequest(provider="slow", success=True)] * 1001
+
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await routing.SyncRouting(routing_pb2.SyncRoutingRequest(outcomes=outcomes))
+
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (caught.value.details() or "").startswith("outcomes")
+
+
 async def test_rate_limited_outcomes_do_not_count_as_failures(
     providers: Stack, routing: ProviderRoutingServiceAsyncStub
 ) -> None:
@@ -246,4 +318,131 @@ async def test_a_lost_database_answers_unavailable(database_url: str) -> None:
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
     finally:
         await server.stop(0)
+        await proxy.cut()
+
+
+# The worker's router (services/worker/routing.py) against this service.
+
+SYNCS = {"grpc_service": "videogen.v1.ProviderRoutingService", "grpc_method": "SyncRouting"}
+SORA = VideoRequest(duration_seconds=4)
+
+
+def syncs() -> float:
+    """SyncRouting calls this process's servers started."""
+    return REGISTRY.get_sample_value("grpc_server_started_total", SYNCS) or 0.0
+
+
+@dataclass
+class Clock:
+    now: float = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def worker_router(port: int, fakes: tuple[FakeOpenAI, FakeOpenAI], clock: Clock, *, patience: float = 0) -> Router:
+    # Reconnects soon after an outage the test ends (gRPC's own backoff would reach seconds).
+    backoff = [("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 300)]
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=backoff)
+    return Router(
+        routing_pb2_grpc.ProviderRoutingServiceStub(channel),
+        registry=registry_of(*fakes),
+        timeout=2,
+        credentials=service_credentials(),
+        patience=patience,
+        ttl=1.0,
+        clock=clock,
+        sleep=lambda _: None,
+    )
+
+
+async def test_the_worker_routes_from_one_sync_per_ttl_as_the_service_would(
+    providers: Stack, fakes: tuple[FakeOpenAI, FakeOpenAI]
+) -> None:
+    clock = Clock()
+    router = worker_router(providers[1].port, fakes, clock)
+    before = syncs()
+
+    def select(**fields: Any) -> str:
+        fields = {"requested": None, "model": "", "exclude": [], "video": SORA} | fields
+        return router.select("j", **fields).provider
+
+    picks = await asyncio.to_thread(
+        lambda: [select(), select(model="sora-2"), select(model="sora-2", exclude=["slow"])]
+    )
+    assert picks == ["local", "slow", "fast"]
+    assert syncs() - before == 1  # three picks, one sync: the table lasts its TTL
+    clock.now = 1.5
+    await asyncio.to_thread(select)
+    assert syncs() - before == 2
+    with pytest.raises(Unroutable, match="'ghost' is not configured"):
+        await asyncio.to_thread(select, requested="ghost")
+    with pytest.raises(Unroutable, match="cannot make"):
+        await asyncio.to_thread(select, requested="fast", video=VideoRequest(duration_seconds=30))
+
+
+async def test_the_workers_outcomes_ride_one_sync_and_its_table_follows(
+    providers: Stack, fakes: tuple[FakeOpenAI, FakeOpenAI]
+) -> None:
+    router = worker_router(providers[1].port, fakes, Clock())
+    pick: dict[str, Any] = {"requested": "fast", "model": "", "exclude": [], "video": SORA}
+    assert (await asyncio.to_thread(router.select, "j", **pick)).provider == "fast"
+    before = syncs()
+
+    for _ in range(2):  # never waits for the service: the flusher sends them
+        router.report("fast", error=ProviderError("HTTP 500"), latency_ms=40)
+
+    # The flusher's sync brings the table the failures made, with no wait for the TTL.
+    async with asyncio.timeout(10):
+        while True:
+            try:
+                await asyncio.to_thread(router.select, "j", **pick)
+            except Unroutable as exc:
+                assert "unhealthy" in str(exc)
+                break
+            await asyncio.sleep(0.05)
+    status = await providers[0].GetProvidersStatus(providers_pb2.GetProvidersStatusRequest())
+    assert next(p for p in status.providers if p.provider == "fast").consecutive_failures == 2
+    assert 1 <= syncs() - before <= 2
+    with pytest.raises(RoutingUnavailable):  # `fast` is open, `slow` excluded: none for now
+        await asyncio.to_thread(
+            router.select, "j", **(pick | {"requested": None, "model": "sora-2", "exclude": ["slow"]})
+        )
+
+
+async def test_a_stale_table_serves_through_a_short_outage_and_then_no_longer(
+    providers: Stack, fakes: tuple[FakeOpenAI, FakeOpenAI]
+) -> None:
+    port = providers[1].port
+    proxy = TcpProxy(lambda: asyncio.open_connection("127.0.0.1", port))
+    await proxy.start()
+    clock = Clock()
+    router = worker_router(proxy.port, fakes, clock)
+    pick: dict[str, Any] = {"requested": None, "model": "sora-2", "exclude": [], "video": SORA}
+    try:
+        assert (await asyncio.to_thread(router.select, "j", **pick)).provider == "slow"
+        await proxy.cut()
+
+        clock.now = 30  # past the TTL: the sync fails, the table of 30 s ago still routes
+        with capture_logs() as logs:
+            assert (await asyncio.to_thread(router.select, "j", **pick)).provider == "slow"
+        assert [line["event"] for line in logs] == ["routing.table_stale"]
+        router.report("slow", error=None, latency_ms=5)  # kept for a later sync
+
+        clock.now = 61  # too old to route from: asked patiently (no patience here), then given up
+        with pytest.raises(RoutingUnavailable, match="did not answer"):
+            await asyncio.to_thread(router.select, "j", **pick)
+
+        await proxy.start()
+        async with asyncio.timeout(10):
+            while True:
+                try:
+                    assert (await asyncio.to_thread(router.select, "j", **pick)).provider == "slow"
+                    break
+                except RoutingUnavailable:  # the channel has not reconnected yet
+                    await asyncio.sleep(0.1)
+        status = await providers[0].GetProvidersStatus(providers_pb2.GetProvidersStatusRequest())
+        slow = next(p for p in status.providers if p.provider == "slow")
+        assert slow.avg_response_time_ms == 5  # the outcome of the outage landed with the first sync after it
+    finally:
         await proxy.cut()

@@ -18,6 +18,8 @@ from videogen.v1 import jobs_pb2, providers_pb2
 KEY = "sk-failover-1a2b3c4d5e6f"
 SORA = {"model": "sora-2", "durationSeconds": 4, "width": 1280, "height": 720}
 HEALTH = {1: "healthy", 2: "degraded", 3: "unhealthy"}
+# How old the health table a worker routes from may be (WORKER_ROUTING_TABLE_TTL).
+TABLE_TTL = 0.2
 
 
 @pytest.fixture
@@ -76,6 +78,7 @@ async def test_traffic_moves_off_a_failing_provider_and_back_when_it_heals(
         registry=registry(a, b),
         providers={"provider_probe_interval": 0.3, "provider_unhealthy_after": 2, "provider_cooldown_seconds": 2},
         openai_test_key=KEY,
+        worker_routing_table_ttl=TABLE_TTL,
     )
     metrics = start_metrics_server(host="127.0.0.1", port=0)
     try:
@@ -99,6 +102,7 @@ async def test_traffic_moves_off_a_failing_provider_and_back_when_it_heals(
         await wait_health(stack, "provider-a", "healthy")
 
         assert (await gauges(metrics.port))["provider-a"] == 1.0
+        await asyncio.sleep(TABLE_TTL * 1.5)  # the worker routes from health at most a TTL old
         healed = await stack.wait_for((await create_job(stack.jobs, metadata=SORA)).id)
         assert (healed.status, healed.used_provider) == (jobs_pb2.JOB_STATUS_COMPLETED, "provider-a")
     finally:

@@ -366,3 +366,34 @@ def test_no_report_follows_the_attempts_outcome(service: FakeLifecycle, jobs: Jo
 
     # The outcome is the attempt's last word: a report after it would be refused and logged.
     assert len(service.calls) == reports <= 1
+
+
+def test_a_deferred_stage_is_reported_once_it_lasts_a_progress_interval(
+    service: FakeLifecycle, jobs: JobsClient
+) -> None:
+    attempt = Liveness(jobs, job_id="job-1", attempt=2, request_id="req-1", progress_interval=0.2)
+
+    with attempt.heartbeat(60, join_timeout=5):
+        deferred = time.monotonic()
+        attempt.defer(99, "storing")
+        deadline = time.monotonic() + 5
+        while not service.calls and time.monotonic() < deadline:
+            time.sleep(0.01)
+        waited = time.monotonic() - deferred
+        attempt.end_reports()
+
+    (call,) = service.calls
+    assert isinstance(call.request, lifecycle_pb2.ReportProgressRequest)
+    assert (call.request.percent, call.request.stage) == (99, "storing")
+    assert waited >= 0.2
+
+
+def test_a_deferred_stage_the_outcome_overtakes_costs_no_call(service: FakeLifecycle, jobs: JobsClient) -> None:
+    attempt = Liveness(jobs, job_id="job-1", attempt=2, request_id="req-1", progress_interval=0.2)
+
+    with attempt.heartbeat(60, join_timeout=5):
+        attempt.defer(99, "storing")
+        attempt.end_reports()  # the outcome goes now, before the stage was due
+        time.sleep(0.4)  # twice the stage's delay
+
+    assert service.calls == []

@@ -171,3 +171,86 @@ class ReportOutcomeResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReportOutcomeResponse: _TypeAlias = ReportOutcomeResponse  # noqa: Y015
+
+@_typing.final
+class SyncRoutingRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OUTCOMES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def outcomes(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReportOutcomeRequest]:
+        """At most 1000 outcomes, oldest first."""
+
+    def __init__(
+        self,
+        *,
+        outcomes: _abc.Iterable[Global___ReportOutcomeRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["outcomes", b"outcomes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SyncRoutingRequest: _TypeAlias = SyncRoutingRequest  # noqa: Y015
+
+@_typing.final
+class RoutingHealth(_message.Message):
+    """What routing knows of one provider (a row of provider_health)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    CONSECUTIVE_FAILURES_FIELD_NUMBER: _builtins.int
+    AVG_RESPONSE_TIME_MS_FIELD_NUMBER: _builtins.int
+    CIRCUIT_OPEN_SECONDS_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_FIELD_NUMBER: _builtins.int
+    provider: _builtins.str
+    status: _providers_pb2.ProviderHealth.ValueType
+    consecutive_failures: _builtins.int
+    avg_response_time_ms: _builtins.float
+    circuit_open_seconds: _builtins.float
+    """Seconds the provider's circuit stays open from this answer on; 0 when closed.
+    Relative, so that the worker's clock never matters.
+    """
+    last_error: _builtins.str
+    def __init__(
+        self,
+        *,
+        provider: _builtins.str = ...,
+        status: _providers_pb2.ProviderHealth.ValueType = ...,
+        consecutive_failures: _builtins.int = ...,
+        avg_response_time_ms: _builtins.float = ...,
+        circuit_open_seconds: _builtins.float = ...,
+        last_error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["avg_response_time_ms", b"avg_response_time_ms", "circuit_open_seconds", b"circuit_open_seconds", "consecutive_failures", b"consecutive_failures", "last_error", b"last_error", "provider", b"provider", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RoutingHealth: _TypeAlias = RoutingHealth  # noqa: Y015
+
+@_typing.final
+class SyncRoutingResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROVIDERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def providers(self) -> _containers.RepeatedCompositeFieldContainer[Global___RoutingHealth]:
+        """Every configured provider with a health row, in registry order."""
+
+    def __init__(
+        self,
+        *,
+        providers: _abc.Iterable[Global___RoutingHealth] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["providers", b"providers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SyncRoutingResponse: _TypeAlias = SyncRoutingResponse  # noqa: Y015

@@ -50,6 +50,11 @@ class ProviderRoutingServiceStub:
                 request_serializer=videogen_dot_v1_dot_routing__pb2.ReportOutcomeRequest.SerializeToString,
                 response_deserializer=videogen_dot_v1_dot_routing__pb2.ReportOutcomeResponse.FromString,
                 _registered_method=True)
+        self.SyncRouting = channel.unary_unary(
+                '/videogen.v1.ProviderRoutingService/SyncRouting',
+                request_serializer=videogen_dot_v1_dot_routing__pb2.SyncRoutingRequest.SerializeToString,
+                response_deserializer=videogen_dot_v1_dot_routing__pb2.SyncRoutingResponse.FromString,
+                _registered_method=True)
 
 
 class ProviderRoutingServiceServicer:
@@ -80,6 +85,18 @@ class ProviderRoutingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SyncRouting(self, request, context):
+        """Reports a batch of outcomes, applied in order, and answers the health routing
+        reads, after them, of every configured provider. A worker routes from this
+        table by the same rules as SelectProvider for up to WORKER_ROUTING_TABLE_TTL,
+        and batches its outcomes into the next sync: an attempt then costs no routing
+        call of its own (docs/benchmarks.md, worker RPCs per job). INVALID_ARGUMENT
+        (nothing applied) when an outcome names no configured provider or a bad latency.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ProviderRoutingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -92,6 +109,11 @@ def add_ProviderRoutingServiceServicer_to_server(servicer, server):
                     servicer.ReportOutcome,
                     request_deserializer=videogen_dot_v1_dot_routing__pb2.ReportOutcomeRequest.FromString,
                     response_serializer=videogen_dot_v1_dot_routing__pb2.ReportOutcomeResponse.SerializeToString,
+            ),
+            'SyncRouting': grpc.unary_unary_rpc_method_handler(
+                    servicer.SyncRouting,
+                    request_deserializer=videogen_dot_v1_dot_routing__pb2.SyncRoutingRequest.FromString,
+                    response_serializer=videogen_dot_v1_dot_routing__pb2.SyncRoutingResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -154,6 +176,33 @@ class ProviderRoutingService:
             '/videogen.v1.ProviderRoutingService/ReportOutcome',
             videogen_dot_v1_dot_routing__pb2.ReportOutcomeRequest.SerializeToString,
             videogen_dot_v1_dot_routing__pb2.ReportOutcomeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SyncRouting(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/videogen.v1.ProviderRoutingService/SyncRouting',
+            videogen_dot_v1_dot_routing__pb2.SyncRoutingRequest.SerializeToString,
+            videogen_dot_v1_dot_routing__pb2.SyncRoutingResponse.FromString,
             options,
             channel_credentials,
             insecure,

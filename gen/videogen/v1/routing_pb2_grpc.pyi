@@ -49,6 +49,14 @@ class ProviderRoutingServiceStub:
     """
     ReportOutcome: _grpc.UnaryUnaryMultiCallable[_routing_pb2.ReportOutcomeRequest, _routing_pb2.ReportOutcomeResponse]
     """Reports the outcome of a real call to a provider, so that health follows traffic."""
+    SyncRouting: _grpc.UnaryUnaryMultiCallable[_routing_pb2.SyncRoutingRequest, _routing_pb2.SyncRoutingResponse]
+    """Reports a batch of outcomes, applied in order, and answers the health routing
+    reads, after them, of every configured provider. A worker routes from this
+    table by the same rules as SelectProvider for up to WORKER_ROUTING_TABLE_TTL,
+    and batches its outcomes into the next sync: an attempt then costs no routing
+    call of its own (docs/benchmarks.md, worker RPCs per job). INVALID_ARGUMENT
+    (nothing applied) when an outcome names no configured provider or a bad latency.
+    """
 
 @_typing.type_check_only
 class ProviderRoutingServiceAsyncStub(ProviderRoutingServiceStub):
@@ -71,6 +79,14 @@ class ProviderRoutingServiceAsyncStub(ProviderRoutingServiceStub):
     """
     ReportOutcome: _aio.UnaryUnaryMultiCallable[_routing_pb2.ReportOutcomeRequest, _routing_pb2.ReportOutcomeResponse]  # type: ignore[assignment]
     """Reports the outcome of a real call to a provider, so that health follows traffic."""
+    SyncRouting: _aio.UnaryUnaryMultiCallable[_routing_pb2.SyncRoutingRequest, _routing_pb2.SyncRoutingResponse]  # type: ignore[assignment]
+    """Reports a batch of outcomes, applied in order, and answers the health routing
+    reads, after them, of every configured provider. A worker routes from this
+    table by the same rules as SelectProvider for up to WORKER_ROUTING_TABLE_TTL,
+    and batches its outcomes into the next sync: an attempt then costs no routing
+    call of its own (docs/benchmarks.md, worker RPCs per job). INVALID_ARGUMENT
+    (nothing applied) when an outcome names no configured provider or a bad latency.
+    """
 
 class ProviderRoutingServiceServicer(metaclass=_abc_1.ABCMeta):
     """ProviderRoutingService: the workers' side of ProviderService, served by the providers
@@ -102,5 +118,19 @@ class ProviderRoutingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_routing_pb2.ReportOutcomeResponse, _abc.Awaitable[_routing_pb2.ReportOutcomeResponse]]:
         """Reports the outcome of a real call to a provider, so that health follows traffic."""
+
+    @_abc_1.abstractmethod
+    def SyncRouting(
+        self,
+        request: _routing_pb2.SyncRoutingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_routing_pb2.SyncRoutingResponse, _abc.Awaitable[_routing_pb2.SyncRoutingResponse]]:
+        """Reports a batch of outcomes, applied in order, and answers the health routing
+        reads, after them, of every configured provider. A worker routes from this
+        table by the same rules as SelectProvider for up to WORKER_ROUTING_TABLE_TTL,
+        and batches its outcomes into the next sync: an attempt then costs no routing
+        call of its own (docs/benchmarks.md, worker RPCs per job). INVALID_ARGUMENT
+        (nothing applied) when an outcome names no configured provider or a bad latency.
+        """
 
 def add_ProviderRoutingServiceServicer_to_server(servicer: ProviderRoutingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
