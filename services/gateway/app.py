@@ -40,6 +40,8 @@ REQUEST_LATENCY = Histogram(
 _REQUEST_ID = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
 # Probes and scrapes come every few seconds: no log line for them.
 _QUIET_PATHS = ("/health", "/metrics")
+# A request this slow gets an access log line whatever GATEWAY_ACCESS_LOG says.
+SLOW_REQUEST_SECONDS = 1.0
 
 
 def create_app(settings: GatewaySettings, *, redis_url: str) -> FastAPI:
@@ -118,6 +120,7 @@ class Guard:
         self._app = app
         self._settings = settings
         self._production = settings.app_env == "production"
+        self._log_all = settings.gateway_access_log == "all"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -153,7 +156,7 @@ class Guard:
             endpoint = getattr(scope.get("route"), "path", "unmatched")
             elapsed = (streamed_at or time.perf_counter()) - started
             REQUEST_LATENCY.labels(scope["method"], endpoint, str(status)).observe(elapsed)
-            if not scope["path"].startswith(_QUIET_PATHS):
+            if self._worth_a_line(scope["path"], status, elapsed):
                 log.info(
                     "http.request",
                     method=scope["method"],
@@ -162,6 +165,13 @@ class Guard:
                     ms=round(elapsed * 1000, 2),
                 )
             structlog.contextvars.unbind_contextvars("request_id")
+
+    def _worth_a_line(self, path: str, status: int, elapsed: float) -> bool:
+        """Whether the request gets an access log line here: the edge writes one for each, so
+        only errors and slow requests unless GATEWAY_ACCESS_LOG=all; never the probes'."""
+        if path.startswith(_QUIET_PATHS):
+            return False
+        return self._log_all or status >= 400 or elapsed >= SLOW_REQUEST_SECONDS
 
 
 def _add_middleware(app: FastAPI, settings: GatewaySettings) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
@@ -27,6 +27,10 @@ class GatewaySettings(CoreSettings):
     gateway_readiness_timeout: Annotated[float, Field(gt=0, le=60)] = 2.0
     # The largest request body accepted, in bytes.
     gateway_max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 64 * 1024
+    # The gateway's own access log line: `errors` for 4xx, 5xx and requests slower than a second
+    # (the edge writes one line for every request), `all` for every request (a gateway without
+    # the edge in front).
+    gateway_access_log: Literal["errors", "all"] = "errors"
 
     @field_validator("cors_origins", mode="before")
     @classmethod

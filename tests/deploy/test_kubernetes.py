@@ -60,7 +60,8 @@ SECRET_TEMPLATE = K8S / "base" / "secret.example.yaml"
 PROBES = ("startupProbe", "readinessProbe", "livenessProbe")
 IMAGES = {"dev": "videogen:dev", "prod": "registry.example.com/videogen:0.1.0"}
 ENVOY_IMAGE = "envoyproxy/envoy:v1.40.0"
-ENVOY_ARGS = ["-c", "/etc/envoy/envoy.yaml", "--disable-hot-restart", "--concurrency", "2", "--log-level", "info"]
+ENVOY_ARGS = ["-c", "/etc/envoy/envoy.yaml", "--disable-hot-restart", "--concurrency", "2", "--log-level", "info",
+              "--file-flush-interval-msec", "1000"]  # fmt: skip
 # Who calls whom ("*": clients from anywhere); Prometheus, from the namespace `monitoring`,
 # reads every metrics port besides.
 CALLERS = {

@@ -193,6 +193,41 @@ async def test_request_id_is_echoed_and_reaches_every_service(
     assert re.fullmatch(r"[0-9a-f-]{32,36}", generated.headers["X-Request-ID"])
 
 
+async def edge_log_lines(gateway: Gateway, request_ids: set[str], timeout: float = 15) -> dict[str, dict[str, Any]]:
+    """The edge's access log lines of these requests (Envoy writes its log in batches)."""
+    found: dict[str, dict[str, Any]] = {}
+    async with asyncio.timeout(timeout):
+        while set(found) != request_ids:
+            for path in gateway.stack.workdir.glob("envoy-*.log"):
+                for line in path.read_text(errors="replace").splitlines():
+                    if line.startswith("{") and (entry := json.loads(line)).get("request_id") in request_ids:
+                        found[entry["request_id"]] = entry
+            await asyncio.sleep(0.2)
+    return found
+
+
+async def test_the_edge_logs_every_request_and_the_gateway_only_its_errors(
+    gateway: Gateway, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ok = await gateway.client.get(f"/api/v1/jobs?userId={unique_user()}&take=5", headers={"X-Request-ID": "log-ok-7"})
+    missing = await gateway.client.get("/api/v1/jobs/cnotthereatall0000000000b", headers={"X-Request-ID": "log-404-7"})
+
+    assert (ok.status_code, missing.status_code) == (200, 404)
+    lines = [line for line in capsys.readouterr().out.splitlines() if "http.request" in line]
+    assert any("request_id=log-404-7" in line and "status=404" in line for line in lines)
+    assert not any("log-ok-7" in line for line in lines)  # a success is the edge's to log
+    edge = await edge_log_lines(gateway, {"log-ok-7", "log-404-7"})
+    assert {key: edge["log-ok-7"][key] for key in ("service", "event", "method", "path", "status")} == {
+        "service": "edge",
+        "event": "http.request",
+        "method": "GET",
+        "path": "/api/v1/jobs",  # never the query, which may carry a media URL's signature
+        "status": 200,
+    }
+    assert (edge["log-404-7"]["status"], edge["log-404-7"]["upstream"]) == (404, "gateway")
+    assert isinstance(edge["log-ok-7"]["ms"], int)
+
+
 async def test_metrics_label_requests_by_route_template(gateway: Gateway) -> None:
     await gateway.client.get("/api/v1/jobs/cnotthereatall0000000000a")
 
