@@ -51,6 +51,7 @@ EXPECTED_SERVICES = {
     "minio-init",
     "migrate",
     "prometheus",
+    "grafana",
     *(process.name for process in PROCESSES),
 }
 MEDIA = "/var/lib/videogen/media"
@@ -226,6 +227,8 @@ def problems(compose: dict[str, Any]) -> list[str]:
         found.append(f"envoy publishes {ports_of(services[ENVOY.name])}, not {ENVOY.default_port}")
     if ports_of(services["prometheus"]) != {9090}:
         found.append("prometheus does not publish 9090")
+    if ports_of(services["grafana"]) != {3000}:
+        found.append("grafana does not publish 3000")
     return found
 
 
