@@ -20,8 +20,15 @@ if ! "$python" -c 'import venv, ensurepip' 2>/dev/null; then
 fi
 echo "bootstrap: creating $venv and installing dependencies (a minute on a fresh machine)"
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+# A person at a terminal sees pip at work, package by package with its progress bars; a log (CI,
+# a pipe) gets pip's warnings and errors alone.
+if [ -t 1 ]; then
+  output=(--progress-bar on)
+else
+  output=(--quiet --progress-bar off)
+fi
 # Every package, transitive ones too, pinned with its hashes: a changed or substituted file fails.
-"$venv/bin/python" -m pip install --quiet --progress-bar off --require-hashes -r "$root/requirements-dev.lock"
+"$venv/bin/python" -m pip install "${output[@]}" --require-hashes -r "$root/requirements-dev.lock"
 # The project's own packages are imported from the checkout: services/ and the generated gen/.
 site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 printf '%s\n%s\n' "$root" "$root/gen" > "$site/videogen-checkout.pth"

@@ -7,7 +7,11 @@ locks alone, with pip's --require-hashes: .venv (scripts/bootstrap.sh) and the i
 
 from __future__ import annotations
 
+import os
+import pty
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -112,3 +116,34 @@ def test_every_install_checks_the_hashes_of_a_lock() -> None:
 )
 def test_an_unpinned_or_unhashed_entry_is_caught(entry: str, complaint: str) -> None:
     assert any(complaint in problem for problem in entry_problems(entry))
+
+
+def bootstrap_output(*, terminal: bool) -> str:
+    """What scripts/bootstrap.sh prints over this test run's own virtual environment (everything
+    installed already, so pip checks and leaves it), on a terminal (a pty) or into a pipe."""
+    command = ["bash", str(ROOT / "scripts" / "bootstrap.sh"), sys.executable, sys.prefix]
+    if not terminal:
+        return subprocess.run(command, capture_output=True, text=True, timeout=300, check=True).stdout
+    controller, tty = pty.openpty()
+    process = subprocess.Popen(command, stdout=tty, stderr=tty, stdin=subprocess.DEVNULL)
+    os.close(tty)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # the terminal's other end closed: the script ended
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(controller)
+    assert process.wait(300) == 0
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_bootstrap_shows_pip_at_work_on_a_terminal_and_stays_quiet_in_a_log() -> None:
+    at_terminal, in_log = bootstrap_output(terminal=True), bootstrap_output(terminal=False)
+
+    assert "Requirement already satisfied" in at_terminal  # one line a package: the first run's progress
+    assert "bootstrap: ready" in at_terminal and "bootstrap: ready" in in_log
+    assert "Requirement already satisfied" not in in_log
