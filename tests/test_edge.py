@@ -338,6 +338,9 @@ def test_past_the_rate_limit_the_edge_answers_429_with_retry_after(tmp_path: Pat
     statuses = [answer.status_code for answer in answers]
     assert statuses[:3] == [200, 200, 200] and statuses[-1] == 429, statuses
     assert answers[-1].headers["retry-after"] == "1"
+    # JSON, as every error of the API (documented as a 429 of every route).
+    assert answers[-1].headers["content-type"] == "application/json"
+    assert "rate limit" in answers[-1].json()["detail"]
     assert len(edge.gateway_paths) == statuses.count(200)
     # RESOURCE_EXHAUSTED, not UNAVAILABLE: a client must not retry at once.
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED

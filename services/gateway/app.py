@@ -6,11 +6,14 @@ import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import structlog
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from prometheus_client import Histogram
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
@@ -31,6 +34,15 @@ EDGE_REFUSAL = (
     "The edge refused a malformed request: an escaped slash or backslash (`%2F`, `%5C`) in the path, "
     "or a header name with an underscore"
 )
+EDGE_RATE_LIMIT = (
+    "The edge's rate limit (EDGE_RATE_LIMIT_PER_SECOND, every client together) is passed: try again after "
+    "`Retry-After` seconds"
+)
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again", "schema": {"type": "integer"}}}
+API_KEY_SCHEME = "ApiKey"
+UNAUTHENTICATED = "No valid X-API-Key: required with APP_ENV=production, and a presented key must be live"
+FORBIDDEN = "The key may not do this: a per-user key naming another user, or an admin-only route with a per-user key"
+TOO_LARGE = "The body is larger than GATEWAY_MAX_BODY_BYTES (64 KiB unless set)"
 REQUEST_LATENCY = Histogram(
     "api_request_duration_seconds",
     "REST request latency, by method, route template and status.",
@@ -38,6 +50,8 @@ REQUEST_LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 _REQUEST_ID = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
+# What a presented X-API-Key may hold: printable ASCII, as gRPC metadata must.
+_API_KEY = re.compile(r"[\x20-\x7e]{1,512}")
 # Probes and scrapes come every few seconds: no log line for them.
 _QUIET_PATHS = ("/health", "/metrics")
 # A request this slow gets an access log line whatever GATEWAY_ACCESS_LOG says.
@@ -59,7 +73,11 @@ def create_app(settings: GatewaySettings, *, redis_url: str) -> FastAPI:
         description="Submit AI video generation jobs, follow them, and fetch their videos.",
         lifespan=lifespan,
         # Answered by the edge itself, on any path (deploy/envoy/envoy.yaml).
-        responses={400: {"model": Problem, "description": EDGE_REFUSAL}},
+        responses={
+            400: {"model": Problem, "description": EDGE_REFUSAL},
+            429: {"model": Problem, "description": EDGE_RATE_LIMIT, "headers": RETRY_AFTER},
+        },
+        generate_unique_id_function=operation_id,
     )
     app.state.settings = settings
     # With MEDIA_BACKEND=s3 clients fetch videos from the store itself (presigned URLs): none here.
@@ -70,7 +88,49 @@ def create_app(settings: GatewaySettings, *, redis_url: str) -> FastAPI:
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(Exception, unexpected_error)
     _add_middleware(app, settings)
+    production = settings.app_env == "production"
+    app.openapi = lambda: document(app, production=production)  # type: ignore[method-assign]
     return app
+
+
+def operation_id(route: APIRoute) -> str:
+    """A route's operationId: its function's name in camelCase (create_job: createJob)."""
+    head, *rest = route.name.split("_")
+    return head + "".join(word.capitalize() for word in rest)
+
+
+def document(app: FastAPI, *, production: bool) -> dict[str, Any]:
+    """The OpenAPI document, with what the middleware and the edge add to every route: the API
+    key scheme on /api/ (required in production, optional otherwise; 401 for a missing or bad
+    key, 403 for what the key may not do), and 413 on every request body past
+    GATEWAY_MAX_BODY_BYTES."""
+    if app.openapi_schema is not None:
+        return app.openapi_schema
+    spec = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes, tags=app.openapi_tags
+    )
+    spec.setdefault("components", {})["securitySchemes"] = {
+        API_KEY_SCHEME: {
+            "type": "apiKey",
+            "in": "header",
+            "name": "X-API-Key",
+            "description": "The admin key (API_KEY) or a per-user key (POST /api/v1/api-keys). Required with "
+            "APP_ENV=production; in development a request without one acts as the admin.",
+        }
+    }
+    problem = {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for path, operations in spec["paths"].items():
+        for operation in operations.values():
+            answers = operation["responses"]
+            if path.startswith("/api/"):
+                # An empty requirement: no key at all is accepted too (outside production).
+                operation["security"] = [{API_KEY_SCHEME: []}] if production else [{API_KEY_SCHEME: []}, {}]
+                answers.setdefault("401", {"description": UNAUTHENTICATED, "content": problem})
+                answers.setdefault("403", {"description": FORBIDDEN, "content": problem})
+            if "requestBody" in operation:
+                answers.setdefault("413", {"description": TOO_LARGE, "content": problem})
+    app.openapi_schema = spec
+    return spec
 
 
 class ChunkedBodyLimit:
@@ -193,6 +253,10 @@ def _refusal(scope: Scope, headers: Headers, settings: GatewaySettings, *, produ
         return JSONResponse(
             status_code=413, content={"detail": f"the body must be at most {settings.gateway_max_body_bytes} bytes"}
         )
-    if production and scope["path"].startswith("/api/") and not headers.get("x-api-key"):
+    key = headers.get("x-api-key")
+    if production and scope["path"].startswith("/api/") and not key:
         return JSONResponse(status_code=401, content={"detail": "a valid X-API-Key header is required"})
+    if key and not _API_KEY.fullmatch(key):
+        # No key has other characters, and gRPC metadata could not carry them to the services.
+        return JSONResponse(status_code=401, content={"detail": "X-API-Key must be 1-512 printable ASCII characters"})
     return None

@@ -65,7 +65,13 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     204: {"description": "Nothing newer than `Last-Event-ID` will ever come: the job had ended (stop reconnecting)"},
     404: {"model": Problem},
     422: {"model": Problem},
-    429: {"model": RateLimitProblem, "description": "The jobs service follows as many streams as it may"},
+    429: {
+        "model": RateLimitProblem,
+        "description": "The jobs service follows as many streams as it may",
+        "headers": {
+            "Retry-After": {"description": "Seconds to wait before trying again", "schema": {"type": "integer"}}
+        },
+    },
     503: {"model": Problem},
 }
 

@@ -228,6 +228,14 @@ async def test_the_edge_logs_every_request_and_the_gateway_only_its_errors(
     assert isinstance(edge["log-ok-7"]["ms"], int)
 
 
+@pytest.mark.parametrize("key", [b"caf\xe9-0123456789abcdef0123456789abcdef", b"tab\tinside", b"k" * 513])
+async def test_a_key_no_service_could_be_told_is_401_not_a_server_error(gateway: Gateway, key: bytes) -> None:
+    answer = await gateway.client.get("/api/v1/jobs", headers={b"X-API-Key": key})
+
+    assert answer.status_code == 401
+    assert answer.json() == {"detail": "X-API-Key must be 1-512 printable ASCII characters"}
+
+
 async def test_metrics_label_requests_by_route_template(gateway: Gateway) -> None:
     await gateway.client.get("/api/v1/jobs/cnotthereatall0000000000a")
 
