@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.core.generators.registry import ProviderConfig
 from services.core.ids import new_cuid
 from services.core.models import ProviderHealth
-from services.providers.health import Health, HealthState
+from services.core.provider_health import Health, HealthState
 
 
 def to_state(row: ProviderHealth) -> HealthState:

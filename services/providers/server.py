@@ -11,9 +11,9 @@ from services.core.generators.kinds import build_providers
 from services.core.generators.registry import RegistryConfig
 from services.core.grpc_server import ServiceBinding, start_grpc_app
 from services.core.logging import get_logger
+from services.core.provider_health import HealthPolicy
 from services.core.runtime import Background, DatabaseService, database_health
 from services.core.stored_keys import keyed_guard
-from services.providers.health import HealthPolicy
 from services.providers.service import ProvidersService
 from services.providers.servicer import ProviderRoutingServicer, ProviderServicer
 from services.providers.settings import ProvidersSettings

@@ -15,9 +15,9 @@ from services.core.generators.base import ProviderError, VideoProvider
 from services.core.generators.capabilities import VideoRequest
 from services.core.generators.registry import ProviderConfig, RegistryConfig
 from services.core.logging import get_logger
+from services.core.provider_health import GAUGE, HealthPolicy, HealthState, Outcome, next_state
+from services.core.provider_routing import Choice, choose
 from services.providers import metrics, repository
-from services.providers.health import GAUGE, HealthPolicy, HealthState, Outcome, next_state
-from services.providers.routing import Choice, choose
 
 log = get_logger(__name__)
 
@@ -141,7 +141,7 @@ class ProvidersService:
 
     async def select(self, *, requested: str | None, model: str, exclude: set[str], request: VideoRequest) -> Choice:
         """The provider and model for one try of a job: the named provider if it can make the
-        video and is usable, else the best usable one that can (services/providers/routing.py)."""
+        video and is usable, else the best usable one that can (services/core/provider_routing.py)."""
         if requested:
             self.config(requested)
         views = await self.status()

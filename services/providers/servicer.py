@@ -14,7 +14,7 @@ from services.core.auth import require_admin
 from services.core.errors import InvalidArgument
 from services.core.generators.capabilities import DEFAULT_SECONDS, RATIO, VideoRequest, ratio_value
 from services.core.job.rules import PROVIDER_NAME
-from services.providers.health import Health, HealthState, Outcome
+from services.core.provider_health import Health, HealthState, Outcome
 from services.providers.service import ProvidersService
 from videogen.v1 import providers_pb2, providers_pb2_grpc, routing_pb2, routing_pb2_grpc
 

@@ -1,6 +1,6 @@
 """The worker's side of routing: it routes from a table of provider health that it syncs with
 ProviderService at most every WORKER_ROUTING_TABLE_TTL, by the rules ProviderService itself
-routes by (services/providers/routing.py), and it batches how its calls went into the next sync.
+routes by (services/core/provider_routing.py), and it batches how its calls went into the next sync.
 
 An attempt then costs no routing call of its own: one sync a second per process, whatever the
 rate of jobs, against two calls per attempt (SelectProvider, ReportOutcome) before.
@@ -22,8 +22,8 @@ from services.core.generators.base import ProviderError
 from services.core.generators.capabilities import VideoRequest
 from services.core.generators.registry import ProviderConfig, RegistryConfig
 from services.core.logging import get_logger
-from services.providers.health import Health, HealthState
-from services.providers.routing import CannotMake, choose
+from services.core.provider_health import Health, HealthState
+from services.core.provider_routing import CannotMake, choose
 from services.worker.internal import OUTAGE, InternalClient, Metadata
 from videogen.v1 import providers_pb2, routing_pb2, routing_pb2_grpc
 
@@ -107,19 +107,16 @@ class Router(InternalClient[routing_pb2_grpc.ProviderRoutingServiceStub]):
         make it) or RoutingUnavailable (not now) when there is none."""
         if requested and requested not in self._configs:
             raise Unroutable(f"provider {requested!r} is not configured", requested)
-        table = self._current_table(job_id)
+        table, fresh = self._current_table(job_id)
         try:
-            ranked = choose(
-                table, request=video, model=model, requested=requested, exclude=set(exclude), now=datetime.now(UTC)
-            )
-        except CannotMake as exc:
-            raise Unroutable(str(exc), requested or "") from None
-        except FailedPrecondition as exc:
-            if requested:
-                raise Unroutable(str(exc), requested) from None
-            raise RoutingUnavailable(str(exc)) from None
-        best = ranked[0]
-        return Choice(provider=best.config.name, model=best.model, cost_usd=best.cost_usd)
+            return _pick(table, requested=requested, model=model, exclude=exclude, video=video)
+        except (Unroutable, RoutingUnavailable):
+            if fresh:
+                raise
+        # A no from a table up to a TTL old is asked again of a fresh one: a provider that healed
+        # meanwhile must not fail a job.
+        table, _ = self._current_table(job_id, force=True)
+        return _pick(table, requested=requested, model=model, exclude=exclude, video=video)
 
     def report(self, provider: str, *, error: ProviderError | None, latency_ms: float) -> None:
         """Notes how a real call went, for the next sync (at most BATCH_WINDOW away); never
@@ -134,8 +131,20 @@ class Router(InternalClient[routing_pb2_grpc.ProviderRoutingServiceStub]):
         with self._pending_lock:
             self._pending.append(outcome)
             del self._pending[:-PENDING_MAX]
-        self._start_flusher()
-        self._wake.set()
+        if outcome.success or outcome.rate_limited or not self._syncing.acquire(timeout=self._timeout):
+            self._start_flusher()
+            self._wake.set()
+            return
+        # A failure is told at once, before the attempt's outcome: the job's retry, or the next
+        # job, must route from the health it made (a circuit opened).
+        try:
+            self._sync(self._timeout)
+        except grpc.RpcError as exc:
+            log.warning("routing.outcomes_unreported", error=exc.code().name, pending=len(self._pending))
+            self._start_flusher()
+            self._wake.set()
+        finally:
+            self._syncing.release()
 
     def flush(self, timeout: float) -> None:
         """Sends the outcomes not yet sent, within timeout seconds (before the process exits)."""
@@ -148,20 +157,21 @@ class Router(InternalClient[routing_pb2_grpc.ProviderRoutingServiceStub]):
             except grpc.RpcError as exc:
                 log.warning("routing.outcomes_unreported", error=exc.code().name, pending=len(self._pending))
 
-    def _current_table(self, job_id: str) -> Table:
-        """The table, synced first when older than the TTL. While the providers service does
-        not answer, a table under STALE_TABLE_MAX_AGE still serves; without one, the sync is
-        asked again patiently, and RoutingUnavailable raised when that runs out."""
+    def _current_table(self, job_id: str, *, force: bool = False) -> tuple[Table, bool]:
+        """The table, and whether this call synced it: synced first when older than the TTL
+        (or forced). While the providers service does not answer, a table under
+        STALE_TABLE_MAX_AGE still serves; without one, the sync is asked again patiently, and
+        RoutingUnavailable raised when that runs out."""
         with self._syncing:
             age = self._clock() - self._synced_at
-            if self._table is not None and age < self._ttl:
-                return self._table
+            if self._table is not None and age < self._ttl and not force:
+                return self._table, False
             try:
                 self._sync(self._timeout)
             except grpc.RpcError as exc:
                 if self._table is not None and age < STALE_TABLE_MAX_AGE:
                     log.warning("routing.table_stale", age_seconds=round(age, 1), error=exc.code().name)
-                    return self._table
+                    return self._table, False
                 if exc.code() not in OUTAGE:
                     raise RoutingUnavailable(f"the providers service refused a sync ({exc.code().name})") from exc
                 try:
@@ -169,7 +179,7 @@ class Router(InternalClient[routing_pb2_grpc.ProviderRoutingServiceStub]):
                 except grpc.RpcError as again:
                     raise RoutingUnavailable(f"the providers service did not answer ({again.code().name})") from again
             assert self._table is not None
-            return self._table
+            return self._table, True
 
     def _sync(self, timeout: float) -> None:
         """One SyncRouting with the outcomes pending (put back when it fails, dropped when the
@@ -238,3 +248,20 @@ class Router(InternalClient[routing_pb2_grpc.ProviderRoutingServiceStub]):
             time.sleep(pause)
             pause = min(pause * 2, FLUSH_PAUSES[1])
             self._wake.set()
+
+
+def _pick(table: Table, *, requested: str | None, model: str, exclude: list[str], video: VideoRequest) -> Choice:
+    """The best choice of the table for the video (services/core/provider_routing.py's rules);
+    Unroutable or RoutingUnavailable when there is none."""
+    try:
+        ranked = choose(
+            table, request=video, model=model, requested=requested, exclude=set(exclude), now=datetime.now(UTC)
+        )
+    except CannotMake as exc:
+        raise Unroutable(str(exc), requested or "") from None
+    except FailedPrecondition as exc:
+        if requested:
+            raise Unroutable(str(exc), requested) from None
+        raise RoutingUnavailable(str(exc)) from None
+    best = ranked[0]
+    return Choice(provider=best.config.name, model=best.model, cost_usd=best.cost_usd)

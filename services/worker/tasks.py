@@ -73,28 +73,37 @@ def build_runner(settings: WorkerSettings, registry: RegistryConfig, *, broker: 
     )
 
 
+class ProcessRunners:
+    """One runner per process, made after the fork (gRPC must not cross a fork)."""
+
+    def __init__(self, settings: WorkerSettings, registry: RegistryConfig, *, broker: str) -> None:
+        self._settings, self._registry, self._broker = settings, registry, broker
+        self._runners: dict[int, JobRunner] = {}
+
+    def get(self) -> JobRunner:
+        """This process's runner."""
+        pid = os.getpid()
+        if pid not in self._runners:
+            self._runners[pid] = build_runner(self._settings, self._registry, broker=self._broker)
+        return self._runners[pid]
+
+    def flush(self, **_: object) -> None:
+        """When a child ends (recycled by worker_max_memory_per_child, or stopped): the provider
+        outcomes its router still batches are sent, so that health misses none of its calls."""
+        found = self._runners.get(os.getpid())
+        if found is not None:
+            found.flush(timeout=self._settings.worker_rpc_timeout)
+
+
 def register_tasks(app: Celery, settings: WorkerSettings) -> None:
     """Declares generate_video on app; each worker process builds its runner on first use."""
-    runners: dict[int, JobRunner] = {}
     registry = load_registry(settings.providers_config)
     # Building each provider reads what its entry names (a comfyui workflow file): a bad one stops
     # the worker at start, as a bad registry does, rather than failing each job's first attempt.
     build_providers(registry)
-
-    def runner() -> JobRunner:
-        # One runner (its channels) per process, made after the fork (gRPC must not cross a fork).
-        pid = os.getpid()
-        if pid not in runners:
-            runners[pid] = build_runner(settings, registry, broker=str(app.conf.broker_url))
-        return runners[pid]
-
-    @worker_process_shutdown.connect  # type: ignore[untyped-decorator]
-    def flush_outcomes(**_: object) -> None:
-        # A child recycled (worker_max_memory_per_child) or stopped sends the provider outcomes
-        # its router still batches: the providers' health misses none of its calls.
-        found = runners.get(os.getpid())
-        if found is not None:
-            found.flush(timeout=settings.worker_rpc_timeout)
+    runners = ProcessRunners(settings, registry, broker=str(app.conf.broker_url))
+    worker_process_shutdown.connect(runners.flush, weak=False)
+    runner = runners.get
 
     @app.task(name=GENERATE_VIDEO, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)  # type: ignore[untyped-decorator]
     def generate_video(self: Task, job_id: str, attempt: int, request_id: str | None = None, **_: Any) -> str:

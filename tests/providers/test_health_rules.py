@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from services.providers.health import Health, HealthPolicy, HealthState, Outcome, is_open, next_state
+from services.core.provider_health import Health, HealthPolicy, HealthState, Outcome, is_open, next_state
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 POLICY = HealthPolicy(unhealthy_after=3, degraded_latency_ms=1000, cooldown_seconds=60, alpha=0.5)

@@ -11,8 +11,8 @@ from services.core.errors import FailedPrecondition
 from services.core.generators.capabilities import ModelCapabilities, VideoRequest, fit
 from services.core.generators.registry import ProviderConfig
 from services.core.job.options import JobOptions
-from services.providers.health import Health, HealthState
-from services.providers.routing import CannotMake, choose
+from services.core.provider_health import Health, HealthState
+from services.core.provider_routing import CannotMake, choose
 
 NOW = datetime(2026, 12, 2, tzinfo=UTC)
 HEALTHY = HealthState(Health.HEALTHY, 0, 100.0, None, "", None)

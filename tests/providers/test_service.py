@@ -381,7 +381,7 @@ async def test_the_worker_routes_from_one_sync_per_ttl_as_the_service_would(
         await asyncio.to_thread(select, requested="fast", video=VideoRequest(duration_seconds=30))
 
 
-async def test_the_workers_outcomes_ride_one_sync_and_its_table_follows(
+async def test_successes_ride_the_next_sync_and_a_failure_is_told_at_once(
     providers: Stack, fakes: tuple[FakeOpenAI, FakeOpenAI]
 ) -> None:
     router = worker_router(providers[1].port, fakes, Clock())
@@ -389,25 +389,44 @@ async def test_the_workers_outcomes_ride_one_sync_and_its_table_follows(
     assert (await asyncio.to_thread(router.select, "j", **pick)).provider == "fast"
     before = syncs()
 
-    for _ in range(2):  # never waits for the service: the flusher sends them
-        router.report("fast", error=ProviderError("HTTP 500"), latency_ms=40)
-
-    # The flusher's sync brings the table the failures made, with no wait for the TTL.
+    for latency in (100, 100, 100):  # never waits for the service: the flusher sends them
+        router.report("slow", error=None, latency_ms=latency)
     async with asyncio.timeout(10):
-        while True:
-            try:
-                await asyncio.to_thread(router.select, "j", **pick)
-            except Unroutable as exc:
-                assert "unhealthy" in str(exc)
-                break
+        while (await health(providers, "slow")).avg_response_time_ms != 100:
             await asyncio.sleep(0.05)
-    status = await providers[0].GetProvidersStatus(providers_pb2.GetProvidersStatusRequest())
-    assert next(p for p in status.providers if p.provider == "fast").consecutive_failures == 2
-    assert 1 <= syncs() - before <= 2
+    assert 1 <= syncs() - before <= 2  # three outcomes, one sync (two if the flusher was slow)
+
+    for _ in range(2):  # a failure is sent before report() returns, and the table follows
+        await asyncio.to_thread(router.report, "fast", error=ProviderError("HTTP 500"), latency_ms=40)
+    with pytest.raises(Unroutable, match="unhealthy"):
+        await asyncio.to_thread(router.select, "j", **pick)
+    assert (await health(providers, "fast")).consecutive_failures == 2
     with pytest.raises(RoutingUnavailable):  # `fast` is open, `slow` excluded: none for now
         await asyncio.to_thread(
             router.select, "j", **(pick | {"requested": None, "model": "sora-2", "exclude": ["slow"]})
         )
+
+
+async def test_a_no_from_a_table_a_ttl_old_is_asked_again_of_a_fresh_one(
+    providers: Stack, routing: ProviderRoutingServiceAsyncStub, fakes: tuple[FakeOpenAI, FakeOpenAI]
+) -> None:
+    router = worker_router(providers[1].port, fakes, Clock())
+    pick: dict[str, Any] = {"requested": "fast", "model": "", "exclude": [], "video": SORA}
+    await routing.SyncRouting(routing_pb2.SyncRoutingRequest(outcomes=[_failure("fast"), _failure("fast")]))
+    with pytest.raises(Unroutable, match="unhealthy"):
+        await asyncio.to_thread(router.select, "j", **pick)
+
+    # Healed elsewhere (a probe, another worker) within the table's TTL: the job is not failed.
+    await routing.SyncRouting(
+        routing_pb2.SyncRoutingRequest(outcomes=[routing_pb2.ReportOutcomeRequest(provider="fast", success=True)])
+    )
+
+    assert (await asyncio.to_thread(router.select, "j", **pick)).provider == "fast"
+
+
+async def health(providers: Stack, name: str) -> providers_pb2.ProviderStatus:
+    status = await providers[0].GetProvidersStatus(providers_pb2.GetProvidersStatusRequest())
+    return next(p for p in status.providers if p.provider == name)
 
 
 async def test_a_stale_table_serves_through_a_short_outage_and_then_no_longer(

@@ -12,7 +12,7 @@ import grpc
 from services.core.errors import DomainError, FailedPrecondition
 from services.core.generators.capabilities import Fit, VideoRequest, estimated_cost, fit
 from services.core.generators.registry import ProviderConfig
-from services.providers.health import HealthState, is_open, rank
+from services.core.provider_health import HealthState, is_open, rank
 
 
 class CannotMake(DomainError):
