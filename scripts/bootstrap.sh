@@ -29,7 +29,8 @@ else
 fi
 # Every package, transitive ones too, pinned with its hashes: a changed or substituted file fails.
 "$venv/bin/python" -m pip install "${output[@]}" --require-hashes -r "$root/requirements-dev.lock"
-# The project's own packages are imported from the checkout: services/ and the generated gen/.
+# The project's own packages are imported from the checkout: services/, the generated gen/ and the
+# Python client (clients/python, which users install with pip).
 site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-printf '%s\n%s\n' "$root" "$root/gen" > "$site/videogen-checkout.pth"
+printf '%s\n%s\n%s\n' "$root" "$root/gen" "$root/clients/python/src" > "$site/videogen-checkout.pth"
 echo "bootstrap: ready"
