@@ -130,6 +130,20 @@ async def test_verify_webhook_accepts_a_real_delivery_and_nothing_altered(gatewa
             verify_webhook(body, headers, secret, now=now)
 
 
+# The gRPC extra, through the same edge: create, watch to the end, read the providers.
+GRPC_SESSION = """
+import sys
+from videogen_client.grpc_client import GrpcClient
+from videogen.v1 import jobs_pb2
+
+with GrpcClient(sys.argv[1]) as client:
+    job = client.create_job("a heron", user_id="grpc-user", metadata={"durationSeconds": 1, "width": 64, "height": 64})
+    last = [event for event in client.watch(job.id)][-1]
+    print(last.type, jobs_pb2.JobStatus.Name(client.get_job(job.id).status))
+    print(" ".join(p.provider for p in client.providers().providers))
+"""
+
+
 async def run(*command: str | Path, env: dict[str, str] | None = None) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
         *map(str, command), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
@@ -142,10 +156,12 @@ async def run(*command: str | Path, env: dict[str, str] | None = None) -> tuple[
 async def test_videogen_installed_by_pip_submits_waits_with_a_progress_bar_and_saves_the_mp4(
     own_database_url: str, redis_url: str, tmp_path: Path
 ) -> None:
-    venv, source = tmp_path / "venv", tmp_path / "videogen-client"
-    shutil.copytree(ROOT / "clients" / "python", source)  # pip builds in the tree it is given: not ours
+    venv, source, protos = tmp_path / "venv", tmp_path / "videogen-client", tmp_path / "videogen-protos"
+    # pip builds in the tree it is given: copies, so that nothing is left in the checkout.
+    shutil.copytree(ROOT / "clients" / "python", source)
+    shutil.copytree(ROOT / "gen", protos, ignore=shutil.ignore_patterns("__pycache__"))
     assert (await run(sys.executable, "-m", "venv", venv))[0] == 0
-    code, _, err = await run(venv / "bin" / "python", "-m", "pip", "install", "-q", source)
+    code, _, err = await run(venv / "bin" / "python", "-m", "pip", "install", "-q", protos, f"{source}[grpc]")
     assert code == 0, err
     videogen = venv / "bin" / "videogen"
     with local_run(own_database_url, redis_url, name="cli") as system:
@@ -161,6 +177,7 @@ async def test_videogen_installed_by_pip_submits_waits_with_a_progress_bar_and_s
         listed = await run(videogen, "list", "--status", "completed", env=env)
         providers = await run(videogen, "providers", env=env)
         missing = await run(videogen, "get", "cnotthereatall0000000000d", env=env)
+        over_grpc = await run(venv / "bin" / "python", "-c", GRPC_SESSION, f"127.0.0.1:{system.port('EDGE_PORT')}")
 
     assert code == 0, err
     assert "completed" in err and "100%" in err, err  # the progress bar's last state
@@ -168,6 +185,8 @@ async def test_videogen_installed_by_pip_submits_waits_with_a_progress_bar_and_s
     assert listed[0] == 0 and "1 jobs" in listed[1]
     assert providers[0] == 0 and "local" in providers[1]
     assert missing[0] == 1 and "HTTP 404" in missing[2] and "Traceback" not in missing[2]
+    assert over_grpc[0] == 0, over_grpc[2]
+    assert over_grpc[1].split() == ["job.completed", "JOB_STATUS_COMPLETED", "local"]
 
 
 def test_the_client_refuses_a_job_id_that_is_not_one() -> None:
