@@ -138,6 +138,7 @@ class JobRunner:
         key = f"{job.id}.mp4" if payload.attempt == 0 else f"{job.id}-{payload.attempt}.mp4"
         partial = self._storage.partial_path(key)
         self._cancel_previous(job, payload)
+        self._delete_previous_videos(job.id, payload.attempt)
         try:
             options = _options_of(json.loads(job.metadata_json or "{}"))
             choice, video, elapsed_ms = self._failover.generate(job, options, partial, liveness)
@@ -182,6 +183,19 @@ class JobRunner:
             log.info("job.previous_task_cancelled", job_id=job.id, provider=task.provider, task_id=task.task_id)
         except Exception as exc:
             log.warning("job.previous_task_not_cancelled", job_id=job.id, provider=task.provider, error=str(exc))
+
+    def _delete_previous_videos(self, job_id: str, attempt: int) -> None:
+        """Deletes what earlier attempts of the job stored and never completed with (a worker
+        killed between its store and CompleteJob): this attempt started, so none of them can
+        complete any more, and no job result names their files."""
+        keys = [f"{job_id}.mp4" if earlier == 0 else f"{job_id}-{earlier}.mp4" for earlier in range(attempt)]
+        try:
+            deleted = [key for key in keys if self._storage.delete(key)]
+        except Exception as exc:  # a store that does not answer: the next attempt tries again
+            log.warning("job.previous_videos_not_deleted", job_id=job_id, error=str(exc))
+            return
+        if deleted:
+            log.info("job.previous_videos_deleted", job_id=job_id, keys=deleted)
 
     def _complete(
         self,

@@ -139,6 +139,26 @@ async def test_provider_error_is_retried_max_retries_times_with_backoff_then_fai
     assert len(stack.worker.events("job.attempt_finished", job_id=job.id)) == 4
 
 
+async def test_an_attempt_deletes_what_earlier_attempts_stored_and_never_completed(start_stack: StackFactory) -> None:
+    # Retries at least 0.5 s apart: the file below lands well before the second attempt starts.
+    stack = await start_stack(job_retry_backoff_base=1.0, job_retry_backoff_max=1.0)
+    job = await create_job(
+        stack.jobs, max_retries=1, metadata={"provider": "scripted", "modelInput": {"script": {"fail": "no"}}}
+    )
+    # What the first attempt would have left had it been killed between its store and CompleteJob
+    # (its own key: that attempt leaves it alone).
+    first = stack.media / f"{job.id}.mp4"
+    stack.media.mkdir(parents=True, exist_ok=True)
+    first.write_bytes(b"an attempt's video")
+
+    done = await stack.wait_for(job.id)
+
+    assert (done.status, done.retry_count) == (jobs_pb2.JOB_STATUS_FAILED, 1)
+    assert not first.exists()
+    deleted = await stack.event("job.previous_videos_deleted", 10, job_id=job.id)
+    assert deleted["keys"] == [first.name]
+
+
 async def test_cancel_while_queued_never_starts(start_stack: StackFactory, workdir: Path) -> None:
     stack = await start_stack(worker_concurrency=1)
     gate = workdir / "gate"
