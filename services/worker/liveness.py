@@ -128,7 +128,8 @@ class Liveness:
             self.update(min(99, int(fraction * 100)), stage)
             with self._lock:
                 now = time.monotonic()
-                if now - self._asked < self._progress_interval and fraction < 1:
+                # The render's end is no exception: the attempt's outcome follows it and tells it.
+                if now - self._asked < self._progress_interval:
                     return
                 self._asked, self._pending = now, True
             self._wake.set()

@@ -32,7 +32,8 @@ if TYPE_CHECKING:
     from videogen.v1.lifecycle_pb2_grpc import JobLifecycleServiceAsyncStub
 
 # Enough frames that the built-in renderer reports progress several times.
-RENDER = {"durationSeconds": 4, "width": 320, "height": 240, "fps": 24}
+# About 0.4 s of rendering here: a few progress reports, one every WORKER_PROGRESS_INTERVAL (0.1 s).
+RENDER = {"durationSeconds": 12, "width": 320, "height": 240, "fps": 24}
 
 
 @dataclass
