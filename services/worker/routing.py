@@ -119,8 +119,9 @@ class Router(InternalClient[routing_pb2_grpc.ProviderRoutingServiceStub]):
         return _pick(table, requested=requested, model=model, exclude=exclude, video=video)
 
     def report(self, provider: str, *, error: ProviderError | None, latency_ms: float) -> None:
-        """Notes how a real call went, for the next sync (at most BATCH_WINDOW away); never
-        fails the job and never waits for the providers service."""
+        """Notes how a real call went. A success rides the next sync (at most BATCH_WINDOW away,
+        never waited for); a failure is sent at once, so that the job's retry or the next job
+        routes from the health it made (a circuit opened). Never fails the job."""
         outcome = routing_pb2.ReportOutcomeRequest(
             provider=provider,
             success=error is None,
@@ -131,31 +132,30 @@ class Router(InternalClient[routing_pb2_grpc.ProviderRoutingServiceStub]):
         with self._pending_lock:
             self._pending.append(outcome)
             del self._pending[:-PENDING_MAX]
-        if outcome.success or outcome.rate_limited or not self._syncing.acquire(timeout=self._timeout):
+        if outcome.success or outcome.rate_limited or not self._sync_now(self._timeout):
             self._start_flusher()
             self._wake.set()
-            return
-        # A failure is told at once, before the attempt's outcome: the job's retry, or the next
-        # job, must route from the health it made (a circuit opened).
-        try:
-            self._sync(self._timeout)
-        except grpc.RpcError as exc:
-            log.warning("routing.outcomes_unreported", error=exc.code().name, pending=len(self._pending))
-            self._start_flusher()
-            self._wake.set()
-        finally:
-            self._syncing.release()
 
     def flush(self, timeout: float) -> None:
         """Sends the outcomes not yet sent, within timeout seconds (before the process exits)."""
         with self._pending_lock:
             if not self._pending:
                 return
-        with self._syncing:
-            try:
-                self._sync(timeout)
-            except grpc.RpcError as exc:
-                log.warning("routing.outcomes_unreported", error=exc.code().name, pending=len(self._pending))
+        self._sync_now(timeout)
+
+    def _sync_now(self, timeout: float) -> bool:
+        """One sync of what is pending, when no other sync holds on past timeout; whether it
+        landed (what did not stays pending)."""
+        if not self._syncing.acquire(timeout=timeout):
+            return False
+        try:
+            self._sync(timeout)
+            return True
+        except grpc.RpcError as exc:
+            log.warning("routing.outcomes_unreported", error=exc.code().name, pending=len(self._pending))
+            return False
+        finally:
+            self._syncing.release()
 
     def _current_table(self, job_id: str, *, force: bool = False) -> tuple[Table, bool]:
         """The table, and whether this call synced it: synced first when older than the TTL

@@ -74,11 +74,12 @@ def exported(redis_url: str) -> set[str]:
     """Every sample name the services export, from their registries and the queue-depth collector."""
     for module in METRIC_MODULES:
         importlib.import_module(module)
-    names = {sample.name for family in REGISTRY.collect() for sample in family.samples}
-    names |= {family.name for family in REGISTRY.collect() if family.type == "gauge"}
+    families = list(REGISTRY.collect())
+    names = {sample.name for family in families for sample in family.samples}
+    names |= {family.name for family in families if family.type == "gauge"}
     names |= {
         f"{family.name}{suffix}"
-        for family in REGISTRY.collect()
+        for family in families
         for suffix in (("_bucket", "_count", "_sum") if family.type == "histogram" else ("_total",))
         if family.type in ("histogram", "counter")
     }
