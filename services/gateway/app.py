@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.core.logging import REQUEST_ID_HEADER, get_logger, new_request_id
 from services.core.storage.local import local_storage
-from services.gateway import events, jobs, keys, ops, providers, webhooks
+from services.gateway import events, jobs, keys, ops, providers, queues, webhooks
 from services.gateway.clients import open_backends
 from services.gateway.deps import PRESENTED_KEY
 from services.gateway.errors import BackendError, backend_error, http_error, unexpected_error
@@ -82,7 +82,15 @@ def create_app(settings: GatewaySettings, *, redis_url: str) -> FastAPI:
     app.state.settings = settings
     # With MEDIA_BACKEND=s3 clients fetch videos from the store itself (presigned URLs): none here.
     app.state.storage = local_storage(settings.media_root, settings)
-    for router in (jobs.router, events.router, webhooks.router, keys.router, providers.router, ops.router):
+    for router in (
+        jobs.router,
+        events.router,
+        webhooks.router,
+        keys.router,
+        queues.router,
+        providers.router,
+        ops.router,
+    ):
         app.include_router(router)
     app.add_exception_handler(BackendError, backend_error)
     app.add_exception_handler(HTTPException, http_error)

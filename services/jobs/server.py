@@ -149,6 +149,7 @@ def job_servicer(
         storage=storage,
         deliveries=parts.webhooks.desk,
         watch=None if parts.live is None else parts.live.hub,
+        stats_reads=sessions,
     )
 
 

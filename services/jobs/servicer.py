@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import grpc
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.core.auth import acting_user, owner_scope, require_admin
 from services.core.errors import PermissionDenied, Unavailable
@@ -20,10 +21,11 @@ from services.jobs.convert import enum_filter, job_to_proto
 from services.jobs.cursors import ListCursors
 from services.jobs.domain import JobLimits
 from services.jobs.live.watch import WatchHub, watch_job
+from services.jobs.queue_stats import queue_stats
 from services.jobs.service import JobsService
 from services.jobs.webhooks import rpcs as webhook_rpcs
 from services.jobs.webhooks.outbox import DeliveryDesk
-from videogen.v1 import jobs_pb2, jobs_pb2_grpc, keys_pb2, webhooks_pb2
+from videogen.v1 import jobs_pb2, jobs_pb2_grpc, keys_pb2, queues_pb2, webhooks_pb2
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -43,7 +45,9 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         storage: MediaStorage | None = None,
         watch: WatchHub | None = None,
         deliveries: DeliveryDesk | None = None,
+        stats_reads: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
+        self._stats_reads = stats_reads
         self._deliveries = deliveries
         self._service = service
         self._limits = limits
@@ -162,6 +166,12 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     async def DeleteApiKey(self, request: keys_pb2.DeleteApiKeyRequest, context: Context) -> keys_pb2.ApiKey:
         require_admin("managing API keys")
         return await key_rpcs.delete(self._keys, request)
+
+    async def GetQueueStats(self, request: queues_pb2.GetQueueStatsRequest, context: Context) -> queues_pb2.QueueStats:
+        require_admin("reading the queues")
+        if self._stats_reads is None:
+            raise Unavailable("queue statistics are not served by this jobs service")
+        return await queue_stats(self._stats_reads)
 
     def _desk(self) -> DeliveryDesk:
         if self._deliveries is None:

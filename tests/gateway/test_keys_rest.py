@@ -45,6 +45,19 @@ async def user_key(edge: Gateway, user_id: str) -> dict[str, str]:
     return {"X-API-Key": created.json()["key"]}
 
 
+async def test_the_queues_are_the_admins_to_read(edge: Gateway) -> None:
+    user = await user_key(edge, unique_user())
+
+    as_admin = await edge.client.get("/api/v1/queues", headers=ADMIN)
+    as_user = await edge.client.get("/api/v1/queues", headers=user)
+    anonymous = await edge.client.get("/api/v1/queues")
+
+    assert as_admin.status_code == 200, as_admin.text
+    assert [q["queue"] for q in as_admin.json()["queues"]] == ["high_priority", "default", "low_priority"]
+    assert set(as_admin.json()["queues"][0]) == {"queue", "waiting", "scheduled", "running", "oldestWaitSeconds"}
+    assert (as_user.status_code, anonymous.status_code) == (403, 401)
+
+
 async def test_the_admin_creates_lists_and_deletes_keys(edge: Gateway) -> None:
     user = unique_user()
     created = await edge.client.post("/api/v1/api-keys", json={"userId": user, "name": "mobile"}, headers=ADMIN)

@@ -5,6 +5,7 @@ import warnings
 
 from videogen.v1 import jobs_pb2 as videogen_dot_v1_dot_jobs__pb2
 from videogen.v1 import keys_pb2 as videogen_dot_v1_dot_keys__pb2
+from videogen.v1 import queues_pb2 as videogen_dot_v1_dot_queues__pb2
 from videogen.v1 import webhooks_pb2 as videogen_dot_v1_dot_webhooks__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -111,6 +112,11 @@ class JobServiceStub:
                 '/videogen.v1.JobService/DeleteApiKey',
                 request_serializer=videogen_dot_v1_dot_keys__pb2.DeleteApiKeyRequest.SerializeToString,
                 response_deserializer=videogen_dot_v1_dot_keys__pb2.ApiKey.FromString,
+                _registered_method=True)
+        self.GetQueueStats = channel.unary_unary(
+                '/videogen.v1.JobService/GetQueueStats',
+                request_serializer=videogen_dot_v1_dot_queues__pb2.GetQueueStatsRequest.SerializeToString,
+                response_deserializer=videogen_dot_v1_dot_queues__pb2.QueueStats.FromString,
                 _registered_method=True)
         self.WatchJob = channel.unary_stream(
                 '/videogen.v1.JobService/WatchJob',
@@ -232,6 +238,14 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetQueueStats(self, request, context):
+        """Admin: per queue, the jobs waiting, scheduled and running and the oldest one's wait;
+        per worker node, the jobs it runs (docs/contract.md, GET /api/v1/queues).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WatchJob(self, request, context):
         """Follows one job without polling. The stream first sends the job's current state, then
         one event per change (status, progress), and ends with OK right after sending a final
@@ -308,6 +322,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.DeleteApiKey,
                     request_deserializer=videogen_dot_v1_dot_keys__pb2.DeleteApiKeyRequest.FromString,
                     response_serializer=videogen_dot_v1_dot_keys__pb2.ApiKey.SerializeToString,
+            ),
+            'GetQueueStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetQueueStats,
+                    request_deserializer=videogen_dot_v1_dot_queues__pb2.GetQueueStatsRequest.FromString,
+                    response_serializer=videogen_dot_v1_dot_queues__pb2.QueueStats.SerializeToString,
             ),
             'WatchJob': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchJob,
@@ -655,6 +674,33 @@ class JobService:
             '/videogen.v1.JobService/DeleteApiKey',
             videogen_dot_v1_dot_keys__pb2.DeleteApiKeyRequest.SerializeToString,
             videogen_dot_v1_dot_keys__pb2.ApiKey.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetQueueStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/videogen.v1.JobService/GetQueueStats',
+            videogen_dot_v1_dot_queues__pb2.GetQueueStatsRequest.SerializeToString,
+            videogen_dot_v1_dot_queues__pb2.QueueStats.FromString,
             options,
             channel_credentials,
             insecure,

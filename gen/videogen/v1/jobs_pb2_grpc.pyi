@@ -7,6 +7,7 @@ from collections import abc as _abc
 from grpc import aio as _aio
 from videogen.v1 import jobs_pb2 as _jobs_pb2
 from videogen.v1 import keys_pb2 as _keys_pb2
+from videogen.v1 import queues_pb2 as _queues_pb2
 from videogen.v1 import webhooks_pb2 as _webhooks_pb2
 import abc as _abc_1
 import grpc as _grpc
@@ -90,6 +91,10 @@ class JobServiceStub:
     """Admin: deletes a key and answers it as it was; it stops working within 5 seconds on
     every replica. NOT_FOUND for an unknown id.
     """
+    GetQueueStats: _grpc.UnaryUnaryMultiCallable[_queues_pb2.GetQueueStatsRequest, _queues_pb2.QueueStats]
+    """Admin: per queue, the jobs waiting, scheduled and running and the oldest one's wait;
+    per worker node, the jobs it runs (docs/contract.md, GET /api/v1/queues).
+    """
     WatchJob: _grpc.UnaryStreamMultiCallable[_jobs_pb2.WatchJobRequest, _jobs_pb2.JobEvent]
     """Follows one job without polling. The stream first sends the job's current state, then
     one event per change (status, progress), and ends with OK right after sending a final
@@ -160,6 +165,10 @@ class JobServiceAsyncStub(JobServiceStub):
     DeleteApiKey: _aio.UnaryUnaryMultiCallable[_keys_pb2.DeleteApiKeyRequest, _keys_pb2.ApiKey]  # type: ignore[assignment]
     """Admin: deletes a key and answers it as it was; it stops working within 5 seconds on
     every replica. NOT_FOUND for an unknown id.
+    """
+    GetQueueStats: _aio.UnaryUnaryMultiCallable[_queues_pb2.GetQueueStatsRequest, _queues_pb2.QueueStats]  # type: ignore[assignment]
+    """Admin: per queue, the jobs waiting, scheduled and running and the oldest one's wait;
+    per worker node, the jobs it runs (docs/contract.md, GET /api/v1/queues).
     """
     WatchJob: _aio.UnaryStreamMultiCallable[_jobs_pb2.WatchJobRequest, _jobs_pb2.JobEvent]  # type: ignore[assignment]
     """Follows one job without polling. The stream first sends the job's current state, then
@@ -300,6 +309,16 @@ class JobServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_keys_pb2.ApiKey, _abc.Awaitable[_keys_pb2.ApiKey]]:
         """Admin: deletes a key and answers it as it was; it stops working within 5 seconds on
         every replica. NOT_FOUND for an unknown id.
+        """
+
+    @_abc_1.abstractmethod
+    def GetQueueStats(
+        self,
+        request: _queues_pb2.GetQueueStatsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queues_pb2.QueueStats, _abc.Awaitable[_queues_pb2.QueueStats]]:
+        """Admin: per queue, the jobs waiting, scheduled and running and the oldest one's wait;
+        per worker node, the jobs it runs (docs/contract.md, GET /api/v1/queues).
         """
 
     @_abc_1.abstractmethod
