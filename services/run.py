@@ -113,6 +113,7 @@ def banner(settings: EdgeSettings, database_url: str, redis_url: str) -> str:
     edge = f"{_reachable(settings.edge_host)}:{settings.edge_port}"
     scheme, grpc = ("https", "gRPC (edge, TLS)") if settings.tls is not None else ("http", "gRPC (edge, h2c)")
     rows = [
+        ("web console", f"{scheme}://{edge}/ui/"),
         ("REST API (edge)", f"{scheme}://{edge}/api/v1/jobs"),
         ("API docs", f"{scheme}://{edge}/docs"),
         ("readiness", f"{scheme}://{edge}/health/ready"),

@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.core.logging import REQUEST_ID_HEADER, get_logger, new_request_id
 from services.core.storage.local import local_storage
-from services.gateway import events, jobs, keys, ops, providers, queues, webhooks
+from services.gateway import console, events, jobs, keys, ops, providers, queues, webhooks
 from services.gateway.clients import open_backends
 from services.gateway.deps import PRESENTED_KEY
 from services.gateway.errors import BackendError, backend_error, http_error, unexpected_error
@@ -90,8 +90,10 @@ def create_app(settings: GatewaySettings, *, redis_url: str) -> FastAPI:
         queues.router,
         providers.router,
         ops.router,
+        console.router,
     ):
         app.include_router(router)
+    app.state.console = console.ConsoleAssets.load()
     app.add_exception_handler(BackendError, backend_error)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(Exception, unexpected_error)

@@ -1,0 +1,150 @@
+// What every console page uses: the API key, calls to /api/v1, Server-Sent Events read over fetch
+// (so that they carry the key, which EventSource cannot), elements and messages.
+
+const KEY = "videogen.apiKey";
+export const FINAL = new Set(["completed", "failed", "cancelled"]);
+
+export const apiKey = {
+  get: () => sessionStorage.getItem(KEY) || "",
+  set: (value) => (value ? sessionStorage.setItem(KEY, value) : sessionStorage.removeItem(KEY)),
+};
+
+/** An element: h("a", {href: "/ui/"}, "Jobs"). Text is always text, never markup. */
+export function h(tag, attributes = {}, ...children) {
+  const element = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (name.startsWith("on")) element.addEventListener(name.slice(2), value);
+    else if (name === "value") element.value = value;
+    else element.setAttribute(name, value === true ? "" : String(value));
+  }
+  for (const child of children.flat(Infinity)) {
+    if (child === null || child === undefined || child === false) continue;
+    element.append(child instanceof Node ? child : String(child));
+  }
+  return element;
+}
+
+export class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+function headers(extra = {}) {
+  const key = apiKey.get();
+  return key ? { ...extra, "X-API-Key": key } : extra;
+}
+
+function explain(status, body) {
+  const detail = body && body.detail;
+  if (Array.isArray(detail)) {
+    return detail.map((item) => `${(item.loc || []).slice(1).join(".") || "request"}: ${item.msg}`).join("; ");
+  }
+  if (typeof detail === "string") return detail;
+  return `the server answered ${status}`;
+}
+
+/** One call to the API: the parsed JSON answer, null for 204, or an ApiError naming what went wrong. */
+export async function api(path, { method = "GET", body, signal } = {}) {
+  const init = { method, signal, headers: headers({ Accept: "application/json" }) };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const response = await fetch(path, init);
+  if (response.status === 204) return null;
+  const answer = await response.json().catch(() => null);
+  if (!response.ok) throw new ApiError(response.status, explain(response.status, answer));
+  return answer;
+}
+
+function sleep(ms, signal) {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener("abort", () => { clearTimeout(timer); resolve(); }, { once: true });
+  });
+}
+
+function parseEvent(block) {
+  const event = { id: "", type: "message", data: [] };
+  for (const line of block.split("\n")) {
+    if (!line || line.startsWith(":")) continue;
+    const colon = line.indexOf(":");
+    const field = colon < 0 ? line : line.slice(0, colon);
+    const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+    if (field === "id") event.id = value;
+    else if (field === "event") event.type = value;
+    else if (field === "data") event.data.push(value);
+  }
+  return event;
+}
+
+/** Follows one job's events until its final state (or signal), reconnecting after a lost
+ *  connection from the last event id; onJob(job, type) gets each state, the current one first. */
+export async function follow(jobId, onJob, signal) {
+  let lastId = "";
+  while (!signal.aborted) {
+    try {
+      const extra = { Accept: "text/event-stream", ...(lastId ? { "Last-Event-ID": lastId } : {}) };
+      const response = await fetch(`/api/v1/jobs/${encodeURIComponent(jobId)}/events`, { headers: headers(extra), signal });
+      if (response.status === 204) return;
+      if (!response.ok) throw new ApiError(response.status, explain(response.status, await response.json().catch(() => null)));
+      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer = (buffer + value).replace(/\r\n?/g, "\n");
+        let end;
+        while ((end = buffer.indexOf("\n\n")) >= 0) {
+          const event = parseEvent(buffer.slice(0, end));
+          buffer = buffer.slice(end + 2);
+          if (event.id) lastId = event.id;
+          if (!event.data.length) continue;
+          const job = JSON.parse(event.data.join("\n"));
+          onJob(job, event.type);
+          if (FINAL.has(job.status)) return;
+        }
+      }
+    } catch (error) {
+      if (signal.aborted) return;
+      if (error instanceof ApiError && error.status < 500 && error.status !== 429) throw error;
+    }
+    await sleep(2000, signal);
+  }
+}
+
+/** Says text to screen readers (and keeps it for tests to read). */
+export function announce(text) {
+  document.getElementById("announce").textContent = text;
+}
+
+/** A message box in place of a page's content, for an error or an empty state. */
+export function message(text, { error = false } = {}) {
+  return h("p", { class: error ? "message error" : "message", role: error ? "alert" : null }, text);
+}
+
+/** What to show for a failed call: the key rules say what to do next. */
+export function failure(error) {
+  if (!(error instanceof ApiError)) return message(`Could not reach the API: ${error.message}`, { error: true });
+  if (error.status === 401) return message(`This needs an API key: enter one above. (${error.message})`, { error: true });
+  if (error.status === 403) return message(`This key may not do that: it needs the admin key. (${error.message})`, { error: true });
+  return message(`${error.status}: ${error.message}`, { error: true });
+}
+
+export function when(stamp) {
+  return stamp ? new Date(stamp).toLocaleString() : "—";
+}
+
+export function badge(state) {
+  return h("span", { class: `badge ${state}` }, state);
+}
+
+/** Shows the console page of path (console.js draws it on popstate). */
+export function navigate(path) {
+  history.pushState(null, "", path);
+  window.dispatchEvent(new PopStateEvent("popstate"));
+}
+
