@@ -152,7 +152,9 @@ def image_requirements() -> list[str]:
 
 def import_with_only(distributions: set[str]) -> subprocess.CompletedProcess[str]:
     """Imports every module of services/ in a fresh interpreter where only these distributions
-    (and the standard library, and the project itself) can be imported."""
+    (and the standard library, and the project itself) can be imported. Another is missing as
+    in the image: ModuleNotFoundError, which a library's optional import (anyio's of sniffio)
+    catches."""
     script = textwrap.dedent(
         """
         import importlib, importlib.abc, importlib.metadata, pkgutil, sys
@@ -164,7 +166,7 @@ def import_with_only(distributions: set[str]) -> subprocess.CompletedProcess[str
                 top = name.partition(".")[0]
                 dists = {d.lower().replace("_", "-") for d in owners.get(top, [])}
                 if dists and not dists & allowed:
-                    raise ImportError(f"{name} ({', '.join(sorted(dists))}) is not in the image")
+                    raise ModuleNotFoundError(f"{name} ({', '.join(sorted(dists))}) is not in the image")
                 return None
 
         sys.meta_path.insert(0, OnlyTheImage())
