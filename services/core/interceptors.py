@@ -6,6 +6,7 @@ import inspect
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -15,6 +16,7 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from services.core import tracing
 from services.core.auth import CallGuard
 from services.core.errors import DomainError, InvalidArgument, ResourceExhausted
 from services.core.logging import REQUEST_ID_HEADER, get_logger, new_request_id
@@ -182,6 +184,16 @@ class _Call:
             log.warning("rpc.unavailable", error=repr(exc))
         await context.abort(self.code, message, trailers)
 
+    def span(self, context: grpc.aio.ServicerContext[Any, Any]) -> AbstractContextManager[object]:
+        """The call's SERVER span, child of the trace context its metadata carries (tracing on)."""
+        if not tracing.enabled():
+            return nullcontext()
+        return tracing.server_span(
+            f"{self.service}/{self.method}",
+            tracing.metadata_carrier(context.invocation_metadata()),
+            attributes={"rpc.system": "grpc", "rpc.service": self.service, "rpc.method": self.method},
+        )
+
     def finish(self) -> None:
         GRPC_HANDLED.labels(self.service, self.method, self.code.name).inc()
         GRPC_LATENCY.labels(self.service, self.method).observe(time.perf_counter() - self.started)
@@ -190,15 +202,16 @@ class _Call:
 def _wrap_unary(inner: Callable[[Any, Any], Awaitable[Any]], site: _CallSite) -> Callable[[Any, Any], Awaitable[Any]]:
     async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         call = _Call(site)
-        try:
-            await call.admit(context)
-            if isinstance(request, Malformed):
-                raise _malformed_error(request)
-            return await inner(request, context)
-        except Exception as exc:
-            await call.fail(exc, context)
-        finally:
-            call.finish()
+        with call.span(context):
+            try:
+                await call.admit(context)
+                if isinstance(request, Malformed):
+                    raise _malformed_error(request)
+                return await inner(request, context)
+            except Exception as exc:
+                await call.fail(exc, context)
+            finally:
+                call.finish()
 
     return unary
 
@@ -212,15 +225,16 @@ def _wrap_stream(inner: Callable[[Any, Any], Any], site: _CallSite) -> Callable[
 
     async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         call = _Call(site)
-        try:
-            await call.admit(context)
-            if isinstance(request, Malformed):
-                raise _malformed_error(request)
-            async for response in inner(request, context):
-                yield response
-        except Exception as exc:
-            await call.fail(exc, context)
-        finally:
-            call.finish()
+        with call.span(context):
+            try:
+                await call.admit(context)
+                if isinstance(request, Malformed):
+                    raise _malformed_error(request)
+                async for response in inner(request, context):
+                    yield response
+            except Exception as exc:
+                await call.fail(exc, context)
+            finally:
+                call.finish()
 
     return stream

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.core import migrate
+from services.core import migrate, tracing
 from services.core.grpc_server import GrpcApp, wait_for_stop_signal, watch_dependency
 from services.core.logging import get_logger
 from services.core.metrics import start_metrics_server
@@ -106,6 +106,7 @@ async def serve_until_signal(
     **log_fields: Any,
 ) -> None:
     """Migrates (when asked), serves metrics and gRPC until SIGTERM or SIGINT, then stops gracefully."""
+    tracing.configure_tracing(name, endpoint=settings.otel_exporter_otlp_endpoint)
     if settings.migrate_on_start:
         await migrate.upgrade_when_reachable(database_url, timeout=60)
     metrics = start_metrics_server(host=settings.metrics_bind_host, port=metrics_port)
@@ -115,4 +116,5 @@ async def serve_until_signal(
     log.info(f"{name}.stopping", signal=signal.name, grace_seconds=settings.shutdown_grace)
     await server.stop(settings.shutdown_grace, drain_delay=settings.shutdown_drain_delay)
     metrics.stop()
+    tracing.shutdown_tracing()
     log.info(f"{name}.stopped")

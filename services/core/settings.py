@@ -40,6 +40,8 @@ class CoreSettings(BaseSettings):
     app_name: str = "videogen"
     app_env: Literal["development", "test", "staging", "production"] = "development"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    # The OTLP/HTTP collector that spans go to; tracing is off while unset (services/core/tracing.py).
+    otel_exporter_otlp_endpoint: str | None = None
 
     # The REST gateway's port (its host and CORS origins are GatewaySettings').
     api_port: Port = 8080
@@ -132,20 +134,26 @@ class CoreSettings(BaseSettings):
         return value.upper() if isinstance(value, str) else value
 
     @field_validator(
-        "database_url", "redis_url", "celery_broker_url", "s3_endpoint_url", "s3_public_endpoint_url", mode="before"
+        "database_url",
+        "redis_url",
+        "celery_broker_url",
+        "s3_endpoint_url",
+        "s3_public_endpoint_url",
+        "otel_exporter_otlp_endpoint",
+        mode="before",
     )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("s3_endpoint_url", "s3_public_endpoint_url")
+    @field_validator("s3_endpoint_url", "s3_public_endpoint_url", "otel_exporter_otlp_endpoint")
     @classmethod
     def _http_endpoint(cls, value: str | None) -> str | None:
         if value is None:
             return None
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-            raise ValueError("must be an http(s) URL such as http://minio:9000")
+            raise ValueError("must be an http(s) URL such as http://minio:9000 or http://otel-collector:4318")
         return value.rstrip("/")
 
     @property

@@ -7,6 +7,7 @@ import asyncio
 import uvicorn
 import uvloop
 
+from services.core import tracing
 from services.core.embedded import resolve_redis_url
 from services.core.logging import configure_logging, get_logger
 from services.core.settings import load_settings
@@ -45,7 +46,11 @@ def main() -> None:
     """Reads settings and serves."""
     settings = load_settings(GatewaySettings)
     configure_logging(service="gateway", level=settings.log_level)
-    uvloop.run(serve(settings))
+    tracing.configure_tracing("gateway", endpoint=settings.otel_exporter_otlp_endpoint)
+    try:
+        uvloop.run(serve(settings))
+    finally:
+        tracing.shutdown_tracing()
 
 
 if __name__ == "__main__":

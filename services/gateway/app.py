@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.core import tracing
 from services.core.logging import REQUEST_ID_HEADER, get_logger, new_request_id
 from services.core.storage.local import local_storage
 from services.gateway import console, events, jobs, keys, ops, providers, queues, webhooks
@@ -217,11 +218,17 @@ class Guard:
             await send(message)
 
         try:
-            refusal = _refusal(scope, headers, self._settings, production=self._production)
-            if refusal is not None:
-                await refusal(scope, receive, send_with_id)
-            else:
-                await self._app(scope, receive, send_with_id)
+            with tracing.server_span(
+                f"{scope['method']} {scope['path']}", headers, attributes=_http_attributes(scope)
+            ) as span:
+                refusal = _refusal(scope, headers, self._settings, production=self._production)
+                if refusal is not None:
+                    await refusal(scope, receive, send_with_id)
+                else:
+                    await self._app(scope, receive, send_with_id)
+                if span is not None:
+                    span.update_name(f"{scope['method']} {getattr(scope.get('route'), 'path', 'unmatched')}")
+                    span.set_attribute("http.response.status_code", status)
         finally:
             endpoint = getattr(scope.get("route"), "path", "unmatched")
             elapsed = (streamed_at or time.perf_counter()) - started
@@ -242,6 +249,10 @@ class Guard:
         if path.startswith(_QUIET_PATHS):
             return False
         return self._log_all or status >= 400 or elapsed >= SLOW_REQUEST_SECONDS
+
+
+def _http_attributes(scope: Scope) -> dict[str, str]:
+    return {"http.request.method": scope["method"], "url.path": scope["path"]}
 
 
 def _add_middleware(app: FastAPI, settings: GatewaySettings) -> None:

@@ -9,6 +9,7 @@ from typing import Annotated, Any, TypeVar
 import grpc
 from fastapi import Depends, Request
 
+from services.core import tracing
 from services.core.auth import API_KEY_METADATA
 from services.core.logging import REQUEST_ID_HEADER, current_request_id
 from services.gateway.clients import Backends
@@ -69,4 +70,4 @@ def call_metadata() -> tuple[tuple[str, str], ...]:
         metadata.append((REQUEST_ID_HEADER, request_id))
     if key := PRESENTED_KEY.get():
         metadata.append((API_KEY_METADATA, key))
-    return tuple(metadata)
+    return (*metadata, *tracing.trace_metadata())

@@ -8,6 +8,9 @@ from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
 
+from opentelemetry.trace import SpanKind
+
+from services.core import tracing
 from services.core.generators.base import ProviderError, RenderedVideo, VideoProvider, VideoSpec
 from services.core.job.options import JobOptions
 from services.core.logging import get_logger
@@ -67,7 +70,14 @@ class ProviderFailover:
             provider, spec = self._prepare(choice, job, options)
             began = time.monotonic()
             try:
-                with self._slot(choice.provider, liveness):
+                with (
+                    self._slot(choice.provider, liveness),
+                    tracing.span(
+                        f"provider {choice.provider}",
+                        kind=SpanKind.CLIENT,
+                        attributes={"videogen.provider": choice.provider, "videogen.model": choice.model},
+                    ),
+                ):
                     video = provider.generate(
                         spec,
                         output=partial,

@@ -9,6 +9,7 @@ from typing import Generic, TypeVar
 
 import grpc
 
+from services.core import tracing
 from services.core.logging import get_logger
 
 log = get_logger(__name__)
@@ -42,7 +43,8 @@ class InternalClient(Generic[Stub]):
 
     def _metadata(self, request_id: str | None = None) -> Metadata:
         """The credential, and the request id when there is one."""
-        return self._credentials + ((("x-request-id", request_id),) if request_id else ())
+        found = self._credentials + ((("x-request-id", request_id),) if request_id else ())
+        return found + tracing.trace_metadata()
 
     def _patiently(self, call: Callable[[], Answer], *, rpc: str, job_id: str) -> Answer:
         """call(), asked again while the service answers OUTAGE, for at most the patience (pauses

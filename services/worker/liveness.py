@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 from collections.abc import Iterator
@@ -179,8 +180,10 @@ class Liveness:
         dead worker to the jobs service's reaper), and while the jobs service does not answer, the
         latest report every OUTAGE_RETRY_GAP, so that it lands as soon as the service is back."""
         done = threading.Event()
+        # In the task's context: its log fields and its trace go on in the reports it sends.
+        task_context = contextvars.copy_context()
         thread = threading.Thread(
-            target=self._beat, args=(interval, done), name=f"heartbeat-{self.job_id}", daemon=True
+            target=task_context.run, args=(self._beat, interval, done), name=f"heartbeat-{self.job_id}", daemon=True
         )
         thread.start()
         try:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+from contextlib import AbstractContextManager
 from typing import Any
 
 import redis
 import structlog
 from celery import Celery, Task
-from celery.signals import worker_process_shutdown
+from celery.signals import worker_process_init, worker_process_shutdown
+from opentelemetry.trace import SpanKind
 
+from services.core import tracing
 from services.core.auth import service_metadata
 from services.core.channels import sync_channel
 from services.core.generators.base import ProviderError
@@ -95,6 +98,34 @@ class ProcessRunners:
             found.flush(timeout=self._settings.worker_rpc_timeout)
 
 
+def connect_tracing(settings: WorkerSettings) -> None:
+    """Tracing in each pool child, when OTEL_EXPORTER_OTLP_ENDPOINT is set: started after the
+    fork (an exporter's thread does not live through one), its last spans sent at exit."""
+
+    def start_tracing(**_: object) -> None:
+        tracing.configure_tracing("worker", endpoint=settings.otel_exporter_otlp_endpoint)
+
+    def stop_tracing(**_: object) -> None:
+        tracing.shutdown_tracing()
+
+    worker_process_init.connect(start_tracing, weak=False)
+    worker_process_shutdown.connect(stop_tracing, weak=False)
+
+
+def task_span(request: Any, *, job_id: str, attempt: int) -> AbstractContextManager[object]:
+    """The task's CONSUMER span, child of the trace its message's headers carry (Celery sets
+    each header of the message on the task's request)."""
+    carrier = {
+        name: value for name in ("traceparent", "tracestate") if isinstance(value := getattr(request, name, None), str)
+    }
+    return tracing.server_span(
+        f"celery {GENERATE_VIDEO}",
+        carrier,
+        kind=SpanKind.CONSUMER,
+        attributes={"messaging.system": "celery", "videogen.job_id": job_id, "videogen.attempt": attempt},
+    )
+
+
 def register_tasks(app: Celery, settings: WorkerSettings) -> None:
     """Declares generate_video on app; each worker process builds its runner on first use."""
     registry = load_registry(settings.providers_config)
@@ -103,6 +134,7 @@ def register_tasks(app: Celery, settings: WorkerSettings) -> None:
     build_providers(registry)
     runners = ProcessRunners(settings, registry, broker=str(app.conf.broker_url))
     worker_process_shutdown.connect(runners.flush, weak=False)
+    connect_tracing(settings)
     runner = runners.get
 
     @app.task(name=GENERATE_VIDEO, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)  # type: ignore[untyped-decorator]
@@ -114,7 +146,8 @@ def register_tasks(app: Celery, settings: WorkerSettings) -> None:
             # The process is part of the id: only this very process may resume the attempt it
             # started when it asks again (a redelivered copy of the message is another worker).
             worker_id = f"{self.request.hostname}/{os.getpid()}/{self.request.id}"
-            return runner().run(payload, worker_id=worker_id)
+            with task_span(self.request, job_id=job_id, attempt=attempt):
+                return runner().run(payload, worker_id=worker_id)
         except JobsUnavailable as exc:
             countdown = min(UNAVAILABLE_BACKOFF_MAX, 2.0 ** min(self.request.retries, 5))
             raise self.retry(exc=exc, countdown=countdown) from exc

@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from celery import Celery
 from kombu.utils.json import dumps
 
+from services.core import tracing
 from services.core.logging import get_logger
 from services.core.queues import HIGH_PRIORITY
 from services.core.tasks import CANCEL_PROVIDER_TASK, GENERATE_VIDEO, CancelProviderTask, GenerateVideo
@@ -66,6 +67,8 @@ class JobPublisher:
         task_id = str(uuid.uuid4())
         task = self._app.amqp.as_task_v2(task_id, name, kwargs=kwargs, ignore_result=None)
         headers: dict[str, Any] = {**task.headers, "request_id": request_id or ""}
+        # The create request's trace goes on in the worker (W3C traceparent; tracing on only).
+        tracing.inject(headers)
         envelope = {
             "body": base64.b64encode(dumps(task.body).encode()).decode(),
             "content-encoding": "utf-8",

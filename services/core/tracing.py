@@ -1,0 +1,112 @@
+"""OpenTelemetry traces, off unless OTEL_EXPORTER_OTLP_ENDPOINT is set.
+
+One trace follows a job from the REST request through the gateway, the jobs service, the Celery
+message and the worker to the provider call: W3C trace context (`traceparent`) travels in gRPC
+metadata and in the Celery message's headers. Off, nothing is extracted, started or injected:
+the request path pays one boolean test per hop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from contextlib import contextmanager
+from typing import Any
+
+from opentelemetry import propagate, trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+
+_TRACER_NAME = "videogen"
+_state: dict[str, TracerProvider | None] = {"provider": None}
+
+
+def enabled() -> bool:
+    """Whether this process records spans."""
+    return _state["provider"] is not None
+
+
+def configure_tracing(
+    service_name: str, *, endpoint: str | None = None, processor: SpanProcessor | None = None
+) -> bool:
+    """Turns tracing on for this process when an endpoint is given (OTEL_EXPORTER_OTLP_ENDPOINT,
+    validated by the settings: spans batched to that OTLP/HTTP collector's /v1/traces; the SDK's
+    OTEL_BSP_* and OTEL_EXPORTER_OTLP_HEADERS apply), or a processor (tests: the SDK's in-memory
+    exporter). Spans name their service `videogen-<service_name>`. Whether tracing is on."""
+    if processor is None:
+        if not endpoint:
+            return False
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        # As the OTLP specification says of the generic variable: the traces path is appended.
+        exporter: SpanExporter = OTLPSpanExporter(endpoint=f"{endpoint.rstrip('/')}/v1/traces")
+        processor = BatchSpanProcessor(exporter)
+    # Each process names itself: make run's processes share one environment.
+    provider = TracerProvider(resource=Resource.create({"service.name": f"videogen-{service_name}"}))
+    provider.add_span_processor(processor)
+    _state["provider"] = provider
+    return True
+
+
+def shutdown_tracing() -> None:
+    """Sends the spans still batched, and turns tracing off."""
+    provider = _state["provider"]
+    _state["provider"] = None
+    if provider is not None:
+        provider.shutdown()
+
+
+def _tracer() -> trace.Tracer:
+    provider = _state["provider"]
+    assert provider is not None
+    return provider.get_tracer(_TRACER_NAME)
+
+
+@contextmanager
+def server_span(
+    name: str,
+    carrier: Mapping[str, str] | None,
+    *,
+    kind: trace.SpanKind = trace.SpanKind.SERVER,
+    attributes: Mapping[str, Any] | None = None,
+) -> Iterator[trace.Span | None]:
+    """A SERVER span for one incoming request, child of the caller's context in carrier
+    (headers or metadata holding `traceparent`); None while tracing is off."""
+    if not enabled():
+        yield None
+        return
+    parent = propagate.extract(carrier or {})
+    with _tracer().start_as_current_span(name, context=parent, kind=kind, attributes=attributes) as span:
+        yield span
+
+
+@contextmanager
+def span(
+    name: str, *, kind: trace.SpanKind = trace.SpanKind.INTERNAL, **attributes: Any
+) -> Iterator[trace.Span | None]:
+    """A span in the current context (a provider call: CLIENT); None while tracing is off."""
+    if not enabled():
+        yield None
+        return
+    with _tracer().start_as_current_span(name, kind=kind, attributes=attributes) as current:
+        yield current
+
+
+def inject(carrier: MutableMapping[str, Any]) -> None:
+    """Adds the current trace context (`traceparent`, `tracestate`) to carrier, when tracing is on."""
+    if enabled():
+        propagate.inject(carrier)
+
+
+def trace_metadata() -> tuple[tuple[str, str], ...]:
+    """The current trace context as gRPC metadata pairs; none while tracing is off."""
+    if not enabled():
+        return ()
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return tuple(carrier.items())
+
+
+def metadata_carrier(metadata: Iterable[tuple[str, Any]] | None) -> dict[str, str]:
+    """gRPC invocation metadata as a carrier for extract()."""
+    return {key: value for key, value in metadata or () if isinstance(value, str)}
