@@ -23,6 +23,9 @@ from services.core.logging import REQUEST_ID_HEADER, get_logger, new_request_id
 from services.core.metrics import GRPC_HANDLED, GRPC_LATENCY, GRPC_STARTED
 
 log = get_logger(__name__)
+UNTRACED_SERVICES = frozenset(
+    {"grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"}
+)
 # The google.rpc.ErrorInfo domain of our errors.
 ERROR_DOMAIN = "videogen.v1"
 
@@ -185,8 +188,9 @@ class _Call:
         await context.abort(self.code, message, trailers)
 
     def span(self, context: grpc.aio.ServicerContext[Any, Any]) -> AbstractContextManager[object]:
-        """The call's SERVER span, child of the trace context its metadata carries (tracing on)."""
-        if not tracing.enabled():
+        """The call's SERVER span, child of the trace context its metadata carries (tracing on);
+        none for probes and reflection, which would bury the jobs' traces under their own."""
+        if not tracing.enabled() or self.service in UNTRACED_SERVICES:
             return nullcontext()
         return tracing.server_span(
             f"{self.service}/{self.method}",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from typing import Any
 
 import structlog
@@ -14,6 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from opentelemetry.trace import Span
 from prometheus_client import Histogram
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
@@ -218,9 +219,7 @@ class Guard:
             await send(message)
 
         try:
-            with tracing.server_span(
-                f"{scope['method']} {scope['path']}", headers, attributes=_http_attributes(scope)
-            ) as span:
+            with _request_span(scope, headers) as span:
                 refusal = _refusal(scope, headers, self._settings, production=self._production)
                 if refusal is not None:
                     await refusal(scope, receive, send_with_id)
@@ -251,8 +250,13 @@ class Guard:
         return self._log_all or status >= 400 or elapsed >= SLOW_REQUEST_SECONDS
 
 
-def _http_attributes(scope: Scope) -> dict[str, str]:
-    return {"http.request.method": scope["method"], "url.path": scope["path"]}
+def _request_span(scope: Scope, headers: Headers) -> AbstractContextManager[Span | None]:
+    """The request's SERVER span (tracing on), child of the client's traceparent; none for the
+    probes and scrapes, which would bury the jobs' traces under their own."""
+    if not tracing.enabled() or scope["path"].startswith(_QUIET_PATHS):
+        return nullcontext()
+    attributes = {"http.request.method": scope["method"], "url.path": scope["path"]}
+    return tracing.server_span(f"{scope['method']} {scope['path']}", headers, attributes=attributes)
 
 
 def _add_middleware(app: FastAPI, settings: GatewaySettings) -> None:

@@ -70,6 +70,8 @@ async def test_one_trace_follows_a_job_from_the_rest_request_to_the_provider_cal
     assert consumer.service == "videogen-worker"
     assert provider.parent_id == consumer.span_id
     assert start.parent is not None and hex_id(start.parent.span_id, 16) == consumer.span_id
+    names = {s.name for s in in_process.get_finished_spans()} | {s.name for s in collector.received()}
+    assert not {"grpc.health.v1.Health/Check", "GET /health"} & names, "probes make no traces"
     reports = [s for s in in_process.get_finished_spans() if s.name == "videogen.v1.JobLifecycleService/ReportProgress"]
     assert reports, "the render reported its progress"
     assert all(hex_id(s.context.trace_id, 32) == TRACE_ID for s in reports), "the heartbeat thread keeps the trace"
