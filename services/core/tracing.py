@@ -9,10 +9,11 @@ the request path pays one boolean test per hop.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from opentelemetry import propagate, trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
@@ -62,33 +63,34 @@ def _tracer() -> trace.Tracer:
     return provider.get_tracer(_TRACER_NAME)
 
 
-@contextmanager
 def server_span(
     name: str,
     carrier: Mapping[str, str] | None,
     *,
     kind: trace.SpanKind = trace.SpanKind.SERVER,
     attributes: Mapping[str, Any] | None = None,
-) -> Iterator[trace.Span | None]:
+) -> AbstractContextManager[trace.Span | None]:
     """A SERVER span for one incoming request, child of the caller's context in carrier
     (headers or metadata holding `traceparent`); None while tracing is off."""
-    if not enabled():
-        yield None
-        return
-    parent = propagate.extract(carrier or {})
-    with _tracer().start_as_current_span(name, context=parent, kind=kind, attributes=attributes) as span:
-        yield span
+    return _span(name, parent=propagate.extract(carrier or {}) if enabled() else None, kind=kind, attributes=attributes)
+
+
+def span(
+    name: str, *, kind: trace.SpanKind = trace.SpanKind.INTERNAL, attributes: Mapping[str, Any] | None = None
+) -> AbstractContextManager[trace.Span | None]:
+    """A span in the current context (a provider call: CLIENT); None while tracing is off."""
+    return _span(name, parent=None, kind=kind, attributes=attributes)
 
 
 @contextmanager
-def span(
-    name: str, *, kind: trace.SpanKind = trace.SpanKind.INTERNAL, **attributes: Any
+def _span(
+    name: str, *, parent: Context | None, kind: trace.SpanKind, attributes: Mapping[str, Any] | None
 ) -> Iterator[trace.Span | None]:
-    """A span in the current context (a provider call: CLIENT); None while tracing is off."""
+    """A current span under parent (None: the current context), or None while tracing is off."""
     if not enabled():
         yield None
         return
-    with _tracer().start_as_current_span(name, kind=kind, attributes=attributes) as current:
+    with _tracer().start_as_current_span(name, context=parent, kind=kind, attributes=attributes) as current:
         yield current
 
 

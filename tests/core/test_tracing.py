@@ -59,7 +59,7 @@ def test_an_endpoint_turns_tracing_on_with_the_otlp_exporter() -> None:
 
 def test_a_server_span_continues_the_callers_trace_and_passes_it_on(exporter: InMemorySpanExporter) -> None:
     with tracing.server_span("GET /x", CALLER, attributes={"url.path": "/x"}):
-        with tracing.span("provider local", kind=SpanKind.CLIENT):
+        with tracing.span("provider local", kind=SpanKind.CLIENT, attributes={"videogen.provider": "local"}):
             passed_on = dict(tracing.trace_metadata())
         headers: dict[str, str] = {}
         tracing.inject(headers)
@@ -69,6 +69,7 @@ def test_a_server_span_continues_the_callers_trace_and_passes_it_on(exporter: In
     assert format(server.context.trace_id, "032x") == TRACE_ID
     assert server.parent is not None and format(server.parent.span_id, "016x") == PARENT_ID
     assert client.parent is not None and client.parent.span_id == server.context.span_id
+    assert dict(client.attributes or {}) == {"videogen.provider": "local"}
     assert passed_on["traceparent"] == f"00-{TRACE_ID}-{format(client.context.span_id, '016x')}-01"
     assert headers["traceparent"].split("-")[1:3] == [TRACE_ID, format(server.context.span_id, "016x")]
     assert server.resource.attributes["service.name"] == "videogen-test"
