@@ -218,29 +218,29 @@ class Guard:
                     streamed_at = time.perf_counter()
             await send(message)
 
-        try:
-            with _request_span(scope, headers) as span:
+        with _request_span(scope, headers) as span:
+            try:
                 refusal = _refusal(scope, headers, self._settings, production=self._production)
                 if refusal is not None:
                     await refusal(scope, receive, send_with_id)
                 else:
                     await self._app(scope, receive, send_with_id)
+            finally:
+                endpoint = getattr(scope.get("route"), "path", "unmatched")
                 if span is not None:
-                    span.update_name(f"{scope['method']} {getattr(scope.get('route'), 'path', 'unmatched')}")
+                    span.update_name(f"{scope['method']} {endpoint}")
                     span.set_attribute("http.response.status_code", status)
-        finally:
-            endpoint = getattr(scope.get("route"), "path", "unmatched")
-            elapsed = (streamed_at or time.perf_counter()) - started
-            REQUEST_LATENCY.labels(scope["method"], endpoint, str(status)).observe(elapsed)
-            if self._worth_a_line(scope["path"], status, elapsed):
-                log.info(
-                    "http.request",
-                    method=scope["method"],
-                    endpoint=endpoint,
-                    status=status,
-                    ms=round(elapsed * 1000, 2),
-                )
-            structlog.contextvars.unbind_contextvars("request_id")
+                self._record(scope, endpoint, status, (streamed_at or time.perf_counter()) - started)
+
+    def _record(self, scope: Scope, endpoint: str, status: int, elapsed: float) -> None:
+        """The request's latency metric, its access log line when it is worth one, and the end
+        of its request id in the log context."""
+        REQUEST_LATENCY.labels(scope["method"], endpoint, str(status)).observe(elapsed)
+        if self._worth_a_line(scope["path"], status, elapsed):
+            log.info(
+                "http.request", method=scope["method"], endpoint=endpoint, status=status, ms=round(elapsed * 1000, 2)
+            )
+        structlog.contextvars.unbind_contextvars("request_id")
 
     def _worth_a_line(self, path: str, status: int, elapsed: float) -> bool:
         """Whether the request gets an access log line here: the edge writes one for each, so

@@ -42,10 +42,10 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         keys: ApiKeys,
         webhook_secrets: Sequence[str],
         cursors: ListCursors,
+        stats_reads: async_sessionmaker[AsyncSession],
         storage: MediaStorage | None = None,
         watch: WatchHub | None = None,
         deliveries: DeliveryDesk | None = None,
-        stats_reads: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
         self._stats_reads = stats_reads
         self._deliveries = deliveries
@@ -169,8 +169,6 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
 
     async def GetQueueStats(self, request: queues_pb2.GetQueueStatsRequest, context: Context) -> queues_pb2.QueueStats:
         require_admin("reading the queues")
-        if self._stats_reads is None:
-            raise Unavailable("queue statistics are not served by this jobs service")
         return await queue_stats(self._stats_reads)
 
     def _desk(self) -> DeliveryDesk:
