@@ -67,6 +67,27 @@ function sleep(ms, signal) {
   });
 }
 
+/** Draws now, then again every ms until signal (a failed redraw keeps the last drawing). */
+export async function redrawEvery(ms, signal, draw) {
+  await draw();
+  while (!signal.aborted) {
+    await sleep(ms, signal);
+    if (!signal.aborted) await draw().catch(() => {});
+  }
+}
+
+/** A captioned table in its scrolling wrapper; columns are [name, numeric?] pairs. */
+export function table(id, caption, columns, rows) {
+  return h("div", { class: "table-wrap" }, h("table", { id }, h("caption", {}, caption),
+    h("thead", {}, h("tr", {}, columns.map(([name, numeric]) => h("th", { scope: "col", class: numeric ? "num" : null }, name)))),
+    h("tbody", {}, rows)));
+}
+
+/** Table cells of values, numbers aligned right. */
+export function cells(values) {
+  return values.map((value) => (typeof value === "number" ? h("td", { class: "num" }, value) : h("td", {}, value)));
+}
+
 function parseEvent(block) {
   const event = { id: "", type: "message", data: [] };
   for (const line of block.split("\n")) {

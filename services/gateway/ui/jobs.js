@@ -1,5 +1,5 @@
 // The jobs pages: the live list, one job (events, attempts, deliveries, video) and the submit form.
-import { FINAL, announce, api, badge, failure, follow, h, message, navigate, when } from "./core.js";
+import { FINAL, announce, api, badge, cells, failure, follow, h, message, navigate, redrawEvery, table, when } from "./core.js";
 
 const STATUSES = ["queued", "processing", "completed", "failed", "cancelled"];
 // Streams the list follows at once: a browser opens at most 6 HTTP/1.1 connections to a host,
@@ -62,12 +62,10 @@ function filters(query) {
 /** The jobs, newest first, a page at a time: bars move over SSE, the first page refreshes itself. */
 export async function jobsPage(main, { signal, query }) {
   main.append(h("h1", {}, "Jobs"), filters(query));
-  const body = h("tbody");
-  const caption = h("caption", {}, "Loading…");
+  const list = table("jobs", "Loading…", [["Prompt"], ["User"], ["Status"], ["Progress"], ["Created"]], []);
+  const [caption, body] = [list.querySelector("caption"), list.querySelector("tbody")];
   const pager = h("p", { class: "pager" });
-  main.append(h("div", { class: "table-wrap" }, h("table", { id: "jobs" }, caption, h("thead", {}, h("tr", {},
-    h("th", { scope: "col" }, "Prompt"), h("th", { scope: "col" }, "User"), h("th", { scope: "col" }, "Status"),
-    h("th", { scope: "col" }, "Progress"), h("th", { scope: "col" }, "Created"))), body)), pager);
+  main.append(list, pager);
   const rows = new Map();
   const followed = new Set();
   const track = (job) => {
@@ -93,12 +91,9 @@ export async function jobsPage(main, { signal, query }) {
     pager.replaceChildren(query.get("cursor") ? h("a", { href: "/ui/" }, "First page") : "",
       page.nextCursor ? h("a", { href: `/ui/?${next}` }, "Next page") : "");
   };
-  await load();
-  if (query.get("cursor")) return;
-  while (!signal.aborted) {
-    await new Promise((resolve) => setTimeout(resolve, LIST_REFRESH_MS));
-    if (!signal.aborted) await load().catch(() => {});
-  }
+  // A later page stays as it was drawn: only the first one takes in new jobs.
+  if (query.get("cursor")) await load();
+  else await redrawEvery(LIST_REFRESH_MS, signal, load);
 }
 
 function facts(pairs) {
@@ -138,10 +133,10 @@ async function deliveries(job, signal) {
   if (!job.webhookUrl) return message("This job has no webhook.");
   const page = await api(`/api/v1/jobs/${encodeURIComponent(job.id)}/webhooks?take=100`, { signal });
   if (!page.deliveries.length) return message("No deliveries yet.");
-  return h("div", { class: "table-wrap" }, h("table", {}, h("thead", {}, h("tr", {}, ["Event", "State", "Attempts", "Last answer", "Created"]
-    .map((name) => h("th", { scope: "col" }, name)))), h("tbody", {}, page.deliveries.map((d) => h("tr", {},
-    h("td", {}, d.eventType), h("td", {}, badge(d.state)), h("td", { class: "num" }, d.attempts),
-    h("td", {}, d.lastError || (d.lastStatusCode ? String(d.lastStatusCode) : "—")), h("td", {}, when(d.createdAt)))))));
+  const rows = page.deliveries.map((d) => h("tr", {}, cells([d.eventType, badge(d.state), d.attempts,
+    d.lastError || (d.lastStatusCode ? String(d.lastStatusCode) : "—"), when(d.createdAt)])));
+  return table("job-deliveries", "Each event sent to the webhook, oldest first",
+    [["Event"], ["State"], ["Attempts", 1], ["Last answer"], ["Created"]], rows);
 }
 
 function actions(job, refresh) {

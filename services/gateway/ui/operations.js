@@ -1,25 +1,7 @@
 // The operators' pages: queues and workers, providers, dead-letter webhooks and API keys.
-import { announce, api, badge, failure, h, message, when } from "./core.js";
+import { announce, api, badge, cells, failure, h, message, redrawEvery, table, when } from "./core.js";
 
 const REFRESH_MS = 3000;
-
-function table(id, caption, columns, rows) {
-  return h("div", { class: "table-wrap" }, h("table", { id }, h("caption", {}, caption),
-    h("thead", {}, h("tr", {}, columns.map(([name, numeric]) => h("th", { scope: "col", class: numeric ? "num" : null }, name)))),
-    h("tbody", {}, rows)));
-}
-
-function cells(values) {
-  return values.map((value) => (typeof value === "number" ? h("td", { class: "num" }, value) : h("td", {}, value)));
-}
-
-async function everyFewSeconds(signal, draw) {
-  await draw();
-  while (!signal.aborted) {
-    await new Promise((resolve) => setTimeout(resolve, REFRESH_MS));
-    if (!signal.aborted) await draw().catch(() => {});
-  }
-}
 
 function seconds(value) {
   return value < 60 ? `${value.toFixed(1)} s` : `${Math.floor(value / 60)} min ${Math.round(value % 60)} s`;
@@ -29,7 +11,7 @@ function seconds(value) {
 export async function queuesPage(main, { signal }) {
   const content = h("div");
   main.append(h("h1", {}, "Queues and workers"), h("p", { class: "hint" }, "From the jobs table, refreshed every 3 seconds."), content);
-  await everyFewSeconds(signal, async () => {
+  await redrawEvery(REFRESH_MS, signal, async () => {
     const stats = await api("/api/v1/queues", { signal });
     const queues = stats.queues.map((q) => h("tr", {}, cells([q.queue, q.waiting, q.scheduled, q.running, seconds(q.oldestWaitSeconds)])));
     const workers = stats.workers.map((w) => h("tr", {}, cells([h("span", { class: "mono" }, w.node), w.running, `${seconds(w.lastHeartbeatSeconds)} ago`])));
