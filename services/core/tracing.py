@@ -2,22 +2,24 @@
 
 One trace follows a job from the REST request through the gateway, the jobs service, the Celery
 message and the worker to the provider call: W3C trace context (`traceparent`) travels in gRPC
-metadata and in the Celery message's headers. Off, nothing is extracted, started or injected:
-the request path pays one boolean test per hop.
+metadata and in the Celery message's headers. Off, nothing is extracted, started or injected,
+and this module imports nothing of OpenTelemetry (redis-py and FastAPI import parts of it
+themselves, since it is installed): the request path pays one boolean test per hop.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from opentelemetry import propagate, trace
-from opentelemetry.context import Context
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+    from opentelemetry.trace import Span
 
+# OpenTelemetry's span kinds, by name (SpanKind.SERVER is "server").
+Kind = Literal["server", "client", "consumer", "internal"]
 _TRACER_NAME = "videogen"
 _state: dict[str, TracerProvider | None] = {"provider": None}
 
@@ -34,14 +36,17 @@ def configure_tracing(
     validated by the settings: spans batched to that OTLP/HTTP collector's /v1/traces; the SDK's
     OTEL_BSP_* and OTEL_EXPORTER_OTLP_HEADERS apply), or a processor (tests: the SDK's in-memory
     exporter). Spans name their service `videogen-<service_name>`. Whether tracing is on."""
+    if processor is None and not endpoint:
+        return False
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+
     if processor is None:
-        if not endpoint:
-            return False
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
         # As the OTLP specification says of the generic variable: the traces path is appended.
-        exporter: SpanExporter = OTLPSpanExporter(endpoint=f"{endpoint.rstrip('/')}/v1/traces")
-        processor = BatchSpanProcessor(exporter)
+        processor = BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{str(endpoint).rstrip('/')}/v1/traces"))
     # Each process names itself: make run's processes share one environment.
     provider = TracerProvider(resource=Resource.create({"service.name": f"videogen-{service_name}"}))
     provider.add_span_processor(processor)
@@ -57,46 +62,51 @@ def shutdown_tracing() -> None:
         provider.shutdown()
 
 
-def _tracer() -> trace.Tracer:
-    provider = _state["provider"]
-    assert provider is not None
-    return provider.get_tracer(_TRACER_NAME)
-
-
 def server_span(
     name: str,
     carrier: Mapping[str, str] | None,
     *,
-    kind: trace.SpanKind = trace.SpanKind.SERVER,
+    kind: Kind = "server",
     attributes: Mapping[str, Any] | None = None,
-) -> AbstractContextManager[trace.Span | None]:
+) -> AbstractContextManager[Span | None]:
     """A SERVER span for one incoming request, child of the caller's context in carrier
     (headers or metadata holding `traceparent`); None while tracing is off."""
-    return _span(name, parent=propagate.extract(carrier or {}) if enabled() else None, kind=kind, attributes=attributes)
+    return _span(name, carrier=carrier or {}, kind=kind, attributes=attributes)
 
 
 def span(
-    name: str, *, kind: trace.SpanKind = trace.SpanKind.INTERNAL, attributes: Mapping[str, Any] | None = None
-) -> AbstractContextManager[trace.Span | None]:
-    """A span in the current context (a provider call: CLIENT); None while tracing is off."""
-    return _span(name, parent=None, kind=kind, attributes=attributes)
+    name: str, *, kind: Kind = "internal", attributes: Mapping[str, Any] | None = None
+) -> AbstractContextManager[Span | None]:
+    """A span in the current context (a provider call: "client"); None while tracing is off."""
+    return _span(name, carrier=None, kind=kind, attributes=attributes)
 
 
 @contextmanager
 def _span(
-    name: str, *, parent: Context | None, kind: trace.SpanKind, attributes: Mapping[str, Any] | None
-) -> Iterator[trace.Span | None]:
-    """A current span under parent (None: the current context), or None while tracing is off."""
-    if not enabled():
+    name: str, *, carrier: Mapping[str, str] | None, kind: Kind, attributes: Mapping[str, Any] | None
+) -> Iterator[Span | None]:
+    """A current span, under the context carrier holds (None: the current context), or None
+    while tracing is off."""
+    provider = _state["provider"]
+    if provider is None:
         yield None
         return
-    with _tracer().start_as_current_span(name, context=parent, kind=kind, attributes=attributes) as current:
+    from opentelemetry import propagate
+    from opentelemetry.trace import SpanKind
+
+    parent: Context | None = None if carrier is None else propagate.extract(carrier)
+    tracer = provider.get_tracer(_TRACER_NAME)
+    with tracer.start_as_current_span(
+        name, context=parent, kind=SpanKind[kind.upper()], attributes=attributes
+    ) as current:
         yield current
 
 
 def inject(carrier: MutableMapping[str, Any]) -> None:
     """Adds the current trace context (`traceparent`, `tracestate`) to carrier, when tracing is on."""
     if enabled():
+        from opentelemetry import propagate
+
         propagate.inject(carrier)
 
 
@@ -105,7 +115,7 @@ def trace_metadata() -> tuple[tuple[str, str], ...]:
     if not enabled():
         return ()
     carrier: dict[str, str] = {}
-    propagate.inject(carrier)
+    inject(carrier)
     return tuple(carrier.items())
 
 

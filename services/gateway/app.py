@@ -6,7 +6,7 @@ import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from fastapi import FastAPI
@@ -14,7 +14,6 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from opentelemetry.trace import Span
 from prometheus_client import Histogram
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
@@ -30,6 +29,9 @@ from services.gateway.deps import PRESENTED_KEY
 from services.gateway.errors import BackendError, backend_error, http_error, unexpected_error
 from services.gateway.schemas import Problem
 from services.gateway.settings import GatewaySettings
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
 
 log = get_logger(__name__)
 EDGE_REFUSAL = (

@@ -8,8 +8,6 @@ from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-from opentelemetry.trace import SpanKind
-
 from services.core import tracing
 from services.core.generators.base import ProviderError, RenderedVideo, VideoProvider, VideoSpec
 from services.core.job.options import JobOptions
@@ -74,7 +72,7 @@ class ProviderFailover:
                     self._slot(choice.provider, liveness),
                     tracing.span(
                         f"provider {choice.provider}",
-                        kind=SpanKind.CLIENT,
+                        kind="client",
                         attributes={"videogen.provider": choice.provider, "videogen.model": choice.model},
                     ),
                 ):

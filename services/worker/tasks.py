@@ -10,7 +10,6 @@ import redis
 import structlog
 from celery import Celery, Task
 from celery.signals import worker_process_init, worker_process_shutdown
-from opentelemetry.trace import SpanKind
 
 from services.core import tracing
 from services.core.auth import service_metadata
@@ -121,7 +120,7 @@ def task_span(request: Any, *, job_id: str, attempt: int) -> AbstractContextMana
     return tracing.server_span(
         f"celery {GENERATE_VIDEO}",
         carrier,
-        kind=SpanKind.CONSUMER,
+        kind="consumer",
         attributes={"messaging.system": "celery", "videogen.job_id": job_id, "videogen.attempt": attempt},
     )
 
