@@ -16,11 +16,7 @@ from fastapi.responses import RedirectResponse
 from starlette.responses import Response
 
 ASSETS = Path(__file__).with_name("ui")
-_TYPES = {
-    ".js": "text/javascript; charset=utf-8",
-    ".css": "text/css; charset=utf-8",
-    ".svg": "image/svg+xml",
-}
+_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
 # Scripts and styles only from here; videos from here or, with MEDIA_BACKEND=s3, the store.
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
