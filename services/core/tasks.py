@@ -14,6 +14,9 @@ from services.core.queues import QUEUES
 from services.core.settings import CoreSettings
 
 GENERATE_VIDEO = "videogen.generate_video"
+# How many earlier deliveries of one message a start may take over from (StartJobRequest's
+# resumes_worker_ids): an outage longer than that many retries has left the attempt to the reaper.
+MAX_RESUMED_WORKERS = 16
 CANCEL_PROVIDER_TASK = "videogen.cancel_provider_task"
 
 
@@ -25,10 +28,23 @@ class GenerateVideo:
     # The job's retry_count when published: a stale message for an older attempt is skipped.
     attempt: int
     request_id: str | None = None
+    # The worker ids of this message's earlier deliveries that gave up not knowing whether their
+    # start landed (the jobs service unreachable): this delivery may take their attempt over.
+    resumes: tuple[str, ...] = ()
 
     def to_kwargs(self) -> dict[str, Any]:
-        """The task's keyword arguments."""
-        return asdict(self)
+        """The task's keyword arguments (without resumes while there are none)."""
+        kwargs = asdict(self)
+        if not self.resumes:
+            del kwargs["resumes"]
+        else:
+            kwargs["resumes"] = list(self.resumes)
+        return kwargs
+
+    def resumed_by(self, worker_id: str) -> GenerateVideo:
+        """This message again, for a later delivery that may take over worker_id's attempt."""
+        resumes = (*self.resumes, worker_id)[-MAX_RESUMED_WORKERS:]
+        return GenerateVideo(job_id=self.job_id, attempt=self.attempt, request_id=self.request_id, resumes=resumes)
 
 
 @dataclass(frozen=True)

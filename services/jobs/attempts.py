@@ -41,8 +41,11 @@ class Attempts:
         self._sessions = sessions
         self._transitions = transitions
 
-    async def start(self, job_id: str, *, worker_id: str, attempt: int | None = None) -> Job:
-        """queued -> processing, for exactly one caller, and only on the given attempt."""
+    async def start(
+        self, job_id: str, *, worker_id: str, attempt: int | None = None, resumes: Sequence[str] = ()
+    ) -> Job:
+        """queued -> processing, for exactly one caller, and only on the given attempt; or the
+        attempt this worker, or an earlier delivery of its message it names in resumes, started."""
         values = {
             "status": JobStatus.PROCESSING.value,
             "started_at": func.now(),
@@ -60,22 +63,29 @@ class Attempts:
             # the start landed): the attempt it started is its answer, with a fresh heartbeat.
             if refused.status != JobStatus.PROCESSING.value or attempt is None:
                 raise
-            again = await self._started_by(job_id, worker_id=worker_id, attempt=attempt)
+            again = await self._started_by(job_id, worker_id=worker_id, attempt=attempt, resumes=resumes)
             if again is None:
                 raise
-            log.info("job.start_replayed", job_id=job_id, worker_id=worker_id, attempt=again.retry_count + 1)
+            log.info(
+                "job.start_replayed",
+                job_id=job_id,
+                worker_id=worker_id,
+                attempt=again.retry_count + 1,
+                earlier_deliveries=len(resumes),
+            )
             return again
         log.info("job.started", job_id=job_id, worker_id=worker_id, attempt=job.retry_count + 1)
         return job
 
-    async def _started_by(self, job_id: str, *, worker_id: str, attempt: int) -> Job | None:
-        """The job, its heartbeat renewed, when this very worker (a message's id) started this
-        attempt and it still processes; None otherwise (another message's copy is refused)."""
-        fenced = [Job.worker_id == worker_id, *on_attempt(attempt)]
+    async def _started_by(self, job_id: str, *, worker_id: str, attempt: int, resumes: Sequence[str]) -> Job | None:
+        """The job, now this worker's with its heartbeat renewed, when this very worker (a
+        message's id) or an earlier delivery of its message that gave up (resumes) started this
+        attempt and it still processes; None otherwise (another message's copy is refused). The
+        take-over is one conditional update: of two copies naming the same delivery, one wins."""
+        fenced = [Job.worker_id.in_([worker_id, *resumes]), *on_attempt(attempt)]
+        values = {"heartbeat_at": func.now(), "worker_id": worker_id}
         try:
-            return await self._transitions.move(
-                job_id, "start", {JobStatus.PROCESSING}, {"heartbeat_at": func.now()}, extra=fenced
-            )
+            return await self._transitions.move(job_id, "start", {JobStatus.PROCESSING}, values, extra=fenced)
         except IllegalTransition:
             return None
 

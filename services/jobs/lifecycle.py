@@ -7,6 +7,7 @@ Its answers carry the URLs the worker reported, never freshly signed ones.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import grpc
@@ -15,6 +16,7 @@ from services.core.errors import InvalidArgument
 from services.core.ids import new_cuid
 from services.core.job.result import VideoResult
 from services.core.job.rules import JOB_ID, parse_json_object, validate_label
+from services.core.tasks import MAX_RESUMED_WORKERS
 from services.jobs import domain
 from services.jobs.attempts import Attempts, Completion
 from services.jobs.convert import job_to_proto
@@ -32,7 +34,9 @@ class JobLifecycleServicer(lifecycle_pb2_grpc.JobLifecycleServiceServicer):
     async def StartJob(self, request: lifecycle_pb2.StartJobRequest, context: Context) -> jobs_pb2.Job:
         job_id = domain.checked_job_id(request.id)
         worker_id = validate_label(request.worker_id, field="worker_id", max_chars=255)
-        return job_to_proto(await self._attempts.start(job_id, worker_id=worker_id, attempt=_attempt(request)))
+        resumes = _resumed_workers(request.resumes_worker_ids)
+        job = await self._attempts.start(job_id, worker_id=worker_id, attempt=_attempt(request), resumes=resumes)
+        return job_to_proto(job)
 
     async def ReportProgress(self, request: lifecycle_pb2.ReportProgressRequest, context: Context) -> jobs_pb2.Job:
         job_id = domain.checked_job_id(request.id)
@@ -120,6 +124,15 @@ _Attempted = (
 def _attempt(request: _Attempted) -> int | None:
     """The attempt a worker names, when it names one."""
     return domain.non_negative(request.attempt, "attempt") if request.HasField("attempt") else None
+
+
+def _resumed_workers(ids: Sequence[str]) -> tuple[str, ...]:
+    """The earlier deliveries' worker ids a start may take over from, each a label."""
+    if len(ids) > MAX_RESUMED_WORKERS:
+        raise InvalidArgument("resumes_worker_ids", f"holds at most {MAX_RESUMED_WORKERS} ids")
+    return tuple(
+        validate_label(worker, field=f"resumes_worker_ids[{index}]", max_chars=255) for index, worker in enumerate(ids)
+    )
 
 
 def _optional_label(request: lifecycle_pb2.FailJobRequest, field: str, max_chars: int) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TypeVar
 
 import grpc
@@ -37,10 +38,15 @@ class JobsClient(InternalClient[lifecycle_pb2_grpc.JobLifecycleServiceStub]):
     """A JobLifecycleService client for one attempt's calls: credentials, request id and deadline
     on every call, and a refusal (REFUSALS) raised as Refused by every method."""
 
-    def start(self, job_id: str, *, attempt: int, worker_id: str, request_id: str | None) -> jobs_pb2.Job:
-        """QUEUED -> PROCESSING for this attempt: the job to work on; Refused (skip the message)
-        or JobsUnavailable (try the message again later) otherwise."""
-        request = lifecycle_pb2.StartJobRequest(id=job_id, worker_id=worker_id, attempt=attempt)
+    def start(
+        self, job_id: str, *, attempt: int, worker_id: str, request_id: str | None, resumes: Sequence[str] = ()
+    ) -> jobs_pb2.Job:
+        """QUEUED -> PROCESSING for this attempt (or the attempt an earlier delivery of the
+        message, in resumes, started and gave up on): the job to work on; Refused (skip the
+        message) or JobsUnavailable (try the message again later) otherwise."""
+        request = lifecycle_pb2.StartJobRequest(
+            id=job_id, worker_id=worker_id, attempt=attempt, resumes_worker_ids=list(resumes)
+        )
 
         def call() -> jobs_pb2.Job:
             return self._call(self._stub.StartJob, request, request_id)

@@ -126,7 +126,11 @@ class JobRunner:
         """The job, now PROCESSING for this attempt; None when the attempt is to be skipped."""
         try:
             return self._jobs.start(
-                payload.job_id, attempt=payload.attempt, worker_id=worker_id, request_id=payload.request_id
+                payload.job_id,
+                attempt=payload.attempt,
+                worker_id=worker_id,
+                request_id=payload.request_id,
+                resumes=payload.resumes,
             )
         except Refused as exc:
             log.info("job.skipped", job_id=payload.job_id, attempt=payload.attempt, reason=exc.details)

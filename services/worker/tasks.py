@@ -137,19 +137,30 @@ def register_tasks(app: Celery, settings: WorkerSettings) -> None:
     runner = runners.get
 
     @app.task(name=GENERATE_VIDEO, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)  # type: ignore[untyped-decorator]
-    def generate_video(self: Task, job_id: str, attempt: int, request_id: str | None = None, **_: Any) -> str:
+    def generate_video(
+        self: Task,
+        job_id: str,
+        attempt: int,
+        request_id: str | None = None,
+        resumes: list[str] | None = None,
+        **_: Any,
+    ) -> str:
         """One attempt of one job; a duplicate or stale message is skipped by the conditional start."""
-        payload = GenerateVideo(job_id=job_id, attempt=attempt, request_id=request_id)
+        payload = GenerateVideo(job_id=job_id, attempt=attempt, request_id=request_id, resumes=tuple(resumes or ()))
+        # The process is part of the id: only this very process may resume the attempt it started
+        # when it asks again (a redelivered copy of the message is another worker), or a retry of
+        # the message this process sent after giving up on its start (it names this id).
+        worker_id = f"{self.request.hostname}/{os.getpid()}/{self.request.id}"
         structlog.contextvars.bind_contextvars(request_id=request_id, job_id=job_id, task_id=self.request.id)
         try:
-            # The process is part of the id: only this very process may resume the attempt it
-            # started when it asks again (a redelivered copy of the message is another worker).
-            worker_id = f"{self.request.hostname}/{os.getpid()}/{self.request.id}"
             with task_span(self.request, job_id=job_id, attempt=attempt):
                 return runner().run(payload, worker_id=worker_id)
         except JobsUnavailable as exc:
+            # The start may have landed with its answer lost (the database went down under its
+            # commit): the retry may take this process's attempt over rather than be refused.
             countdown = min(UNAVAILABLE_BACKOFF_MAX, 2.0 ** min(self.request.retries, 5))
-            raise self.retry(exc=exc, countdown=countdown) from exc
+            again = payload.resumed_by(worker_id).to_kwargs()
+            raise self.retry(exc=exc, countdown=countdown, kwargs=again) from exc
         finally:
             structlog.contextvars.unbind_contextvars("request_id", "job_id", "task_id")
 

@@ -11,7 +11,14 @@ import redis
 import redis.asyncio as aioredis
 
 from services.core.settings import CoreSettings
-from services.core.tasks import GENERATE_VIDEO, GenerateVideo, broker_redis_url, broker_url, create_celery
+from services.core.tasks import (
+    GENERATE_VIDEO,
+    MAX_RESUMED_WORKERS,
+    GenerateVideo,
+    broker_redis_url,
+    broker_url,
+    create_celery,
+)
 from services.jobs.dispatch.publisher import JobPublisher
 from tests.support.brokers import drop_keys
 
@@ -65,3 +72,16 @@ async def test_a_broker_that_is_down_is_a_false_answer_not_an_error() -> None:
 def test_kombu_socket_urls_map_back_to_redis_py() -> None:
     assert broker_redis_url("redis+socket:///tmp/r.sock?virtual_host=3") == "unix:///tmp/r.sock?db=3"
     assert broker_redis_url("redis://127.0.0.1:6379/2") == "redis://127.0.0.1:6379/2"
+
+
+def test_a_message_names_the_earlier_deliveries_it_resumes_only_when_there_are_some() -> None:
+    payload = GenerateVideo(job_id="c" + "c" * 24, attempt=1, request_id="req-2")
+    assert payload.to_kwargs() == {"job_id": "c" + "c" * 24, "attempt": 1, "request_id": "req-2"}
+
+    again = payload.resumed_by("h/1/t").resumed_by("h/2/t")
+    assert again.to_kwargs()["resumes"] == ["h/1/t", "h/2/t"]
+    assert (again.job_id, again.attempt, again.request_id) == (payload.job_id, 1, "req-2")
+
+    for n in range(3, 3 + MAX_RESUMED_WORKERS):
+        again = again.resumed_by(f"h/{n}/t")
+    assert len(again.resumes) == MAX_RESUMED_WORKERS and again.resumes[-1] == f"h/{2 + MAX_RESUMED_WORKERS}/t"

@@ -201,3 +201,74 @@ async def test_completion_racing_cancellation_has_one_outcome(
         else:
             assert isinstance(cancel, jobs_pb2.Job)
             assert final.status == jobs_pb2.JOB_STATUS_CANCELLED
+
+
+async def test_a_start_names_the_earlier_deliveries_it_may_take_over_from(
+    jobs: Stub, lifecycle: JobLifecycleServiceAsyncStub
+) -> None:
+    job = await create_job(jobs)
+    # w/1 started the attempt, then heard UNAVAILABLE (the answer lost) and sent its message again.
+    await lifecycle.StartJob(lifecycle_pb2.StartJobRequest(id=job.id, worker_id="h/1/task-1", attempt=0))
+
+    taken = await lifecycle.StartJob(
+        lifecycle_pb2.StartJobRequest(
+            id=job.id, worker_id="h/2/task-1", attempt=0, resumes_worker_ids=["h/0/task-1", "h/1/task-1"]
+        )
+    )
+
+    assert taken.status == jobs_pb2.JOB_STATUS_PROCESSING and taken.retry_count == 0
+    # Taken over: neither the delivery it replaced nor another copy naming it starts it any more.
+    for other in (
+        lifecycle_pb2.StartJobRequest(id=job.id, worker_id="h/1/task-1", attempt=0),
+        lifecycle_pb2.StartJobRequest(id=job.id, worker_id="h/3/task-1", attempt=0, resumes_worker_ids=["h/1/task-1"]),
+        lifecycle_pb2.StartJobRequest(id=job.id, worker_id="h/3/task-1", attempt=1, resumes_worker_ids=["h/2/task-1"]),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await lifecycle.StartJob(other)
+        assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    again = await lifecycle.StartJob(lifecycle_pb2.StartJobRequest(id=job.id, worker_id="h/2/task-1", attempt=0))
+    assert again.status == jobs_pb2.JOB_STATUS_PROCESSING
+
+
+async def test_two_copies_taking_over_one_delivery_have_exactly_one_winner(
+    jobs: Stub, lifecycle: JobLifecycleServiceAsyncStub
+) -> None:
+    job = await create_job(jobs)
+    await lifecycle.StartJob(lifecycle_pb2.StartJobRequest(id=job.id, worker_id="h/1/task-1", attempt=0))
+
+    outcomes = await asyncio.gather(
+        *(
+            lifecycle.StartJob(
+                lifecycle_pb2.StartJobRequest(
+                    id=job.id, worker_id=f"h/{n}/task-1", attempt=0, resumes_worker_ids=["h/1/task-1"]
+                )
+            )
+            for n in (2, 3)
+        ),
+        return_exceptions=True,
+    )
+
+    assert sorted(type(outcome).__name__ for outcome in outcomes) == ["AioRpcError", "Job"]
+
+
+@pytest.mark.parametrize(
+    ("resumes", "field"),
+    [
+        ([""], "resumes_worker_ids[0]"),
+        (["h/1", "x" * 256], "resumes_worker_ids[1]"),
+        (["h"] * 17, "resumes_worker_ids"),
+    ],
+)
+async def test_a_start_naming_bad_earlier_deliveries_is_invalid(
+    jobs: Stub, lifecycle: JobLifecycleServiceAsyncStub, resumes: list[str], field: str
+) -> None:
+    job = await create_job(jobs)
+
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await lifecycle.StartJob(
+            lifecycle_pb2.StartJobRequest(id=job.id, worker_id="h/2", attempt=0, resumes_worker_ids=resumes)
+        )
+
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in (caught.value.details() or "")
+    assert (await jobs.GetJob(jobs_pb2.GetJobRequest(id=job.id))).status == jobs_pb2.JOB_STATUS_QUEUED

@@ -16,6 +16,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.jobs.attempts import Attempts
 from tests.support.factories import create_job, unique_user
 from tests.support.internal import internal_channel
 from tests.support.stack import FINAL, Stack, StackFactory
@@ -257,3 +258,32 @@ async def test_a_killed_celery_worker_is_started_again_and_its_job_completes(sta
     # The supervisor is SERVING again with the new Celery worker, and new work runs on it.
     fresh = await create_job(stack.jobs, metadata={"provider": "scripted"})
     assert (await stack.wait_for(fresh.id)).status == COMPLETED
+
+
+async def test_a_start_that_landed_with_its_answer_lost_is_taken_over_by_the_retried_message(
+    start_stack: StackFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The database went down under the start's commit: the start landed, the worker heard
+    # UNAVAILABLE and sent its message again. The retry takes the attempt over: no attempt burned.
+    stack = await start_stack(worker_heartbeat_interval=0.5)
+    starts: list[dict[str, Any]] = []
+    real_start = Attempts.start
+
+    async def start_then_lose_the_answer(self: Attempts, job_id: str, **kwargs: Any) -> Any:
+        starts.append({"job_id": job_id, **kwargs})
+        job = await real_start(self, job_id, **kwargs)
+        if len(starts) == 1:
+            raise ConnectionResetError("the connection closed under the commit")
+        return job
+
+    monkeypatch.setattr(Attempts, "start", start_then_lose_the_answer)
+    job = await create_job(stack.jobs, metadata={"provider": "scripted"})
+
+    done = await stack.wait_for(job.id)
+
+    assert done.status == COMPLETED, done.error_message
+    assert done.retry_count == 0
+    assert [start["job_id"] for start in starts] == [job.id, job.id]
+    first, retried = starts
+    assert (first["resumes"], retried["resumes"]) == ((), (first["worker_id"],))
+    assert retried["attempt"] == first["attempt"] == 0

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from videogen.v1 import jobs_pb2 as videogen_dot_v1_dot_jobs__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bvideogen/v1/lifecycle.proto\x12\x0bvideogen.v1\x1a\x16videogen/v1/jobs.proto\"R\n\x0fStartJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x14\n\x07\x61ttempt\x18\x03 \x01(\x05H\x00\x88\x01\x01\x42\n\n\x08_attempt\"e\n\x15ReportProgressRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07percent\x18\x02 \x01(\x05\x12\r\n\x05stage\x18\x03 \x01(\t\x12\x14\n\x07\x61ttempt\x18\x04 \x01(\x05H\x00\x88\x01\x01\x42\n\n\x08_attempt\"\xd7\x01\n\x12\x43ompleteJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12(\n\x06result\x18\x02 \x01(\x0b\x32\x18.videogen.v1.VideoResult\x12\x15\n\rused_provider\x18\x03 \x01(\t\x12\x12\n\nused_model\x18\x04 \x01(\t\x12\x1a\n\x12generation_time_ms\x18\x05 \x01(\x03\x12\x14\n\x07\x61ttempt\x18\x06 \x01(\x05H\x00\x88\x01\x01\x12\x15\n\x08\x63ost_usd\x18\x07 \x01(\x01H\x01\x88\x01\x01\x42\n\n\x08_attemptB\x0b\n\t_cost_usd\"\xab\x01\n\x0e\x46\x61ilJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x15\n\rerror_message\x18\x02 \x01(\t\x12\x1a\n\rused_provider\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x17\n\nused_model\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x14\n\x07\x61ttempt\x18\x05 \x01(\x05H\x02\x88\x01\x01\x42\x10\n\x0e_used_providerB\r\n\x0b_used_modelB\n\n\x08_attempt\"s\n\x0fRetryJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x15\n\rerror_message\x18\x02 \x01(\t\x12\x1b\n\x13retry_after_seconds\x18\x03 \x01(\x01\x12\x14\n\x07\x61ttempt\x18\x04 \x01(\x05H\x00\x88\x01\x01\x42\n\n\x08_attempt\"u\n\x0eTelemetryPoint\x12\x11\n\tcomponent\x18\x01 \x01(\t\x12\x0e\n\x06metric\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\x01\x12\x11\n\ttags_json\x18\x04 \x01(\t\x12\x13\n\x06job_id\x18\x05 \x01(\tH\x00\x88\x01\x01\x42\t\n\x07_job_id\"E\n\x16RecordTelemetryRequest\x12+\n\x06points\x18\x01 \x03(\x0b\x32\x1b.videogen.v1.TelemetryPoint\"+\n\x17RecordTelemetryResponse\x12\x10\n\x08recorded\x18\x01 \x01(\x05\"l\n\x19RecordProviderTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x07\x61ttempt\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\x0f\n\x07task_id\x18\x04 \x01(\tB\n\n\x08_attempt2\xff\x03\n\x13JobLifecycleService\x12:\n\x08StartJob\x12\x1c.videogen.v1.StartJobRequest\x1a\x10.videogen.v1.Job\x12\x46\n\x0eReportProgress\x12\".videogen.v1.ReportProgressRequest\x1a\x10.videogen.v1.Job\x12@\n\x0b\x43ompleteJob\x12\x1f.videogen.v1.CompleteJobRequest\x1a\x10.videogen.v1.Job\x12\x38\n\x07\x46\x61ilJob\x12\x1b.videogen.v1.FailJobRequest\x1a\x10.videogen.v1.Job\x12:\n\x08RetryJob\x12\x1c.videogen.v1.RetryJobRequest\x1a\x10.videogen.v1.Job\x12N\n\x12RecordProviderTask\x12&.videogen.v1.RecordProviderTaskRequest\x1a\x10.videogen.v1.Job\x12\\\n\x0fRecordTelemetry\x12#.videogen.v1.RecordTelemetryRequest\x1a$.videogen.v1.RecordTelemetryResponseB*\n\x0eio.videogen.v1P\x01Z\x16videogen/v1;videogenv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bvideogen/v1/lifecycle.proto\x12\x0bvideogen.v1\x1a\x16videogen/v1/jobs.proto\"n\n\x0fStartJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x14\n\x07\x61ttempt\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x1a\n\x12resumes_worker_ids\x18\x04 \x03(\tB\n\n\x08_attempt\"e\n\x15ReportProgressRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07percent\x18\x02 \x01(\x05\x12\r\n\x05stage\x18\x03 \x01(\t\x12\x14\n\x07\x61ttempt\x18\x04 \x01(\x05H\x00\x88\x01\x01\x42\n\n\x08_attempt\"\xd7\x01\n\x12\x43ompleteJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12(\n\x06result\x18\x02 \x01(\x0b\x32\x18.videogen.v1.VideoResult\x12\x15\n\rused_provider\x18\x03 \x01(\t\x12\x12\n\nused_model\x18\x04 \x01(\t\x12\x1a\n\x12generation_time_ms\x18\x05 \x01(\x03\x12\x14\n\x07\x61ttempt\x18\x06 \x01(\x05H\x00\x88\x01\x01\x12\x15\n\x08\x63ost_usd\x18\x07 \x01(\x01H\x01\x88\x01\x01\x42\n\n\x08_attemptB\x0b\n\t_cost_usd\"\xab\x01\n\x0e\x46\x61ilJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x15\n\rerror_message\x18\x02 \x01(\t\x12\x1a\n\rused_provider\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x17\n\nused_model\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x14\n\x07\x61ttempt\x18\x05 \x01(\x05H\x02\x88\x01\x01\x42\x10\n\x0e_used_providerB\r\n\x0b_used_modelB\n\n\x08_attempt\"s\n\x0fRetryJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x15\n\rerror_message\x18\x02 \x01(\t\x12\x1b\n\x13retry_after_seconds\x18\x03 \x01(\x01\x12\x14\n\x07\x61ttempt\x18\x04 \x01(\x05H\x00\x88\x01\x01\x42\n\n\x08_attempt\"u\n\x0eTelemetryPoint\x12\x11\n\tcomponent\x18\x01 \x01(\t\x12\x0e\n\x06metric\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\x01\x12\x11\n\ttags_json\x18\x04 \x01(\t\x12\x13\n\x06job_id\x18\x05 \x01(\tH\x00\x88\x01\x01\x42\t\n\x07_job_id\"E\n\x16RecordTelemetryRequest\x12+\n\x06points\x18\x01 \x03(\x0b\x32\x1b.videogen.v1.TelemetryPoint\"+\n\x17RecordTelemetryResponse\x12\x10\n\x08recorded\x18\x01 \x01(\x05\"l\n\x19RecordProviderTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x07\x61ttempt\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\x0f\n\x07task_id\x18\x04 \x01(\tB\n\n\x08_attempt2\xff\x03\n\x13JobLifecycleService\x12:\n\x08StartJob\x12\x1c.videogen.v1.StartJobRequest\x1a\x10.videogen.v1.Job\x12\x46\n\x0eReportProgress\x12\".videogen.v1.ReportProgressRequest\x1a\x10.videogen.v1.Job\x12@\n\x0b\x43ompleteJob\x12\x1f.videogen.v1.CompleteJobRequest\x1a\x10.videogen.v1.Job\x12\x38\n\x07\x46\x61ilJob\x12\x1b.videogen.v1.FailJobRequest\x1a\x10.videogen.v1.Job\x12:\n\x08RetryJob\x12\x1c.videogen.v1.RetryJobRequest\x1a\x10.videogen.v1.Job\x12N\n\x12RecordProviderTask\x12&.videogen.v1.RecordProviderTaskRequest\x1a\x10.videogen.v1.Job\x12\\\n\x0fRecordTelemetry\x12#.videogen.v1.RecordTelemetryRequest\x1a$.videogen.v1.RecordTelemetryResponseB*\n\x0eio.videogen.v1P\x01Z\x16videogen/v1;videogenv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,23 +34,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\016io.videogen.v1P\001Z\026videogen/v1;videogenv1'
   _globals['_STARTJOBREQUEST']._serialized_start=68
-  _globals['_STARTJOBREQUEST']._serialized_end=150
-  _globals['_REPORTPROGRESSREQUEST']._serialized_start=152
-  _globals['_REPORTPROGRESSREQUEST']._serialized_end=253
-  _globals['_COMPLETEJOBREQUEST']._serialized_start=256
-  _globals['_COMPLETEJOBREQUEST']._serialized_end=471
-  _globals['_FAILJOBREQUEST']._serialized_start=474
-  _globals['_FAILJOBREQUEST']._serialized_end=645
-  _globals['_RETRYJOBREQUEST']._serialized_start=647
-  _globals['_RETRYJOBREQUEST']._serialized_end=762
-  _globals['_TELEMETRYPOINT']._serialized_start=764
-  _globals['_TELEMETRYPOINT']._serialized_end=881
-  _globals['_RECORDTELEMETRYREQUEST']._serialized_start=883
-  _globals['_RECORDTELEMETRYREQUEST']._serialized_end=952
-  _globals['_RECORDTELEMETRYRESPONSE']._serialized_start=954
-  _globals['_RECORDTELEMETRYRESPONSE']._serialized_end=997
-  _globals['_RECORDPROVIDERTASKREQUEST']._serialized_start=999
-  _globals['_RECORDPROVIDERTASKREQUEST']._serialized_end=1107
-  _globals['_JOBLIFECYCLESERVICE']._serialized_start=1110
-  _globals['_JOBLIFECYCLESERVICE']._serialized_end=1621
+  _globals['_STARTJOBREQUEST']._serialized_end=178
+  _globals['_REPORTPROGRESSREQUEST']._serialized_start=180
+  _globals['_REPORTPROGRESSREQUEST']._serialized_end=281
+  _globals['_COMPLETEJOBREQUEST']._serialized_start=284
+  _globals['_COMPLETEJOBREQUEST']._serialized_end=499
+  _globals['_FAILJOBREQUEST']._serialized_start=502
+  _globals['_FAILJOBREQUEST']._serialized_end=673
+  _globals['_RETRYJOBREQUEST']._serialized_start=675
+  _globals['_RETRYJOBREQUEST']._serialized_end=790
+  _globals['_TELEMETRYPOINT']._serialized_start=792
+  _globals['_TELEMETRYPOINT']._serialized_end=909
+  _globals['_RECORDTELEMETRYREQUEST']._serialized_start=911
+  _globals['_RECORDTELEMETRYREQUEST']._serialized_end=980
+  _globals['_RECORDTELEMETRYRESPONSE']._serialized_start=982
+  _globals['_RECORDTELEMETRYRESPONSE']._serialized_end=1025
+  _globals['_RECORDPROVIDERTASKREQUEST']._serialized_start=1027
+  _globals['_RECORDPROVIDERTASKREQUEST']._serialized_end=1135
+  _globals['_JOBLIFECYCLESERVICE']._serialized_start=1138
+  _globals['_JOBLIFECYCLESERVICE']._serialized_end=1649
 # @@protoc_insertion_point(module_scope)

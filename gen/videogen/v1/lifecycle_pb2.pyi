@@ -26,6 +26,7 @@ class StartJobRequest(_message.Message):
     ID_FIELD_NUMBER: _builtins.int
     WORKER_ID_FIELD_NUMBER: _builtins.int
     ATTEMPT_FIELD_NUMBER: _builtins.int
+    RESUMES_WORKER_IDS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     worker_id: _builtins.str
     """Who works the job (Celery worker hostname and task id, for instance)."""
@@ -34,16 +35,25 @@ class StartJobRequest(_message.Message):
     starts only if it is still on that attempt, so a stale duplicate message
     (an aged or re-published one) never starts a later attempt early.
     """
+    @_builtins.property
+    def resumes_worker_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The worker ids of this message's earlier deliveries that gave up on their
+        start without knowing whether it landed (the jobs service answered
+        UNAVAILABLE or never answered): when one of them holds the attempt, this
+        worker takes it over instead of leaving it to the reaper. At most 16.
+        """
+
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
         worker_id: _builtins.str = ...,
         attempt: _builtins.int | None = ...,
+        resumes_worker_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_attempt", b"_attempt", "attempt", b"attempt"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_attempt", b"_attempt", "attempt", b"attempt", "id", b"id", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_attempt", b"_attempt", "attempt", b"attempt", "id", b"id", "resumes_worker_ids", b"resumes_worker_ids", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__attempt: _TypeAlias = _typing.Literal["attempt"]  # noqa: Y015
     _WhichOneofArgType__attempt: _TypeAlias = _typing.Literal["_attempt", b"_attempt"]  # noqa: Y015
