@@ -125,6 +125,29 @@ def task_span(request: Any, *, job_id: str, attempt: int) -> AbstractContextMana
     )
 
 
+def run_attempt(task: Task, payload: GenerateVideo, runner: JobRunner) -> str:
+    """generate_video's body: the attempt in the task's span and log context; a jobs service that
+    did not answer the start sends the message again, naming this delivery."""
+    # The process is part of the id: only this very process may resume the attempt it started
+    # when it asks again (a redelivered copy of the message is another worker), or a retry of
+    # the message this process sent after giving up on its start (it names this id).
+    worker_id = f"{task.request.hostname}/{os.getpid()}/{task.request.id}"
+    structlog.contextvars.bind_contextvars(
+        request_id=payload.request_id, job_id=payload.job_id, task_id=task.request.id
+    )
+    try:
+        with task_span(task.request, job_id=payload.job_id, attempt=payload.attempt):
+            return runner.run(payload, worker_id=worker_id)
+    except JobsUnavailable as exc:
+        # The start may have landed with its answer lost (the database went down under its
+        # commit): the retry may take this process's attempt over rather than be refused.
+        countdown = min(UNAVAILABLE_BACKOFF_MAX, 2.0 ** min(task.request.retries, 5))
+        again = payload.resumed_by(worker_id).to_kwargs()
+        raise task.retry(exc=exc, countdown=countdown, kwargs=again) from exc
+    finally:
+        structlog.contextvars.unbind_contextvars("request_id", "job_id", "task_id")
+
+
 def register_tasks(app: Celery, settings: WorkerSettings) -> None:
     """Declares generate_video on app; each worker process builds its runner on first use."""
     registry = load_registry(settings.providers_config)
@@ -147,22 +170,7 @@ def register_tasks(app: Celery, settings: WorkerSettings) -> None:
     ) -> str:
         """One attempt of one job; a duplicate or stale message is skipped by the conditional start."""
         payload = GenerateVideo(job_id=job_id, attempt=attempt, request_id=request_id, resumes=tuple(resumes or ()))
-        # The process is part of the id: only this very process may resume the attempt it started
-        # when it asks again (a redelivered copy of the message is another worker), or a retry of
-        # the message this process sent after giving up on its start (it names this id).
-        worker_id = f"{self.request.hostname}/{os.getpid()}/{self.request.id}"
-        structlog.contextvars.bind_contextvars(request_id=request_id, job_id=job_id, task_id=self.request.id)
-        try:
-            with task_span(self.request, job_id=job_id, attempt=attempt):
-                return runner().run(payload, worker_id=worker_id)
-        except JobsUnavailable as exc:
-            # The start may have landed with its answer lost (the database went down under its
-            # commit): the retry may take this process's attempt over rather than be refused.
-            countdown = min(UNAVAILABLE_BACKOFF_MAX, 2.0 ** min(self.request.retries, 5))
-            again = payload.resumed_by(worker_id).to_kwargs()
-            raise self.retry(exc=exc, countdown=countdown, kwargs=again) from exc
-        finally:
-            structlog.contextvars.unbind_contextvars("request_id", "job_id", "task_id")
+        return run_attempt(self, payload, runner())
 
     @app.task(name=CANCEL_PROVIDER_TASK, bind=True, acks_late=True, max_retries=3)  # type: ignore[untyped-decorator]
     def cancel_provider_task(self: Task, job_id: str, provider: str, task_id: str, **_: Any) -> str:
