@@ -18,6 +18,7 @@ from services.core.logging import get_logger
 from services.core.models import Job
 from services.jobs import repository
 from services.jobs.domain import IllegalTransition
+from services.jobs.hot import HotTransitions, Moved
 from services.jobs.transitions import Transitions, on_attempt, refuse
 
 log = get_logger(__name__)
@@ -37,15 +38,23 @@ class Completion:
 class Attempts:
     """What a worker does to the job it holds."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], transitions: Transitions) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], transitions: Transitions, hot: HotTransitions | None = None
+    ) -> None:
         self._sessions = sessions
         self._transitions = transitions
+        # StartJob's and CompleteJob's common case in hand-written SQL (services/jobs/hot.py).
+        self._hot = hot
 
     async def start(
         self, job_id: str, *, worker_id: str, attempt: int | None = None, resumes: Sequence[str] = ()
     ) -> Job:
         """queued -> processing, for exactly one caller, and only on the given attempt; or the
         attempt this worker, or an earlier delivery of its message it names in resumes, started."""
+        if self._hot is not None and attempt is not None:
+            moved = await self._hot.start(job_id, worker_id=worker_id, attempt=attempt)
+            if moved is not None:
+                return await self._moved(moved, "job.started", worker_id=worker_id, attempt=attempt + 1)
         values = {
             "status": JobStatus.PROCESSING.value,
             "started_at": func.now(),
@@ -100,8 +109,27 @@ class Attempts:
         values = {"provider_task": task, "heartbeat_at": func.now()}
         return await self._processing(job_id, "record a task of", values, attempt)
 
+    async def _moved(self, moved: Moved, logged: str, **fields: Any) -> Job:
+        """After a hot transition's commit: the log line, and live watchers told when they see it."""
+        log.info(logged, job_id=moved.job.id, **fields)
+        if moved.seen:
+            await self._transitions.changed(moved.job)
+        return moved.job
+
     async def complete(self, job_id: str, completion: Completion, *, attempt: int | None = None) -> Job:
         """processing -> completed, with the stored video."""
+        if self._hot is not None:
+            moved = await self._hot.complete(
+                job_id,
+                result=completion.result.to_stored(),
+                used_provider=completion.used_provider,
+                used_model=completion.used_model,
+                generation_time_ms=completion.generation_time_ms,
+                cost_usd=completion.cost_usd,
+                attempt=attempt,
+            )
+            if moved is not None:
+                return await self._moved(moved, "job.completed", provider=completion.used_provider)
         values = {
             "status": JobStatus.COMPLETED.value,
             "result": completion.result.to_stored(),

@@ -18,6 +18,7 @@ from services.core.logging import get_logger
 from services.core.models import Job
 from services.jobs import repository
 from services.jobs.domain import NewJob
+from services.jobs.hot import HotTransitions
 
 log = get_logger(__name__)
 
@@ -25,8 +26,17 @@ log = get_logger(__name__)
 class CreateBatcher:
     """Inserts queued jobs for many concurrent callers, at most max_batch in one statement."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, claimed: bool, max_batch: int = 128) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        claimed: bool,
+        max_batch: int = 128,
+        hot: HotTransitions | None = None,
+    ) -> None:
         self._sessions = sessions
+        # The INSERT in hand-written SQL (services/jobs/hot.py), when given.
+        self._hot = hot
         self._claimed = claimed
         self._max = max_batch
         self._waiting: list[tuple[NewJob, asyncio.Future[Job]]] = []
@@ -53,8 +63,12 @@ class CreateBatcher:
 
     async def _insert(self, batch: Sequence[tuple[NewJob, asyncio.Future[Job]]]) -> None:
         try:
-            async with self._sessions.begin() as session:
-                jobs = await repository.insert_jobs(session, [new for new, _ in batch], claimed=self._claimed)
+            news = [new for new, _ in batch]
+            if self._hot is not None:
+                jobs = await self._hot.insert_queued(news, claimed=self._claimed)
+            else:
+                async with self._sessions.begin() as session:
+                    jobs = await repository.insert_jobs(session, news, claimed=self._claimed)
             self.statements += 1
             self.inserted += len(jobs)
         except Exception as exc:

@@ -21,6 +21,7 @@ from services.jobs.convert import job_to_proto
 from services.jobs.cursors import ListCursors
 from services.jobs.dispatch import Dispatch, open_dispatch
 from services.jobs.domain import JobLimits
+from services.jobs.hot import HotTransitions
 from services.jobs.lifecycle import JobLifecycleServicer
 from services.jobs.live import LiveEvents, open_live
 from services.jobs.quotas import Quota
@@ -103,6 +104,7 @@ async def start_jobs_server(
     storage = create_storage(settings.media_root, settings)
     parts = open_subsystems(settings, sessions, storage, broker=broker, redis_url=redis_url, resolver=resolver)
     dispatcher = None if parts.dispatch is None else parts.dispatch.dispatcher
+    hot = HotTransitions(engine)
     service = JobsService(
         sessions,
         dispatcher,
@@ -116,7 +118,8 @@ async def start_jobs_server(
         webhooks=parts.webhooks.outbox,
         egress=parts.webhooks.egress,
         reads=reads,
-        batcher=CreateBatcher(sessions, claimed=dispatcher is not None),
+        batcher=CreateBatcher(sessions, claimed=dispatcher is not None, hot=hot),
+        hot=hot,
     )
     if dispatcher is not None:
         # Before the first job is taken: whatever is queued now was published to a Redis that

@@ -25,6 +25,7 @@ from services.jobs.domain import (
     NewJob,
     validate_webhook_target,
 )
+from services.jobs.hot import HotTransitions
 from services.jobs.quotas import Quota, enforce_quota
 from services.jobs.ratelimit import CreationLimiter
 from services.jobs.transitions import JobChanges, Transitions, owned_by, refuse, visible
@@ -56,6 +57,7 @@ class JobsService:
         changes: JobChanges | None = None,
         webhooks: WebhookOutbox | None = None,
         egress: Egress | None = None,
+        hot: HotTransitions | None = None,
     ) -> None:
         # Where a new job's webhook may point (None: anywhere).
         self._egress = egress
@@ -70,7 +72,7 @@ class JobsService:
         self._quota = quota or Quota()
         self._transitions = Transitions(sessions, webhooks, changes)
         # The workers' use cases, on the same transitions.
-        self.attempts = Attempts(sessions, self._transitions)
+        self.attempts = Attempts(sessions, self._transitions, hot)
 
     async def create_job(self, new: NewJob, *, request_id: str | None = None) -> Created:
         """Stores a new queued job, then publishes its message (after the commit, never before).

@@ -14,6 +14,7 @@ from services.core.models import Job
 from services.core.settings import CoreSettings
 from services.jobs.batching import CreateBatcher
 from services.jobs.domain import NewJob
+from services.jobs.hot import HotTransitions
 from services.jobs.service import JobsService
 
 
@@ -23,10 +24,11 @@ def plain(n: int) -> NewJob:
     )
 
 
-async def test_concurrent_creates_share_statements_and_each_gets_its_own_job(own_database_url: str) -> None:
+@pytest.mark.parametrize("hot", [True, False], ids=["hand-written", "orm"])
+async def test_concurrent_creates_share_statements_and_each_gets_its_own_job(own_database_url: str, hot: bool) -> None:
     engine = db.create_engine(CoreSettings(), own_database_url)
     sessions = db.create_sessions(engine)
-    batcher = CreateBatcher(sessions, claimed=False, max_batch=16)
+    batcher = CreateBatcher(sessions, claimed=False, max_batch=16, hot=HotTransitions(engine) if hot else None)
     service = JobsService(sessions, batcher=batcher)
     try:
         created = await asyncio.gather(*(service.create_job(plain(n)) for n in range(64)))
@@ -44,10 +46,11 @@ async def test_concurrent_creates_share_statements_and_each_gets_its_own_job(own
     assert 4 <= batcher.statements < 64
 
 
-async def test_a_lone_create_is_sent_at_once_alone(own_database_url: str) -> None:
+@pytest.mark.parametrize("hot", [True, False], ids=["hand-written", "orm"])
+async def test_a_lone_create_is_sent_at_once_alone(own_database_url: str, hot: bool) -> None:
     engine = db.create_engine(CoreSettings(), own_database_url)
     sessions = db.create_sessions(engine)
-    batcher = CreateBatcher(sessions, claimed=False)
+    batcher = CreateBatcher(sessions, claimed=False, hot=HotTransitions(engine) if hot else None)
     try:
         created = await JobsService(sessions, batcher=batcher).create_job(plain(1))
     finally:
