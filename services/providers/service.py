@@ -93,17 +93,28 @@ class ProvidersService:
 
     async def record(self, name: str, outcome: Outcome) -> HealthState:
         """Applies one outcome to the provider's health."""
+        return await self.record_many(name, [outcome])
+
+    async def record_many(self, name: str, outcomes: Sequence[Outcome]) -> HealthState:
+        """Applies outcomes to the provider's health in order, in one transaction (the row
+        locked once); each change of status is logged."""
+        changes: list[tuple[HealthState, HealthState]] = []
         async with self._sessions.begin() as session:
             row = await repository.locked_row(session, name)
             if row is None:
                 await repository.ensure_rows(session, [self.config(name)])
                 row = await repository.locked_row(session, name)
                 assert row is not None
-            before = repository.to_state(row)
-            after = next_state(before, outcome, self._policy, datetime.now(UTC))
-            await repository.save_state(session, name, after)
-        metrics.PROVIDER_HEALTH.labels(name).set(GAUGE[after.status])
-        if after.status != before.status:
+            state = repository.to_state(row)
+            now = datetime.now(UTC)
+            for outcome in outcomes:
+                after = next_state(state, outcome, self._policy, now)
+                if after.status != state.status:
+                    changes.append((state, after))
+                state = after
+            await repository.save_state(session, name, state)
+        metrics.PROVIDER_HEALTH.labels(name).set(GAUGE[state.status])
+        for before, after in changes:
             log.info(
                 "provider.status_changed",
                 provider=name,
@@ -111,7 +122,7 @@ class ProvidersService:
                 after=after.status,
                 error=after.last_error or None,
             )
-        return after
+        return state
 
     async def probe(self, name: str, timeout: float) -> ProbeResult:
         """Probes one provider within timeout seconds and records the outcome."""
@@ -130,8 +141,7 @@ class ProvidersService:
             outcome = Outcome(success=False, error=f"{type(exc).__name__}: {exc}")
         elapsed = time.perf_counter() - started
         metrics.PROBE_DURATION.labels(name).observe(elapsed)
-        label = "success" if outcome.success else ("rate_limited" if outcome.rate_limited else "failure")
-        metrics.PROBES.labels(name, label).inc()
+        metrics.PROBES.labels(name, _label(outcome)).inc()
         state = await self.record(name, outcome)
         return ProbeResult(name, outcome.success, state, elapsed * 1000, outcome.error)
 
@@ -152,15 +162,26 @@ class ProvidersService:
         return ranked[0]
 
     async def sync(self, outcomes: Sequence[tuple[str, Outcome]]) -> Sequence[ProviderView]:
-        """A worker's batch of real calls, applied in order (each as report), then every
-        provider's health: what the worker routes from until its next sync."""
+        """A worker's batch of real calls, each counted like a probe and applied in order, one
+        transaction a provider, then every provider's health: what the worker routes from until
+        its next sync."""
+        by_provider: dict[str, list[Outcome]] = {}
         for name, outcome in outcomes:
-            await self.report(name, outcome)
+            self.config(name)
+            by_provider.setdefault(name, []).append(outcome)
+        for name, batch in by_provider.items():
+            for outcome in batch:
+                metrics.CALLS.labels(name, _label(outcome)).inc()
+            await self.record_many(name, batch)
         return await self.status()
 
     async def report(self, name: str, outcome: Outcome) -> HealthState:
         """A worker's real call to a provider, counted like a probe."""
         self.config(name)
-        label = "success" if outcome.success else ("rate_limited" if outcome.rate_limited else "failure")
-        metrics.CALLS.labels(name, label).inc()
+        metrics.CALLS.labels(name, _label(outcome)).inc()
         return await self.record(name, outcome)
+
+
+def _label(outcome: Outcome) -> str:
+    """The outcome as the calls and probes counters label it."""
+    return "success" if outcome.success else ("rate_limited" if outcome.rate_limited else "failure")

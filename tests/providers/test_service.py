@@ -18,6 +18,7 @@ from services.core.generators.base import ProviderError
 from services.core.generators.capabilities import VideoRequest
 from services.core.generators.registry import RegistryConfig
 from services.core.metrics import start_metrics_server
+from services.providers import repository
 from services.providers.server import ProvidersServer, start_providers_server
 from services.worker.routing import Router, RoutingUnavailable, Unroutable
 from tests.support import databases
@@ -206,6 +207,36 @@ async def test_a_sync_applies_its_outcomes_in_order_and_answers_every_providers_
     )
     empty = await routing.SyncRouting(routing_pb2.SyncRoutingRequest())
     assert [row.provider for row in empty.providers] == ["local", "fast", "slow"]
+
+
+async def test_a_sync_writes_each_provider_once_and_logs_every_change_of_status(
+    routing: ProviderRoutingServiceAsyncStub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    saved: list[str] = []
+    real_save = repository.save_state
+
+    async def counted(session: Any, provider: str, state: Any) -> None:
+        saved.append(provider)
+        await real_save(session, provider, state)
+
+    monkeypatch.setattr(repository, "save_state", counted)
+    success = routing_pb2.ReportOutcomeRequest(provider="slow", success=True, latency_ms=80)
+    # fast: failures open its circuit, a success then closes it, all in one sync.
+    outcomes = [_failure("fast"), success, _failure("fast"), success, _failure("fast"), success]
+    fast_success = routing_pb2.ReportOutcomeRequest(provider="fast", success=True, latency_ms=10)
+
+    with capture_logs() as logs:
+        reply = await routing.SyncRouting(routing_pb2.SyncRoutingRequest(outcomes=[*outcomes, fast_success]))
+
+    assert sorted(saved) == ["fast", "slow"]
+    changes = [(e["before"], e["after"]) for e in logs if e["event"] == "provider.status_changed"]
+    assert [tuple(str(s) for s in change) for change in changes] == [
+        ("healthy", "degraded"),
+        ("degraded", "unhealthy"),
+        ("unhealthy", "healthy"),
+    ]
+    table = {row.provider: row for row in reply.providers}
+    assert (table["fast"].status, table["fast"].consecutive_failures) == (HEALTHY, 0)
 
 
 @pytest.mark.parametrize(
