@@ -78,7 +78,8 @@ class Moved:
 
 
 class HotTransitions:
-    """StartJob's and CompleteJob's UPDATE, when it applies and records no webhook delivery."""
+    """The hot statements: the batched INSERT of plain creates, and StartJob's and CompleteJob's
+    UPDATE when it applies and the job wants no webhook delivery of it."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine

@@ -106,13 +106,14 @@ class JobsService:
         return await self._created(job, request_id)
 
     async def _created(self, job: Job, request_id: str | None) -> Created:
-        """After a new job's commit: watchers learn of it and its message is published."""
+        """After a new job's commit: its message is published, then watchers learn of it (the
+        worker need not wait for them; a watcher drops an event older than one it has seen)."""
         log.info("job.created", job_id=job.id, user_id=job.user_id, queue=job.queue)
-        await self._transitions.changed(job)
         if self._dispatcher is not None:
             # Shielded: a caller that gives up after the commit (a client's deadline) must not cut
             # the publish short, or the job would wait with no message until the orphan sweep.
             await asyncio.shield(self._dispatcher.publish_new(job.id, job.queue, request_id=request_id))
+        await self._transitions.changed(job)
         return Created(job, replayed=False)
 
     def _plain(self, new: NewJob) -> bool:
