@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -43,8 +43,7 @@ class GenerateVideo:
 
     def resumed_by(self, worker_id: str) -> GenerateVideo:
         """This message again, for a later delivery that may take over worker_id's attempt."""
-        resumes = (*self.resumes, worker_id)[-MAX_RESUMED_WORKERS:]
-        return GenerateVideo(job_id=self.job_id, attempt=self.attempt, request_id=self.request_id, resumes=resumes)
+        return replace(self, resumes=(*self.resumes, worker_id)[-MAX_RESUMED_WORKERS:])
 
 
 @dataclass(frozen=True)

@@ -118,10 +118,11 @@ class Attempts:
 
     async def complete(self, job_id: str, completion: Completion, *, attempt: int | None = None) -> Job:
         """processing -> completed, with the stored video."""
+        result = completion.result.to_stored()
         if self._hot is not None:
             moved = await self._hot.complete(
                 job_id,
-                result=completion.result.to_stored(),
+                result=result,
                 used_provider=completion.used_provider,
                 used_model=completion.used_model,
                 generation_time_ms=completion.generation_time_ms,
@@ -132,7 +133,7 @@ class Attempts:
                 return await self._moved(moved, "job.completed", provider=completion.used_provider)
         values = {
             "status": JobStatus.COMPLETED.value,
-            "result": completion.result.to_stored(),
+            "result": result,
             "used_provider": completion.used_provider,
             "used_model": completion.used_model,
             "generation_time_ms": completion.generation_time_ms,

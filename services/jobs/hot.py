@@ -34,7 +34,8 @@ _RETURNING = "RETURNING jobs.*, (SELECT b.event_seq FROM jobs b WHERE b.id = $1)
 
 def _no_delivery_of(event: str) -> str:
     """The condition that the job wants no webhook delivery of event (one with a webhook whose
-    filter takes it is left to the general path, which records the delivery with the change)."""
+    filter takes it is left to the general path, which records the delivery with the change):
+    WebhookOutbox.record's filter, negated, in SQL."""
     return f"NOT (webhook_url IS NOT NULL AND (cardinality(webhook_events) = 0 OR '{event}' = ANY(webhook_events)))"
 
 

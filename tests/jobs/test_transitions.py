@@ -11,7 +11,7 @@ import grpc
 import pytest
 
 from tests.support import databases
-from tests.support.factories import bare, create_job, job_in, video_result
+from tests.support.factories import bare, create_job, job_in, processing_job, video_result
 from videogen.v1 import jobs_pb2, lifecycle_pb2
 
 if TYPE_CHECKING:
@@ -130,6 +130,14 @@ async def test_database_refuses_an_illegal_update_from_any_client(
         await connection.close()
 
 
+async def assert_refused(lifecycle: JobLifecycleServiceAsyncStub, *starts: lifecycle_pb2.StartJobRequest) -> None:
+    """Each start is refused: FAILED_PRECONDITION."""
+    for start in starts:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await lifecycle.StartJob(start)
+        assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
 async def test_a_start_asked_again_by_its_own_message_answers_the_attempt_it_started(
     jobs: Stub, lifecycle: JobLifecycleServiceAsyncStub
 ) -> None:
@@ -140,14 +148,12 @@ async def test_a_start_asked_again_by_its_own_message_answers_the_attempt_it_sta
     again = await lifecycle.StartJob(lifecycle_pb2.StartJobRequest(id=job.id, worker_id="w@h/task-1", attempt=0))
 
     assert again.status == jobs_pb2.JOB_STATUS_PROCESSING and again.retry_count == first.retry_count == 0
-    for other in (
+    await assert_refused(
+        lifecycle,
         lifecycle_pb2.StartJobRequest(id=job.id, worker_id="w@h/task-2", attempt=0),  # another message's copy
         lifecycle_pb2.StartJobRequest(id=job.id, worker_id="w@h/task-1", attempt=1),  # another attempt
         lifecycle_pb2.StartJobRequest(id=job.id, worker_id="w@h/task-1"),  # no attempt named
-    ):
-        with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await lifecycle.StartJob(other)
-        assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    )
 
 
 async def test_two_concurrent_starts_of_one_job_have_exactly_one_winner(
@@ -206,9 +212,8 @@ async def test_completion_racing_cancellation_has_one_outcome(
 async def test_a_start_names_the_earlier_deliveries_it_may_take_over_from(
     jobs: Stub, lifecycle: JobLifecycleServiceAsyncStub
 ) -> None:
-    job = await create_job(jobs)
-    # w/1 started the attempt, then heard UNAVAILABLE (the answer lost) and sent its message again.
-    await lifecycle.StartJob(lifecycle_pb2.StartJobRequest(id=job.id, worker_id="h/1/task-1", attempt=0))
+    # h/1 started the attempt, then heard UNAVAILABLE (the answer lost) and sent its message again.
+    job = await processing_job(jobs, lifecycle, worker_id="h/1/task-1", attempt=0)
 
     taken = await lifecycle.StartJob(
         lifecycle_pb2.StartJobRequest(
@@ -218,14 +223,12 @@ async def test_a_start_names_the_earlier_deliveries_it_may_take_over_from(
 
     assert taken.status == jobs_pb2.JOB_STATUS_PROCESSING and taken.retry_count == 0
     # Taken over: neither the delivery it replaced nor another copy naming it starts it any more.
-    for other in (
+    await assert_refused(
+        lifecycle,
         lifecycle_pb2.StartJobRequest(id=job.id, worker_id="h/1/task-1", attempt=0),
         lifecycle_pb2.StartJobRequest(id=job.id, worker_id="h/3/task-1", attempt=0, resumes_worker_ids=["h/1/task-1"]),
         lifecycle_pb2.StartJobRequest(id=job.id, worker_id="h/3/task-1", attempt=1, resumes_worker_ids=["h/2/task-1"]),
-    ):
-        with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await lifecycle.StartJob(other)
-        assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    )
     again = await lifecycle.StartJob(lifecycle_pb2.StartJobRequest(id=job.id, worker_id="h/2/task-1", attempt=0))
     assert again.status == jobs_pb2.JOB_STATUS_PROCESSING
 
@@ -233,8 +236,7 @@ async def test_a_start_names_the_earlier_deliveries_it_may_take_over_from(
 async def test_two_copies_taking_over_one_delivery_have_exactly_one_winner(
     jobs: Stub, lifecycle: JobLifecycleServiceAsyncStub
 ) -> None:
-    job = await create_job(jobs)
-    await lifecycle.StartJob(lifecycle_pb2.StartJobRequest(id=job.id, worker_id="h/1/task-1", attempt=0))
+    job = await processing_job(jobs, lifecycle, worker_id="h/1/task-1", attempt=0)
 
     outcomes = await asyncio.gather(
         *(

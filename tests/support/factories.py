@@ -52,11 +52,17 @@ def video_result(job_id: str, attempt: int = 0, **fields: Any) -> jobs_pb2.Video
 
 
 async def processing_job(
-    jobs: JobServiceAsyncStub, lifecycle: JobLifecycleServiceAsyncStub, **fields: Any
+    jobs: JobServiceAsyncStub,
+    lifecycle: JobLifecycleServiceAsyncStub,
+    *,
+    worker_id: str = "worker-1",
+    attempt: int | None = None,
+    **fields: Any,
 ) -> jobs_pb2.Job:
-    """A job a worker has started."""
+    """A job a worker has started (naming its attempt when given)."""
     job = await create_job(jobs, **fields)
-    started: jobs_pb2.Job = await lifecycle.StartJob(lifecycle_pb2.StartJobRequest(id=job.id, worker_id="worker-1"))
+    request = lifecycle_pb2.StartJobRequest(id=job.id, worker_id=worker_id, attempt=attempt)
+    started: jobs_pb2.Job = await lifecycle.StartJob(request)
     return started
 
 

@@ -48,6 +48,8 @@ class WebhookOutbox:
 
     async def record(self, session: AsyncSession, job: Job, event_type: str) -> None:
         """Adds a delivery of event_type when the job has a webhook whose filter lets it pass."""
+        # The same filter, in SQL, keeps such a change off the hot path (services/jobs/hot.py's
+        # _no_delivery_of): a change to one is a change to both.
         if job.webhook_url is None or (job.webhook_events and event_type not in job.webhook_events):
             return
         await deliveries.insert_delivery(session, job, event=event_type, payload=self._render(job))
