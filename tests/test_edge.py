@@ -269,7 +269,7 @@ def test_every_connection_and_stream_has_a_deadline_and_live_streams_outlast_the
     assert seconds(manager["common_http_protocol_options"]["idle_timeout"]) > 0
     # The stream idle timeout lets the slowest route answer; live streams have their own.
     assert seconds(manager["stream_idle_timeout"]) > max(seconds(r["route"]["timeout"]) for r in routes)
-    assert len(live) == 2  # WatchJob and the events of one job (SSE)
+    assert len(live) == 3  # WatchJob, and the events of one job and of several (SSE)
     assert all(4 * keepalive <= seconds(route["idle_timeout"]) for route in live)
 
 

@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.core import tracing
 from services.core.logging import REQUEST_ID_HEADER, get_logger, new_request_id
 from services.core.storage.local import local_storage
-from services.gateway import console, events, jobs, keys, ops, providers, queues, webhooks
+from services.gateway import console, events, jobs, keys, ops, providers, queues, streams, webhooks
 from services.gateway.clients import open_backends
 from services.gateway.deps import PRESENTED_KEY
 from services.gateway.errors import BackendError, backend_error, http_error, unexpected_error
@@ -89,6 +89,7 @@ def create_app(settings: GatewaySettings, *, redis_url: str) -> FastAPI:
     for router in (
         jobs.router,
         events.router,
+        streams.router,
         webhooks.router,
         keys.router,
         queues.router,

@@ -126,5 +126,9 @@ async def _stream(call: Any, first: jobs_pb2.JobEvent) -> AsyncIterator[str]:
 def _frame(event: jobs_pb2.JobEvent) -> str:
     if not event.HasField("job"):
         return ": keep-alive\n\n"
-    job = json.dumps(jsonable_encoder(job_from_proto(event.job)), separators=(",", ":"), ensure_ascii=False)
-    return f"id: {event.event_id}\nevent: {event.type}\ndata: {job}\n\n"
+    return f"id: {event.event_id}\nevent: {event.type}\ndata: {event_data(event.job)}\n\n"
+
+
+def event_data(job: jobs_pb2.Job) -> str:
+    """The job as GET answers it, on one line: an event's data."""
+    return json.dumps(jsonable_encoder(job_from_proto(job)), separators=(",", ":"), ensure_ascii=False)

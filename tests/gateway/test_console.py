@@ -5,6 +5,8 @@ width; a screenshot of each page under .data/screenshots/."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +16,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from tests.gateway.conftest import Gateway, GatewayFactory
+from tests.gateway.test_events import occupy_the_worker
 from tests.gateway.test_webhooks_rest import QUICK, TINY, wait_states
 from tests.support.browser import PHONE, chromium, screenshot, wait_for
 from tests.support.deliveries import SECRET
@@ -125,6 +128,49 @@ async def test_a_job_submitted_in_the_console_is_watched_to_100_percent_and_its_
     assert seen["events"][-1].startswith("job.completed"), seen["events"]
     assert seen["row"] == ("completed", "100")
     assert max(seen["values"]) == 100
+
+
+ROWS = "[...document.querySelectorAll('#jobs tbody tr[data-job]')]"
+ROW_STATES = (
+    f"return {ROWS}.map(r => [r.querySelector('.badge').textContent, String(r.querySelector('progress').value)])"
+)
+EVENT_STREAMS = """return performance.getEntriesByType('resource').map(e => new URL(e.name))
+  .filter(u => u.pathname.endsWith('/events')).map(u => [u.pathname, u.searchParams.getAll('jobId')])"""
+
+
+def watch_the_list(base: str, user: str, release: Callable[[], None]) -> dict[str, Any]:
+    """Opens the user's job list with every job queued, releases the worker, and reads every row to
+    its end, then which event streams the page fetched."""
+
+    def all_done(session: WebDriver) -> list[list[str]] | None:
+        states: list[list[str]] = session.execute_script(ROW_STATES)
+        return states if all(state == ["completed", "100"] for state in states) else None
+
+    with chromium() as session:
+        go(session, base, f"/ui/?userId={user}", "#jobs tbody tr[data-job]")
+        queued = [status for status, _ in session.execute_script(ROW_STATES)]
+        release()
+        states = wait_for(session, all_done, timeout=60, what="every row at 100 %")
+        screenshot(session, "jobs-live")
+        # A fetch's entry is there once its body ended: the stream ends with its last job.
+        streams = wait_for(session, lambda s: s.execute_script(EVENT_STREAMS), what="the list's event stream, ended")
+    return {"queued": queued, "states": states, "streams": streams}
+
+
+async def test_the_job_list_moves_every_active_row_over_one_stream(module_gateway: Gateway, tmp_path: Path) -> None:
+    base = f"http://127.0.0.1:{module_gateway.edge_port}"
+    gate, user = tmp_path / "gate", unique_user()
+    await occupy_the_worker(module_gateway, gate)
+    body = {"userId": user, "prompt": "a fox in the snow", "metadata": TINY}
+    jobs = [(await module_gateway.client.post("/api/v1/jobs", json=body)).json() for _ in range(8)]
+
+    seen = await asyncio.to_thread(watch_the_list, base, user, gate.touch)
+
+    assert seen["queued"] == ["queued"] * 8
+    assert seen["states"] == [["completed", "100"]] * 8
+    # More rows than a browser has connections, all on one stream; no stream of a single job.
+    [(path, ids)] = seen["streams"]
+    assert path == "/api/v1/events" and sorted(ids) == sorted(j["id"] for j in jobs)
 
 
 def redeliver_in_console(base: str, delivery_id: str) -> tuple[str, str]:

@@ -68,6 +68,13 @@ async def follow(
     return answer.status_code, answer.headers.get("content-type", ""), parse(text)[0]
 
 
+def unsigned(job: dict[str, Any]) -> dict[str, Any]:
+    """The job without its video URL's signature, which two reads a second apart sign anew."""
+    if job.get("result"):
+        return {**job, "result": {**job["result"], "videoUrl": job["result"]["videoUrl"].split("?")[0]}}
+    return job
+
+
 async def create(gateway: Gateway, metadata: dict[str, Any]) -> dict[str, Any]:
     body = {"userId": "sse-user", "prompt": "p", "metadata": metadata}
     created = await gateway.client.post("/api/v1/jobs", json=body)
@@ -142,7 +149,7 @@ async def test_sse_and_watchjob_clients_see_queued_processing_rising_progress_co
     assert "rendering" in stages and set(stages) <= {"starting", "rendering", "storing"}
     ids = [e.id for e in events]
     assert ids == sorted(set(ids)) and ids[-1] == grpc_events[-1].event_id
-    assert events[-1].data == (await gateway.client.get(f"/api/v1/jobs/{job['id']}")).json()
+    assert unsigned(events[-1].data) == unsigned((await gateway.client.get(f"/api/v1/jobs/{job['id']}")).json())
 
 
 async def test_a_late_client_gets_the_final_state_at_once(gateway: Gateway) -> None:
@@ -262,8 +269,111 @@ def test_the_edge_neither_times_out_nor_retries_the_live_streams() -> None:
                 return dict(route["route"])
         raise AssertionError(f"no route for {path}")
 
-    for path, grpc_call in [("/api/v1/jobs/cabc/events", False), ("/videogen.v1.JobService/WatchJob", True)]:
+    rest = [("/api/v1/jobs/cabc/events", False), ("/api/v1/events", False)]
+    for path, grpc_call in [*rest, ("/videogen.v1.JobService/WatchJob", True)]:
         route = route_of(path, grpc_call=grpc_call)
         assert (route["timeout"], "retry_policy" in route) == ("0s", False)
         assert 30 <= int(route["idle_timeout"].removesuffix("s")) <= 600
     assert route_of("/api/v1/jobs/cabc", grpc_call=False)["timeout"] != "0s"
+
+
+async def follow_many(gateway: Gateway, ids: list[str], first: asyncio.Event | None = None) -> tuple[int, list[Sse]]:
+    """Reads a whole stream of several jobs: its status and events (their ids are 0: they carry none)."""
+    text = ""
+    async with asyncio.timeout(60):
+        async with gateway.client.stream("GET", "/api/v1/events", params={"jobId": ids}) as answer:
+            async for chunk in answer.aiter_text():
+                text += chunk
+                if first is not None and "data: " in text:
+                    first.set()
+    assert "\nid: " not in text and not text.startswith("id: ")
+    blocks = [b.replace("event: ", "id: 0\nevent: ", 1) for b in text.split("\n\n")]
+    return answer.status_code, parse("\n\n".join(blocks))[0]
+
+
+async def test_one_stream_follows_more_jobs_than_a_browser_has_connections(gateway: Gateway, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    await occupy_the_worker(gateway, gate)
+    jobs = [await create(gateway, {"durationSeconds": 2, "width": 64, "height": 64, "fps": 24}) for _ in range(8)]
+    unknown = f"c{'0' * 24}"
+    first = asyncio.Event()
+    stream = asyncio.create_task(follow_many(gateway, [j["id"] for j in jobs] + [unknown], first=first))
+    async with asyncio.timeout(10):
+        await first.wait()
+    assert REGISTRY.get_sample_value("job_watchers") == 8  # one WatchJob a queued job, none for the unknown
+
+    gate.touch()
+    status, events = await stream
+
+    assert status == 200
+    assert [e.data for e in events if e.event == "job.missing"] == [{"id": unknown}]
+    opening = [e.data["id"] for e in events[: len(jobs)]]
+    assert opening == [j["id"] for j in jobs]  # each job's current state first, in the order asked
+    for job in jobs:
+        mine = [e for e in events if e.data["id"] == job["id"]]
+        percents = [e.data["progressPercent"] for e in mine]
+        assert mine[0].event == "job.queued" and mine[-1].event == "job.completed"
+        assert [e.event for e in mine].count("job.completed") == 1 and percents == sorted(percents)
+        assert unsigned(mine[-1].data) == unsigned((await gateway.client.get(f"/api/v1/jobs/{job['id']}")).json())
+
+
+async def test_a_stream_of_ended_jobs_gives_their_states_and_ends(gateway: Gateway) -> None:
+    job = await create(gateway, {"durationSeconds": 1, "width": 64, "height": 64, "fps": 4})
+    await follow(gateway, job["id"])
+    cancelled = await create(gateway, {"provider": "scripted", "modelInput": {"script": {"gate": "/nonexistent"}}})
+    await gateway.client.delete(f"/api/v1/jobs/{cancelled['id']}")
+
+    status, events = await follow_many(gateway, [job["id"], cancelled["id"], job["id"]])
+
+    assert status == 200
+    assert [(e.event, e.data["id"]) for e in events] == [
+        ("job.completed", job["id"]),
+        ("job.cancelled", cancelled["id"]),
+    ]
+
+
+async def test_a_client_that_leaves_a_stream_of_several_frees_every_watcher(gateway: Gateway, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    script = {"provider": "scripted", "modelInput": {"script": {"gate": str(gate)}}}
+    jobs = [await create(gateway, script) for _ in range(3)]
+    before = REGISTRY.get_sample_value("job_watchers") or 0
+    try:
+        params = {"jobId": [j["id"] for j in jobs]}
+        async with gateway.client.stream("GET", "/api/v1/events", params=params) as answer:
+            assert answer.status_code == 200
+            assert REGISTRY.get_sample_value("job_watchers") == before + 3
+        async with asyncio.timeout(10):
+            while REGISTRY.get_sample_value("job_watchers") != before:
+                await asyncio.sleep(0.05)
+    finally:
+        gate.touch()
+
+
+@pytest.mark.parametrize(
+    ("ids", "loc"),
+    [
+        ([], ["query", "jobId"]),
+        ([f"c{i:024d}" for i in range(51)], ["query", "jobId"]),
+        ([f"c{'0' * 24}", "Not-An-Id"], ["query", "jobId", 1]),
+        ([""], ["query", "jobId", 0]),
+    ],
+)
+async def test_a_stream_of_several_refuses_what_cannot_name_jobs(
+    gateway: Gateway, ids: list[str], loc: list[Any]
+) -> None:
+    answer = await gateway.client.get("/api/v1/events", params={"jobId": ids})
+
+    assert answer.status_code == 422
+    assert answer.json()["detail"][0]["loc"] == loc
+    assert REGISTRY.get_sample_value("job_watchers") in (None, 0)
+
+
+async def test_the_openapi_document_describes_the_stream_of_several_jobs(gateway: Gateway) -> None:
+    document = (await gateway.client.get("/openapi.json")).json()
+
+    operation = document["paths"]["/api/v1/events"]["get"]
+
+    assert operation["operationId"] == "jobsEvents"
+    assert "text/event-stream" in operation["responses"]["200"]["content"]
+    assert {"200", "401", "422", "429", "503"} <= set(operation["responses"])
+    assert [(p["name"], p["in"]) for p in operation["parameters"]] == [("jobId", "query")]

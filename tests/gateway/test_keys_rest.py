@@ -141,6 +141,32 @@ async def test_another_users_job_is_404_and_lists_show_only_the_keys_user(edge: 
     assert owner.status_code == 200
 
 
+async def test_a_stream_of_several_jobs_shows_a_user_key_only_its_own(edge: Gateway) -> None:
+    alice, bob = unique_user(), unique_user()
+    alice_key, bob_key = await user_key(edge, alice), await user_key(edge, bob)
+    theirs = (await edge.client.post("/api/v1/jobs", json=JOB, headers=alice_key)).json()
+    mine = (await edge.client.post("/api/v1/jobs", json=JOB, headers=bob_key)).json()
+
+    async def opening(headers: dict[str, str]) -> tuple[int, list[str]]:
+        """The status and the first two events of a stream of both jobs."""
+        params = [("jobId", theirs["id"]), ("jobId", mine["id"])]
+        text = ""
+        async with edge.client.stream("GET", "/api/v1/events", params=params, headers=headers) as answer:
+            async for chunk in answer.aiter_text():
+                text += chunk
+                if text.count("\n\n") >= 3:  # the retry line and two events
+                    break
+        return answer.status_code, [block for block in text.split("\n\n") if block.startswith("event: ")][:2]
+
+    (status, events), (stranger, _) = await opening(bob_key), await opening({"X-API-Key": "vgk_" + "A" * 43})
+
+    assert status == 200
+    their_id, my_id = theirs["id"], mine["id"]
+    assert events[0] == f'event: job.missing\ndata: {{"id":"{their_id}"}}'
+    assert events[1].startswith("event: job.") and f'"id":"{my_id}"' in events[1] and alice not in events[1]
+    assert stranger == 401
+
+
 async def test_admin_routes_are_403_for_a_user_key_and_provider_status_is_not(edge: Gateway) -> None:
     mine = await user_key(edge, unique_user())
     client = edge.client

@@ -23,3 +23,4 @@ FINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 # The gRPC enum values of the statuses, both ways (JOB_STATUS_UNSPECIFIED names none).
 STATUS_TO_PROTO = {status: jobs_pb2.JobStatus.Value(f"JOB_STATUS_{status.name}") for status in JobStatus}
 STATUS_FROM_PROTO: dict[int, JobStatus] = {value: status for status, value in STATUS_TO_PROTO.items()}
+FINAL_PROTO = frozenset(STATUS_TO_PROTO[status] for status in FINAL)

@@ -102,39 +102,70 @@ function parseEvent(block) {
   return event;
 }
 
-/** Follows one job's events until its final state (or signal), reconnecting after a lost
- *  connection from the last event id; onJob(job, type) gets each state, the current one first. */
-export async function follow(jobId, onJob, signal) {
-  let lastId = "";
+/** Reads one event stream of the API until it ends: onEvent(event) for each event with data.
+ *  Answers false for a 204 (nothing more will come), true when the stream ended. */
+async function readStream(path, extra, onEvent, signal) {
+  const response = await fetch(path, { headers: headers({ Accept: "text/event-stream", ...extra }), signal });
+  if (response.status === 204) return false;
+  if (!response.ok) throw new ApiError(response.status, explain(response.status, await response.json().catch(() => null)));
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return true;
+    buffer = (buffer + value).replace(/\r\n?/g, "\n");
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const event = parseEvent(buffer.slice(0, end));
+      buffer = buffer.slice(end + 2);
+      if (event.data.length) onEvent({ ...event, data: JSON.parse(event.data.join("\n")) });
+    }
+  }
+}
+
+/** Runs connect() again after a lost connection (2 s later) until it says it is done or signal
+ *  aborts; a refusal the client caused (4xx but 429) is thrown. */
+async function reconnecting(connect, signal) {
   while (!signal.aborted) {
     try {
-      const extra = { Accept: "text/event-stream", ...(lastId ? { "Last-Event-ID": lastId } : {}) };
-      const response = await fetch(`/api/v1/jobs/${encodeURIComponent(jobId)}/events`, { headers: headers(extra), signal });
-      if (response.status === 204) return;
-      if (!response.ok) throw new ApiError(response.status, explain(response.status, await response.json().catch(() => null)));
-      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-      let buffer = "";
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        buffer = (buffer + value).replace(/\r\n?/g, "\n");
-        let end;
-        while ((end = buffer.indexOf("\n\n")) >= 0) {
-          const event = parseEvent(buffer.slice(0, end));
-          buffer = buffer.slice(end + 2);
-          if (event.id) lastId = event.id;
-          if (!event.data.length) continue;
-          const job = JSON.parse(event.data.join("\n"));
-          onJob(job, event.type);
-          if (FINAL.has(job.status)) return;
-        }
-      }
+      if (await connect()) return;
     } catch (error) {
       if (signal.aborted) return;
       if (error instanceof ApiError && error.status < 500 && error.status !== 429) throw error;
     }
     await sleep(2000, signal);
   }
+}
+
+/** Follows one job's events until its final state (or signal), reconnecting after a lost
+ *  connection from the last event id; onJob(job, type) gets each state, the current one first. */
+export async function follow(jobId, onJob, signal) {
+  let lastId = "";
+  let ended = false;
+  await reconnecting(async () => {
+    const more = await readStream(`/api/v1/jobs/${encodeURIComponent(jobId)}/events`, lastId ? { "Last-Event-ID": lastId } : {},
+      (event) => {
+        if (event.id) lastId = event.id;
+        ended = FINAL.has(event.data.status);
+        onJob(event.data, event.type);
+      }, signal);
+    return !more || ended;
+  }, signal);
+}
+
+/** Follows several jobs on one connection (GET /api/v1/events) until each is final or missing;
+ *  after a lost connection, asks again for those still running. onJob(job, type) as follow's. */
+export async function followMany(jobIds, onJob, signal) {
+  const running = new Set(jobIds);
+  await reconnecting(async () => {
+    if (!running.size) return true;
+    const query = new URLSearchParams([...running].map((id) => ["jobId", id]));
+    await readStream(`/api/v1/events?${query}`, {}, (event) => {
+      if (event.type === "job.missing" || FINAL.has(event.data.status)) running.delete(event.data.id);
+      if (event.type !== "job.missing") onJob(event.data, event.type);
+    }, signal);
+    return !running.size;
+  }, signal);
 }
 
 /** Says text to screen readers (and keeps it for tests to read). */

@@ -1,10 +1,8 @@
 // The jobs pages: the live list, one job (events, attempts, deliveries, video) and the submit form.
-import { FINAL, announce, api, badge, cells, failure, follow, h, message, navigate, redrawEvery, table, when } from "./core.js";
+import { FINAL, announce, api, badge, cells, failure, follow, followMany, h, message, navigate, redrawEvery, table, when } from "./core.js";
 
 const STATUSES = ["queued", "processing", "completed", "failed", "cancelled"];
-// Streams the list follows at once: a browser opens at most 6 HTTP/1.1 connections to a host,
-// and the page needs some for its own calls. The other active rows move with the list's refresh.
-const LIVE_STREAMS = 4;
+// The list takes in new jobs this often; the bars of its active rows move over one event stream.
 const LIST_REFRESH_MS = 5000;
 
 function jobLink(job) {
@@ -67,11 +65,17 @@ export async function jobsPage(main, { signal, query }) {
   const pager = h("p", { class: "pager" });
   main.append(list, pager);
   const rows = new Map();
-  const followed = new Set();
-  const track = (job) => {
-    if (FINAL.has(job.status) || followed.has(job.id) || followed.size >= LIVE_STREAMS) return;
-    followed.add(job.id);
-    follow(job.id, (next) => rows.get(job.id)?.update(next), signal).catch(() => {}).finally(() => followed.delete(job.id));
+  // The page's active jobs are followed on one stream (a browser has six connections to a host,
+  // not one a row); a refresh that shows an active job the stream lacks opens a new one.
+  let live = { ids: new Set(), stop: null };
+  const followActive = (jobs) => {
+    const active = jobs.filter((job) => !FINAL.has(job.status)).map((job) => job.id);
+    if (active.every((id) => live.ids.has(id))) return;
+    live.stop?.abort();
+    live = { ids: new Set(active), stop: new AbortController() };
+    const stop = live.stop;
+    signal.addEventListener("abort", () => stop.abort(), { once: true });
+    followMany(active, (next) => rows.get(next.id)?.update(next), stop.signal).catch(() => {});
   };
   const load = async () => {
     const page = await api(`/api/v1/jobs?${listQuery(query)}`, { signal });
@@ -85,7 +89,7 @@ export async function jobsPage(main, { signal, query }) {
     for (const id of [...rows.keys()]) if (!page.jobs.some((job) => job.id === id)) rows.delete(id);
     body.replaceChildren(...ordered);
     if (!page.jobs.length) body.append(h("tr", {}, h("td", { colspan: 5 }, "No jobs match.")));
-    page.jobs.forEach(track);
+    followActive(page.jobs);
     const next = new URLSearchParams(query);
     next.set("cursor", page.nextCursor || "");
     pager.replaceChildren(query.get("cursor") ? h("a", { href: "/ui/" }, "First page") : "",

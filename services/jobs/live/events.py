@@ -14,7 +14,7 @@ from prometheus_client import Counter
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.core.job.status import FINAL, STATUS_TO_PROTO
+from services.core.job.status import STATUS_TO_PROTO
 from services.core.logging import get_logger
 from services.core.models import Job
 from services.jobs import repository
@@ -22,7 +22,6 @@ from videogen.v1 import jobs_pb2
 
 log = get_logger(__name__)
 _STATUS_EVENT = {number: f"job.{status.value}" for status, number in STATUS_TO_PROTO.items()}
-FINAL_PROTO = frozenset(STATUS_TO_PROTO[status] for status in FINAL)
 KEEPALIVE = "job.keepalive"
 UNPUBLISHED = Counter(
     "job_events_unpublished_total",

@@ -21,8 +21,9 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from services.core.errors import ResourceExhausted, Unavailable
+from services.core.job.status import FINAL_PROTO
 from services.core.logging import get_logger
-from services.jobs.live.events import FINAL_PROTO, KEEPALIVE, channel_of, event_type
+from services.jobs.live.events import KEEPALIVE, channel_of, event_type
 from videogen.v1 import jobs_pb2
 
 log = get_logger(__name__)
