@@ -90,6 +90,21 @@ def is_open(state: HealthState, now: datetime) -> bool:
     return state.circuit_open_until is not None and state.circuit_open_until > now
 
 
+class Circuit(StrEnum):
+    """A provider's circuit breaker, as routing sees it."""
+
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half-open"
+
+
+def circuit_of(state: HealthState, now: datetime) -> Circuit:
+    """Open while the cool-down runs; half-open after it, until a success closes it."""
+    if state.circuit_open_until is None:
+        return Circuit.CLOSED
+    return Circuit.OPEN if state.circuit_open_until > now else Circuit.HALF_OPEN
+
+
 def rank(state: HealthState) -> int:
     """Routing order of a health: healthy first, then degraded, then unhealthy (half-open)."""
     return _RANK[state.status]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
@@ -26,6 +26,11 @@ class ProviderStatus(BaseModel):
     avgResponseTimeMs: float
     costPerRequest: float
     models: list[str]
+    circuit: Literal["closed", "open", "half-open"] = Field(
+        description="Closed: routed as its health ranks it. Open: skipped until `circuitOpenUntil`. Half-open: the "
+        "cool-down ended without a success since; the next job or probe tries it, last in order."
+    )
+    circuitOpenUntil: datetime | None = Field(description="When an open circuit turns half-open; null when closed")
 
 
 class ProvidersStatus(BaseModel):
@@ -44,6 +49,8 @@ class ProvidersStatus(BaseModel):
                             "avgResponseTimeMs": 1.2,
                             "costPerRequest": 0.0,
                             "models": ["local-pyav-h264-v1"],
+                            "circuit": "closed",
+                            "circuitOpenUntil": None,
                         }
                     ]
                 }
@@ -100,7 +107,18 @@ def provider_from_proto(status: providers_pb2.ProviderStatus) -> ProviderStatus:
         avgResponseTimeMs=status.avg_response_time_ms,
         costPerRequest=status.cost_per_request,
         models=list(status.models),
+        circuit=circuit_name(status.circuit),
+        circuitOpenUntil=optional_timestamp(status, "circuit_open_until"),
     )
+
+
+def circuit_name(value: int) -> Literal["closed", "open", "half-open"]:
+    """closed | open | half-open (closed for a service that does not say)."""
+    if value == providers_pb2.CIRCUIT_STATE_OPEN:
+        return "open"
+    if value == providers_pb2.CIRCUIT_STATE_HALF_OPEN:
+        return "half-open"
+    return "closed"
 
 
 router = APIRouter(prefix="/api/v1/providers", tags=["providers"], route_class=StrictJsonRoute)

@@ -14,7 +14,7 @@ from services.core.auth import require_admin
 from services.core.errors import InvalidArgument
 from services.core.generators.capabilities import DEFAULT_SECONDS, RATIO, VideoRequest, ratio_value
 from services.core.job.rules import PROVIDER_NAME
-from services.core.provider_health import Health, HealthState, Outcome
+from services.core.provider_health import Circuit, Health, HealthState, Outcome, circuit_of
 from services.providers.service import ProvidersService
 from videogen.v1 import providers_pb2, providers_pb2_grpc, routing_pb2, routing_pb2_grpc
 
@@ -35,11 +35,18 @@ def _name(value: str, field: str) -> str:
     return value
 
 
-def _timestamp(state: HealthState) -> Timestamp | None:
-    if state.last_checked_at is None:
+_CIRCUIT = {
+    Circuit.CLOSED: providers_pb2.CIRCUIT_STATE_CLOSED,
+    Circuit.OPEN: providers_pb2.CIRCUIT_STATE_OPEN,
+    Circuit.HALF_OPEN: providers_pb2.CIRCUIT_STATE_HALF_OPEN,
+}
+
+
+def _timestamp(moment: datetime | None) -> Timestamp | None:
+    if moment is None:
         return None
     stamp = Timestamp()
-    stamp.FromDatetime(state.last_checked_at)
+    stamp.FromDatetime(moment)
     return stamp
 
 
@@ -53,17 +60,20 @@ class ProviderServicer(providers_pb2_grpc.ProviderServiceServicer):
         self, request: providers_pb2.GetProvidersStatusRequest, context: Context
     ) -> providers_pb2.GetProvidersStatusResponse:
         views = await self._service.status()
+        now = datetime.now(UTC)
         return providers_pb2.GetProvidersStatusResponse(
             providers=[
                 providers_pb2.ProviderStatus(
                     provider=view.config.name,
                     status=_HEALTH[view.state.status],
-                    last_checked_at=_timestamp(view.state),
+                    last_checked_at=_timestamp(view.state.last_checked_at),
                     consecutive_failures=view.state.consecutive_failures,
                     avg_response_time_ms=view.state.avg_response_time_ms,
                     cost_per_request=view.config.cost_per_request,
                     models=view.config.models,
                     kind=view.config.kind,
+                    circuit=_CIRCUIT[circuit_of(view.state, now)],
+                    circuit_open_until=_timestamp(view.state.circuit_open_until),
                 )
                 for view in views
             ]

@@ -219,6 +219,7 @@ def operators_pages(base: str, user: str) -> dict[str, Any]:
         screenshot(session, "queues")
         go(session, base, "/ui/providers", "#providers tbody tr")
         row = session.find_element(By.CSS_SELECTOR, "#providers tbody tr")
+        seen["circuit"] = text(session, "#providers tbody tr td:nth-child(3)")
         row.find_element(By.TAG_NAME, "button").click()
         seen["tested"] = wait_for(session, lambda s: "ok in" in row.text or "failed" in row.text, what="a test")
         seen["tested"] = row.text
@@ -261,6 +262,7 @@ async def test_the_operators_pages_and_the_key_rules_in_the_console(module_gatew
 
     assert seen["queues"] == ["high_priority", "default", "low_priority"]
     assert "ok in" in seen["tested"], seen["tested"]
+    assert seen["circuit"] == "closed"
     assert seen["stored"]
     assert "403" not in seen["keys_as_user"] and "admin key" in seen["keys_as_user"]
     assert seen["jobs_as_user"] == "0 jobs"

@@ -71,6 +71,7 @@ async def test_the_sync_client_creates_follows_lists_and_downloads(gateway: Gate
     assert [j.id for j in everything] == [job.id]  # type: ignore[attr-defined]
     assert again.id == job.id and again.final  # type: ignore[attr-defined]
     assert "local" in {p.provider for p in providers}  # type: ignore[attr-defined]
+    assert {p.circuit for p in providers} == {"closed"}  # type: ignore[attr-defined]
 
 
 async def test_the_async_client_does_the_same_in_the_loop(gateway: Gateway, tmp_path: Path) -> None:
@@ -183,7 +184,7 @@ async def test_videogen_installed_by_pip_submits_waits_with_a_progress_bar_and_s
     assert "completed" in err and "100%" in err, err  # the progress bar's last state
     assert out.strip() == str(video) and is_mp4(video)
     assert listed[0] == 0 and "1 jobs" in listed[1]
-    assert providers[0] == 0 and "local" in providers[1]
+    assert providers[0] == 0 and "local" in providers[1] and "closed" in providers[1]
     assert missing[0] == 1 and "HTTP 404" in missing[2] and "Traceback" not in missing[2]
     assert over_grpc[0] == 0, over_grpc[2]
     assert over_grpc[1].split() == ["job.completed", "JOB_STATUS_COMPLETED", "local"]

@@ -69,7 +69,8 @@ async def test_the_seed_walk_through(gateway: Gateway) -> None:
     providers = await client.get("/api/v1/providers/status")
     local = next(p for p in providers.json()["providers"] if p["provider"] == "local")
     assert set(local) == {"provider", "status", "lastCheckedAt", "consecutiveFailures", "avgResponseTimeMs",
-                          "costPerRequest", "models"}  # fmt: skip
+                          "costPerRequest", "models", "circuit", "circuitOpenUntil"}  # fmt: skip
+    assert (local["circuit"], local["circuitOpenUntil"]) == ("closed", None)
     tested = await client.post("/api/v1/providers/test", json={"provider": "local", "timeout": 5})
     assert (tested.status_code, tested.json()["success"], tested.json()["status"]) == (200, True, "healthy")
 

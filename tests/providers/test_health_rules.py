@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from services.core.provider_health import Health, HealthPolicy, HealthState, Outcome, is_open, next_state
+from services.core.provider_health import (
+    Circuit,
+    Health,
+    HealthPolicy,
+    HealthState,
+    Outcome,
+    circuit_of,
+    is_open,
+    next_state,
+)
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 POLICY = HealthPolicy(unhealthy_after=3, degraded_latency_ms=1000, cooldown_seconds=60, alpha=0.5)
@@ -27,6 +36,18 @@ def test_failures_degrade_then_make_unhealthy_and_open_the_circuit() -> None:
     assert three.circuit_open_until == NOW + timedelta(seconds=60)
     assert three.last_error == "HTTP 500"
     assert is_open(three, NOW) and not is_open(three, NOW + timedelta(seconds=61))
+
+
+def test_the_circuit_is_closed_then_open_for_the_cool_down_then_half_open_until_a_success() -> None:
+    failure = Outcome(success=False, error="HTTP 500")
+    tripped = apply(FRESH, failure, failure, failure)
+    healed = apply(tripped, Outcome(success=True, latency_ms=100))
+    later = NOW + timedelta(seconds=61)
+
+    assert [circuit_of(apply(FRESH, failure, failure), NOW), circuit_of(tripped, NOW)] == [Circuit.CLOSED, Circuit.OPEN]
+    assert circuit_of(tripped, NOW + timedelta(seconds=59)) == Circuit.OPEN
+    assert (circuit_of(tripped, later), is_open(tripped, later)) == (Circuit.HALF_OPEN, False)
+    assert circuit_of(healed, later) == Circuit.CLOSED
 
 
 def test_a_success_heals_and_closes_the_circuit() -> None:

@@ -7,6 +7,7 @@ import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -176,6 +177,32 @@ async def test_a_named_provider_is_unknown_or_refused_when_its_circuit_is_open(
     assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "unhealthy" in (refused.value.details() or "")
+
+
+async def test_the_status_shows_each_circuit_and_when_an_open_one_turns_half_open(
+    providers: Stack, routing: ProviderRoutingServiceAsyncStub
+) -> None:
+    stub, _ = providers
+    for _ in range(2):  # providers_settings: unhealthy after 2, a cool-down of 2 s
+        await routing.ReportOutcome(_failure("fast"))
+    began = time.time()
+
+    async def status() -> dict[str, providers_pb2.ProviderStatus]:
+        reply = await stub.GetProvidersStatus(providers_pb2.GetProvidersStatusRequest())
+        return {p.provider: p for p in reply.providers}
+
+    tripped = await status()
+    await asyncio.sleep(max(0.0, tripped["fast"].circuit_open_until.ToDatetime(UTC).timestamp() - time.time()) + 0.1)
+    waited = await status()
+    await routing.ReportOutcome(routing_pb2.ReportOutcomeRequest(provider="fast", success=True, latency_ms=5))
+    healed = await status()
+
+    open_, closed = providers_pb2.CIRCUIT_STATE_OPEN, providers_pb2.CIRCUIT_STATE_CLOSED
+    assert (tripped["fast"].circuit, tripped["slow"].circuit) == (open_, closed)
+    assert not tripped["slow"].HasField("circuit_open_until")
+    assert tripped["fast"].circuit_open_until.ToDatetime(UTC).timestamp() == pytest.approx(began + 2, abs=1)
+    assert waited["fast"].circuit == providers_pb2.CIRCUIT_STATE_HALF_OPEN
+    assert (healed["fast"].circuit, healed["fast"].HasField("circuit_open_until")) == (closed, False)
 
 
 def _failure(provider: str) -> routing_pb2.ReportOutcomeRequest:

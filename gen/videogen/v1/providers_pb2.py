@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bvideogen/v1/providers.proto\x12\x0bvideogen.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x91\x02\n\x0eProviderStatus\x12\x10\n\x08provider\x18\x01 \x01(\t\x12+\n\x06status\x18\x02 \x01(\x0e\x32\x1b.videogen.v1.ProviderHealth\x12\x38\n\x0flast_checked_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x88\x01\x01\x12\x1c\n\x14\x63onsecutive_failures\x18\x04 \x01(\x05\x12\x1c\n\x14\x61vg_response_time_ms\x18\x05 \x01(\x01\x12\x18\n\x10\x63ost_per_request\x18\x06 \x01(\x01\x12\x0e\n\x06models\x18\x07 \x03(\t\x12\x0c\n\x04kind\x18\x08 \x01(\tB\x12\n\x10_last_checked_at\"\x1b\n\x19GetProvidersStatusRequest\"L\n\x1aGetProvidersStatusResponse\x12.\n\tproviders\x18\x01 \x03(\x0b\x32\x1b.videogen.v1.ProviderStatus\"Y\n\x13TestProviderRequest\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x1c\n\x0ftimeout_seconds\x18\x02 \x01(\x01H\x00\x88\x01\x01\x42\x12\n\x10_timeout_seconds\"\x8f\x01\n\x14TestProviderResponse\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0f\n\x07success\x18\x02 \x01(\x08\x12+\n\x06status\x18\x03 \x01(\x0e\x32\x1b.videogen.v1.ProviderHealth\x12\x18\n\x10response_time_ms\x18\x04 \x01(\x01\x12\r\n\x05\x65rror\x18\x05 \x01(\t*\x8b\x01\n\x0eProviderHealth\x12\x1f\n\x1bPROVIDER_HEALTH_UNSPECIFIED\x10\x00\x12\x1b\n\x17PROVIDER_HEALTH_HEALTHY\x10\x01\x12\x1c\n\x18PROVIDER_HEALTH_DEGRADED\x10\x02\x12\x1d\n\x19PROVIDER_HEALTH_UNHEALTHY\x10\x03\x32\xcd\x01\n\x0fProviderService\x12\x65\n\x12GetProvidersStatus\x12&.videogen.v1.GetProvidersStatusRequest\x1a\'.videogen.v1.GetProvidersStatusResponse\x12S\n\x0cTestProvider\x12 .videogen.v1.TestProviderRequest\x1a!.videogen.v1.TestProviderResponseB*\n\x0eio.videogen.v1P\x01Z\x16videogen/v1;videogenv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bvideogen/v1/providers.proto\x12\x0bvideogen.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x91\x03\n\x0eProviderStatus\x12\x10\n\x08provider\x18\x01 \x01(\t\x12+\n\x06status\x18\x02 \x01(\x0e\x32\x1b.videogen.v1.ProviderHealth\x12\x38\n\x0flast_checked_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x88\x01\x01\x12\x1c\n\x14\x63onsecutive_failures\x18\x04 \x01(\x05\x12\x1c\n\x14\x61vg_response_time_ms\x18\x05 \x01(\x01\x12\x18\n\x10\x63ost_per_request\x18\x06 \x01(\x01\x12\x0e\n\x06models\x18\x07 \x03(\t\x12\x0c\n\x04kind\x18\x08 \x01(\t\x12*\n\x07\x63ircuit\x18\t \x01(\x0e\x32\x19.videogen.v1.CircuitState\x12;\n\x12\x63ircuit_open_until\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x01\x88\x01\x01\x42\x12\n\x10_last_checked_atB\x15\n\x13_circuit_open_until\"\x1b\n\x19GetProvidersStatusRequest\"L\n\x1aGetProvidersStatusResponse\x12.\n\tproviders\x18\x01 \x03(\x0b\x32\x1b.videogen.v1.ProviderStatus\"Y\n\x13TestProviderRequest\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x1c\n\x0ftimeout_seconds\x18\x02 \x01(\x01H\x00\x88\x01\x01\x42\x12\n\x10_timeout_seconds\"\x8f\x01\n\x14TestProviderResponse\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0f\n\x07success\x18\x02 \x01(\x08\x12+\n\x06status\x18\x03 \x01(\x0e\x32\x1b.videogen.v1.ProviderHealth\x12\x18\n\x10response_time_ms\x18\x04 \x01(\x01\x12\r\n\x05\x65rror\x18\x05 \x01(\t*\x8b\x01\n\x0eProviderHealth\x12\x1f\n\x1bPROVIDER_HEALTH_UNSPECIFIED\x10\x00\x12\x1b\n\x17PROVIDER_HEALTH_HEALTHY\x10\x01\x12\x1c\n\x18PROVIDER_HEALTH_DEGRADED\x10\x02\x12\x1d\n\x19PROVIDER_HEALTH_UNHEALTHY\x10\x03*|\n\x0c\x43ircuitState\x12\x1d\n\x19\x43IRCUIT_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43IRCUIT_STATE_CLOSED\x10\x01\x12\x16\n\x12\x43IRCUIT_STATE_OPEN\x10\x02\x12\x1b\n\x17\x43IRCUIT_STATE_HALF_OPEN\x10\x03\x32\xcd\x01\n\x0fProviderService\x12\x65\n\x12GetProvidersStatus\x12&.videogen.v1.GetProvidersStatusRequest\x1a\'.videogen.v1.GetProvidersStatusResponse\x12S\n\x0cTestProvider\x12 .videogen.v1.TestProviderRequest\x1a!.videogen.v1.TestProviderResponseB*\n\x0eio.videogen.v1P\x01Z\x16videogen/v1;videogenv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,18 +33,20 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'videogen.v1.providers_pb2',
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\016io.videogen.v1P\001Z\026videogen/v1;videogenv1'
-  _globals['_PROVIDERHEALTH']._serialized_start=698
-  _globals['_PROVIDERHEALTH']._serialized_end=837
+  _globals['_PROVIDERHEALTH']._serialized_start=826
+  _globals['_PROVIDERHEALTH']._serialized_end=965
+  _globals['_CIRCUITSTATE']._serialized_start=967
+  _globals['_CIRCUITSTATE']._serialized_end=1091
   _globals['_PROVIDERSTATUS']._serialized_start=78
-  _globals['_PROVIDERSTATUS']._serialized_end=351
-  _globals['_GETPROVIDERSSTATUSREQUEST']._serialized_start=353
-  _globals['_GETPROVIDERSSTATUSREQUEST']._serialized_end=380
-  _globals['_GETPROVIDERSSTATUSRESPONSE']._serialized_start=382
-  _globals['_GETPROVIDERSSTATUSRESPONSE']._serialized_end=458
-  _globals['_TESTPROVIDERREQUEST']._serialized_start=460
-  _globals['_TESTPROVIDERREQUEST']._serialized_end=549
-  _globals['_TESTPROVIDERRESPONSE']._serialized_start=552
-  _globals['_TESTPROVIDERRESPONSE']._serialized_end=695
-  _globals['_PROVIDERSERVICE']._serialized_start=840
-  _globals['_PROVIDERSERVICE']._serialized_end=1045
+  _globals['_PROVIDERSTATUS']._serialized_end=479
+  _globals['_GETPROVIDERSSTATUSREQUEST']._serialized_start=481
+  _globals['_GETPROVIDERSSTATUSREQUEST']._serialized_end=508
+  _globals['_GETPROVIDERSSTATUSRESPONSE']._serialized_start=510
+  _globals['_GETPROVIDERSSTATUSRESPONSE']._serialized_end=586
+  _globals['_TESTPROVIDERREQUEST']._serialized_start=588
+  _globals['_TESTPROVIDERREQUEST']._serialized_end=677
+  _globals['_TESTPROVIDERRESPONSE']._serialized_start=680
+  _globals['_TESTPROVIDERRESPONSE']._serialized_end=823
+  _globals['_PROVIDERSERVICE']._serialized_start=1094
+  _globals['_PROVIDERSERVICE']._serialized_end=1299
 # @@protoc_insertion_point(module_scope)

@@ -39,6 +39,32 @@ PROVIDER_HEALTH_DEGRADED: ProviderHealth.ValueType  # 2
 PROVIDER_HEALTH_UNHEALTHY: ProviderHealth.ValueType  # 3
 Global___ProviderHealth: _TypeAlias = ProviderHealth  # noqa: Y015
 
+class _CircuitState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CircuitStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CircuitState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CIRCUIT_STATE_UNSPECIFIED: _CircuitState.ValueType  # 0
+    CIRCUIT_STATE_CLOSED: _CircuitState.ValueType  # 1
+    """Routed as its health ranks it."""
+    CIRCUIT_STATE_OPEN: _CircuitState.ValueType  # 2
+    """Enough failures in a row: skipped until circuit_open_until."""
+    CIRCUIT_STATE_HALF_OPEN: _CircuitState.ValueType  # 3
+    """The cool-down ended without a success since: the next job or probe tries it, last in order."""
+
+class CircuitState(_CircuitState, metaclass=_CircuitStateEnumTypeWrapper):
+    """Whether jobs are routed to a provider: its circuit breaker."""
+
+CIRCUIT_STATE_UNSPECIFIED: CircuitState.ValueType  # 0
+CIRCUIT_STATE_CLOSED: CircuitState.ValueType  # 1
+"""Routed as its health ranks it."""
+CIRCUIT_STATE_OPEN: CircuitState.ValueType  # 2
+"""Enough failures in a row: skipped until circuit_open_until."""
+CIRCUIT_STATE_HALF_OPEN: CircuitState.ValueType  # 3
+"""The cool-down ended without a success since: the next job or probe tries it, last in order."""
+Global___CircuitState: _TypeAlias = CircuitState  # noqa: Y015
+
 @_typing.final
 class ProviderStatus(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -51,6 +77,8 @@ class ProviderStatus(_message.Message):
     COST_PER_REQUEST_FIELD_NUMBER: _builtins.int
     MODELS_FIELD_NUMBER: _builtins.int
     KIND_FIELD_NUMBER: _builtins.int
+    CIRCUIT_FIELD_NUMBER: _builtins.int
+    CIRCUIT_OPEN_UNTIL_FIELD_NUMBER: _builtins.int
     provider: _builtins.str
     """Unique name from the provider registry."""
     status: Global___ProviderHealth.ValueType
@@ -60,10 +88,15 @@ class ProviderStatus(_message.Message):
     cost_per_request: _builtins.float
     kind: _builtins.str
     """Provider kind: "local", "openai-videos", ..."""
+    circuit: Global___CircuitState.ValueType
     @_builtins.property
     def last_checked_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def models(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def circuit_open_until(self) -> _timestamp_pb2.Timestamp:
+        """When an open circuit closes to a try (half-open); absent when closed."""
+
     def __init__(
         self,
         *,
@@ -75,13 +108,20 @@ class ProviderStatus(_message.Message):
         cost_per_request: _builtins.float = ...,
         models: _abc.Iterable[_builtins.str] | None = ...,
         kind: _builtins.str = ...,
+        circuit: Global___CircuitState.ValueType = ...,
+        circuit_open_until: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_last_checked_at", b"_last_checked_at", "last_checked_at", b"last_checked_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_circuit_open_until", b"_circuit_open_until", "_last_checked_at", b"_last_checked_at", "circuit_open_until", b"circuit_open_until", "last_checked_at", b"last_checked_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_last_checked_at", b"_last_checked_at", "avg_response_time_ms", b"avg_response_time_ms", "consecutive_failures", b"consecutive_failures", "cost_per_request", b"cost_per_request", "kind", b"kind", "last_checked_at", b"last_checked_at", "models", b"models", "provider", b"provider", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_circuit_open_until", b"_circuit_open_until", "_last_checked_at", b"_last_checked_at", "avg_response_time_ms", b"avg_response_time_ms", "circuit", b"circuit", "circuit_open_until", b"circuit_open_until", "consecutive_failures", b"consecutive_failures", "cost_per_request", b"cost_per_request", "kind", b"kind", "last_checked_at", b"last_checked_at", "models", b"models", "provider", b"provider", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__circuit_open_until: _TypeAlias = _typing.Literal["circuit_open_until"]  # noqa: Y015
+    _WhichOneofArgType__circuit_open_until: _TypeAlias = _typing.Literal["_circuit_open_until", b"_circuit_open_until"]  # noqa: Y015
     _WhichOneofReturnType__last_checked_at: _TypeAlias = _typing.Literal["last_checked_at"]  # noqa: Y015
     _WhichOneofArgType__last_checked_at: _TypeAlias = _typing.Literal["_last_checked_at", b"_last_checked_at"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__circuit_open_until) -> _WhichOneofReturnType__circuit_open_until | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__last_checked_at) -> _WhichOneofReturnType__last_checked_at | None: ...
 
 Global___ProviderStatus: _TypeAlias = ProviderStatus  # noqa: Y015

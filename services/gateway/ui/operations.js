@@ -40,19 +40,25 @@ function testButton(name, outcome) {
   return button;
 }
 
-/** Every provider's health (unhealthy: its circuit is open), latency, cost and models. */
+function circuit(p) {
+  if (p.circuit !== "open" || !p.circuitOpenUntil) return badge(p.circuit);
+  return h("span", {}, badge("open"), h("span", { class: "hint" }, ` until ${new Date(p.circuitOpenUntil).toLocaleTimeString()}`));
+}
+
+/** Every provider's health, circuit breaker, latency, cost and models, with a button to probe it. */
 export async function providersPage(main, { signal }) {
   const content = h("div");
   main.append(h("h1", {}, "Providers"), content);
   const { providers } = await api("/api/v1/providers/status", { signal });
   const rows = providers.map((p) => {
     const outcome = h("span", { class: "hint", role: "status" });
-    return h("tr", { "data-provider": p.provider }, cells([h("strong", {}, p.provider), badge(p.status), p.consecutiveFailures,
+    return h("tr", { "data-provider": p.provider }, cells([h("strong", {}, p.provider), badge(p.status), circuit(p), p.consecutiveFailures,
       `${Math.round(p.avgResponseTimeMs)} ms`, `$${p.costPerRequest.toFixed(4)}`, p.models.join(", ") || "—", when(p.lastCheckedAt),
       h("span", {}, testButton(p.provider, outcome), " ", outcome)]));
   });
-  content.replaceChildren(providers.length ? table("providers", "Unhealthy means the circuit is open: no job is routed there",
-    [["Provider"], ["Health"], ["Failures in a row", 1], ["Average latency"], ["Cost per video"], ["Models"], ["Last checked"], ["Check now"]], rows)
+  content.replaceChildren(providers.length ? table("providers",
+    "An open circuit takes no job until its time; a half-open one gets the next try, after the others",
+    [["Provider"], ["Health"], ["Circuit"], ["Failures in a row", 1], ["Average latency"], ["Cost per video"], ["Models"], ["Last checked"], ["Check now"]], rows)
     : message("No provider is configured."));
 }
 

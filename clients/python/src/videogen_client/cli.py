@@ -174,11 +174,15 @@ def cancel(client: Client, job_id: str) -> None:
 @click.pass_obj
 def providers(client: Client) -> None:
     """The providers' health, latency and cost."""
-    table = Table("provider", "status", "failures", "avg ms", "cost", "models")
+    table = Table("provider", "status", "circuit", "failures", "avg ms", "cost", "models")
     for item in client.providers():
+        circuit = item.circuit
+        if item.circuit == "open" and item.circuit_open_until is not None:
+            circuit = f"open until {item.circuit_open_until.astimezone():%H:%M:%S}"
         table.add_row(
             item.provider,
             item.status,
+            circuit,
             str(item.consecutive_failures),
             f"{item.avg_response_time_ms:.0f}",
             f"{item.cost_per_request:.2f}",

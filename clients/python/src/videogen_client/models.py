@@ -128,6 +128,9 @@ class ProviderStatus:
     cost_per_request: float
     models: list[str]
     last_checked_at: datetime | None
+    # closed | open (skipped until circuit_open_until) | half-open (the next job tries it).
+    circuit: str = "closed"
+    circuit_open_until: datetime | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ProviderStatus:
@@ -139,4 +142,6 @@ class ProviderStatus:
             cost_per_request=float(data.get("costPerRequest", 0)),
             models=list(data.get("models") or []),
             last_checked_at=_time(data.get("lastCheckedAt")),
+            circuit=str(data.get("circuit") or "closed"),
+            circuit_open_until=_time(data.get("circuitOpenUntil")),
         )
