@@ -13,6 +13,7 @@ from sqlalchemy import (
     DateTime,
     Double,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     MetaData,
@@ -158,6 +159,33 @@ class WebhookDelivery(Base):
         ),
         Index("ix_webhook_deliveries_job_created", job_id, created_at, id),
         Index("ix_webhook_deliveries_state_created", state, created_at.desc(), id.desc()),
+    )
+
+
+ATTEMPT_OUTCOMES = ("completed", "failed", "cancelled", "retried")
+
+
+class JobAttempt(Base):
+    """An attempt of a job that ended, and how: a trigger on jobs writes it when the job leaves
+    `processing` (migration 0012), whatever wrote that change."""
+
+    __tablename__ = "job_attempts"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    # 1 for the first attempt (the job's retry_count + 1 while it ran).
+    attempt: Mapped[int] = mapped_column(Integer)
+    # The job's status after it (completed, failed, cancelled), or retried (queued again).
+    outcome: Mapped[str] = mapped_column(String(16))
+    worker_id: Mapped[str | None] = mapped_column(String(255))
+    provider: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint(_in("outcome", ATTEMPT_OUTCOMES), name="outcome"),
+        Index("ix_job_attempts_job_id_id", job_id, id),
     )
 
 

@@ -9,13 +9,15 @@ import grpc
 from fastapi import APIRouter, Header, Response
 
 from services.core.job import rules
-from services.core.job.public import Job, job_from_proto
+from services.core.job.public import Job, job_from_proto, optional_timestamp, timestamp
 from services.core.job.status import STATUS_TO_PROTO, JobStatus
 from services.core.protocol import REPLAYED_HEADER
 from services.gateway.bodies import StrictJsonRoute
 from services.gateway.deps import BackendsDep, call, call_with_metadata
 from services.gateway.errors import BackendError
 from services.gateway.schemas import (
+    JobAttempt,
+    JobAttempts,
     JobCreate,
     JobList,
     ListCursor,
@@ -81,6 +83,32 @@ async def get_job(job_id: str, backends: BackendsDep) -> Job:
     """One job with its status, result and timings."""
     request = jobs_pb2.GetJobRequest(id=job_id)
     return job_from_proto(await call(backends.jobs.GetJob, request, backends=backends, service="jobs"))
+
+
+@router.get(
+    "/{job_id}/attempts",
+    response_model=JobAttempts,
+    responses={404: {"model": Problem}, 503: {"model": Problem}},
+    summary="A job's ended attempts, oldest first",
+)
+async def job_attempts(job_id: str, backends: BackendsDep) -> JobAttempts:
+    """Each attempt that ended (at most 100): its outcome, provider, error and times; the attempt
+    running now is the job itself. History starts with the version that added this route."""
+    request = jobs_pb2.ListJobAttemptsRequest(id=job_id)
+    reply = await call(backends.jobs.ListJobAttempts, request, backends=backends, service="jobs")
+    return JobAttempts(attempts=[_attempt(attempt) for attempt in reply.attempts])
+
+
+def _attempt(attempt: jobs_pb2.JobAttempt) -> JobAttempt:
+    return JobAttempt(
+        attempt=attempt.attempt,
+        outcome=attempt.outcome,  # one of the four: the table checks it
+        provider=attempt.provider or None,
+        error=attempt.error or None,
+        startedAt=optional_timestamp(attempt, "started_at"),
+        endedAt=timestamp(attempt.ended_at),
+        workerId=attempt.worker_id or None,
+    )
 
 
 @router.get("", response_model=JobList, responses=ERRORS, summary="List jobs newest first")

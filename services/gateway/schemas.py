@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Query
@@ -144,6 +145,55 @@ class JobList(BaseModel):
     nextCursor: str | None = Field(
         default=None, description="Pass as `cursor` for the next page; null on the last page"
     )
+
+
+class JobAttempt(BaseModel):
+    """One attempt of a job that ended."""
+
+    attempt: int = Field(description="1 for the first attempt")
+    outcome: Literal["completed", "failed", "cancelled", "retried"] = Field(
+        description="How it ended: the job's status after it, or `retried` (queued for another attempt)"
+    )
+    provider: str | None = Field(description="The provider it used, when known")
+    error: str | None = Field(description="Why it failed or was retried")
+    startedAt: datetime | None
+    endedAt: datetime
+    workerId: str | None = Field(description="The worker that ran it (node/pid/task); only for the admin key")
+
+
+class JobAttempts(BaseModel):
+    """A job's ended attempts, oldest first; the one running now is the job itself."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "attempts": [
+                        {
+                            "attempt": 1,
+                            "outcome": "retried",
+                            "provider": "runway",
+                            "error": "runway: HTTP 503 Service Unavailable",
+                            "startedAt": "2026-12-04T10:00:00+00:00",
+                            "endedAt": "2026-12-04T10:00:41+00:00",
+                            "workerId": None,
+                        },
+                        {
+                            "attempt": 2,
+                            "outcome": "completed",
+                            "provider": "runway",
+                            "error": None,
+                            "startedAt": "2026-12-04T10:00:43+00:00",
+                            "endedAt": "2026-12-04T10:01:30+00:00",
+                            "workerId": None,
+                        },
+                    ]
+                }
+            ]
+        }
+    )
+
+    attempts: list[JobAttempt]
 
 
 class Alive(BaseModel):

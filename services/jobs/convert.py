@@ -13,7 +13,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from services.core.errors import InvalidArgument, Unavailable
 from services.core.job.result import VideoResult
 from services.core.job.status import STATUS_TO_PROTO, JobStatus
-from services.core.models import Job
+from services.core.models import Job, JobAttempt
 from services.core.storage.base import InvalidStorageKey, MediaStorage, StorageUnavailable
 from videogen.v1 import jobs_pb2
 
@@ -106,3 +106,16 @@ def job_to_proto(job: Job, storage: MediaStorage | None = None) -> jobs_pb2.Job:
     if job.result is not None:
         message.result.CopyFrom(_result_to_proto(VideoResult.from_stored(job.result), storage))
     return message
+
+
+def attempt_to_proto(attempt: JobAttempt, *, with_worker: bool) -> jobs_pb2.JobAttempt:
+    """An ended attempt; its worker id only when with_worker (the admin's)."""
+    return jobs_pb2.JobAttempt(
+        attempt=attempt.attempt,
+        outcome=attempt.outcome,
+        provider=attempt.provider or "",
+        error=attempt.error or "",
+        started_at=timestamp(attempt.started_at),
+        ended_at=timestamp(attempt.ended_at),
+        worker_id=(attempt.worker_id or "") if with_worker else "",
+    )

@@ -28,7 +28,7 @@ from sqlalchemy.orm import aliased
 
 from services.core.ids import new_cuid
 from services.core.job.status import ACTIVE, JobStatus
-from services.core.models import Job, JobCount, Metric, QuotaDeletedUsage
+from services.core.models import Job, JobAttempt, JobCount, Metric, QuotaDeletedUsage
 from services.jobs.domain import JobFilter, ListPosition, NewJob
 
 
@@ -91,6 +91,12 @@ async def get_job(session: AsyncSession, job_id: str) -> Job | None:
 async def get_jobs(session: AsyncSession, job_ids: Iterable[str]) -> Sequence[Job]:
     """The jobs among job_ids that exist, in one query."""
     return (await session.scalars(select(Job).where(Job.id.in_(set(job_ids))))).all()
+
+
+async def job_attempts(session: AsyncSession, job_id: str, *, limit: int) -> Sequence[JobAttempt]:
+    """The job's ended attempts, oldest first (at most limit)."""
+    statement = select(JobAttempt).where(JobAttempt.job_id == job_id).order_by(JobAttempt.id).limit(limit)
+    return (await session.scalars(statement)).all()
 
 
 def _conditions(query: JobFilter) -> list[ColumnElement[bool]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func
@@ -12,7 +13,7 @@ from services.core.egress import Egress
 from services.core.job.result import VideoResult
 from services.core.job.status import ACTIVE, FINAL, JobStatus
 from services.core.logging import get_logger
-from services.core.models import Job
+from services.core.models import Job, JobAttempt
 from services.core.storage.base import InvalidStorageKey, MediaStorage
 from services.jobs import repository
 from services.jobs.attempts import Attempts
@@ -32,6 +33,8 @@ from services.jobs.transitions import JobChanges, Transitions, owned_by, refuse,
 from services.jobs.webhooks.outbox import WebhookOutbox
 
 log = get_logger(__name__)
+# The most attempts ListJobAttempts answers (a job has at most MAX_RETRIES + 1, and a few requeues).
+ATTEMPTS_LISTED = 100
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,14 @@ class JobsService:
         if job is None or not visible(job, owner):
             raise JobNotFound(job_id)
         return job
+
+    async def job_attempts(self, job_id: str, *, owner: str | None = None) -> Sequence[JobAttempt]:
+        """The job's ended attempts, oldest first; JobNotFound as get_job."""
+        async with self._reads() as session:
+            job = await repository.get_job(session, job_id)
+            if job is None or not visible(job, owner):
+                raise JobNotFound(job_id)
+            return await repository.job_attempts(session, job_id, limit=ATTEMPTS_LISTED)
 
     async def list_jobs(self, query: JobFilter) -> repository.JobPage:
         """One page newest first and the total, read in one snapshot (one statement)."""

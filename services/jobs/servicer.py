@@ -17,7 +17,7 @@ from services.core.protocol import REPLAYED_HEADER
 from services.core.storage.base import MediaStorage
 from services.jobs import domain, key_rpcs
 from services.jobs.apikeys import ApiKeys
-from services.jobs.convert import enum_filter, job_to_proto
+from services.jobs.convert import attempt_to_proto, enum_filter, job_to_proto
 from services.jobs.cursors import ListCursors
 from services.jobs.domain import JobLimits
 from services.jobs.live.watch import WatchHub, watch_job
@@ -79,6 +79,16 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     async def GetJob(self, request: jobs_pb2.GetJobRequest, context: Context) -> jobs_pb2.Job:
         job_id = domain.checked_job_id(request.id)
         return self._to_proto(await self._service.get_job(job_id, owner=owner_scope()))
+
+    async def ListJobAttempts(
+        self, request: jobs_pb2.ListJobAttemptsRequest, context: Context
+    ) -> jobs_pb2.ListJobAttemptsResponse:
+        job_id = domain.checked_job_id(request.id)
+        owner = owner_scope()
+        attempts = await self._service.job_attempts(job_id, owner=owner)
+        return jobs_pb2.ListJobAttemptsResponse(
+            attempts=[attempt_to_proto(attempt, with_worker=owner is None) for attempt in attempts]
+        )
 
     async def ListJobs(self, request: jobs_pb2.ListJobsRequest, context: Context) -> jobs_pb2.ListJobsResponse:
         query = self._list_filter(request)

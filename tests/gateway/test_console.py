@@ -29,6 +29,11 @@ UNLABELLED = """return [...document.querySelectorAll('input, select, textarea, b
   .map(e => e.outerHTML.slice(0, 80));"""
 
 
+# The cells' text of each row of the job page's attempts table.
+ATTEMPT_ROWS = """return [...document.querySelectorAll('#attempts tbody tr')]
+  .map(r => [...r.cells].map(c => c.textContent))"""
+
+
 @pytest.fixture(scope="module")
 async def module_gateway(start_module_gateway: GatewayFactory) -> Gateway:
     """A development-mode system (no key: the admin) with quick webhooks, for the module."""
@@ -98,6 +103,7 @@ def submit_and_watch(base: str, user: str) -> dict[str, Any]:
             what="the video playing on",
         )
         events = [li.text for li in session.find_elements(By.CSS_SELECTOR, "#events li")]
+        attempts = wait_for(session, lambda s: s.execute_script(ATTEMPT_ROWS), what="the attempts table")
         assert session.execute_script(UNLABELLED) == []
         screenshot(session, "job")
         go(session, base, "/ui/", f"tr[data-job='{job_id}']")
@@ -109,6 +115,7 @@ def submit_and_watch(base: str, user: str) -> dict[str, Any]:
         "duration": duration_s,
         "played": played,
         "events": events,
+        "attempts": attempts,
         "row": row_state,
         "values": values,
     }
@@ -126,6 +133,8 @@ async def test_a_job_submitted_in_the_console_is_watched_to_100_percent_and_its_
     assert seen["duration"] == pytest.approx(job["result"]["durationSeconds"], abs=0.5)
     assert seen["played"] > 0, seen["played"]
     assert seen["events"][-1].startswith("job.completed"), seen["events"]
+    [(number, outcome, provider, error, _, _, worker)] = seen["attempts"]
+    assert (number, outcome, provider, error) == ("1", "completed", "local", "—") and worker.startswith("worker")
     assert seen["row"] == ("completed", "100")
     assert max(seen["values"]) == 100
 

@@ -130,12 +130,13 @@ async def test_another_users_job_is_404_and_lists_show_only_the_keys_user(edge: 
         await client.delete(f"/api/v1/jobs/{job_id}", headers=bob_key),
         await client.get(f"/api/v1/jobs/{job_id}/events", headers=bob_key),
         await client.get(f"/api/v1/jobs/{job_id}/webhooks", headers=bob_key),
+        await client.get(f"/api/v1/jobs/{job_id}/attempts", headers=bob_key),
     ]
     own = await client.get("/api/v1/jobs", headers=alice_key)
     other = await client.get("/api/v1/jobs", params={"userId": bob}, headers=alice_key)
     owner = await client.get(f"/api/v1/jobs/{job_id}", headers=alice_key)
 
-    assert [a.status_code for a in intruder] == [404] * 4
+    assert [a.status_code for a in intruder] == [404] * 5
     assert {j["userId"] for j in own.json()["jobs"]} == {alice} and own.json()["total"] == 1
     assert other.status_code == 403
     assert owner.status_code == 200

@@ -59,9 +59,10 @@ async def test_the_sync_client_creates_follows_lists_and_downloads(gateway: Gate
             saved = client.download(done, tmp_path / "fox.mp4")
             page = client.list_jobs(user_id=user, take=1)
             everything = list(client.iter_jobs(user_id=user, take=1))
-            return job, done, saved, page, everything, client.get_job(job.id), client.providers()
+            tried = client.attempts(job.id)
+            return job, done, saved, page, everything, client.get_job(job.id), client.providers(), tried
 
-    job, done, saved, page, everything, again, providers = await asyncio.to_thread(session)
+    job, done, saved, page, everything, again, providers, tried = await asyncio.to_thread(session)
 
     assert (done.status, done.progress_percent, done.result is not None) == ("completed", 100, True)  # type: ignore[attr-defined]
     types = [event.type for event in events if isinstance(event, JobEvent)]
@@ -72,6 +73,7 @@ async def test_the_sync_client_creates_follows_lists_and_downloads(gateway: Gate
     assert again.id == job.id and again.final  # type: ignore[attr-defined]
     assert "local" in {p.provider for p in providers}  # type: ignore[attr-defined]
     assert {p.circuit for p in providers} == {"closed"}  # type: ignore[attr-defined]
+    assert [(a.attempt, a.outcome, a.provider) for a in tried] == [(1, "completed", "local")]  # type: ignore[attr-defined]
 
 
 async def test_the_async_client_does_the_same_in_the_loop(gateway: Gateway, tmp_path: Path) -> None:
@@ -80,6 +82,7 @@ async def test_the_async_client_does_the_same_in_the_loop(gateway: Gateway, tmp_
         stages = [event.job.status async for event in client.stream(job.id)]
         done = await client.wait(job.id, timeout=60)
         saved = await client.download(done.id, tmp_path / "whale.mp4")
+        tried = await client.attempts(done.id)
         cancelled_or_deleted = await client.cancel_job(done.id)
 
         with pytest.raises(NotFound):
@@ -87,6 +90,7 @@ async def test_the_async_client_does_the_same_in_the_loop(gateway: Gateway, tmp_
 
     assert stages[-1] == "completed" and done.status == "completed"
     assert is_mp4(saved)
+    assert [(a.outcome, a.ended_at is not None) for a in tried] == [("completed", True)]
     assert cancelled_or_deleted is None  # a finished job is deleted with its video
 
 

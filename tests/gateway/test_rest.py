@@ -55,6 +55,15 @@ async def test_the_seed_walk_through(gateway: Gateway) -> None:
         "videoUrl", "contentType", "durationSeconds", "width", "height", "fps", "sizeBytes", "codec"
     }  # fmt: skip
     assert (done["result"]["codec"], done["costUsd"]) == ("h264", 0.0)
+    [attempt] = (await client.get(f"/api/v1/jobs/{job['id']}/attempts")).json()["attempts"]
+    assert (attempt["attempt"], attempt["outcome"], attempt["provider"], attempt["error"]) == (
+        1,
+        "completed",
+        "local",
+        None,
+    )
+    assert attempt["workerId"] and attempt["startedAt"] <= attempt["endedAt"] == done["completedAt"]
+    assert (await client.get(f"/api/v1/jobs/c{'0' * 24}/attempts")).status_code == 404
 
     video = await client.get(done["result"]["videoUrl"])
     assert (video.status_code, video.headers["content-type"]) == (200, "video/mp4")

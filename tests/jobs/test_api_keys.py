@@ -134,6 +134,7 @@ async def test_another_users_job_is_not_found_for_every_call(keyed: Keyed) -> No
         "ListJobDeliveries": jobs.ListJobDeliveries(
             webhooks_pb2.ListJobDeliveriesRequest(job_id=job.id), metadata=intruder
         ),
+        "ListJobAttempts": jobs.ListJobAttempts(jobs_pb2.ListJobAttemptsRequest(id=job.id), metadata=intruder),
     }
     codes = {name: await code_of(call) for name, call in calls.items()}
     with pytest.raises(grpc.aio.AioRpcError) as watched:
@@ -144,6 +145,20 @@ async def test_another_users_job_is_not_found_for_every_call(keyed: Keyed) -> No
     assert watched.value.code() == grpc.StatusCode.NOT_FOUND
     still = await jobs.GetJob(jobs_pb2.GetJobRequest(id=job.id), metadata=owner)
     assert still.status == jobs_pb2.JOB_STATUS_QUEUED  # the intruder's cancel changed nothing
+
+
+async def test_the_owner_reads_its_attempts_and_only_the_admin_sees_their_workers(keyed: Keyed) -> None:
+    owner = await keyed.user_key(unique_user())
+    job = await keyed.jobs.CreateJob(jobs_pb2.CreateJobRequest(prompt="mine"), metadata=owner)
+    await keyed.lifecycle.StartJob(lifecycle_pb2.StartJobRequest(id=job.id, worker_id="node-a/1/t", attempt=0))
+    await keyed.jobs.CancelJob(jobs_pb2.CancelJobRequest(id=job.id), metadata=owner)
+
+    request = jobs_pb2.ListJobAttemptsRequest(id=job.id)
+    as_owner = await keyed.jobs.ListJobAttempts(request, metadata=owner)
+    as_admin = await keyed.jobs.ListJobAttempts(request, metadata=ADMIN)
+
+    assert [(a.outcome, a.worker_id) for a in as_owner.attempts] == [("cancelled", "")]
+    assert [(a.outcome, a.worker_id) for a in as_admin.attempts] == [("cancelled", "node-a/1/t")]
 
 
 async def test_the_owner_reads_cancels_watches_and_deletes_its_job(keyed: Keyed) -> None:

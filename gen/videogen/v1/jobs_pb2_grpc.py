@@ -78,6 +78,11 @@ class JobServiceStub:
                 request_serializer=videogen_dot_v1_dot_jobs__pb2.DeleteJobRequest.SerializeToString,
                 response_deserializer=videogen_dot_v1_dot_jobs__pb2.Job.FromString,
                 _registered_method=True)
+        self.ListJobAttempts = channel.unary_unary(
+                '/videogen.v1.JobService/ListJobAttempts',
+                request_serializer=videogen_dot_v1_dot_jobs__pb2.ListJobAttemptsRequest.SerializeToString,
+                response_deserializer=videogen_dot_v1_dot_jobs__pb2.ListJobAttemptsResponse.FromString,
+                _registered_method=True)
         self.ListJobDeliveries = channel.unary_unary(
                 '/videogen.v1.JobService/ListJobDeliveries',
                 request_serializer=videogen_dot_v1_dot_webhooks__pb2.ListJobDeliveriesRequest.SerializeToString,
@@ -179,6 +184,15 @@ class JobServiceServicer:
     def DeleteJob(self, request, context):
         """Deletes a job in a final state and answers it as it was; FAILED_PRECONDITION
         for a job that is still QUEUED or PROCESSING (cancel it first).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListJobAttempts(self, request, context):
+        """The attempts of a job that ended, oldest first, each with its outcome (at most 100);
+        the attempt running now is the job itself. NOT_FOUND as GetJob. Only the admin key
+        sees each attempt's worker id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -287,6 +301,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.DeleteJob,
                     request_deserializer=videogen_dot_v1_dot_jobs__pb2.DeleteJobRequest.FromString,
                     response_serializer=videogen_dot_v1_dot_jobs__pb2.Job.SerializeToString,
+            ),
+            'ListJobAttempts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListJobAttempts,
+                    request_deserializer=videogen_dot_v1_dot_jobs__pb2.ListJobAttemptsRequest.FromString,
+                    response_serializer=videogen_dot_v1_dot_jobs__pb2.ListJobAttemptsResponse.SerializeToString,
             ),
             'ListJobDeliveries': grpc.unary_unary_rpc_method_handler(
                     servicer.ListJobDeliveries,
@@ -485,6 +504,33 @@ class JobService:
             '/videogen.v1.JobService/DeleteJob',
             videogen_dot_v1_dot_jobs__pb2.DeleteJobRequest.SerializeToString,
             videogen_dot_v1_dot_jobs__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListJobAttempts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/videogen.v1.JobService/ListJobAttempts',
+            videogen_dot_v1_dot_jobs__pb2.ListJobAttemptsRequest.SerializeToString,
+            videogen_dot_v1_dot_jobs__pb2.ListJobAttemptsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -69,6 +69,11 @@ class JobServiceStub:
     """Deletes a job in a final state and answers it as it was; FAILED_PRECONDITION
     for a job that is still QUEUED or PROCESSING (cancel it first).
     """
+    ListJobAttempts: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.ListJobAttemptsRequest, _jobs_pb2.ListJobAttemptsResponse]
+    """The attempts of a job that ended, oldest first, each with its outcome (at most 100);
+    the attempt running now is the job itself. NOT_FOUND as GetJob. Only the admin key
+    sees each attempt's worker id.
+    """
     ListJobDeliveries: _grpc.UnaryUnaryMultiCallable[_webhooks_pb2.ListJobDeliveriesRequest, _webhooks_pb2.ListDeliveriesResponse]
     """Webhooks (docs/webhooks.md): the deliveries of one job, oldest first;
     NOT_FOUND for an unknown job.
@@ -143,6 +148,11 @@ class JobServiceAsyncStub(JobServiceStub):
     DeleteJob: _aio.UnaryUnaryMultiCallable[_jobs_pb2.DeleteJobRequest, _jobs_pb2.Job]  # type: ignore[assignment]
     """Deletes a job in a final state and answers it as it was; FAILED_PRECONDITION
     for a job that is still QUEUED or PROCESSING (cancel it first).
+    """
+    ListJobAttempts: _aio.UnaryUnaryMultiCallable[_jobs_pb2.ListJobAttemptsRequest, _jobs_pb2.ListJobAttemptsResponse]  # type: ignore[assignment]
+    """The attempts of a job that ended, oldest first, each with its outcome (at most 100);
+    the attempt running now is the job itself. NOT_FOUND as GetJob. Only the admin key
+    sees each attempt's worker id.
     """
     ListJobDeliveries: _aio.UnaryUnaryMultiCallable[_webhooks_pb2.ListJobDeliveriesRequest, _webhooks_pb2.ListDeliveriesResponse]  # type: ignore[assignment]
     """Webhooks (docs/webhooks.md): the deliveries of one job, oldest first;
@@ -245,6 +255,17 @@ class JobServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_jobs_pb2.Job, _abc.Awaitable[_jobs_pb2.Job]]:
         """Deletes a job in a final state and answers it as it was; FAILED_PRECONDITION
         for a job that is still QUEUED or PROCESSING (cancel it first).
+        """
+
+    @_abc_1.abstractmethod
+    def ListJobAttempts(
+        self,
+        request: _jobs_pb2.ListJobAttemptsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_jobs_pb2.ListJobAttemptsResponse, _abc.Awaitable[_jobs_pb2.ListJobAttemptsResponse]]:
+        """The attempts of a job that ended, oldest first, each with its outcome (at most 100);
+        the attempt running now is the job itself. NOT_FOUND as GetJob. Only the admin key
+        sees each attempt's worker id.
         """
 
     @_abc_1.abstractmethod

@@ -111,17 +111,23 @@ function jobFacts(job) {
     ["Created", when(job.createdAt)], ["Started", when(job.startedAt)], ["Finished", when(job.completedAt)],
     ["Generation time", job.generationTimeMs === null ? "—" : `${(job.generationTimeMs / 1000).toFixed(1)} s`],
     ["Cost", job.costUsd === null || job.costUsd === undefined ? "—" : `$${job.costUsd.toFixed(4)}`],
+    ["Last error", job.errorMessage || "none"],
     ["Metadata", h("span", { class: "mono" }, JSON.stringify(job.metadata))],
   ]);
 }
 
-function attempts(job) {
-  const current = job.status === "queued" && job.retryCount === 0 ? "not started yet" : `attempt ${job.retryCount + 1}`;
-  return facts([
-    ["Attempts allowed", String(job.maxRetries + 1)],
-    ["Now", `${current} (${job.retryCount} ${job.retryCount === 1 ? "retry" : "retries"} so far)`],
-    ["Last error", job.errorMessage || "none"],
-  ]);
+/** The job's attempts: each one that ended (GET …/attempts), then the one running now. */
+async function attempts(job, signal) {
+  const { attempts: ended } = await api(`/api/v1/jobs/${encodeURIComponent(job.id)}/attempts`, { signal });
+  const rows = ended.map((a) => h("tr", {}, cells([a.attempt, badge(a.outcome), a.provider || "—", a.error || "—",
+    when(a.startedAt), when(a.endedAt), h("span", { class: "mono" }, a.workerId || "—")])));
+  if (job.status === "processing") {
+    rows.push(h("tr", {}, cells([job.retryCount + 1, badge("processing"), "—", "—", when(job.startedAt), "—", "—"])));
+  }
+  const summary = h("p", { class: "hint" }, `${job.maxRetries + 1} attempts allowed; ${job.retryCount} ${job.retryCount === 1 ? "retry" : "retries"} so far.`);
+  if (!rows.length) return h("div", {}, summary, message(job.status === "queued" ? "Not started yet." : "No attempt ran."));
+  return h("div", {}, summary, table("attempts", "Each attempt, oldest first (the worker is shown to the admin key)",
+    [["Attempt", 1], ["Outcome"], ["Provider"], ["Error"], ["Started"], ["Ended"], ["Worker"]], rows));
 }
 
 function video(job) {
@@ -171,10 +177,17 @@ export async function jobPage(main, { signal, args: [id] }) {
     job = await api(`/api/v1/jobs/${encodeURIComponent(id)}`, { signal });
     render();
   };
+  let attemptsOf = "";  // the status and retry count the attempts table was drawn for
   const render = () => {
     bar.update(job);
     parts.facts.replaceChildren(jobFacts(job));
-    parts.attempts.replaceChildren(attempts(job));
+    const state = `${job.status}/${job.retryCount}`;
+    if (attemptsOf !== state) {
+      attemptsOf = state;
+      // Drawn only while no later state asked for its own (answers may come out of order).
+      const draw = (drawn) => { if (attemptsOf === state) parts.attempts.replaceChildren(drawn); };
+      attempts(job, signal).then(draw, (error) => draw(failure(error)));
+    }
     parts.actions.replaceChildren(actions(job, refresh));
     if (!parts.video.querySelector("video") || !job.result) parts.video.replaceChildren(video(job));
   };

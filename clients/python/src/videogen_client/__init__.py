@@ -15,7 +15,7 @@ from videogen_client.errors import (
     VideoGenError,
     WebhookVerificationError,
 )
-from videogen_client.models import Job, JobEvent, JobPage, ProviderStatus, VideoResult
+from videogen_client.models import Job, JobAttempt, JobEvent, JobPage, ProviderStatus, VideoResult
 from videogen_client.webhooks import verify_webhook
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "Forbidden",
     "Invalid",
     "Job",
+    "JobAttempt",
     "JobEvent",
     "JobFailed",
     "JobPage",

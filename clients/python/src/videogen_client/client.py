@@ -11,7 +11,7 @@ import httpx
 
 from videogen_client import _protocol as p
 from videogen_client.errors import JobFailed, VideoGenError
-from videogen_client.models import Job, JobEvent, JobPage, ProviderStatus
+from videogen_client.models import Job, JobAttempt, JobEvent, JobPage, ProviderStatus
 
 
 class Client:
@@ -114,6 +114,11 @@ class Client:
         with its video (None)."""
         body = self._send(p.Call("DELETE", p.job_path(job_id)))
         return Job.from_json(body) if body else None
+
+    def attempts(self, job_id: str) -> list[JobAttempt]:
+        """The job's attempts that ended, oldest first (the one running now is the job itself)."""
+        body = self._send(p.Call("GET", p.job_path(job_id) + "/attempts"))
+        return [JobAttempt.from_json(item) for item in body["attempts"]]
 
     def providers(self) -> list[ProviderStatus]:
         body = self._send(p.Call("GET", "/api/v1/providers/status"))

@@ -118,6 +118,32 @@ class JobEvent:
 
 
 @dataclass(frozen=True)
+class JobAttempt:
+    """One attempt of a job that ended: completed, failed, cancelled or retried."""
+
+    attempt: int
+    outcome: str
+    provider: str | None
+    error: str | None
+    started_at: datetime | None
+    ended_at: datetime | None
+    # Only with the admin key.
+    worker_id: str | None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> JobAttempt:
+        return cls(
+            attempt=int(data["attempt"]),
+            outcome=data["outcome"],
+            provider=data.get("provider"),
+            error=data.get("error"),
+            started_at=_time(data.get("startedAt")),
+            ended_at=_time(data.get("endedAt")),
+            worker_id=data.get("workerId"),
+        )
+
+
+@dataclass(frozen=True)
 class ProviderStatus:
     """A provider's health, latency and cost."""
 
