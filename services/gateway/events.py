@@ -52,6 +52,17 @@ EVENT_SCHEMA: dict[str, Any] = {
         "retry": {"type": "integer", "minimum": 0},
     },
 }
+# What refuses a live stream before it starts, besides the client's own mistakes.
+STREAM_REFUSALS: dict[int | str, dict[str, Any]] = {
+    429: {
+        "model": RateLimitProblem,
+        "description": "The jobs service follows as many streams as it may",
+        "headers": {
+            "Retry-After": {"description": "Seconds to wait before trying again", "schema": {"type": "integer"}}
+        },
+    },
+    503: {"model": Problem},
+}
 RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The job's events as Server-Sent Events: `id` is the event id (the job's version), "
@@ -65,14 +76,7 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     204: {"description": "Nothing newer than `Last-Event-ID` will ever come: the job had ended (stop reconnecting)"},
     404: {"model": Problem},
     422: {"model": Problem},
-    429: {
-        "model": RateLimitProblem,
-        "description": "The jobs service follows as many streams as it may",
-        "headers": {
-            "Retry-After": {"description": "Seconds to wait before trying again", "schema": {"type": "integer"}}
-        },
-    },
-    503: {"model": Problem},
+    **STREAM_REFUSALS,
 }
 
 

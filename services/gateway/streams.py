@@ -23,8 +23,8 @@ from services.core.job.status import FINAL_PROTO
 from services.core.logging import get_logger
 from services.gateway.deps import BackendsDep, call_metadata
 from services.gateway.errors import BackendError
-from services.gateway.events import EVENT_SCHEMA, EVENT_STREAM, RECONNECT_MS, event_data
-from services.gateway.schemas import Problem, RateLimitProblem
+from services.gateway.events import EVENT_SCHEMA, EVENT_STREAM, RECONNECT_MS, STREAM_REFUSALS, event_data
+from services.gateway.schemas import Problem
 from videogen.v1 import jobs_pb2
 
 log = get_logger(__name__)
@@ -33,7 +33,7 @@ MAX_JOBS = 50
 # Sent when no job changed for this long, so that proxies and clients see a live connection.
 KEEPALIVE_SECONDS = 15.0
 MISSING = "job.missing"
-_END = object()  # a job's stream ended: it reached a final state
+END = object()  # a job's stream ended: it reached a final state
 
 _EXAMPLE = (
     f"retry: {RECONNECT_MS}\n\n"
@@ -61,14 +61,7 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
         "content": {EVENT_STREAM: {"schema": _SCHEMA, "example": _EXAMPLE}},
     },
     422: {"model": Problem, "description": f"No `jobId`, more than {MAX_JOBS}, or one that cannot be a job id"},
-    429: {
-        "model": RateLimitProblem,
-        "description": "The jobs service follows as many streams as it may",
-        "headers": {
-            "Retry-After": {"description": "Seconds to wait before trying again", "schema": {"type": "integer"}}
-        },
-    },
-    503: {"model": Problem},
+    **STREAM_REFUSALS,
 }
 JobIds = Annotated[
     list[str],
@@ -123,9 +116,9 @@ async def jobs_events(backends: BackendsDep, jobId: JobIds) -> Response:  # noqa
 
 
 async def _first(call: Any) -> object:
-    """The first event of a call, or _END."""
+    """The first event of a call, or END."""
     event = await call.read()
-    return event if isinstance(event, jobs_pb2.JobEvent) else _END
+    return event if isinstance(event, jobs_pb2.JobEvent) else END
 
 
 def _missing(outcome: object) -> bool:
@@ -147,36 +140,43 @@ async def _merged(calls: dict[str, Any], firsts: Sequence[object]) -> AsyncItera
                 if not _final(first):
                     pumps.append(asyncio.create_task(_pump(job_id, call, queue), name=f"sse-{job_id}"))
         yield "".join(opening)
-        async for frame in _changes(queue, len(pumps)):
+        async for frame in changes(queue, len(pumps)):
             yield frame
     finally:
         _cancel([*pumps, *calls.values()])
 
 
-async def _changes(queue: asyncio.Queue[tuple[str, object]], following: int) -> AsyncIterator[str]:
-    """The frames of the pumps' events until each of following jobs ended."""
+async def changes(
+    queue: asyncio.Queue[tuple[str, object]], following: int, keepalive: float = KEEPALIVE_SECONDS
+) -> AsyncIterator[str]:
+    """The frames of the pumps' events until each of following jobs ended, and a keep-alive
+    whenever keepalive seconds passed without a frame (the calls' own keep-alives are dropped)."""
+    loop = asyncio.get_running_loop()
+    sent = loop.time()
     while following:
         try:
-            async with asyncio.timeout(KEEPALIVE_SECONDS):
+            async with asyncio.timeout_at(sent + keepalive):
                 job_id, item = await queue.get()
         except TimeoutError:
+            sent = loop.time()
             yield ": keep-alive\n\n"
             continue
-        if item is _END:
+        if item is END:
             following -= 1
         elif isinstance(item, grpc.aio.AioRpcError):
             log.info("sse.backend_ended", code=item.code().name, job_id=job_id)
             return
-        elif isinstance(item, jobs_pb2.JobEvent) and item.HasField("job"):  # the calls' keep-alives: ours
+        elif isinstance(item, jobs_pb2.JobEvent) and item.HasField("job"):
+            sent = loop.time()
             yield _frame(item)
 
 
 async def _pump(job_id: str, call: Any, queue: asyncio.Queue[tuple[str, object]]) -> None:
-    """Puts the call's events on queue, then _END (or the error that cut it)."""
+    """Puts the call's events on queue, then END (or the error that cut it)."""
     try:
         while isinstance(event := await call.read(), jobs_pb2.JobEvent):
             queue.put_nowait((job_id, event))
-        queue.put_nowait((job_id, _END))
+        queue.put_nowait((job_id, END))
     except grpc.aio.AioRpcError as error:
         queue.put_nowait((job_id, error))
 
