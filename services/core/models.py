@@ -92,6 +92,8 @@ class Job(Base):
     cost_usd: Mapped[Decimal | None] = mapped_column(Numeric(14, 6))
     # {"provider", "taskId", "attempt"}: the remote task of the current attempt, while one runs.
     provider_task: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # The creating request's W3C trace context, continued by every message of the job (tracing on only).
+    traceparent: Mapped[str | None] = mapped_column(String(55))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -102,12 +102,23 @@ def _span(
         yield current
 
 
-def inject(carrier: MutableMapping[str, Any]) -> None:
-    """Adds the current trace context (`traceparent`, `tracestate`) to carrier, when tracing is on."""
+def inject(carrier: MutableMapping[str, Any], *, parent: str | None = None) -> None:
+    """Adds the current trace context (`traceparent`, `tracestate`) to carrier, when tracing is on;
+    with parent (a traceparent kept from an earlier request), that context instead."""
     if enabled():
         from opentelemetry import propagate
 
-        propagate.inject(carrier)
+        propagate.inject(carrier, context=None if parent is None else propagate.extract({"traceparent": parent}))
+
+
+def current_traceparent() -> str | None:
+    """The current context's traceparent, to keep with what outlives the request (a job); None
+    while tracing is off or outside a trace."""
+    if not enabled():
+        return None
+    carrier: dict[str, str] = {}
+    inject(carrier)
+    return carrier.get("traceparent")
 
 
 def trace_metadata() -> tuple[tuple[str, str], ...]:

@@ -87,6 +87,8 @@ class NewJob:
     # Where status changes are POSTed, and which events (empty: all).
     webhook_url: str | None = None
     webhook_events: tuple[str, ...] = ()
+    # The creating request's trace context (tracing on only): not part of what the request asks.
+    traceparent: str | None = None
 
     @property
     def queue(self) -> str:
@@ -142,8 +144,10 @@ def validate_new_job(
     idempotency_key: str = "",
     webhook_url: str | None = None,
     webhook_events: list[str] | None = None,
+    traceparent: str | None = None,
 ) -> NewJob:
-    """Checks every field of a create request, naming the first wrong one."""
+    """Checks every field of a create request, naming the first wrong one (traceparent: the
+    request's own trace context, from this process's tracing, not from the client)."""
     metadata = parse_json_object(metadata_json, field="metadata", max_bytes=limits.metadata_max_bytes)
     return NewJob(
         user_id=validate_user_id(user_id),
@@ -154,6 +158,7 @@ def validate_new_job(
         idempotency_key=validate_idempotency_key(idempotency_key),
         webhook_url=validate_webhook_url(webhook_url),
         webhook_events=validate_webhook_events(webhook_events or [], webhook_url=webhook_url),
+        traceparent=traceparent,
     )
 
 

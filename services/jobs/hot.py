@@ -58,11 +58,11 @@ WHERE id = $1 AND status = 'processing' AND ($7::integer IS NULL OR retry_count 
 # Plain creates (no idempotency key, webhook or quota: JobsService._plain) in one statement, the
 # batch's columns as arrays; enqueued_at set when the creator publishes the message itself.
 INSERT_QUEUED = """
-INSERT INTO jobs (id, user_id, prompt, metadata, max_retries, queue, status, enqueued_at)
-SELECT new.id, new.user_id, new.prompt, new.metadata, new.max_retries, new.queue, 'queued',
-    CASE WHEN $7 THEN now() END
-FROM unnest($1::varchar[], $2::varchar[], $3::text[], $4::jsonb[], $5::integer[], $6::varchar[])
-    AS new(id, user_id, prompt, metadata, max_retries, queue)
+INSERT INTO jobs (id, user_id, prompt, metadata, max_retries, queue, traceparent, status, enqueued_at)
+SELECT new.id, new.user_id, new.prompt, new.metadata, new.max_retries, new.queue, new.traceparent, 'queued',
+    CASE WHEN $8 THEN now() END
+FROM unnest($1::varchar[], $2::varchar[], $3::text[], $4::jsonb[], $5::integer[], $6::varchar[], $7::varchar[])
+    AS new(id, user_id, prompt, metadata, max_retries, queue, traceparent)
 RETURNING jobs.*
 """
 
@@ -117,6 +117,7 @@ class HotTransitions:
             [json.dumps(new.metadata) for new in news],
             [new.max_retries for new in news],
             [new.queue for new in news],
+            [new.traceparent for new in news],
         )
         async with self._connection() as connection:
             rows = await connection.fetch(INSERT_QUEUED, *columns, claimed)

@@ -44,6 +44,7 @@ def _queued_row(new: NewJob) -> dict[str, Any]:
         "status": JobStatus.QUEUED.value,
         "webhook_url": new.webhook_url,
         "webhook_events": list(new.webhook_events),
+        "traceparent": new.traceparent,
     }
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import grpc
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.core import tracing
 from services.core.auth import acting_user, owner_scope, require_admin
 from services.core.errors import PermissionDenied, Unavailable
 from services.core.job.status import STATUS_FROM_PROTO
@@ -70,6 +71,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
             idempotency_key=request.idempotency_key,
             webhook_url=request.webhook_url if request.HasField("webhook_url") else None,
             webhook_events=list(request.webhook_events),
+            traceparent=tracing.current_traceparent(),
         )
         created = await self._service.create_job(new, request_id=current_request_id())
         if created.replayed:

@@ -15,7 +15,7 @@ from services.core.db import async_url
 from services.core.models import Base
 from tests.support import databases
 
-HEAD = "0012"
+HEAD = "0013"
 
 
 def _diff(connection: Connection) -> list[Any]:

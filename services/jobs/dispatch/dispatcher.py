@@ -33,7 +33,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -53,6 +53,15 @@ RECOVERED = Counter(
     "after their message was lost.",
     ["action"],
 )
+
+
+class Claim(NamedTuple):
+    """A queued job a round claimed to publish: its queue, attempt and stored trace context."""
+
+    job_id: str
+    queue: str
+    attempt: int
+    traceparent: str | None
 
 
 class BrokerWatch(Protocol):
@@ -158,18 +167,20 @@ class Dispatcher:
         await self._after_broker_loss()
         due = await self._claim(sql.CLAIM_DUE, {"limit": self._policy.batch})
         promoted = await self._claim(sql.PROMOTE, {"limit": self._policy.batch, "age": self._policy.aging_seconds})
-        for job_id, queue, _attempt in promoted:
-            log.info("job.promoted", job_id=job_id, queue=queue)
+        for claim in promoted:
+            log.info("job.promoted", job_id=claim.job_id, queue=claim.queue)
         orphans = await self._orphans()
-        for job_id, queue, attempt in orphans:
+        for claim in orphans:
             RECOVERED.labels("republished_lost_message").inc()
-            log.warning("job.message_lost", job_id=job_id, queue=queue, attempt=attempt)
+            log.warning("job.message_lost", job_id=claim.job_id, queue=claim.queue, attempt=claim.attempt)
         sent = 0
-        for job_id, queue, attempt in [*due, *promoted, *orphans]:
-            if await self._publisher.publish(GenerateVideo(job_id=job_id, attempt=attempt), queue=queue):
+        for claim in [*due, *promoted, *orphans]:
+            payload = GenerateVideo(job_id=claim.job_id, attempt=claim.attempt)
+            # The message goes on in the trace of the request that created the job.
+            if await self._publisher.publish(payload, queue=claim.queue, trace=claim.traceparent):
                 sent += 1
             else:
-                await self.release(job_id, attempt)
+                await self.release(claim.job_id, claim.attempt)
         return sent
 
     async def reap(self, *, decided_at: float | None = None) -> list[tuple[str, str, int]]:
@@ -235,7 +246,7 @@ class Dispatcher:
             else:
                 log.info("dispatch.broker_epoch_started")
 
-    async def _orphans(self) -> list[tuple[str, str, int]]:
+    async def _orphans(self) -> list[Claim]:
         """Claims queued jobs whose message may be lost: long-waiting ones of queues whose Redis
         lists are empty, and, whatever the queues hold, those waiting past the republish bound."""
         stale = {"queues": list(QUEUES), "after": self._policy.republish_after_seconds, "limit": self._policy.batch}
@@ -275,7 +286,7 @@ class Dispatcher:
         async with self._sessions.begin() as session:
             await session.execute(sql.RELEASE, {"id": job_id, "attempt": attempt})
 
-    async def _claim(self, statement: object, params: dict[str, object]) -> list[tuple[str, str, int]]:
+    async def _claim(self, statement: object, params: dict[str, object]) -> list[Claim]:
         async with self._sessions.begin() as session:
             rows = (await session.execute(statement, params)).all()  # type: ignore[call-overload]
-        return [(row.id, row.queue, row.retry_count) for row in rows]
+        return [Claim(row.id, row.queue, row.retry_count, row.traceparent) for row in rows]

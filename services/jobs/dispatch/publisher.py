@@ -37,9 +37,10 @@ class JobPublisher:
         self._prefix = key_prefix
         self._timeout = timeout
 
-    async def publish(self, payload: GenerateVideo, *, queue: str) -> bool:
-        """Whether the broker took the message; a failure is logged, never raised."""
-        message = self.message(payload, queue)
+    async def publish(self, payload: GenerateVideo, *, queue: str, trace: str | None = None) -> bool:
+        """Whether the broker took the message; a failure is logged, never raised. trace: the
+        traceparent the message continues (the current context's when None)."""
+        message = self.message(payload, queue, trace=trace)
         return await self._push(message, queue=queue, job_id=payload.job_id)
 
     async def publish_cancel(self, payload: CancelProviderTask) -> bool:
@@ -58,17 +59,19 @@ class JobPublisher:
             return False
         return True
 
-    def message(self, payload: GenerateVideo, queue: str) -> bytes:
+    def message(self, payload: GenerateVideo, queue: str, *, trace: str | None = None) -> bytes:
         """The kombu Redis envelope of a generation task message, as send_task would store it."""
-        return self.envelope(GENERATE_VIDEO, payload.to_kwargs(), queue, request_id=payload.request_id)
+        return self.envelope(GENERATE_VIDEO, payload.to_kwargs(), queue, request_id=payload.request_id, trace=trace)
 
-    def envelope(self, name: str, kwargs: dict[str, Any], queue: str, *, request_id: str | None) -> bytes:
+    def envelope(
+        self, name: str, kwargs: dict[str, Any], queue: str, *, request_id: str | None, trace: str | None = None
+    ) -> bytes:
         """The kombu Redis envelope of a message of task name, as send_task would store it."""
         task_id = str(uuid.uuid4())
         task = self._app.amqp.as_task_v2(task_id, name, kwargs=kwargs, ignore_result=None)
         headers: dict[str, Any] = {**task.headers, "request_id": request_id or ""}
         # The create request's trace goes on in the worker (W3C traceparent; tracing on only).
-        tracing.inject(headers)
+        tracing.inject(headers, parent=trace)
         envelope = {
             "body": base64.b64encode(dumps(task.body).encode()).decode(),
             "content-encoding": "utf-8",

@@ -12,7 +12,7 @@ CLAIM_DUE = text(
         SELECT id FROM jobs
         WHERE status = 'queued' AND enqueued_at IS NULL AND run_after <= now()
         ORDER BY run_after LIMIT :limit FOR UPDATE SKIP LOCKED)
-    RETURNING id, queue, retry_count
+    RETURNING id, queue, retry_count, traceparent
     """
 )
 PROMOTE = text(
@@ -25,7 +25,7 @@ PROMOTE = text(
         WHERE status = 'queued' AND enqueued_at IS NOT NULL AND queue <> 'high_priority'
           AND enqueued_at < now() - make_interval(secs => :age)
         ORDER BY enqueued_at LIMIT :limit FOR UPDATE SKIP LOCKED)
-    RETURNING id, queue, retry_count
+    RETURNING id, queue, retry_count, traceparent
     """
 )
 SWEEP = text(
@@ -36,7 +36,7 @@ SWEEP = text(
         WHERE status = 'queued' AND enqueued_at IS NOT NULL AND queue = ANY(:queues)
           AND enqueued_at < now() - make_interval(secs => :after)
         ORDER BY enqueued_at LIMIT :limit FOR UPDATE SKIP LOCKED)
-    RETURNING id, queue, retry_count
+    RETURNING id, queue, retry_count, traceparent
     """
 )
 # The reaper's candidates, locked; REAP then takes back those of them the round still may.
