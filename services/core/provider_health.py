@@ -85,11 +85,6 @@ def next_state(state: HealthState, outcome: Outcome, policy: HealthPolicy, now: 
     return replace(state, status=Health.DEGRADED, consecutive_failures=failures, last_error=outcome.error[:4000])
 
 
-def is_open(state: HealthState, now: datetime) -> bool:
-    """Whether routing must skip the provider now."""
-    return state.circuit_open_until is not None and state.circuit_open_until > now
-
-
 class Circuit(StrEnum):
     """A provider's circuit breaker, as routing sees it."""
 
@@ -103,6 +98,11 @@ def circuit_of(state: HealthState, now: datetime) -> Circuit:
     if state.circuit_open_until is None:
         return Circuit.CLOSED
     return Circuit.OPEN if state.circuit_open_until > now else Circuit.HALF_OPEN
+
+
+def is_open(state: HealthState, now: datetime) -> bool:
+    """Whether routing must skip the provider now."""
+    return circuit_of(state, now) is Circuit.OPEN
 
 
 def rank(state: HealthState) -> int:

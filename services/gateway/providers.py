@@ -15,6 +15,9 @@ from services.gateway.deps import BackendsDep, call
 from services.gateway.schemas import JsonNumber, Problem
 from videogen.v1 import providers_pb2
 
+# The names of services/core/provider_health.py's Circuit, as the API spells them.
+CircuitName = Literal["closed", "open", "half-open"]
+
 
 class ProviderStatus(BaseModel):
     """Health, latency and cost of one provider."""
@@ -26,7 +29,7 @@ class ProviderStatus(BaseModel):
     avgResponseTimeMs: float
     costPerRequest: float
     models: list[str]
-    circuit: Literal["closed", "open", "half-open"] = Field(
+    circuit: CircuitName = Field(
         description="Closed: routed as its health ranks it. Open: skipped until `circuitOpenUntil`. Half-open: the "
         "cool-down ended without a success since; the next job or probe tries it, last in order."
     )
@@ -112,7 +115,7 @@ def provider_from_proto(status: providers_pb2.ProviderStatus) -> ProviderStatus:
     )
 
 
-def circuit_name(value: int) -> Literal["closed", "open", "half-open"]:
+def circuit_name(value: int) -> CircuitName:
     """closed | open | half-open (closed for a service that does not say)."""
     if value == providers_pb2.CIRCUIT_STATE_OPEN:
         return "open"

@@ -22,14 +22,13 @@ from services.jobs.dispatch.dispatcher import Dispatcher
 from services.jobs.domain import (
     IdempotencyConflict,
     JobFilter,
-    JobNotFound,
     NewJob,
     validate_webhook_target,
 )
 from services.jobs.hot import HotTransitions
 from services.jobs.quotas import Quota, enforce_quota
 from services.jobs.ratelimit import CreationLimiter
-from services.jobs.transitions import JobChanges, Transitions, owned_by, refuse, visible
+from services.jobs.transitions import JobChanges, Transitions, owned_by, refuse, visible_job
 from services.jobs.webhooks.outbox import WebhookOutbox
 
 log = get_logger(__name__)
@@ -126,17 +125,12 @@ class JobsService:
     async def get_job(self, job_id: str, *, owner: str | None = None) -> Job:
         """The job, or JobNotFound (also when owner is set and the job is another user's)."""
         async with self._reads() as session:
-            job = await repository.get_job(session, job_id)
-        if job is None or not visible(job, owner):
-            raise JobNotFound(job_id)
-        return job
+            return await visible_job(session, job_id, owner)
 
     async def job_attempts(self, job_id: str, *, owner: str | None = None) -> Sequence[JobAttempt]:
         """The job's ended attempts, oldest first; JobNotFound as get_job."""
         async with self._reads() as session:
-            job = await repository.get_job(session, job_id)
-            if job is None or not visible(job, owner):
-                raise JobNotFound(job_id)
+            await visible_job(session, job_id, owner)
             return await repository.job_attempts(session, job_id, limit=ATTEMPTS_LISTED)
 
     async def list_jobs(self, query: JobFilter) -> repository.JobPage:

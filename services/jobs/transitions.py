@@ -38,6 +38,14 @@ def visible(job: Job | None, owner: str | None) -> bool:
     return job is not None and (owner is None or job.user_id == owner)
 
 
+async def visible_job(session: AsyncSession, job_id: str, owner: str | None) -> Job:
+    """The job, or JobNotFound when there is none the caller may see."""
+    job = await repository.get_job(session, job_id)
+    if job is None or not visible(job, owner):
+        raise JobNotFound(job_id)
+    return job
+
+
 class Transitions:
     """Moves jobs between statuses for the use cases of jobs.service and jobs.attempts."""
 
@@ -94,9 +102,7 @@ async def refuse(
     session: AsyncSession, job_id: str, action: str, *, attempt: int | None = None, owner: str | None = None
 ) -> NoReturn:
     """Raises why a conditional change of the job matched no row."""
-    job = await repository.get_job(session, job_id)
-    if job is None or not visible(job, owner):
-        raise JobNotFound(job_id)
+    job = await visible_job(session, job_id, owner)
     if attempt is not None and action != "start" and job.retry_count != attempt:
         raise StaleAttempt(job_id, attempt, job.retry_count)
     if action == "retry" and job.status == JobStatus.PROCESSING:

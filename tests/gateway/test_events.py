@@ -35,7 +35,7 @@ class Sse:
 
 
 def parse(text: str) -> tuple[list[Sse], int]:
-    """The events of a whole stream, and how many keep-alive comments it held."""
+    """The events of a whole stream (id 0 for one without), and how many keep-alive comments it held."""
     events, comments = [], 0
     for block in text.split("\n\n"):
         fields: dict[str, str] = {}
@@ -46,7 +46,7 @@ def parse(text: str) -> tuple[list[Sse], int]:
                 name, value = line.split(": ", 1)
                 fields[name] = value
         if "data" in fields:
-            events.append(Sse(int(fields["id"]), fields["event"], json.loads(fields["data"])))
+            events.append(Sse(int(fields.get("id", 0)), fields["event"], json.loads(fields["data"])))
     return events, comments
 
 
@@ -287,8 +287,7 @@ async def follow_many(gateway: Gateway, ids: list[str], first: asyncio.Event | N
                 if first is not None and "data: " in text:
                     first.set()
     assert "\nid: " not in text and not text.startswith("id: ")
-    blocks = [b.replace("event: ", "id: 0\nevent: ", 1) for b in text.split("\n\n")]
-    return answer.status_code, parse("\n\n".join(blocks))[0]
+    return answer.status_code, parse(text)[0]
 
 
 async def test_one_stream_follows_more_jobs_than_a_browser_has_connections(gateway: Gateway, tmp_path: Path) -> None:

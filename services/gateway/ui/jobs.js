@@ -73,9 +73,9 @@ export async function jobsPage(main, { signal, query }) {
     if (active.every((id) => live.ids.has(id))) return;
     live.stop?.abort();
     live = { ids: new Set(active), stop: new AbortController() };
-    const stop = live.stop;
-    signal.addEventListener("abort", () => stop.abort(), { once: true });
-    followMany(active, (next) => rows.get(next.id)?.update(next), stop.signal).catch(() => {});
+    // Ends with the page, or when a newer stream takes over.
+    const ended = AbortSignal.any([signal, live.stop.signal]);
+    followMany(active, (next) => rows.get(next.id)?.update(next), ended).catch(() => {});
   };
   const load = async () => {
     const page = await api(`/api/v1/jobs?${listQuery(query)}`, { signal });
